@@ -1,0 +1,122 @@
+// Starts real `redis-server` processes on free loopback ports: the one `npm run dev` uses, and the
+// standalone, TLS and cluster servers the tests run against.
+
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+
+export interface RedisServer {
+  port: number;
+  url: string;
+  process: ChildProcess;
+  /** SIGTERM and wait for exit (data saved when persistence is on). */
+  stop(): Promise<void>;
+  /** SIGKILL and wait: a crash. */
+  kill(): Promise<void>;
+  /** Starts the same server again on the same port and data folder. */
+  restart(): Promise<void>;
+}
+
+export interface RedisServerOptions {
+  port?: number;
+  /** Data folder; omitted: nothing persisted. */
+  dir?: string;
+  password?: string;
+  tls?: { cert: string; key: string; ca: string };
+  extraArgs?: string[];
+}
+
+export function redisServerPath(): string | undefined {
+  const found = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
+  const path = found.stdout.trim();
+  return found.status === 0 && path !== '' ? path : undefined;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ port, host: '127.0.0.1' });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+async function waitForPort(port: number, child: ChildProcess, output: () => string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`redis-server exited (${child.exitCode}): ${output()}`);
+    if (await canConnect(port)) return;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`redis-server did not listen on ${port} within 10 s: ${output()}`);
+}
+
+function serverArgs(port: number, options: RedisServerOptions): string[] {
+  const args = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'];
+  if (options.dir !== undefined) {
+    mkdirSync(options.dir, { recursive: true });
+    args.push('--dir', options.dir, '--appendonly', 'yes', '--appendfsync', 'everysec');
+  }
+  if (options.password !== undefined) args.push('--requirepass', options.password);
+  if (options.tls !== undefined) {
+    args.push('--port', '0', '--tls-port', String(port), '--tls-cert-file', options.tls.cert);
+    args.push('--tls-key-file', options.tls.key, '--tls-ca-cert-file', options.tls.ca, '--tls-auth-clients', 'no');
+  } else {
+    args.push('--port', String(port));
+  }
+  return [...args, ...(options.extraArgs ?? [])];
+}
+
+export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServer> {
+  const binary = redisServerPath();
+  if (binary === undefined) {
+    throw new Error('redis-server is not installed; on Debian or Ubuntu: sudo apt-get install -y redis-server');
+  }
+  const port = options.port ?? (await freePort());
+  let child!: ChildProcess;
+
+  const launch = async (): Promise<void> => {
+    let output = '';
+    child = spawn(binary, serverArgs(port, options), { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    await waitForPort(port, child, () => output);
+  };
+  const terminate = (signal: NodeJS.Signals) =>
+    new Promise<void>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.kill(signal);
+    });
+
+  await launch();
+  const auth = options.password === undefined ? '' : `:${encodeURIComponent(options.password)}@`;
+  const server: RedisServer = {
+    port,
+    url: `${options.tls ? 'rediss' : 'redis'}://${auth}127.0.0.1:${port}`,
+    get process() {
+      return child;
+    },
+    stop: () => terminate('SIGTERM'),
+    kill: () => terminate('SIGKILL'),
+    restart: async () => {
+      await terminate('SIGTERM');
+      await launch();
+    },
+  };
+  return server;
+}

@@ -1,0 +1,67 @@
+// `npm run dev`: every route on http://127.0.0.1:$PORT through serverless-offline. Without
+// REDIS_URL it starts a redis-server of its own (data in .redis-data/, kept across restarts)
+// and stops it on exit.
+
+import { spawn, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { redisServerPath, startRedisServer, type RedisServer } from '../infra/local/redis-server.ts';
+
+const projectRoot = fileURLToPath(new URL('..', import.meta.url));
+const DEV_REDIS_PORT = 6390;
+
+function ensureRedisInstalled(): void {
+  if (redisServerPath() !== undefined) return;
+  const isRoot = process.getuid?.() === 0;
+  const hasApt = spawnSync('sh', ['-c', 'command -v apt-get'], { stdio: 'ignore' }).status === 0;
+  if (isRoot && hasApt) {
+    console.log('redis-server is missing; installing Debian\'s redis-server package…');
+    const install = spawnSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server'], {
+      stdio: 'inherit',
+    });
+    if (install.status === 0 && redisServerPath() !== undefined) return;
+  }
+  console.error(
+    'redis-server is not installed. Install it (Debian/Ubuntu: sudo apt-get install -y redis-server; macOS: brew install redis) ' +
+      'or point the service at a running Redis with REDIS_URL=redis://host:port npm run dev',
+  );
+  process.exit(1);
+}
+
+async function main(): Promise<void> {
+  let redis: RedisServer | undefined;
+  const env: NodeJS.ProcessEnv = { ...process.env, STAGE: process.env['STAGE'] ?? 'dev' };
+  if (env['REDIS_URL'] === undefined || env['REDIS_URL'] === '') {
+    ensureRedisInstalled();
+    const port = Number(process.env['DEV_REDIS_PORT'] ?? DEV_REDIS_PORT);
+    redis = await startRedisServer({ port, dir: `${projectRoot}.redis-data` });
+    env['REDIS_URL'] = redis.url;
+    console.log(`local redis-server on ${redis.url} (data in .redis-data/)`);
+  }
+
+  const offline = spawn('npx', ['sls', 'offline', 'start', '--stage', env['STAGE'] ?? 'dev'], {
+    cwd: projectRoot,
+    env,
+    stdio: 'inherit',
+    detached: true,
+  });
+
+  let stopping = false;
+  const stop = async (code: number): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    if (offline.exitCode === null && offline.pid !== undefined) {
+      try {
+        process.kill(-offline.pid, 'SIGTERM'); // the whole group: npx, sls and its workers
+      } catch {
+        // already gone
+      }
+    }
+    await redis?.stop();
+    process.exit(code);
+  };
+  process.on('SIGINT', () => void stop(0));
+  process.on('SIGTERM', () => void stop(0));
+  offline.on('exit', (code) => void stop(code ?? 0));
+}
+
+await main();

@@ -1,0 +1,256 @@
+// The one configuration loader: reads the environment once, validates every variable and
+// fails with a message that names the variable and the form it expects.
+
+import packageJson from '../package.json' with { type: 'json' };
+
+export type Stage = 'dev' | 'prod';
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export type ChatProviderName = 'anthropic' | 'local';
+export type EmbeddingsProviderName = 'local' | 'openai';
+export type CacheScope = 'user' | 'global';
+export type FailureMode = 'open' | 'closed';
+
+/** One rate-limit policy: `limit` units per `windowMs`, e.g. `20/60s`. */
+export interface RateLimitPolicy {
+  name: string;
+  limit: number;
+  windowMs: number;
+}
+
+export interface RouteRateLimit {
+  policies: RateLimitPolicy[];
+  /** What to do when Redis cannot answer the check in time. */
+  onRedisDown: FailureMode;
+}
+
+export interface Config {
+  stage: Stage;
+  version: string;
+  logLevel: LogLevel;
+  redis: {
+    /** Explicit URL (local development, tests); wins over the secret. */
+    url: string | undefined;
+    secretId: string | undefined;
+    cluster: boolean;
+    /** PEM file of a private CA to trust for rediss:// (self-hosted Redis with its own CA). */
+    tlsCaFile: string | undefined;
+    /** Allows a plain-text `redis://` URL in prod; off unless explicitly set. */
+    allowPlaintextInProd: boolean;
+    connectTimeoutMs: number;
+    commandTimeoutMs: number;
+  };
+  cacheTtlSeconds: number;
+  http: {
+    maxBodyBytes: number;
+    corsOrigins: string[];
+  };
+  rateLimits: {
+    chat: RouteRateLimit;
+    embeddings: RouteRateLimit;
+    login: RouteRateLimit;
+  };
+  auth: {
+    registrationOpen: boolean;
+    sessionIdleSeconds: number;
+    sessionMaxSeconds: number;
+  };
+  chat: {
+    provider: ChatProviderName;
+    models: string[];
+    defaultModel: string;
+    systemPrompt: string | undefined;
+    systemPromptFile: string | undefined;
+    cacheScope: CacheScope;
+    /** Serve uncached answers (no single-flight, no cache) when Redis is down, instead of a 503. */
+    degradeWhenRedisDown: boolean;
+    timeoutMs: number;
+  };
+  embeddings: {
+    provider: EmbeddingsProviderName;
+    model: string;
+    dimensions: number;
+    baseUrl: string | undefined;
+    apiKey: string | undefined;
+    timeoutMs: number;
+  };
+  otlpEndpoint: string | undefined;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Env = Record<string, string | undefined>;
+
+const STAGE_DEFAULTS: Record<Stage, { cacheTtlSeconds: number }> = {
+  dev: { cacheTtlSeconds: 3600 },
+  prod: { cacheTtlSeconds: 21600 },
+};
+
+const DURATION_UNITS_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+function fail(variable: string, expected: string, got: string): never {
+  // The value is echoed only for variables that never hold secrets (callers below).
+  throw new ConfigError(`${variable}: expected ${expected}, got "${got}"`);
+}
+
+function readString(env: Env, variable: string): string | undefined {
+  const raw = env[variable]?.trim();
+  return raw === undefined || raw === '' ? undefined : raw;
+}
+
+function readEnum<T extends string>(env: Env, variable: string, allowed: readonly T[], fallback: T): T {
+  const raw = readString(env, variable);
+  if (raw === undefined) return fallback;
+  if ((allowed as readonly string[]).includes(raw)) return raw as T;
+  return fail(variable, `one of ${allowed.join(', ')}`, raw);
+}
+
+function readBoolean(env: Env, variable: string, fallback: boolean): boolean {
+  const raw = readString(env, variable);
+  if (raw === undefined) return fallback;
+  if (raw === 'true' || raw === '1') return true;
+  if (raw === 'false' || raw === '0') return false;
+  return fail(variable, 'true or false', raw);
+}
+
+function readInteger(env: Env, variable: string, fallback: number, min: number, max: number): number {
+  const raw = readString(env, variable);
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw) || value < min || value > max) {
+    return fail(variable, `a whole number from ${min} to ${max}`, raw);
+  }
+  return value;
+}
+
+function readList(env: Env, variable: string): string[] | undefined {
+  const raw = readString(env, variable);
+  if (raw === undefined) return undefined;
+  return raw.split(',').map((item) => item.trim()).filter((item) => item !== '');
+}
+
+/** `60s`, `1m`, `500ms`, `1d` → milliseconds; undefined when the text is not a duration. */
+export function parseDurationMs(text: string): number | undefined {
+  const match = /^(\d+)(ms|s|m|h|d)$/.exec(text.trim());
+  if (!match) return undefined;
+  const amount = Number(match[1]);
+  const unit = match[2] as keyof typeof DURATION_UNITS_MS;
+  const ms = amount * DURATION_UNITS_MS[unit];
+  return ms > 0 ? ms : undefined;
+}
+
+const POLICY_FORM = '<count>/<window> such as 20/60s or 20/1m,500/1d (window units: ms, s, m, h, d)';
+
+function readPolicies(env: Env, variable: string, fallback: string): RateLimitPolicy[] {
+  const raw = readString(env, variable) ?? fallback;
+  const parts = raw.split(',').map((part) => part.trim());
+  return parts.map((part) => {
+    const [count, window, extra] = part.split('/');
+    const limit = Number(count);
+    const windowMs = window === undefined ? undefined : parseDurationMs(window);
+    if (extra !== undefined || !/^\d+$/.test(count ?? '') || limit < 1 || windowMs === undefined) {
+      return fail(variable, POLICY_FORM, raw);
+    }
+    return { name: `${limit}-per-${window}`, limit, windowMs };
+  });
+}
+
+function readRouteLimit(env: Env, route: string, fallback: string, fallbackMode: FailureMode): RouteRateLimit {
+  return {
+    policies: readPolicies(env, `RATE_LIMIT_${route}`, fallback),
+    onRedisDown: readEnum(env, `RATE_LIMIT_${route}_ON_REDIS_DOWN`, ['open', 'closed'], fallbackMode),
+  };
+}
+
+const DEFAULT_CHAT_MODELS = ['claude-sonnet-4-5', 'claude-haiku-4-5'];
+
+export function loadConfig(env: Env = process.env): Config {
+  const stage = readEnum(env, 'STAGE', ['dev', 'prod'], 'dev');
+  const redisUrl = readString(env, 'REDIS_URL');
+  if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) {
+    // Never echo the URL: it may hold a password.
+    throw new ConfigError('REDIS_URL: expected a redis:// or rediss:// URL');
+  }
+  const anthropicKeySet = readString(env, 'ANTHROPIC_API_KEY') !== undefined;
+  const models = readList(env, 'CHAT_MODELS') ?? DEFAULT_CHAT_MODELS;
+  const defaultModel = readString(env, 'CHAT_DEFAULT_MODEL') ?? models[0];
+  if (models.length === 0 || defaultModel === undefined) {
+    return fail('CHAT_MODELS', 'a comma-separated list of at least one model', env['CHAT_MODELS'] ?? '');
+  }
+  if (!models.includes(defaultModel)) {
+    return fail('CHAT_DEFAULT_MODEL', `one of CHAT_MODELS (${models.join(', ')})`, defaultModel);
+  }
+  const sessionIdleSeconds = readInteger(env, 'SESSION_IDLE_SECONDS', 7 * 86_400, 1, 365 * 86_400);
+  const sessionMaxSeconds = readInteger(env, 'SESSION_MAX_SECONDS', 30 * 86_400, 1, 365 * 86_400);
+  if (sessionMaxSeconds < sessionIdleSeconds) {
+    return fail('SESSION_MAX_SECONDS', `at least SESSION_IDLE_SECONDS (${sessionIdleSeconds})`, String(sessionMaxSeconds));
+  }
+  const embeddingsProvider = readEnum(env, 'EMBEDDINGS_PROVIDER', ['local', 'openai'], 'local');
+  const embeddingsBaseUrl = readString(env, 'EMBEDDINGS_BASE_URL');
+  if (embeddingsProvider === 'openai' && embeddingsBaseUrl === undefined) {
+    return fail('EMBEDDINGS_BASE_URL', 'the base URL of an OpenAI-compatible embeddings API when EMBEDDINGS_PROVIDER=openai', '');
+  }
+
+  return {
+    stage,
+    version: packageJson.version,
+    logLevel: readEnum(env, 'LOG_LEVEL', ['debug', 'info', 'warn', 'error'], 'info'),
+    redis: {
+      url: redisUrl,
+      secretId: readString(env, 'REDIS_SECRET_ID'),
+      cluster: readBoolean(env, 'REDIS_CLUSTER', false),
+      tlsCaFile: readString(env, 'REDIS_TLS_CA_FILE'),
+      allowPlaintextInProd: readBoolean(env, 'REDIS_ALLOW_PLAINTEXT', false),
+      connectTimeoutMs: readInteger(env, 'REDIS_CONNECT_TIMEOUT_MS', 800, 50, 10_000),
+      commandTimeoutMs: readInteger(env, 'REDIS_COMMAND_TIMEOUT_MS', 800, 50, 10_000),
+    },
+    cacheTtlSeconds: readInteger(env, 'CACHE_TTL_SECONDS', STAGE_DEFAULTS[stage].cacheTtlSeconds, 1, 30 * 86_400),
+    http: {
+      maxBodyBytes: readInteger(env, 'MAX_BODY_BYTES', 512 * 1024, 1024, 6 * 1024 * 1024),
+      corsOrigins: readList(env, 'CORS_ORIGINS') ?? [],
+    },
+    rateLimits: {
+      chat: readRouteLimit(env, 'CHAT', '20/1m,500/1d', 'closed'),
+      embeddings: readRouteLimit(env, 'EMBEDDINGS', '2000/1m', 'closed'),
+      login: readRouteLimit(env, 'LOGIN', '10/15m', 'closed'),
+    },
+    auth: {
+      registrationOpen: readBoolean(env, 'AUTH_REGISTRATION_OPEN', true),
+      sessionIdleSeconds,
+      sessionMaxSeconds,
+    },
+    chat: {
+      provider: readEnum(env, 'CHAT_PROVIDER', ['anthropic', 'local'], anthropicKeySet ? 'anthropic' : 'local'),
+      models,
+      defaultModel,
+      systemPrompt: readString(env, 'CHAT_SYSTEM_PROMPT'),
+      systemPromptFile: readString(env, 'CHAT_SYSTEM_PROMPT_FILE'),
+      cacheScope: readEnum(env, 'CHAT_CACHE_SCOPE', ['user', 'global'], 'user'),
+      degradeWhenRedisDown: readBoolean(env, 'CHAT_DEGRADE_WHEN_REDIS_DOWN', false),
+      timeoutMs: readInteger(env, 'CHAT_TIMEOUT_MS', 25_000, 100, 900_000),
+    },
+    embeddings: {
+      provider: embeddingsProvider,
+      model: readString(env, 'EMBEDDINGS_MODEL') ?? (embeddingsProvider === 'local' ? 'local-hash-384' : 'text-embedding-3-small'),
+      dimensions: readInteger(env, 'EMBEDDINGS_DIMENSIONS', 384, 8, 8192),
+      baseUrl: embeddingsBaseUrl,
+      apiKey: readString(env, 'EMBEDDINGS_API_KEY'),
+      timeoutMs: readInteger(env, 'EMBEDDINGS_TIMEOUT_MS', 10_000, 100, 900_000),
+    },
+    otlpEndpoint: readString(env, 'OTEL_EXPORTER_OTLP_ENDPOINT'),
+  };
+}
+
+let cached: Config | undefined;
+
+/** The configuration of this container, read on first use and kept. */
+export function config(): Config {
+  cached ??= loadConfig();
+  return cached;
+}
+
+/** Forget the kept configuration (tests change the environment between cases). */
+export function resetConfig(): void {
+  cached = undefined;
+}

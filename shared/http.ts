@@ -1,0 +1,164 @@
+// HTTP basics shared by every route, as one middy middleware: the request id in every log line,
+// the JSON body (415 / 400 / 413), problem+json for every error, security and CORS headers.
+
+import type { MiddlewareObj } from '@middy/core';
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
+import { config, ConfigError } from './config.ts';
+import { log, withLogContext } from './logger.ts';
+import { HttpProblem, unavailable } from './problem.ts';
+import { isRedisUnavailableError } from './redis.ts';
+
+export interface HttpEvent extends APIGatewayProxyEventV2 {
+  /** The parsed JSON body; `undefined` when the request has none. */
+  jsonBody: unknown;
+}
+
+export type HttpResult = APIGatewayProxyStructuredResultV2 & { headers: Record<string, string | number | boolean> };
+
+const SECURITY_HEADERS: Record<string, string> = {
+  'Cache-Control': 'no-store',
+  'X-Content-Type-Options': 'nosniff',
+  'Strict-Transport-Security': 'max-age=63072000; includeSubDomains',
+  'Referrer-Policy': 'no-referrer',
+  'Content-Security-Policy': "default-src 'none'; frame-ancestors 'none'",
+  'X-Frame-Options': 'DENY',
+};
+
+const METHODS_WITH_BODY = new Set(['POST', 'PUT', 'PATCH']);
+
+/** A JSON response with the given status and headers. */
+export function json(statusCode: number, body: unknown, headers: Record<string, string> = {}): HttpResult {
+  return {
+    statusCode,
+    headers: { 'Content-Type': 'application/json; charset=utf-8', ...headers },
+    body: JSON.stringify(body),
+  };
+}
+
+/** Header lookup that ignores case (API Gateway lower-cases, local tools may not). */
+export function header(event: APIGatewayProxyEventV2, name: string): string | undefined {
+  const wanted = name.toLowerCase();
+  for (const [key, value] of Object.entries(event.headers ?? {})) {
+    if (key.toLowerCase() === wanted) return value;
+  }
+  return undefined;
+}
+
+function rawBody(event: APIGatewayProxyEventV2, maxBytes: number): string | undefined {
+  if (event.body === undefined || event.body === null || event.body === '') return undefined;
+  const bytes = event.isBase64Encoded ? Buffer.from(event.body, 'base64') : Buffer.from(event.body, 'utf8');
+  if (bytes.length > maxBytes) {
+    throw new HttpProblem(413, 'body-too-large', { detail: `The request body exceeds ${maxBytes} bytes.` });
+  }
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new HttpProblem(400, 'invalid-encoding', { detail: 'The request body is not valid UTF-8.' });
+  }
+}
+
+function parseJsonBody(event: APIGatewayProxyEventV2, maxBytes: number): unknown {
+  if (!METHODS_WITH_BODY.has(event.requestContext?.http?.method ?? '')) return undefined;
+  const text = rawBody(event, maxBytes);
+  if (text === undefined) return undefined;
+  const contentType = header(event, 'content-type') ?? '';
+  const mediaType = contentType.split(';')[0]?.trim().toLowerCase() ?? '';
+  if (mediaType !== 'application/json' && !/^application\/[a-z0-9.+-]+\+json$/.test(mediaType)) {
+    throw new HttpProblem(415, 'unsupported-media-type', {
+      detail: 'Send the request body as application/json.',
+      headers: { 'Accept-Post': 'application/json' },
+    });
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new HttpProblem(400, 'malformed-json', { detail: 'The request body is not valid JSON.' });
+  }
+}
+
+function corsHeaders(event: APIGatewayProxyEventV2): Record<string, string> {
+  const origin = header(event, 'origin');
+  let allowed: string[];
+  try {
+    allowed = config().http.corsOrigins;
+  } catch {
+    return {}; // a configuration error is being answered; it must not fail a second time here
+  }
+  if (origin === undefined || allowed.length === 0) return {};
+  if (!allowed.includes('*') && !allowed.includes(origin)) return {};
+  return {
+    'Access-Control-Allow-Origin': allowed.includes('*') ? '*' : origin,
+    'Access-Control-Expose-Headers':
+      'RateLimit, RateLimit-Policy, Retry-After, X-Cache, X-Cache-Hits, X-Request-Id, WWW-Authenticate',
+    Vary: 'Origin',
+  };
+}
+
+/** The Lambda invocation's id: unique per request, here and in CloudWatch. */
+function requestIdOf(event: APIGatewayProxyEventV2, context: Context | undefined): string | undefined {
+  return context?.awsRequestId ?? event.requestContext?.requestId;
+}
+
+function errorResponse(error: unknown): APIGatewayProxyStructuredResultV2 {
+  if (error instanceof HttpProblem) {
+    if (error.status >= 500) log.warn('request failed', { status: error.status, type: error.type, err: error.cause });
+    return error.toResponse();
+  }
+  if (isRedisUnavailableError(error)) {
+    log.warn('redis unavailable', { err: error });
+    return unavailable('redis', error).toResponse();
+  }
+  if (error instanceof ConfigError) log.error('configuration error', { err: error });
+  else log.error('unhandled error', { err: error });
+  return new HttpProblem(500, 'internal', { detail: 'Something went wrong on our side.' }).toResponse();
+}
+
+function decorate(request: { event: APIGatewayProxyEventV2; response: unknown; context: Context }): void {
+  const response = (request.response ?? { statusCode: 204 }) as APIGatewayProxyStructuredResultV2;
+  const requestId = requestIdOf(request.event, request.context);
+  response.headers = {
+    ...SECURITY_HEADERS,
+    ...corsHeaders(request.event),
+    ...(requestId ? { 'X-Request-Id': requestId } : {}),
+    ...response.headers,
+  };
+  request.response = response;
+}
+
+/**
+ * Must be the first middleware of every HTTP handler: its `onError` runs last, so it turns every
+ * error thrown by later middleware or by the handler into a problem response.
+ */
+export function httpBasics({ parseBody = true } = {}): MiddlewareObj<HttpEvent, HttpResult> {
+  const before: MiddlewareObj<HttpEvent, HttpResult>['before'] = (request) => {
+    request.event.jsonBody = parseBody ? parseJsonBody(request.event, config().http.maxBodyBytes) : undefined;
+  };
+  const after: MiddlewareObj<HttpEvent, HttpResult>['after'] = (request) => {
+    decorate(request);
+  };
+  const onError: MiddlewareObj<HttpEvent, HttpResult>['onError'] = (request) => {
+    request.response = errorResponse(request.error) as HttpResult;
+    decorate(request);
+  };
+  return { name: 'httpBasics', before, after, onError };
+}
+
+/**
+ * Wraps a handler so that every log line it writes carries the request id and route. Kept outside
+ * middy because the context must span the whole middleware chain.
+ */
+export function withRequestLogging<E extends APIGatewayProxyEventV2, R>(
+  route: string,
+  handler: (event: E, context: Context) => Promise<R>,
+): (event: E, context: Context) => Promise<R> {
+  return (event, context) => {
+    const requestId = requestIdOf(event, context);
+    return withLogContext({ requestId, route }, async () => {
+      const started = performance.now();
+      const result = await handler(event, context);
+      const status = (result as { statusCode?: number } | undefined)?.statusCode;
+      log.info('request', { status, durationMs: Math.round(performance.now() - started) });
+      return result;
+    });
+  };
+}

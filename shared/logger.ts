@@ -1,0 +1,73 @@
+// Structured JSON logs: one line per event, with the request id of the invocation that wrote it,
+// and a scrubber that keeps every registered secret (Redis password, API keys, tokens) out.
+
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { config, type LogLevel } from './config.ts';
+
+const LEVEL_RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+export interface LogContext {
+  requestId?: string;
+  route?: string;
+}
+
+const context = new AsyncLocalStorage<LogContext>();
+const secrets = new Set<string>();
+
+/** Runs `fn` with `fields` attached to every log line it writes. */
+export function withLogContext<T>(fields: LogContext, fn: () => T): T {
+  return context.run({ ...context.getStore(), ...fields }, fn);
+}
+
+/**
+ * Remembers a value that must never be written out. Every log line is scrubbed of it, and
+ * `scrub()` does the same for text bound for a response.
+ */
+export function registerSecret(value: string | undefined): void {
+  // Short values would scrub ordinary words; nothing secret is that short.
+  if (value !== undefined && value.length >= 6) secrets.add(value);
+}
+
+const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)[^@\s]+@/gi;
+const BEARER = /(bearer\s+)[A-Za-z0-9._~+/=-]+/gi;
+
+/** The text with URL passwords, bearer tokens and every registered secret replaced by `***`. */
+export function scrub(text: string): string {
+  let clean = text.replace(URL_PASSWORD, '$1***@').replace(BEARER, '$1***');
+  for (const secret of secrets) clean = clean.split(secret).join('***');
+  return clean;
+}
+
+function errorFields(error: unknown): Record<string, unknown> {
+  if (!(error instanceof Error)) return { error: String(error) };
+  const code = (error as { code?: unknown }).code;
+  return { error: { name: error.name, message: error.message, ...(code === undefined ? {} : { code }) } };
+}
+
+function write(level: LogLevel, message: string, fields: Record<string, unknown> = {}): void {
+  let threshold: LogLevel;
+  try {
+    threshold = config().logLevel;
+  } catch {
+    threshold = 'info'; // a broken configuration must still be logged
+  }
+  if (LEVEL_RANK[level] < LEVEL_RANK[threshold]) return;
+  const { err, ...rest } = fields;
+  const line = JSON.stringify({
+    level,
+    time: new Date().toISOString(),
+    message,
+    ...context.getStore(),
+    ...rest,
+    ...(err === undefined ? {} : errorFields(err)),
+  });
+  const out = level === 'error' || level === 'warn' ? process.stderr : process.stdout;
+  out.write(`${scrub(line)}\n`);
+}
+
+export const log = {
+  debug: (message: string, fields?: Record<string, unknown>) => write('debug', message, fields),
+  info: (message: string, fields?: Record<string, unknown>) => write('info', message, fields),
+  warn: (message: string, fields?: Record<string, unknown>) => write('warn', message, fields),
+  error: (message: string, fields?: Record<string, unknown>) => write('error', message, fields),
+};

@@ -1,0 +1,87 @@
+// The one error shape: RFC 9457 problem details. Anything that should reach the client as a 4xx
+// or 5xx is thrown as an HttpProblem; anything else becomes an opaque 500 in the HTTP middleware.
+
+import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+
+export interface FieldError {
+  path: string;
+  message: string;
+}
+
+export interface ProblemOptions {
+  detail?: string;
+  errors?: FieldError[];
+  headers?: Record<string, string>;
+  /** Seconds; sent as `Retry-After` (429, 503). */
+  retryAfterSeconds?: number;
+  cause?: unknown;
+}
+
+const TITLES: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  409: 'Conflict',
+  413: 'Content Too Large',
+  415: 'Unsupported Media Type',
+  422: 'Unprocessable Content',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+};
+
+const TYPE_BASE = 'https://tutor-copiloto.dev/problems/';
+
+export class HttpProblem extends Error {
+  override name = 'HttpProblem';
+  readonly status: number;
+  readonly type: string;
+  readonly title: string;
+  readonly detail: string | undefined;
+  readonly errors: FieldError[] | undefined;
+  readonly headers: Record<string, string>;
+
+  /** `slug` names the problem type, e.g. `validation`, `rate-limited`, `redis-unavailable`. */
+  constructor(status: number, slug: string, options: ProblemOptions = {}) {
+    super(options.detail ?? TITLES[status] ?? 'Error', { cause: options.cause });
+    this.status = status;
+    this.type = TYPE_BASE + slug;
+    this.title = TITLES[status] ?? 'Error';
+    this.detail = options.detail;
+    this.errors = options.errors;
+    this.headers = { ...options.headers };
+    if (options.retryAfterSeconds !== undefined) {
+      this.headers['Retry-After'] = String(Math.max(1, Math.ceil(options.retryAfterSeconds)));
+    }
+  }
+
+  toResponse(): APIGatewayProxyStructuredResultV2 {
+    const body = {
+      type: this.type,
+      title: this.title,
+      status: this.status,
+      ...(this.detail === undefined ? {} : { detail: this.detail }),
+      ...(this.errors === undefined ? {} : { errors: this.errors }),
+    };
+    return {
+      statusCode: this.status,
+      headers: { ...this.headers, 'Content-Type': 'application/problem+json' },
+      body: JSON.stringify(body),
+    };
+  }
+}
+
+export const isHttpProblem = (error: unknown): error is HttpProblem => error instanceof HttpProblem;
+
+/** 503 for a dependency the route cannot do without. */
+export function unavailable(dependency: string, cause?: unknown): HttpProblem {
+  return new HttpProblem(503, `${dependency}-unavailable`, {
+    detail: `${dependency === 'redis' ? 'Redis' : dependency} is unavailable; try again shortly.`,
+    retryAfterSeconds: 1,
+    cause,
+  });
+}

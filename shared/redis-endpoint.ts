@@ -1,0 +1,78 @@
+// Where Redis is: `REDIS_URL`, else the Secrets Manager secret named by `REDIS_SECRET_ID`
+// (a URL string, JSON `{"url"}` or JSON `{"host","port","username","password","tls"}`).
+
+import { config, ConfigError } from './config.ts';
+import { getSecret } from './secrets.ts';
+
+export interface RedisEndpoint {
+  url: string;
+  source: 'env' | 'secret';
+}
+
+interface SecretFields {
+  url?: unknown;
+  host?: unknown;
+  port?: unknown;
+  username?: unknown;
+  password?: unknown;
+  tls?: unknown;
+}
+
+const SECRET_FORM = 'a redis:// or rediss:// URL, JSON {"url"} or JSON {"host","port","username","password","tls"}';
+
+function invalidSecret(): ConfigError {
+  return new ConfigError(`REDIS_SECRET_ID: the secret must hold ${SECRET_FORM}`);
+}
+
+/** Turns a secret's text into a Redis URL; the text never appears in the error. */
+export function redisUrlFromSecret(text: string): string {
+  const trimmed = text.trim();
+  if (/^rediss?:\/\//.test(trimmed)) return trimmed;
+  let fields: SecretFields;
+  try {
+    fields = JSON.parse(trimmed) as SecretFields;
+  } catch {
+    throw invalidSecret();
+  }
+  if (typeof fields !== 'object' || fields === null) throw invalidSecret();
+  if (typeof fields.url === 'string' && /^rediss?:\/\//.test(fields.url)) return fields.url;
+  if (typeof fields.host !== 'string' || fields.host === '') throw invalidSecret();
+  const port = fields.port === undefined ? 6379 : Number(fields.port);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw invalidSecret();
+  const tls = fields.tls === true || fields.tls === 'true';
+  const user = typeof fields.username === 'string' ? encodeURIComponent(fields.username) : '';
+  const password = typeof fields.password === 'string' ? encodeURIComponent(fields.password) : '';
+  const credentials = password === '' ? (user === '' ? '' : `${user}@`) : `${user}:${password}@`;
+  return `${tls ? 'rediss' : 'redis'}://${credentials}${fields.host}:${port}`;
+}
+
+/** Resolves the endpoint; `refresh` reads the secret again (password rotation). */
+export async function resolveRedisEndpoint({ refresh = false } = {}): Promise<RedisEndpoint> {
+  const { redis, stage } = config();
+  let endpoint: RedisEndpoint;
+  if (redis.url !== undefined) {
+    endpoint = { url: redis.url, source: 'env' };
+  } else if (redis.secretId !== undefined) {
+    endpoint = { url: redisUrlFromSecret(await getSecret(redis.secretId, { refresh })), source: 'secret' };
+  } else {
+    throw new ConfigError('REDIS_URL or REDIS_SECRET_ID: one of them must be set');
+  }
+  if (stage === 'prod' && endpoint.url.startsWith('redis://') && !redis.allowPlaintextInProd) {
+    throw new ConfigError(
+      'REDIS_URL: the prod stage needs a rediss:// (TLS) URL; set REDIS_ALLOW_PLAINTEXT=true to allow plain text on purpose',
+    );
+  }
+  return endpoint;
+}
+
+/** The endpoint for humans: scheme, user, host and port, never the password. */
+export function describeRedisUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    const user = parsed.username === '' ? '' : `${decodeURIComponent(parsed.username)}${parsed.password ? ':***' : ''}@`;
+    const auth = user === '' && parsed.password ? ':***@' : user;
+    return `${parsed.protocol}//${auth}${parsed.hostname}:${parsed.port || '6379'}`;
+  } catch {
+    return '<unparseable Redis URL>';
+  }
+}

@@ -1,0 +1,182 @@
+// The one Redis connection of a container: created on first use (never at import, so the Lambda
+// init phase stays network-free), reused by every later invocation, and recovered in place after
+// a Redis restart, a frozen socket or a rotated password.
+//
+//   invocation 1:  withRedis ─ resolve URL (env | secret) ─ connect ─ command ─┐
+//   invocation 2:  withRedis ───────────────────────────────────── command ─┤ same client
+//   password rotated: command fails WRONGPASS → read secret again → new client → retry once
+
+import { readFileSync } from 'node:fs';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { config } from './config.ts';
+import { log, registerSecret } from './logger.ts';
+import { HttpProblem, unavailable } from './problem.ts';
+import { describeRedisUrl, resolveRedisEndpoint, type RedisEndpoint } from './redis-endpoint.ts';
+
+export type RedisClient = Redis | Cluster;
+
+interface Connection {
+  client: RedisClient;
+  endpoint: RedisEndpoint;
+  /** Set by the client's error events: the server refused our credentials. */
+  authRejected: boolean;
+}
+
+let current: Promise<Connection> | undefined;
+
+const AUTH_ERROR = /WRONGPASS|NOAUTH|invalid password|invalid username-password/i;
+
+/** Errors that mean "Redis cannot be reached right now", as opposed to a bug in a command. */
+const UNAVAILABLE_ERROR =
+  /Command timed out|Connection is closed|Socket timeout|MaxRetriesPerRequest|Reached the max retries|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|EPIPE|connect ETIMEDOUT|Stream isn't writeable|None of startup nodes is available|Failed to refresh slots cache|CLUSTERDOWN|TRYAGAIN|LOADING|MASTERDOWN|Cluster isn't ready|WRONGPASS|NOAUTH/i;
+
+export function isRedisUnavailableError(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as { code?: string }).code ?? '';
+  return UNAVAILABLE_ERROR.test(`${error.name} ${error.message} ${code}`);
+}
+
+function tlsOptions(url: URL): RedisOptions['tls'] {
+  if (url.protocol !== 'rediss:') return undefined;
+  const { tlsCaFile } = config().redis;
+  return { servername: url.hostname, ...(tlsCaFile === undefined ? {} : { ca: readFileSync(tlsCaFile) }) };
+}
+
+function baseOptions(url: URL): RedisOptions {
+  const { connectTimeoutMs, commandTimeoutMs } = config().redis;
+  return {
+    username: url.username === '' ? undefined : decodeURIComponent(url.username),
+    password: url.password === '' ? undefined : decodeURIComponent(url.password),
+    tls: tlsOptions(url),
+    // RESP2: every managed Redis (Upstash, ElastiCache, Redis Cloud proxies) speaks it, and it
+    // saves the HELLO negotiation on connect.
+    protocol: 2,
+    connectTimeout: connectTimeoutMs,
+    commandTimeout: commandTimeoutMs,
+    // A socket that stops answering (Lambda thaw, half-open TCP) is destroyed and reconnected.
+    socketTimeout: commandTimeoutMs,
+    // Commands queued while disconnected fail after one reconnect attempt, not after 20.
+    maxRetriesPerRequest: 1,
+    retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 1000),
+    enableReadyCheck: false,
+    disableClientInfo: true,
+    enableAutoPipelining: true,
+    lazyConnect: true,
+  };
+}
+
+function createClient(endpoint: RedisEndpoint): RedisClient {
+  const url = new URL(endpoint.url);
+  const options = baseOptions(url);
+  registerSecret(options.password);
+  const db = url.pathname.length > 1 ? Number(url.pathname.slice(1)) : undefined;
+  if (!config().redis.cluster) {
+    return new Redis({ ...options, host: url.hostname, port: Number(url.port || 6379), db });
+  }
+  const clusterOptions: ClusterOptions = {
+    redisOptions: options,
+    lazyConnect: true,
+    enableAutoPipelining: true,
+    enableOfflineQueue: true,
+    maxRedirections: 4,
+    slotsRefreshTimeout: config().redis.connectTimeoutMs,
+    clusterRetryStrategy: (attempt) => (attempt > 3 ? null : Math.min(100 * attempt, 500)),
+    // TLS clusters (ElastiCache, Redis Cloud) announce IPs; keep the hostname for certificate checks.
+    dnsLookup: (address, callback) => callback(null, address),
+  };
+  return new Cluster([{ host: url.hostname, port: Number(url.port || 6379) }], clusterOptions);
+}
+
+async function connect(refreshSecret: boolean): Promise<Connection> {
+  const endpoint = await resolveRedisEndpoint({ refresh: refreshSecret });
+  const client = createClient(endpoint);
+  const connection: Connection = { client, endpoint, authRejected: false };
+  let lastLogged = '';
+  client.on('error', (error: Error) => {
+    if (AUTH_ERROR.test(error.message)) connection.authRejected = true;
+    // One line per distinct failure, not one per reconnect attempt.
+    if (error.message !== lastLogged) {
+      lastLogged = error.message;
+      log.warn('redis connection error', { endpoint: describeRedisUrl(endpoint.url), err: error });
+    }
+  });
+  client.on('ready', () => {
+    connection.authRejected = false;
+    lastLogged = '';
+  });
+  client.connect().catch(() => {
+    // Reported through the error event; commands wait in the bounded offline queue meanwhile.
+  });
+  log.debug('redis client created', { endpoint: describeRedisUrl(endpoint.url), cluster: config().redis.cluster });
+  return connection;
+}
+
+function connection(refreshSecret = false): Promise<Connection> {
+  if (!current || refreshSecret) {
+    const previous = current;
+    const next = connect(refreshSecret);
+    current = next;
+    // A failed resolution (secret unreadable) is not kept: the next invocation tries again.
+    next.catch(() => {
+      if (current === next) current = undefined;
+    });
+    previous?.then(({ client }) => client.disconnect()).catch(() => {});
+  }
+  return current;
+}
+
+/** The container's client, created on first call. Prefer `withRedis`, which also maps failures. */
+export async function getRedis(): Promise<RedisClient> {
+  return (await connection()).client;
+}
+
+/**
+ * Runs `operation` with the container's client. Unreachable Redis becomes a 503 problem; a
+ * rejected password read from the secret causes one fresh read of the secret, a new client and
+ * one retry (the operation never ran, so retrying it is safe).
+ */
+export async function withRedis<T>(operation: (client: RedisClient) => Promise<T>): Promise<T> {
+  let conn: Connection;
+  try {
+    conn = await connection();
+  } catch (error) {
+    throw error instanceof HttpProblem ? error : unavailable('redis', error);
+  }
+  try {
+    return await operation(conn.client);
+  } catch (error) {
+    if (isAuthFailure(conn, error) && conn.endpoint.source === 'secret') {
+      log.warn('redis rejected the credentials; reading the secret again');
+      const fresh = await connection(true).catch((cause: unknown) => {
+        throw cause instanceof HttpProblem ? cause : unavailable('redis', cause);
+      });
+      try {
+        return await operation(fresh.client);
+      } catch (retryError) {
+        throw toProblem(retryError);
+      }
+    }
+    throw toProblem(error);
+  }
+}
+
+function isAuthFailure(conn: Connection, error: unknown): boolean {
+  return conn.authRejected || (error instanceof Error && AUTH_ERROR.test(error.message));
+}
+
+function toProblem(error: unknown): unknown {
+  return isRedisUnavailableError(error) ? unavailable('redis', error) : error;
+}
+
+/** Closes the container's client (tests, operator tools). */
+export async function closeRedis(): Promise<void> {
+  const previous = current;
+  current = undefined;
+  if (!previous) return;
+  try {
+    const { client } = await previous;
+    client.disconnect();
+  } catch {
+    // nothing was connected
+  }
+}

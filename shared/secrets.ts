@@ -1,0 +1,64 @@
+// Secrets Manager reads, cached for the life of the container. Failures are never cached, so a
+// Secrets Manager outage at cold start costs one request, not the container.
+
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { HttpProblem } from './problem.ts';
+
+let client: Promise<SecretsManagerClient> | undefined;
+const cache = new Map<string, Promise<string>>();
+
+function secretsClient(): Promise<SecretsManagerClient> {
+  // Imported on first use: a container that gets REDIS_URL never loads the SDK.
+  client ??= import('@aws-sdk/client-secrets-manager').then(
+    ({ SecretsManagerClient }) =>
+      new SecretsManagerClient({
+        maxAttempts: 2,
+        // A Lambda must answer in about a second when Secrets Manager is unreachable.
+        requestHandler: { connectionTimeout: 500, requestTimeout: 1500 },
+      }),
+  );
+  return client;
+}
+
+async function fetchSecret(secretId: string): Promise<string> {
+  const { GetSecretValueCommand } = await import('@aws-sdk/client-secrets-manager');
+  const sm = await secretsClient();
+  let value: string | undefined;
+  try {
+    const result = await sm.send(new GetSecretValueCommand({ SecretId: secretId }));
+    value = result.SecretString ?? (result.SecretBinary ? Buffer.from(result.SecretBinary).toString('utf8') : undefined);
+  } catch (error) {
+    const name = (error as { name?: string }).name ?? 'Error';
+    throw new HttpProblem(503, 'secrets-unavailable', {
+      detail: 'The service configuration could not be read; try again shortly.',
+      retryAfterSeconds: 1,
+      cause: new Error(`GetSecretValue failed (${name})`),
+    });
+  }
+  if (value === undefined || value.trim() === '') {
+    throw new HttpProblem(503, 'secrets-unavailable', {
+      detail: 'The service configuration could not be read; try again shortly.',
+      retryAfterSeconds: 1,
+      cause: new Error('the secret has no string value'),
+    });
+  }
+  return value;
+}
+
+/** The secret's string, fetched once per container; `refresh` forces a new read (rotation). */
+export function getSecret(secretId: string, { refresh = false } = {}): Promise<string> {
+  const existing = cache.get(secretId);
+  if (existing && !refresh) return existing;
+  const pending = fetchSecret(secretId);
+  cache.set(secretId, pending);
+  pending.catch(() => {
+    if (cache.get(secretId) === pending) cache.delete(secretId);
+  });
+  return pending;
+}
+
+/** Forget every cached secret (tests). */
+export function resetSecrets(): void {
+  cache.clear();
+  client = undefined;
+}

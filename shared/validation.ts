@@ -1,0 +1,66 @@
+// Request validation with zod/mini (small in the bundle), turned into 400 problems whose `errors`
+// name each field and say, in words, what it must be.
+
+import type * as z from 'zod/mini';
+import { HttpProblem, type FieldError } from './problem.ts';
+
+interface Issue {
+  code: string;
+  path: PropertyKey[];
+  origin?: string;
+  expected?: string;
+  minimum?: number | bigint;
+  maximum?: number | bigint;
+  values?: unknown[];
+  keys?: string[];
+  format?: string;
+  message?: string;
+}
+
+function describe(issue: Issue): string {
+  const unit = issue.origin === 'string' ? ' characters' : issue.origin === 'array' ? ' items' : '';
+  switch (issue.code) {
+    case 'invalid_type':
+      return issue.expected === 'never' ? 'is not allowed' : `must be ${article(issue.expected ?? 'value')}`;
+    case 'too_small':
+      return issue.origin === 'string' || issue.origin === 'array'
+        ? `must have at least ${issue.minimum}${unit}`
+        : `must be at least ${issue.minimum}`;
+    case 'too_big':
+      return issue.origin === 'string' || issue.origin === 'array'
+        ? `must have at most ${issue.maximum}${unit}`
+        : `must be at most ${issue.maximum}`;
+    case 'invalid_value':
+      return `must be one of ${(issue.values ?? []).map((value) => JSON.stringify(value)).join(', ')}`;
+    case 'invalid_format':
+      return `must be a valid ${issue.format ?? 'value'}`;
+    case 'unrecognized_keys':
+      return `has unknown field${(issue.keys ?? []).length === 1 ? '' : 's'} ${(issue.keys ?? []).join(', ')}`;
+    case 'custom':
+      return issue.message ?? 'is invalid';
+    default:
+      return 'is invalid';
+  }
+}
+
+function article(type: string): string {
+  if (type === 'int') return 'an integer';
+  return /^[aeiou]/.test(type) ? `an ${type}` : `a ${type}`;
+}
+
+export function toFieldErrors(issues: readonly Issue[]): FieldError[] {
+  return issues.map((issue) => ({
+    path: issue.path.map(String).join('.') || '(body)',
+    message: describe(issue),
+  }));
+}
+
+/** Validates `value` against `schema`; a failure is a 400 problem listing every field at fault. */
+export function validate<S extends z.ZodMiniType>(schema: S, value: unknown): z.infer<S> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  throw new HttpProblem(400, 'validation', {
+    detail: 'The request body is not valid.',
+    errors: toFieldErrors(result.error.issues as unknown as Issue[]),
+  });
+}

@@ -1,0 +1,82 @@
+// A local Secrets Manager speaking the AWS JSON 1.1 protocol (GetSecretValue, PutSecretValue), so
+// the real @aws-sdk/client-secrets-manager runs against it via AWS_ENDPOINT_URL_SECRETS_MANAGER.
+
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface SecretsManagerDouble {
+  endpoint: string;
+  /** Environment that points the real SDK at this double. */
+  env: Record<string, string>;
+  setSecret(id: string, value: string): void;
+  /** GetSecretValue calls received, by secret id. */
+  reads(id: string): number;
+  /** While true every call answers 500 InternalServiceError. */
+  failing: boolean;
+  close(): Promise<void>;
+}
+
+function readBody(request: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let body = '';
+    request.on('data', (chunk: Buffer) => (body += chunk.toString()));
+    request.on('end', () => resolve(body));
+    request.on('error', reject);
+  });
+}
+
+function reply(response: ServerResponse, status: number, payload: unknown): void {
+  response.writeHead(status, { 'Content-Type': 'application/x-amz-json-1.1' });
+  response.end(JSON.stringify(payload));
+}
+
+export async function startSecretsManagerDouble(): Promise<SecretsManagerDouble> {
+  const secrets = new Map<string, { value: string; version: string }>();
+  const readCounts = new Map<string, number>();
+  const double = { failing: false } as SecretsManagerDouble;
+
+  const server = createServer(async (request, response) => {
+    const target = String(request.headers['x-amz-target'] ?? '');
+    const input = JSON.parse((await readBody(request)) || '{}') as { SecretId?: string; SecretString?: string };
+    if (double.failing) return reply(response, 500, { __type: 'InternalServiceError', message: 'unavailable' });
+    const id = input.SecretId ?? '';
+    if (target.endsWith('.GetSecretValue')) {
+      readCounts.set(id, (readCounts.get(id) ?? 0) + 1);
+      const secret = secrets.get(id);
+      if (!secret) {
+        return reply(response, 400, { __type: 'ResourceNotFoundException', message: "Secrets Manager can't find the specified secret." });
+      }
+      return reply(response, 200, {
+        ARN: `arn:aws:secretsmanager:eu-west-1:123456789012:secret:${id}`,
+        Name: id,
+        SecretString: secret.value,
+        VersionId: secret.version,
+        VersionStages: ['AWSCURRENT'],
+        CreatedDate: Date.now() / 1000,
+      });
+    }
+    if (target.endsWith('.PutSecretValue')) {
+      const version = randomUUID();
+      secrets.set(id, { value: input.SecretString ?? '', version });
+      return reply(response, 200, { ARN: `arn:aws:secretsmanager:eu-west-1:123456789012:secret:${id}`, Name: id, VersionId: version });
+    }
+    return reply(response, 400, { __type: 'UnknownOperationException', message: `unsupported ${target}` });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  const endpoint = `http://127.0.0.1:${port}`;
+
+  return Object.assign(double, {
+    endpoint,
+    env: {
+      AWS_ENDPOINT_URL_SECRETS_MANAGER: endpoint,
+      AWS_REGION: 'eu-west-1',
+      AWS_ACCESS_KEY_ID: 'AKIDLOCALTEST',
+      AWS_SECRET_ACCESS_KEY: 'local-test-secret',
+    },
+    setSecret: (id: string, value: string) => secrets.set(id, { value, version: randomUUID() }),
+    reads: (id: string) => readCounts.get(id) ?? 0,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  });
+}

@@ -1,0 +1,38 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { handler } from '../../functions/health.ts';
+import { useEnvironment } from '../support/env.ts';
+import { httpEvent, invoke } from '../support/lambda.ts';
+import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import packageJson from '../../package.json' with { type: 'json' };
+
+describe('GET /health', () => {
+  let redis: RedisServer;
+  beforeAll(async () => {
+    redis = await startStandaloneRedis();
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    await redis.stop();
+  });
+
+  it('answers 200 with the package version when Redis answers', async () => {
+    await useEnvironment({ REDIS_URL: redis.url });
+
+    const response = await invoke(handler, httpEvent('GET', '/health'));
+
+    expect(response.statusCode).toBe(200);
+    expect(response.json).toEqual({ status: 'ok', redis: 'ok', version: packageJson.version });
+  });
+
+  it('answers 503 degraded within about a second when nothing listens on the Redis port', async () => {
+    await useEnvironment({ REDIS_URL: 'redis://127.0.0.1:1' });
+    const started = Date.now();
+
+    const response = await invoke(handler, httpEvent('GET', '/health'));
+
+    expect(response.statusCode).toBe(503);
+    expect(response.json).toMatchObject({ status: 'degraded', redis: 'unavailable' });
+    expect(response.headers['retry-after']).toBe('1');
+    expect(Date.now() - started).toBeLessThan(3000); // a hang would reach the 20 s test time-out
+  });
+});

@@ -1,0 +1,93 @@
+// Real Redis servers for tests: standalone, TLS (certificates made at test time) and a 3-master
+// cluster, each on free loopback ports, each torn down by the returned `stop`.
+
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { freePort, startRedisServer, type RedisServer, type RedisServerOptions } from '../../infra/local/redis-server.ts';
+
+export type { RedisServer };
+
+export function startStandaloneRedis(options: RedisServerOptions = {}): Promise<RedisServer> {
+  return startRedisServer(options);
+}
+
+export interface TlsMaterial {
+  dir: string;
+  ca: string;
+  cert: string;
+  key: string;
+}
+
+/** A throw-away CA and a server certificate for 127.0.0.1 / localhost. */
+export function makeTlsMaterial(): TlsMaterial {
+  const dir = mkdtempSync(join(tmpdir(), 'tc-tls-'));
+  const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
+  run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=tc-test-ca', '-keyout', 'ca.key', '-out', 'ca.crt');
+  run('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-keyout', 'server.key', '-out', 'server.csr');
+  execFileSync('sh', ['-c', 'printf "subjectAltName=IP:127.0.0.1,DNS:localhost" > san.ext'], { cwd: dir });
+  run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-extfile', 'san.ext', '-out', 'server.crt');
+  return { dir, ca: join(dir, 'ca.crt'), cert: join(dir, 'server.crt'), key: join(dir, 'server.key') };
+}
+
+export interface TlsRedis extends RedisServer {
+  tlsMaterial: TlsMaterial;
+}
+
+/** A TLS-only Redis. Clients trust it through NODE_EXTRA_CA_CERTS-free `ca` or by setting the env below. */
+export async function startTlsRedis(options: RedisServerOptions = {}): Promise<TlsRedis> {
+  const tlsMaterial = makeTlsMaterial();
+  const server = await startRedisServer({ ...options, tls: tlsMaterial });
+  return Object.assign(server, { tlsMaterial });
+}
+
+export interface RedisCluster {
+  nodes: RedisServer[];
+  /** A `redis://` URL of one node (the seed). */
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** Three masters, no replicas, all 16384 slots assigned, state ok. */
+export async function startRedisCluster(): Promise<RedisCluster> {
+  const dir = mkdtempSync(join(tmpdir(), 'tc-cluster-'));
+  const ports = [await freePort(), await freePort(), await freePort()];
+  const nodes = await Promise.all(
+    ports.map((port) =>
+      startRedisServer({
+        port,
+        extraArgs: ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-node-timeout', '2000'],
+      }),
+    ),
+  );
+  execFileSync('redis-cli', ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '0', '--cluster-yes'], {
+    stdio: 'ignore',
+  });
+  await waitForClusterOk(ports);
+  return {
+    nodes,
+    url: `redis://127.0.0.1:${ports[0]}`,
+    stop: async () => {
+      await Promise.all(nodes.map((node) => node.kill()));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function waitForClusterOk(ports: number[]): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  for (const port of ports) {
+    const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true });
+    await client.connect();
+    try {
+      while ((await client.cluster('INFO')).includes('cluster_state:ok') === false) {
+        if (Date.now() > deadline) throw new Error('the test cluster did not reach cluster_state:ok');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    } finally {
+      client.disconnect();
+    }
+  }
+}

@@ -1,0 +1,49 @@
+// A loopback TCP proxy that can go silent: it keeps every socket open but stops forwarding, the
+// way a frozen Lambda's connection or a half-open TCP link behaves.
+
+import { createServer, connect, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
+
+export interface TcpProxy {
+  port: number;
+  /** Stop forwarding in both directions; sockets stay open. */
+  freeze(): void;
+  thaw(): void;
+  /** Connections accepted so far. */
+  connections: number;
+  close(): Promise<void>;
+}
+
+export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
+  let frozen = false;
+  const sockets = new Set<Socket>();
+  const proxy = { connections: 0 } as TcpProxy;
+  const server = createServer((client) => {
+    proxy.connections += 1;
+    const upstream = connect({ port: targetPort, host: '127.0.0.1' });
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      socket.on('error', () => {});
+    }
+    client.on('data', (chunk) => !frozen && upstream.write(chunk));
+    upstream.on('data', (chunk) => !frozen && client.write(chunk));
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return Object.assign(proxy, {
+    port: (server.address() as AddressInfo).port,
+    freeze: () => {
+      frozen = true;
+    },
+    thaw: () => {
+      frozen = false;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  });
+}
