@@ -7,8 +7,9 @@
 //   password rotated: command fails WRONGPASS → read secret again → new client → retry once
 
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
-import { config } from './config.ts';
+import { config, ConfigError } from './config.ts';
 import { log, registerSecret } from './logger.ts';
 import { HttpProblem, unavailable } from './problem.ts';
 import { describeRedisUrl, resolveRedisEndpoint, type RedisEndpoint } from './redis-endpoint.ts';
@@ -39,7 +40,11 @@ export function isRedisUnavailableError(error: unknown): boolean {
 function tlsOptions(url: URL): RedisOptions['tls'] {
   if (url.protocol !== 'rediss:') return undefined;
   const { tlsCaFile } = config().redis;
-  return { servername: url.hostname, ...(tlsCaFile === undefined ? {} : { ca: readFileSync(tlsCaFile) }) };
+  return {
+    // SNI takes host names only (RFC 6066); certificates for an IP are still verified against it.
+    ...(isIP(url.hostname) === 0 ? { servername: url.hostname } : {}),
+    ...(tlsCaFile === undefined ? {} : { ca: readFileSync(tlsCaFile) }),
+  };
 }
 
 function baseOptions(url: URL): RedisOptions {
@@ -57,7 +62,9 @@ function baseOptions(url: URL): RedisOptions {
     socketTimeout: commandTimeoutMs,
     // Commands queued while disconnected fail after one reconnect attempt, not after 20.
     maxRetriesPerRequest: 1,
-    retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 1000),
+    // Short reconnect delays: after a Redis restart the next invocation must find the client
+    // reconnected within its command time-out.
+    retryStrategy: (attempt) => Math.min(25 * 2 ** attempt, 250),
     enableReadyCheck: false,
     disableClientInfo: true,
     enableAutoPipelining: true,
@@ -140,7 +147,7 @@ export async function withRedis<T>(operation: (client: RedisClient) => Promise<T
   try {
     conn = await connection();
   } catch (error) {
-    throw error instanceof HttpProblem ? error : unavailable('redis', error);
+    throw passThroughOrUnavailable(error);
   }
   try {
     return await operation(conn.client);
@@ -148,7 +155,7 @@ export async function withRedis<T>(operation: (client: RedisClient) => Promise<T
     if (isAuthFailure(conn, error) && conn.endpoint.source === 'secret') {
       log.warn('redis rejected the credentials; reading the secret again');
       const fresh = await connection(true).catch((cause: unknown) => {
-        throw cause instanceof HttpProblem ? cause : unavailable('redis', cause);
+        throw passThroughOrUnavailable(cause);
       });
       try {
         return await operation(fresh.client);
@@ -158,6 +165,11 @@ export async function withRedis<T>(operation: (client: RedisClient) => Promise<T
     }
     throw toProblem(error);
   }
+}
+
+/** Problems (secret unreadable) and configuration mistakes keep their own meaning; the rest is "Redis is down". */
+function passThroughOrUnavailable(error: unknown): unknown {
+  return error instanceof HttpProblem || error instanceof ConfigError ? error : unavailable('redis', error);
 }
 
 function isAuthFailure(conn: Connection, error: unknown): boolean {

@@ -6,8 +6,10 @@ import type { AddressInfo } from 'node:net';
 
 export interface TcpProxy {
   port: number;
-  /** Stop forwarding in both directions; sockets stay open. */
+  /** Stop forwarding in both directions, on open and new connections; sockets stay open. */
   freeze(): void;
+  /** Only the connections open now go silent (a stale socket after a Lambda thaw); new ones work. */
+  freezeExisting(): void;
   thaw(): void;
   /** Connections accepted so far. */
   connections: number;
@@ -17,6 +19,7 @@ export interface TcpProxy {
 export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   let frozen = false;
   const sockets = new Set<Socket>();
+  const silenced = new WeakSet<Socket>();
   const proxy = { connections: 0 } as TcpProxy;
   const server = createServer((client) => {
     proxy.connections += 1;
@@ -26,8 +29,9 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
       socket.on('close', () => sockets.delete(socket));
       socket.on('error', () => {});
     }
-    client.on('data', (chunk) => !frozen && upstream.write(chunk));
-    upstream.on('data', (chunk) => !frozen && client.write(chunk));
+    const silent = () => frozen || silenced.has(client);
+    client.on('data', (chunk) => !silent() && upstream.write(chunk));
+    upstream.on('data', (chunk) => !silent() && client.write(chunk));
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
   });
@@ -36,6 +40,9 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     port: (server.address() as AddressInfo).port,
     freeze: () => {
       frozen = true;
+    },
+    freezeExisting: () => {
+      for (const socket of sockets) silenced.add(socket);
     },
     thaw: () => {
       frozen = false;

@@ -1,0 +1,295 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { handler as health } from '../../functions/health.ts';
+import { withRedis, type RedisClient } from '../../shared/redis.ts';
+import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles/secrets-manager.ts';
+import { useEnvironment } from '../support/env.ts';
+import { httpEvent, invoke } from '../support/lambda.ts';
+import { captureOutput } from '../support/logs.ts';
+import { startRedisCluster, startStandaloneRedis, startTlsRedis, type RedisCluster, type RedisServer, type TlsRedis } from '../support/redis.ts';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
+
+const checkHealth = () => invoke(health, httpEvent('GET', '/health'));
+
+/** Clients connected to `server`, other than the admin client asking. */
+async function clientCount(admin: Redis): Promise<number> {
+  const list = await admin.client('LIST');
+  return String(list).trim().split('\n').length - 1;
+}
+
+function adminFor(server: RedisServer, password?: string): Redis {
+  return new Redis({ port: server.port, host: '127.0.0.1', password, lazyConnect: false });
+}
+
+describe('the Redis connection of a container', () => {
+  let redis: RedisServer;
+  let admin: Redis;
+
+  beforeAll(async () => {
+    redis = await startStandaloneRedis();
+    admin = adminFor(redis);
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    admin.disconnect();
+    await redis.stop();
+  });
+
+  it('is not created when the handler module is imported', async () => {
+    await useEnvironment({ REDIS_URL: redis.url });
+
+    await import('../../functions/health.ts');
+
+    expect(await clientCount(admin)).toBe(0);
+  });
+
+  it('is created on the first invocation and reused by the next 100', async () => {
+    await useEnvironment({ REDIS_URL: redis.url });
+
+    const statuses = [];
+    for (let i = 0; i < 101; i += 1) statuses.push((await checkHealth()).statusCode);
+
+    expect(new Set(statuses)).toEqual(new Set([200]));
+    expect(await clientCount(admin)).toBe(1);
+  });
+
+  it('fails within about a second with a 503 when nothing listens', async () => {
+    await useEnvironment({ REDIS_URL: 'redis://127.0.0.1:1' });
+    const started = Date.now();
+
+    const response = await checkHealth();
+
+    expect(response.statusCode).toBe(503);
+    expect(Date.now() - started).toBeLessThan(1500);
+  });
+
+  describe('against a server that accepts connections and never answers', () => {
+    let silent: Server;
+    const sockets: Socket[] = [];
+    beforeAll(async () => {
+      silent = createServer((socket) => sockets.push(socket));
+      await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    });
+    afterAll(() => {
+      for (const socket of sockets) socket.destroy();
+      silent.close();
+    });
+
+    it('fails within about a second with a 503 instead of hanging', async () => {
+      await useEnvironment({ REDIS_URL: `redis://127.0.0.1:${(silent.address() as AddressInfo).port}` });
+      const started = Date.now();
+
+      const response = await checkHealth();
+
+      expect(response.statusCode).toBe(503);
+      expect(Date.now() - started).toBeLessThan(2000);
+    });
+  });
+
+  it('recovers after a Redis restart without a new container', async () => {
+    const restartable = await startStandaloneRedis();
+    await useEnvironment({ REDIS_URL: restartable.url });
+    expect((await checkHealth()).statusCode).toBe(200);
+
+    await restartable.kill();
+    const whileDown = await checkHealth();
+    await restartable.restart();
+    await new Promise((resolve) => setTimeout(resolve, 300)); // one reconnect delay
+    const afterRestart = await checkHealth();
+
+    expect(whileDown.statusCode).toBe(503);
+    expect(afterRestart.statusCode).toBe(200);
+    await restartable.stop();
+  });
+
+  describe('behind a socket that goes silent', () => {
+    let proxy: TcpProxy;
+    beforeAll(async () => {
+      proxy = await startTcpProxy(redis.port);
+    });
+    afterAll(() => proxy.close());
+
+    it('answers 503 quickly, then the next invocation succeeds on a fresh socket', async () => {
+      await useEnvironment({ REDIS_URL: `redis://127.0.0.1:${proxy.port}` });
+      expect((await checkHealth()).statusCode).toBe(200);
+      const connectionsBefore = proxy.connections;
+
+      proxy.freezeExisting();
+      const started = Date.now();
+      const frozen = await checkHealth();
+      const elapsed = Date.now() - started;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const next = await checkHealth();
+
+      expect(frozen.statusCode).toBe(503);
+      expect(elapsed).toBeLessThan(2000);
+      expect(next.statusCode).toBe(200);
+      expect(proxy.connections).toBeGreaterThan(connectionsBefore);
+    });
+  });
+});
+
+describe('a TLS Redis (rediss://)', () => {
+  let tls: TlsRedis;
+  beforeAll(async () => {
+    tls = await startTlsRedis();
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    await tls.stop();
+  });
+
+  it('is reached over TLS when the URL says rediss://', async () => {
+    await useEnvironment({ REDIS_URL: tls.url, REDIS_TLS_CA_FILE: tls.tlsMaterial.ca });
+
+    const response = await checkHealth();
+
+    expect(response.statusCode).toBe(200);
+  });
+
+  it('is refused when its certificate is not trusted', async () => {
+    await useEnvironment({ REDIS_URL: tls.url });
+
+    const response = await checkHealth();
+
+    expect(response.statusCode).toBe(503);
+  });
+
+  it('is required in prod: a plain redis:// URL is refused unless explicitly allowed', async () => {
+    await useEnvironment({ STAGE: 'prod', REDIS_URL: 'redis://127.0.0.1:6379' });
+
+    const refused = await checkHealth();
+
+    expect(refused.statusCode).toBe(503);
+  });
+});
+
+describe('a Redis Cluster (REDIS_CLUSTER=true)', () => {
+  let cluster: RedisCluster;
+  beforeAll(async () => {
+    cluster = await startRedisCluster();
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    await cluster.stop();
+  });
+
+  it('serves keys of every slot through one cluster client', async () => {
+    await useEnvironment({ REDIS_URL: cluster.url, REDIS_CLUSTER: 'true' });
+    const keys = Array.from({ length: 30 }, (_, i) => `tc:test:cluster:${i}`);
+
+    await withRedis(async (client: RedisClient) => {
+      for (const key of keys) await client.set(key, key);
+    });
+    const values = await withRedis((client) => Promise.all(keys.map((key) => client.get(key))));
+    const nodesHoldingKeys = await Promise.all(
+      cluster.nodes.map(async (node) => {
+        const direct = new Redis({ port: node.port, host: '127.0.0.1' });
+        const size = await direct.dbsize();
+        direct.disconnect();
+        return size;
+      }),
+    );
+
+    expect(values).toEqual(keys);
+    expect(nodesHoldingKeys.filter((size) => size > 0).length).toBe(3);
+  });
+
+  it('answers GET /health with 200', async () => {
+    await useEnvironment({ REDIS_URL: cluster.url, REDIS_CLUSTER: 'true' });
+
+    expect((await checkHealth()).statusCode).toBe(200);
+  });
+});
+
+describe('the Redis URL from Secrets Manager (REDIS_SECRET_ID)', () => {
+  const password = 'correct-horse-battery-staple';
+  let secured: RedisServer;
+  let secrets: SecretsManagerDouble;
+
+  beforeAll(async () => {
+    secured = await startStandaloneRedis({ password });
+    secrets = await startSecretsManagerDouble();
+  });
+  afterEach(() => {
+    secrets.failing = false;
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    await secured.stop();
+    await secrets.close();
+  });
+
+  it.each([
+    ['a URL string', () => `redis://:${password}@127.0.0.1:${secured.port}`],
+    ['JSON {"url"}', () => JSON.stringify({ url: `redis://:${password}@127.0.0.1:${secured.port}` })],
+    ['JSON {"host","port","password","tls"}', () => JSON.stringify({ host: '127.0.0.1', port: secured.port, password, tls: false })],
+  ])('is read from %s, once per container', async (form, secretText) => {
+    const secretId = `redis/${form}`;
+    secrets.setSecret(secretId, secretText());
+    await useEnvironment({ ...secrets.env, REDIS_SECRET_ID: secretId });
+
+    const first = await checkHealth();
+    const second = await checkHealth();
+
+    expect([first.statusCode, second.statusCode]).toEqual([200, 200]);
+    expect(secrets.reads(secretId)).toBe(1);
+  });
+
+  it('answers 503 when Secrets Manager is down at cold start, and does not keep the failure', async () => {
+    const secretId = 'redis/outage';
+    secrets.setSecret(secretId, `redis://:${password}@127.0.0.1:${secured.port}`);
+    await useEnvironment({ ...secrets.env, REDIS_SECRET_ID: secretId });
+
+    secrets.failing = true;
+    const started = Date.now();
+    const duringOutage = await checkHealth();
+    const elapsed = Date.now() - started;
+    secrets.failing = false;
+    const afterOutage = await checkHealth();
+
+    expect(duringOutage.statusCode).toBe(503);
+    expect(elapsed).toBeLessThan(2500);
+    expect(afterOutage.statusCode).toBe(200);
+  });
+
+  it('follows a password rotation: reads the secret again once and reconnects', async () => {
+    const rotating = await startStandaloneRedis({ password: 'first-password-1234' });
+    const secretId = 'redis/rotating';
+    secrets.setSecret(secretId, `redis://:first-password-1234@127.0.0.1:${rotating.port}`);
+    await useEnvironment({ ...secrets.env, REDIS_SECRET_ID: secretId });
+    expect((await checkHealth()).statusCode).toBe(200);
+
+    const rotatingAdmin = adminFor(rotating, 'first-password-1234');
+    await rotatingAdmin.config('SET', 'requirepass', 'second-password-5678');
+    await rotatingAdmin.client('KILL', 'TYPE', 'normal');
+    rotatingAdmin.disconnect();
+    secrets.setSecret(secretId, `redis://:second-password-5678@127.0.0.1:${rotating.port}`);
+    const afterRotation = await checkHealth();
+
+    expect(afterRotation.statusCode).toBe(200);
+    expect(secrets.reads(secretId)).toBe(2);
+    await rotating.stop();
+  });
+
+  it('never writes the password to a log line or a response', async () => {
+    const secretId = 'redis/wrong-password';
+    secrets.setSecret(secretId, `redis://:not-the-password-9876@127.0.0.1:${secured.port}`);
+    await useEnvironment({ ...secrets.env, REDIS_SECRET_ID: secretId, LOG_LEVEL: 'debug' });
+    const output = captureOutput();
+
+    let response;
+    try {
+      response = await checkHealth();
+    } finally {
+      output.restore();
+    }
+
+    expect(response.statusCode).toBe(503);
+    expect(output.text()).toContain('redis connection error');
+    expect(output.text()).not.toContain('not-the-password-9876');
+    expect(response.body).not.toContain('not-the-password-9876');
+  });
+});

@@ -1,0 +1,58 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, parseDurationMs } from '../../shared/config.ts';
+
+describe('configuration', () => {
+  it('uses a one-hour cache TTL in dev and six hours in prod', () => {
+    expect(loadConfig({ STAGE: 'dev' }).cacheTtlSeconds).toBe(3600);
+    expect(loadConfig({ STAGE: 'prod' }).cacheTtlSeconds).toBe(21600);
+  });
+
+  it('lets CACHE_TTL_SECONDS override the stage default', () => {
+    expect(loadConfig({ STAGE: 'prod', CACHE_TTL_SECONDS: '90' }).cacheTtlSeconds).toBe(90);
+  });
+
+  it('parses a rate limit with several policies', () => {
+    const { rateLimits } = loadConfig({ RATE_LIMIT_CHAT: '20/60s, 500/1d' });
+
+    expect(rateLimits.chat.policies).toEqual([
+      { name: '20-per-60s', limit: 20, windowMs: 60_000 },
+      { name: '500-per-1d', limit: 500, windowMs: 86_400_000 },
+    ]);
+  });
+
+  it('names the variable and the expected form when a rate limit is malformed', () => {
+    expect(() => loadConfig({ RATE_LIMIT_CHAT: 'abc' })).toThrow(ConfigError);
+    expect(() => loadConfig({ RATE_LIMIT_CHAT: 'abc' })).toThrow(/RATE_LIMIT_CHAT: expected <count>\/<window> such as 20\/60s/);
+  });
+
+  it.each([
+    ['STAGE', 'staging', /STAGE: expected one of dev, prod/],
+    ['CACHE_TTL_SECONDS', '-5', /CACHE_TTL_SECONDS: expected a whole number/],
+    ['REDIS_CLUSTER', 'yes', /REDIS_CLUSTER: expected true or false/],
+    ['LOG_LEVEL', 'loud', /LOG_LEVEL: expected one of debug, info, warn, error/],
+    ['RATE_LIMIT_LOGIN', '10/15x', /RATE_LIMIT_LOGIN: expected <count>\/<window>/],
+    ['CHAT_PROVIDER', 'gpt', /CHAT_PROVIDER: expected one of anthropic, local/],
+  ])('rejects %s=%s with a message naming it', (variable, value, message) => {
+    expect(() => loadConfig({ [variable]: value })).toThrow(message);
+  });
+
+  it('rejects a REDIS_URL that is not a Redis URL without echoing it', () => {
+    const attempt = () => loadConfig({ REDIS_URL: 'http://user:hunter2hunter2@example.com' });
+
+    expect(attempt).toThrow(/REDIS_URL: expected a redis:\/\/ or rediss:\/\/ URL/);
+    expect(attempt).not.toThrow(/hunter2/);
+  });
+
+  it('chooses the anthropic provider only when an API key is set', () => {
+    expect(loadConfig({}).chat.provider).toBe('local');
+    expect(loadConfig({ ANTHROPIC_API_KEY: 'sk-test-key' }).chat.provider).toBe('anthropic');
+  });
+
+  it('reads durations in milliseconds, seconds, minutes, hours and days', () => {
+    expect([parseDurationMs('500ms'), parseDurationMs('60s'), parseDurationMs('1m'), parseDurationMs('2h'), parseDurationMs('1d')]).toEqual([
+      500, 60_000, 60_000, 7_200_000, 86_400_000,
+    ]);
+    expect(parseDurationMs('0s')).toBeUndefined();
+    expect(parseDurationMs('1w')).toBeUndefined();
+  });
+});
