@@ -264,7 +264,7 @@ describe('the Redis URL from Secrets Manager (REDIS_SECRET_ID)', () => {
 
     const rotatingAdmin = adminFor(rotating, 'first-password-1234');
     await rotatingAdmin.config('SET', 'requirepass', 'second-password-5678');
-    await rotatingAdmin.client('KILL', 'TYPE', 'normal');
+    await rotatingAdmin.call('CLIENT', 'KILL', 'TYPE', 'normal');
     rotatingAdmin.disconnect();
     secrets.setSecret(secretId, `redis://:second-password-5678@127.0.0.1:${rotating.port}`);
     const afterRotation = await checkHealth();
