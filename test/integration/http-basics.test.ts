@@ -1,0 +1,142 @@
+import middy from '@middy/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { handler as notFound } from '../../functions/not-found.ts';
+import { httpBasics, json, withRequestLogging, type HttpEvent, type HttpResult } from '../../shared/http.ts';
+import { HttpProblem } from '../../shared/problem.ts';
+import { useEnvironment } from '../support/env.ts';
+import { httpEvent, invoke } from '../support/lambda.ts';
+import { captureOutput } from '../support/logs.ts';
+
+/** A route that echoes the parsed body, or throws what the test asks for. */
+const echo = withRequestLogging(
+  'POST /echo',
+  middy<HttpEvent, HttpResult>()
+    .use(httpBasics())
+    .handler(async (event) => {
+      const body = event.jsonBody as { fail?: string } | undefined;
+      if (body?.fail === 'problem') throw new HttpProblem(409, 'conflict', { detail: 'Already there.' });
+      if (body?.fail === 'crash') throw new Error('internal detail: token=abc123secret');
+      return json(200, { received: event.jsonBody ?? null });
+    }),
+);
+
+const post = (body: string | object | undefined, headers: Record<string, string> = {}, extra = {}) =>
+  invoke(echo, httpEvent('POST', '/echo', { body, headers, ...extra }));
+
+describe('the HTTP basics of every route', () => {
+  beforeAll(() => useEnvironment({ MAX_BODY_BYTES: '2048', CORS_ORIGINS: 'https://app.example' }));
+  afterAll(() => useEnvironment({}));
+
+  it('hands the parsed JSON body to the handler', async () => {
+    const response = await post({ question: 'what is 2+2?' });
+
+    expect(response.statusCode).toBe(200);
+    expect(response.json).toEqual({ received: { question: 'what is 2+2?' } });
+  });
+
+  it('accepts a base64-encoded JSON body', async () => {
+    const encoded = Buffer.from(JSON.stringify({ a: 1 })).toString('base64');
+
+    const response = await post(encoded, { 'content-type': 'application/json' }, { isBase64Encoded: true });
+
+    expect(response.json).toEqual({ received: { a: 1 } });
+  });
+
+  it('answers 400 problem+json for malformed JSON', async () => {
+    const response = await post('{"a":', { 'content-type': 'application/json' });
+
+    expect(response.statusCode).toBe(400);
+    expect(response.headers['content-type']).toBe('application/problem+json');
+    expect(response.json).toMatchObject({ status: 400, title: 'Bad Request', type: expect.stringContaining('malformed-json') });
+  });
+
+  it('answers 415 for a body that is not JSON', async () => {
+    const response = await post('a=1', { 'content-type': 'application/x-www-form-urlencoded' });
+
+    expect(response.statusCode).toBe(415);
+    expect(response.json.status).toBe(415);
+  });
+
+  it('answers 413 for a body over the size limit', async () => {
+    const response = await post({ text: 'x'.repeat(4096) });
+
+    expect(response.statusCode).toBe(413);
+    expect(response.json.status).toBe(413);
+  });
+
+  it('answers 400 for a body that is not valid UTF-8', async () => {
+    const invalid = Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xff, 0xfe, 0x22, 0x7d]).toString('base64');
+
+    const response = await post(invalid, { 'content-type': 'application/json' }, { isBase64Encoded: true });
+
+    expect(response.statusCode).toBe(400);
+  });
+
+  it('turns a thrown HttpProblem into its problem response', async () => {
+    const response = await post({ fail: 'problem' });
+
+    expect(response.statusCode).toBe(409);
+    expect(response.json).toEqual({
+      type: 'https://tutor-copiloto.dev/problems/conflict',
+      title: 'Conflict',
+      status: 409,
+      detail: 'Already there.',
+    });
+  });
+
+  it('answers an unexpected error with an opaque 500 that reveals nothing', async () => {
+    const output = captureOutput();
+    let response;
+    try {
+      response = await post({ fail: 'crash' });
+    } finally {
+      output.restore();
+    }
+
+    expect(response.statusCode).toBe(500);
+    expect(response.json.detail).toBe('Something went wrong on our side.');
+    expect(response.body).not.toContain('abc123secret');
+    expect(response.body).not.toContain('internal detail');
+  });
+
+  it('sends security headers and a request id on every response', async () => {
+    const response = await post({});
+
+    expect(response.headers).toMatchObject({
+      'x-content-type-options': 'nosniff',
+      'cache-control': 'no-store',
+      'x-frame-options': 'DENY',
+    });
+    expect(response.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('allows a configured browser origin and no other', async () => {
+    const allowed = await post({}, { origin: 'https://app.example' });
+    const other = await post({}, { origin: 'https://evil.example' });
+
+    expect(allowed.headers['access-control-allow-origin']).toBe('https://app.example');
+    expect(other.headers['access-control-allow-origin']).toBeUndefined();
+  });
+
+  it('writes the request id in every log line of the request', async () => {
+    await useEnvironment({ MAX_BODY_BYTES: '2048', LOG_LEVEL: 'info' });
+    const output = captureOutput();
+    let response;
+    try {
+      response = await post({});
+    } finally {
+      output.restore();
+    }
+    const lines = output.text().trim().split('\n').map((line) => JSON.parse(line));
+
+    expect(lines.length).toBeGreaterThan(0);
+    for (const line of lines) expect(line.requestId).toBe(response.headers['x-request-id']);
+  });
+
+  it('answers an unknown route with a 404 problem, whatever its body', async () => {
+    const response = await invoke(notFound, httpEvent('POST', '/nowhere', { body: 'not json', headers: { 'content-type': 'text/plain' } }));
+
+    expect(response.statusCode).toBe(404);
+    expect(response.headers['content-type']).toBe('application/problem+json');
+  });
+});
