@@ -3,6 +3,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    globalSetup: ['test/global-setup.ts'],
     // Real servers start per file; two cores are plenty for a handful of files at once.
     pool: 'forks',
     maxWorkers: 2,

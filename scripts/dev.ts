@@ -2,36 +2,23 @@
 // REDIS_URL it starts a redis-server of its own (data in .redis-data/, kept across restarts)
 // and stops it on exit.
 
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { redisServerPath, startRedisServer, type RedisServer } from '../infra/local/redis-server.ts';
+import { ensureRedisInstalled, startRedisServer, type RedisServer } from '../infra/local/redis-server.ts';
 
 const projectRoot = fileURLToPath(new URL('..', import.meta.url));
 const DEV_REDIS_PORT = 6390;
-
-function ensureRedisInstalled(): void {
-  if (redisServerPath() !== undefined) return;
-  const isRoot = process.getuid?.() === 0;
-  const hasApt = spawnSync('sh', ['-c', 'command -v apt-get'], { stdio: 'ignore' }).status === 0;
-  if (isRoot && hasApt) {
-    console.log('redis-server is missing; installing Debian\'s redis-server package…');
-    const install = spawnSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server'], {
-      stdio: 'inherit',
-    });
-    if (install.status === 0 && redisServerPath() !== undefined) return;
-  }
-  console.error(
-    'redis-server is not installed. Install it (Debian/Ubuntu: sudo apt-get install -y redis-server; macOS: brew install redis) ' +
-      'or point the service at a running Redis with REDIS_URL=redis://host:port npm run dev',
-  );
-  process.exit(1);
-}
 
 async function main(): Promise<void> {
   let redis: RedisServer | undefined;
   const env: NodeJS.ProcessEnv = { ...process.env, STAGE: process.env['STAGE'] ?? 'dev' };
   if (env['REDIS_URL'] === undefined || env['REDIS_URL'] === '') {
-    ensureRedisInstalled();
+    try {
+      ensureRedisInstalled();
+    } catch (error) {
+      console.error((error as Error).message);
+      process.exit(1);
+    }
     const port = Number(process.env['DEV_REDIS_PORT'] ?? DEV_REDIS_PORT);
     redis = await startRedisServer({ port, dir: `${projectRoot}.redis-data` });
     env['REDIS_URL'] = redis.url;

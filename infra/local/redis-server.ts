@@ -32,6 +32,26 @@ export function redisServerPath(): string | undefined {
   return found.status === 0 && path !== '' ? path : undefined;
 }
 
+/**
+ * Makes sure `redis-server` and `redis-cli` exist: installs Debian's packages when running as root
+ * with apt-get, otherwise throws an error that says how to get them.
+ */
+export function ensureRedisInstalled(): void {
+  const has = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' }).status === 0;
+  if (has('redis-server') && has('redis-cli')) return;
+  if (process.getuid?.() === 0 && has('apt-get')) {
+    console.log("redis-server is missing; installing Debian's redis-server package…");
+    spawnSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools'], {
+      stdio: 'inherit',
+    });
+    if (has('redis-server') && has('redis-cli')) return;
+  }
+  throw new Error(
+    'redis-server is not installed. Install it (Debian/Ubuntu: sudo apt-get install -y redis-server; macOS: brew install redis), ' +
+      'or point the service at a running Redis with REDIS_URL=redis://host:port',
+  );
+}
+
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
