@@ -47,7 +47,8 @@ function tlsOptions(url: URL): RedisOptions['tls'] {
   };
 }
 
-function baseOptions(url: URL): RedisOptions {
+/** The client options of every connection to `url` (also used by the operator tools in scripts/). */
+export function redisClientOptions(url: URL): RedisOptions {
   const { connectTimeoutMs, commandTimeoutMs } = config().redis;
   return {
     username: url.username === '' ? undefined : decodeURIComponent(url.username),
@@ -72,16 +73,10 @@ function baseOptions(url: URL): RedisOptions {
   };
 }
 
-function createClient(endpoint: RedisEndpoint): RedisClient {
-  const url = new URL(endpoint.url);
-  const options = baseOptions(url);
-  registerSecret(options.password);
-  const db = url.pathname.length > 1 ? Number(url.pathname.slice(1)) : undefined;
-  if (!config().redis.cluster) {
-    return new Redis({ ...options, host: url.hostname, port: Number(url.port || 6379), db });
-  }
-  const clusterOptions: ClusterOptions = {
-    redisOptions: options,
+/** The Cluster options of every cluster connection to `url` (also used by the operator tools). */
+export function redisClusterOptions(url: URL): ClusterOptions {
+  return {
+    redisOptions: redisClientOptions(url),
     lazyConnect: true,
     enableAutoPipelining: true,
     enableOfflineQueue: true,
@@ -91,7 +86,17 @@ function createClient(endpoint: RedisEndpoint): RedisClient {
     // TLS clusters (ElastiCache, Redis Cloud) announce IPs; keep the hostname for certificate checks.
     dnsLookup: (address, callback) => callback(null, address),
   };
-  return new Cluster([{ host: url.hostname, port: Number(url.port || 6379) }], clusterOptions);
+}
+
+function createClient(endpoint: RedisEndpoint): RedisClient {
+  const url = new URL(endpoint.url);
+  const options = redisClientOptions(url);
+  registerSecret(options.password);
+  const db = url.pathname.length > 1 ? Number(url.pathname.slice(1)) : undefined;
+  if (!config().redis.cluster) {
+    return new Redis({ ...options, host: url.hostname, port: Number(url.port || 6379), db });
+  }
+  return new Cluster([{ host: url.hostname, port: Number(url.port || 6379) }], redisClusterOptions(url));
 }
 
 async function connect(refreshSecret: boolean): Promise<Connection> {
