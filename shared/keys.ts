@@ -14,3 +14,21 @@ export function digest(text: string | Buffer): string {
 export function key(tag: string, ...parts: Array<string | number>): string {
   return `${KEY_PREFIX}{${tag}}${parts.map((part) => `:${part}`).join('')}`;
 }
+
+// ── Rate limiting ────────────────────────────────────────────────────────────────────────────
+// One key per (identity, bucket, policy): `tc:{rl:<identity>}:<bucket>:<policy>`. The identity is
+// the hash tag, so the keys of every policy checked in one script share a cluster slot. An
+// identity that could break the tag (braces, spaces, very long text) is replaced by its digest,
+// marked with `#` so that it cannot collide with an identity used as is.
+
+const PLAIN_IDENTITY = /^[\w.:@+-]{1,100}$/;
+
+/** The hash tag of one rate-limited identity (a user id, a client address, an email digest). */
+export function rateLimitTag(identity: string): string {
+  return PLAIN_IDENTITY.test(identity) ? `rl:${identity}` : `rl:#${digest(identity).slice(0, 40)}`;
+}
+
+/** The key holding one policy's state for one identity in one bucket. */
+export function rateLimitKey(identity: string, bucket: string, policyName: string): string {
+  return key(rateLimitTag(identity), bucket, policyName);
+}

@@ -1,0 +1,43 @@
+// The IETF rate-limit header fields (draft-ietf-httpapi-ratelimit-headers, structured-field
+// syntax of its latest drafts) and the 429 problem of a refused request.
+//
+//   RateLimit-Policy: "20-per-1m";q=20;w=60, "500-per-1d";q=500;w=86400
+//   RateLimit: "20-per-1m";r=19;t=3, "500-per-1d";r=499;t=173
+//
+// `RateLimit` lists every policy, not only the most restrictive: a client sees both its burst and
+// its daily budget. `r` is the units left now; `t` is the seconds until that policy's quota is
+// full again (GCRA refills continuously, so "reset" means "nothing is spent any more").
+
+import { HttpProblem } from '../problem.ts';
+import type { RateLimitPolicy } from '../config.ts';
+import type { RateLimitDecision } from './limiter.ts';
+
+/** A structured-field string: quoted, with `\` and `"` escaped; other characters are dropped. */
+function sfString(text: string): string {
+  return `"${text.replace(/[^\x20-\x7e]/g, '').replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+}
+
+/** `w` is a whole number of seconds in the draft: a sub-second window is announced as 1 s. */
+function policyItem(policy: RateLimitPolicy): string {
+  return `${sfString(policy.name)};q=${policy.limit};w=${Math.max(1, Math.ceil(policy.windowMs / 1000))}`;
+}
+
+export function rateLimitHeaders(decision: RateLimitDecision): Record<string, string> {
+  if (decision.states.length === 0) return {};
+  return {
+    'RateLimit-Policy': decision.states.map((state) => policyItem(state.policy)).join(', '),
+    RateLimit: decision.states
+      .map((state) => `${sfString(state.policy.name)};r=${state.remaining};t=${state.resetSeconds}`)
+      .join(', '),
+  };
+}
+
+/** 429 problem+json with `Retry-After` (whole seconds, at least 1) and the rate-limit headers. */
+export function rateLimitedProblem(decision: RateLimitDecision): HttpProblem {
+  const seconds = Math.max(1, Math.ceil(decision.retryAfterSeconds));
+  return new HttpProblem(429, 'rate-limited', {
+    detail: `Too many requests; try again in ${seconds} second${seconds === 1 ? '' : 's'}.`,
+    headers: rateLimitHeaders(decision),
+    retryAfterSeconds: seconds,
+  });
+}

@@ -1,0 +1,104 @@
+// Rate limiting as a middy middleware, placed after auth (the identity is the signed-in user) and
+// before the cache and the handler:
+//
+//   before   check → refused: throw the 429 problem (headers, Retry-After)
+//                  → Redis down or too slow: 'open' lets the request through (warning logged),
+//                    'closed' answers 503 with Retry-After
+//   after    RateLimit-Policy / RateLimit on the response
+//   onError  the same headers on problems raised further down (a 400, a 502 from Claude...)
+
+import type { MiddlewareObj } from '@middy/core';
+import type { RouteRateLimit } from '../config.ts';
+import type { HttpEvent, HttpResult } from '../http.ts';
+import { log } from '../logger.ts';
+import { HttpProblem, unavailable } from '../problem.ts';
+import { checkRateLimit, rateLimitedProblem, rateLimitHeaders, type RateLimitDecision } from './limiter.ts';
+
+export interface RateLimitOptions {
+  /** The bucket name, e.g. 'chat'. */
+  route: string;
+  /** From `config().rateLimits.<route>`: the policies and what to do when Redis is down. */
+  limit: RouteRateLimit;
+  /** Units a request spends (default 1), e.g. the number of embedding inputs. */
+  cost?: (event: HttpEvent) => number;
+  /** Who is limited; default: the signed-in user, else the client address from API Gateway. */
+  identify?: (event: HttpEvent) => string;
+}
+
+export type RateLimitOutcome = 'allowed' | 'refused' | 'failed-open' | 'failed-closed';
+type DecisionListener = (route: string, outcome: RateLimitOutcome) => void;
+
+const listeners = new Set<DecisionListener>();
+
+/** Lets telemetry count decisions by route and outcome without this module depending on it. */
+export function observeRateLimitDecisions(listener: DecisionListener): () => void {
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
+function notify(route: string, outcome: RateLimitOutcome): void {
+  for (const listener of listeners) {
+    try {
+      listener(route, outcome);
+    } catch (error) {
+      log.warn('rate-limit listener failed', { err: error });
+    }
+  }
+}
+
+/**
+ * The user set by the auth middleware, else the address API Gateway saw the request come from.
+ * Never a header such as X-Forwarded-For: a client could send any value and get a fresh quota.
+ */
+export function defaultIdentity(event: HttpEvent): string {
+  const userId = (event as HttpEvent & { user?: { id?: string } }).user?.id;
+  if (userId !== undefined && userId !== '') return `user:${userId}`;
+  return `address:${event.requestContext?.http?.sourceIp ?? 'unknown'}`;
+}
+
+type Request = Parameters<NonNullable<MiddlewareObj<HttpEvent, HttpResult>['before']>>[0];
+
+export function rateLimit(options: RateLimitOptions): MiddlewareObj<HttpEvent, HttpResult> {
+  const { route, limit } = options;
+  const identify = options.identify ?? defaultIdentity;
+  const decisions = new WeakMap<Request, RateLimitDecision>();
+
+  const before = async (request: Request): Promise<void> => {
+    let decision: RateLimitDecision;
+    try {
+      decision = await checkRateLimit({
+        bucket: route,
+        identity: identify(request.event),
+        policies: limit.policies,
+        cost: options.cost?.(request.event) ?? 1,
+      });
+    } catch (error) {
+      if (!(error instanceof HttpProblem) || error.status !== 503) throw error;
+      if (limit.onRedisDown === 'open') {
+        notify(route, 'failed-open');
+        log.warn('rate limit not checked: Redis unavailable; letting the request through', { bucket: route, err: error.cause });
+        return;
+      }
+      notify(route, 'failed-closed');
+      throw unavailable('redis', error.cause);
+    }
+    decisions.set(request, decision);
+    notify(route, decision.allowed ? 'allowed' : 'refused');
+    if (!decision.allowed) throw rateLimitedProblem(decision);
+  };
+
+  const after = (request: Request): void => {
+    const decision = decisions.get(request);
+    if (decision === undefined || request.response === undefined || request.response === null) return;
+    request.response.headers = { ...request.response.headers, ...rateLimitHeaders(decision) };
+  };
+
+  const onError = (request: Request): void => {
+    const decision = decisions.get(request);
+    // Our own 429 carries the headers already; a bug's 500 needs none.
+    if (decision === undefined || !decision.allowed || !(request.error instanceof HttpProblem)) return;
+    Object.assign(request.error.headers, rateLimitHeaders(decision));
+  };
+
+  return { name: 'rateLimit', before, after, onError };
+}

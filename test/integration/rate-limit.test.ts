@@ -1,0 +1,214 @@
+// The rate-limit check against a real Redis, standalone and cluster: exactness at the limit,
+// refill, several policies at once, cost, sub-second windows, key expiry and the block memory.
+
+import { randomUUID } from 'node:crypto';
+import { Cluster, Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RateLimitPolicy } from '../../shared/config.ts';
+import { rateLimitKey } from '../../shared/keys.ts';
+import { checkRateLimit, rateLimitHeaders, resetRateLimit, type RateLimitRequest } from '../../shared/rate-limit/limiter.ts';
+import { useEnvironment } from '../support/env.ts';
+import { startRedisCluster, startStandaloneRedis } from '../support/redis.ts';
+
+const policy = (limit: number, window: string, windowMs: number): RateLimitPolicy => ({ name: `${limit}-per-${window}`, limit, windowMs });
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function checkTimes(times: number, request: RateLimitRequest): Promise<boolean[]> {
+  const outcomes: boolean[] = [];
+  for (let i = 0; i < times; i += 1) outcomes.push((await checkRateLimit(request)).allowed);
+  return outcomes;
+}
+
+interface Target {
+  env: Record<string, string>;
+  inspector: Redis | Cluster;
+  stop(): Promise<void>;
+}
+
+const targets: Array<[string, () => Promise<Target>]> = [
+  [
+    'standalone',
+    async () => {
+      const server = await startStandaloneRedis();
+      const inspector = new Redis(server.url);
+      return { env: { REDIS_URL: server.url }, inspector, stop: async () => (inspector.disconnect(), server.stop()) };
+    },
+  ],
+  [
+    'cluster',
+    async () => {
+      const cluster = await startRedisCluster();
+      const inspector = new Cluster([{ host: '127.0.0.1', port: cluster.nodes[0]!.port }]);
+      return { env: { REDIS_URL: cluster.url, REDIS_CLUSTER: 'true' }, inspector, stop: async () => (inspector.disconnect(), cluster.stop()) };
+    },
+  ],
+];
+
+describe.each(targets)('checkRateLimit on %s Redis', (_name, start) => {
+  let target: Target;
+  beforeAll(async () => {
+    target = await start();
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    await target.stop();
+  });
+  const request = (policies: RateLimitPolicy[], extra: Partial<RateLimitRequest> = {}): RateLimitRequest => ({
+    bucket: 'test',
+    identity: randomUUID(),
+    policies,
+    ...extra,
+  });
+
+  it('admits exactly the limit in a burst and refuses the next one', async () => {
+    await useEnvironment(target.env);
+    const burst = request([policy(7, '1h', 3_600_000)]);
+
+    const outcomes = await checkTimes(8, burst);
+
+    expect(outcomes).toEqual([true, true, true, true, true, true, true, false]);
+  });
+
+  it('reports the remaining units and, when refused, a Retry-After of at least one second', async () => {
+    await useEnvironment(target.env);
+    const burst = request([policy(3, '1m', 60_000)]);
+
+    const first = await checkRateLimit(burst);
+    await checkTimes(2, burst);
+    const refused = await checkRateLimit(burst);
+
+    expect(first).toMatchObject({ allowed: true, retryAfterSeconds: 0 });
+    expect(first.states[0]).toMatchObject({ remaining: 2, resetSeconds: 20 });
+    expect(refused.allowed).toBe(false);
+    expect(refused.states[0]!.remaining).toBe(0);
+    expect(refused.retryAfterSeconds).toBeGreaterThanOrEqual(19);
+    expect(refused.retryAfterSeconds).toBeLessThanOrEqual(20);
+  });
+
+  it('refills one unit per interval: after the retry time one more request fits, not two', async () => {
+    await useEnvironment(target.env);
+    const limited = request([policy(2, '1s', 1000)]);
+    await checkTimes(2, limited);
+    const refused = await checkRateLimit(limited);
+
+    await sleep(refused.retryAfterMs + 50);
+    const afterRefill = await checkTimes(2, limited);
+
+    expect(refused.allowed).toBe(false);
+    expect(afterRefill).toEqual([true, false]);
+  });
+
+  it('refuses a request that one policy refuses without spending anything from the others', async () => {
+    await useEnvironment(target.env);
+    const burstAndDaily = request([policy(2, '1h', 3_600_000), policy(100, '1d', 86_400_000)]);
+
+    await checkTimes(5, burstAndDaily);
+    const peek = await checkRateLimit({ ...burstAndDaily, peek: true });
+
+    expect(peek.states.map((state) => state.remaining)).toEqual([0, 98]);
+  });
+
+  it('spends the cost of a request and refuses a cost that no longer fits', async () => {
+    await useEnvironment(target.env);
+    const tokens = request([policy(10, '1h', 3_600_000)]);
+
+    const first = await checkRateLimit({ ...tokens, cost: 6 });
+    const second = await checkRateLimit({ ...tokens, cost: 5 });
+    const third = await checkRateLimit({ ...tokens, cost: 4 });
+
+    expect(first.allowed).toBe(true);
+    expect(first.states[0]!.remaining).toBe(4);
+    expect(second.allowed).toBe(false);
+    expect(third.allowed).toBe(true);
+    expect(third.states[0]!.remaining).toBe(0);
+  });
+
+  it('always refuses a cost above the whole quota, with a window as the retry time', async () => {
+    await useEnvironment(target.env);
+
+    const decision = await checkRateLimit(request([policy(10, '1m', 60_000)], { cost: 11 }));
+
+    expect(decision.allowed).toBe(false);
+    expect(decision.retryAfterSeconds).toBe(60);
+  });
+
+  it('spends nothing when peeking', async () => {
+    await useEnvironment(target.env);
+    const peeked = request([policy(1, '1h', 3_600_000)], { peek: true });
+
+    const outcomes = await checkTimes(3, peeked);
+
+    expect(outcomes).toEqual([true, true, true]);
+    expect(await target.inspector.exists(rateLimitKey(peeked.identity, 'test', '1-per-1h'))).toBe(0);
+  });
+
+  it('limits sub-second windows exactly and refills them within the window', async () => {
+    await useEnvironment(target.env);
+    const fast = request([policy(5, '500ms', 500)]);
+
+    const burst = await checkTimes(6, fast);
+    await sleep(550);
+    const again = await checkTimes(6, fast);
+
+    expect(burst).toEqual([true, true, true, true, true, false]);
+    expect(again).toEqual([true, true, true, true, true, false]);
+  });
+
+  it('lets each key expire when its quota would be full again', async () => {
+    await useEnvironment(target.env);
+    const limited = request([policy(20, '1m', 60_000), policy(500, '1d', 86_400_000)]);
+    const [minuteKey, dayKey] = ['20-per-1m', '500-per-1d'].map((name) => rateLimitKey(limited.identity, 'test', name));
+
+    await checkTimes(2, limited);
+    const minuteTtl = await target.inspector.pttl(minuteKey!);
+    const dayTtl = await target.inspector.pttl(dayKey!);
+
+    expect(minuteTtl).toBeGreaterThan(5_000);
+    expect(minuteTtl).toBeLessThanOrEqual(6_000); // two intervals of 3 s
+    expect(dayTtl).toBeGreaterThan(345_000);
+    expect(dayTtl).toBeLessThanOrEqual(345_600); // two intervals of 172.8 s
+  });
+
+  it('lets a 500 ms policy key expire within 500 ms', async () => {
+    await useEnvironment(target.env);
+    const fast = request([policy(5, '500ms', 500)]);
+
+    await checkTimes(5, fast);
+    const ttl = await target.inspector.pttl(rateLimitKey(fast.identity, 'test', '5-per-500ms'));
+
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(500);
+  });
+
+  it('forgets what an identity spent when reset', async () => {
+    await useEnvironment(target.env);
+    const limited = request([policy(1, '1h', 3_600_000)]);
+    await checkTimes(2, limited);
+
+    await resetRateLimit(limited);
+    const afterReset = await checkTimes(2, limited);
+
+    expect(afterReset).toEqual([true, false]);
+  });
+
+  it('keeps identities apart, including ones that would break a hash tag', async () => {
+    await useEnvironment(target.env);
+    const policies = [policy(1, '1h', 3_600_000)];
+
+    const odd = await checkTimes(2, { bucket: 'test', identity: `{odd} ${randomUUID()}`, policies });
+    const plain = await checkTimes(1, { bucket: 'test', identity: randomUUID(), policies });
+
+    expect(odd).toEqual([true, false]);
+    expect(plain).toEqual([true]);
+  });
+
+  it('formats the IETF headers for every policy', async () => {
+    await useEnvironment(target.env);
+    const limited = request([policy(20, '1m', 60_000), policy(500, '1d', 86_400_000)]);
+
+    const headers = rateLimitHeaders(await checkRateLimit(limited));
+
+    expect(headers['RateLimit-Policy']).toBe('"20-per-1m";q=20;w=60, "500-per-1d";q=500;w=86400');
+    expect(headers['RateLimit']).toBe('"20-per-1m";r=19;t=3, "500-per-1d";r=499;t=173');
+  });
+});
