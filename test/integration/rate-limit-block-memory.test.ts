@@ -1,0 +1,85 @@
+// The in-process memory of refused identities: while blocked, checks cost no Redis command; the
+// block ends when Redis said a unit would fit again; the memory stays bounded.
+
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RateLimitPolicy } from '../../shared/config.ts';
+import { MAX_REMEMBERED_BLOCKS, rememberBlock, rememberedBlockCount, recallBlock, forgetBlocks } from '../../shared/rate-limit/blocked.ts';
+import { checkRateLimit, type RateLimitDecision, type RateLimitRequest } from '../../shared/rate-limit/limiter.ts';
+import { useEnvironment } from '../support/env.ts';
+import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function commandsProcessed(inspector: Redis): Promise<number> {
+  const info = await inspector.info('stats');
+  return Number(/total_commands_processed:(\d+)/.exec(info)![1]);
+}
+
+describe('the in-process block memory', () => {
+  let redis: RedisServer;
+  let inspector: Redis;
+  beforeAll(async () => {
+    redis = await startStandaloneRedis();
+    inspector = new Redis(redis.url);
+  });
+  afterAll(async () => {
+    inspector.disconnect();
+    await useEnvironment({});
+    await redis.stop();
+  });
+  const request = (policies: RateLimitPolicy[]): RateLimitRequest => ({ bucket: 'memory', identity: randomUUID(), policies });
+
+  it('refuses a blocked identity without sending Redis a single command', async () => {
+    await useEnvironment({ REDIS_URL: redis.url });
+    const limited = request([{ name: '1-per-1h', limit: 1, windowMs: 3_600_000 }]);
+    await checkRateLimit(limited);
+    await checkRateLimit(limited); // refused by Redis: remembered from now on
+    const before = await commandsProcessed(inspector);
+
+    const refusals: RateLimitDecision[] = [];
+    for (let i = 0; i < 100; i += 1) refusals.push(await checkRateLimit(limited));
+    const after = await commandsProcessed(inspector);
+
+    expect(refusals.every((decision) => !decision.allowed && decision.retryAfterSeconds >= 3599)).toBe(true);
+    expect(after - before).toBe(1); // the first INFO itself
+  });
+
+  it('asks Redis again once the retry time has passed', async () => {
+    await useEnvironment({ REDIS_URL: redis.url });
+    const fast = request([{ name: '1-per-300ms', limit: 1, windowMs: 300 }]);
+    await checkRateLimit(fast);
+    const refused = await checkRateLimit(fast);
+
+    await sleep(refused.retryAfterMs + 30);
+    const later = await checkRateLimit(fast);
+
+    expect(refused.allowed).toBe(false);
+    expect(later.allowed).toBe(true);
+  });
+
+  it('still asks Redis for a smaller cost when only the refused cost did not fit', async () => {
+    await useEnvironment({ REDIS_URL: redis.url });
+    const tokens = { ...request([{ name: '10-per-1h', limit: 10, windowMs: 3_600_000 }]) };
+    await checkRateLimit({ ...tokens, cost: 8 });
+
+    const tooMuch = await checkRateLimit({ ...tokens, cost: 5 });
+    const small = await checkRateLimit({ ...tokens, cost: 2 });
+
+    expect(tooMuch.allowed).toBe(false);
+    expect(small.allowed).toBe(true);
+  });
+
+  it('keeps at most a bounded number of blocked identities, dropping the oldest', () => {
+    forgetBlocks();
+    const refusal: RateLimitDecision = { allowed: false, retryAfterSeconds: 60, retryAfterMs: 60_000, states: [] };
+
+    for (let i = 0; i <= MAX_REMEMBERED_BLOCKS; i += 1) rememberBlock(`identity-${i}`, refusal, 1, 60_000);
+
+    expect(rememberedBlockCount()).toBe(MAX_REMEMBERED_BLOCKS);
+    expect(recallBlock('identity-0', 1)).toBeUndefined();
+    expect(recallBlock(`identity-${MAX_REMEMBERED_BLOCKS}`, 1)?.allowed).toBe(false);
+    forgetBlocks();
+  });
+});
