@@ -48,11 +48,15 @@ export interface Config {
     chat: RouteRateLimit;
     embeddings: RouteRateLimit;
     login: RouteRateLimit;
+    /** Failed logins of one account (email), whatever the client address. */
+    loginAccount: RouteRateLimit;
   };
   auth: {
     registrationOpen: boolean;
     sessionIdleSeconds: number;
     sessionMaxSeconds: number;
+    /** scrypt cost of new password hashes as log2(N): 17 in production, lower only to speed up tests. */
+    passwordScryptLog2N: number;
   };
   chat: {
     provider: ChatProviderName;
@@ -64,6 +68,9 @@ export interface Config {
     /** Serve uncached answers (no single-flight, no cache) when Redis is down, instead of a 503. */
     degradeWhenRedisDown: boolean;
     timeoutMs: number;
+    /** Claude's credentials and endpoint (the Anthropic SDK's own variables). */
+    anthropicApiKey: string | undefined;
+    anthropicBaseUrl: string;
   };
   embeddings: {
     provider: EmbeddingsProviderName;
@@ -124,6 +131,13 @@ function readInteger(env: Env, variable: string, fallback: number, min: number, 
   return value;
 }
 
+function readUrl(env: Env, variable: string): string | undefined {
+  const raw = readString(env, variable);
+  if (raw === undefined) return undefined;
+  if (!/^https?:\/\/[^\s]+$/.test(raw)) return fail(variable, 'an http:// or https:// URL', raw);
+  return raw.replace(/\/+$/, '');
+}
+
 function readList(env: Env, variable: string): string[] | undefined {
   const raw = readString(env, variable);
   if (raw === undefined) return undefined;
@@ -181,11 +195,16 @@ export function loadConfig(env: Env = process.env): Config {
   if (!models.includes(defaultModel)) {
     return fail('CHAT_DEFAULT_MODEL', `one of CHAT_MODELS (${models.join(', ')})`, defaultModel);
   }
+  const chatProvider = readEnum(env, 'CHAT_PROVIDER', ['anthropic', 'local'], anthropicKeySet ? 'anthropic' : 'local');
+  if (chatProvider === 'anthropic' && !anthropicKeySet) {
+    return fail('ANTHROPIC_API_KEY', 'an Anthropic API key when CHAT_PROVIDER=anthropic', '');
+  }
   const sessionIdleSeconds = readInteger(env, 'SESSION_IDLE_SECONDS', 7 * 86_400, 1, 365 * 86_400);
   const sessionMaxSeconds = readInteger(env, 'SESSION_MAX_SECONDS', 30 * 86_400, 1, 365 * 86_400);
   if (sessionMaxSeconds < sessionIdleSeconds) {
     return fail('SESSION_MAX_SECONDS', `at least SESSION_IDLE_SECONDS (${sessionIdleSeconds})`, String(sessionMaxSeconds));
   }
+  const loginLimit = readRouteLimit(env, 'LOGIN', '10/15m', 'closed');
   const embeddingsProvider = readEnum(env, 'EMBEDDINGS_PROVIDER', ['local', 'openai'], 'local');
   const embeddingsBaseUrl = readString(env, 'EMBEDDINGS_BASE_URL');
   if (embeddingsProvider === 'openai' && embeddingsBaseUrl === undefined) {
@@ -213,15 +232,17 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimits: {
       chat: readRouteLimit(env, 'CHAT', '20/1m,500/1d', 'closed'),
       embeddings: readRouteLimit(env, 'EMBEDDINGS', '2000/1m', 'closed'),
-      login: readRouteLimit(env, 'LOGIN', '10/15m', 'closed'),
+      login: loginLimit,
+      loginAccount: { policies: readPolicies(env, 'RATE_LIMIT_LOGIN_ACCOUNT', '5/15m'), onRedisDown: loginLimit.onRedisDown },
     },
     auth: {
       registrationOpen: readBoolean(env, 'AUTH_REGISTRATION_OPEN', true),
       sessionIdleSeconds,
       sessionMaxSeconds,
+      passwordScryptLog2N: readInteger(env, 'PASSWORD_SCRYPT_LOG2N', 17, 14, 20),
     },
     chat: {
-      provider: readEnum(env, 'CHAT_PROVIDER', ['anthropic', 'local'], anthropicKeySet ? 'anthropic' : 'local'),
+      provider: chatProvider,
       models,
       defaultModel,
       systemPrompt: readString(env, 'CHAT_SYSTEM_PROMPT'),
@@ -229,6 +250,8 @@ export function loadConfig(env: Env = process.env): Config {
       cacheScope: readEnum(env, 'CHAT_CACHE_SCOPE', ['user', 'global'], 'user'),
       degradeWhenRedisDown: readBoolean(env, 'CHAT_DEGRADE_WHEN_REDIS_DOWN', false),
       timeoutMs: readInteger(env, 'CHAT_TIMEOUT_MS', 25_000, 100, 900_000),
+      anthropicApiKey: readString(env, 'ANTHROPIC_API_KEY'),
+      anthropicBaseUrl: readUrl(env, 'ANTHROPIC_BASE_URL') ?? 'https://api.anthropic.com',
     },
     embeddings: {
       provider: embeddingsProvider,

@@ -1,0 +1,53 @@
+// The offline tutor: a deterministic stand-in for Claude for development without an API key.
+// It is not a language model and says so at the start of every answer; its `model` is
+// `local-tutor`, whatever model the request named. Same question, same answer, so the response
+// cache and its tests behave as they do with Claude.
+
+import { digest } from '../keys.ts';
+import type { ChatProvider, Completion, CompletionRequest } from './provider.ts';
+
+export const LOCAL_TUTOR_MODEL = 'local-tutor';
+export const LOCAL_TUTOR_LABEL = '[local tutor — offline, not Claude]';
+
+const NUDGES = [
+  'What do you already know that could help here? Write down the first step you would try.',
+  'Can you say in your own words what the question is asking for, and what you are given?',
+  'Try a smaller or simpler version of the problem first. What happens there?',
+  'Which part feels unclear: the idea itself, or how to start? Tell me where you got stuck.',
+  'What would a good answer look like? Describe it before working it out, then check your work against it.',
+];
+
+/** Rough token count (about four characters a token), for usage figures that behave like Claude's. */
+function estimateTokens(text: string): number {
+  return Math.max(1, Math.ceil(text.length / 4));
+}
+
+function quote(text: string): string {
+  const oneLine = text.replace(/\s+/g, ' ').trim();
+  return oneLine.length > 160 ? `${oneLine.slice(0, 157)}...` : oneLine;
+}
+
+export function localTutor(): ChatProvider {
+  return {
+    name: 'local',
+    async complete(request: CompletionRequest): Promise<Completion> {
+      const question = request.messages.at(-1)?.content ?? '';
+      const fingerprint = digest(JSON.stringify([request.system, request.messages]));
+      const nudge = NUDGES[Number.parseInt(fingerprint.slice(0, 8), 16) % NUDGES.length];
+      const full =
+        `${LOCAL_TUTOR_LABEL} You asked: "${quote(question)}". ` +
+        `Let's work it out together rather than me handing you the answer. ${nudge}`;
+      // max_tokens behaves as with Claude: the answer is cut and the stop reason says so.
+      const limit = request.maxTokens * 4;
+      const content = full.length > limit ? full.slice(0, limit) : full;
+      const inputText = request.system + request.messages.map((message) => message.content).join('');
+      return {
+        id: `local_${fingerprint.slice(0, 24)}`,
+        model: LOCAL_TUTOR_MODEL,
+        content,
+        stopReason: content.length < full.length ? 'max_tokens' : 'end_turn',
+        usage: { inputTokens: estimateTokens(inputText), outputTokens: estimateTokens(content) },
+      };
+    },
+  };
+}

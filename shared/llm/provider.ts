@@ -1,0 +1,56 @@
+// The one small interface every chat model sits behind (Claude, the offline tutor), and the
+// choice between them from configuration. Handlers speak only this interface.
+
+import { config, type ChatProviderName } from '../config.ts';
+import { anthropicProvider } from './anthropic.ts';
+import { localTutor } from './local.ts';
+
+export interface ChatTurn {
+  role: 'user' | 'assistant';
+  content: string;
+}
+
+export interface CompletionRequest {
+  model: string;
+  /** The server's system prompt; clients never supply it. */
+  system: string;
+  messages: ChatTurn[];
+  maxTokens: number;
+  temperature: number;
+}
+
+export interface Completion {
+  id: string;
+  /** The model that answered, as the provider reports it. */
+  model: string;
+  content: string;
+  /** `end_turn`, `max_tokens`, `stop_sequence`, `refusal`, ... as the Messages API names them. */
+  stopReason: string;
+  usage: { inputTokens: number; outputTokens: number };
+}
+
+export interface CompletionOptions {
+  /** Epoch milliseconds by which the answer must be in, retries included. */
+  deadline: number;
+}
+
+export interface ChatProvider {
+  readonly name: ChatProviderName;
+  complete(request: CompletionRequest, options: CompletionOptions): Promise<Completion>;
+}
+
+let chosen: { key: string; provider: ChatProvider } | undefined;
+
+/** The configured provider, created once per configuration (the API key is registered as a secret then). */
+export function chatProvider(): ChatProvider {
+  const { provider, anthropicApiKey, anthropicBaseUrl } = config().chat;
+  const key = `${provider}|${anthropicBaseUrl}|${anthropicApiKey ?? ''}`;
+  if (chosen?.key !== key) {
+    const created =
+      provider === 'anthropic' && anthropicApiKey !== undefined
+        ? anthropicProvider({ apiKey: anthropicApiKey, baseUrl: anthropicBaseUrl })
+        : localTutor();
+    chosen = { key, provider: created };
+  }
+  return chosen.provider;
+}
