@@ -44,3 +44,14 @@ export function responseCacheKeys(cache: string, questionDigest: string): { answ
   const tag = `rc:${cache}:${questionDigest}`;
   return { answer: key(tag, 'answer'), lock: key(tag, 'lock') };
 }
+
+// ── Embedding cache ──────────────────────────────────────────────────────────────────────────
+// One key per (text, model, dimensions). The hash tag is the text's digest, not the model: a
+// request's keys then spread over every slot, so the cache (the largest data set here) is shared
+// by all the nodes of a cluster instead of filling one slot on one node. A batch lookup costs one
+// round trip per node rather than one in total (see shared/embeddings/cache.ts).
+
+/** `tc:{e:<sha256 of the text>}:<namespace>`, namespace = model, dimensions (and algorithm version). */
+export function embeddingKey(namespace: string, text: string): string {
+  return key(`e:${digest(text)}`, namespace);
+}
