@@ -14,6 +14,8 @@ export interface SecretsManagerDouble {
   reads(id: string): number;
   /** While true every call answers 500 InternalServiceError. */
   failing: boolean;
+  /** Reads of this secret answer AccessDeniedException, as for a role without GetSecretValue on it. */
+  denyAccess(id: string): void;
   close(): Promise<void>;
 }
 
@@ -34,6 +36,7 @@ function reply(response: ServerResponse, status: number, payload: unknown): void
 export async function startSecretsManagerDouble(): Promise<SecretsManagerDouble> {
   const secrets = new Map<string, { value: string; version: string }>();
   const readCounts = new Map<string, number>();
+  const denied = new Set<string>();
   const double = { failing: false } as SecretsManagerDouble;
 
   const server = createServer(async (request, response) => {
@@ -43,6 +46,9 @@ export async function startSecretsManagerDouble(): Promise<SecretsManagerDouble>
     const id = input.SecretId ?? '';
     if (target.endsWith('.GetSecretValue')) {
       readCounts.set(id, (readCounts.get(id) ?? 0) + 1);
+      if (denied.has(id)) {
+        return reply(response, 400, { __type: 'AccessDeniedException', message: 'User is not authorized to perform: secretsmanager:GetSecretValue' });
+      }
       const secret = secrets.get(id);
       if (!secret) {
         return reply(response, 400, { __type: 'ResourceNotFoundException', message: "Secrets Manager can't find the specified secret." });
@@ -77,6 +83,7 @@ export async function startSecretsManagerDouble(): Promise<SecretsManagerDouble>
     },
     setSecret: (id: string, value: string) => secrets.set(id, { value, version: randomUUID() }),
     reads: (id: string) => readCounts.get(id) ?? 0,
+    denyAccess: (id: string) => denied.add(id),
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   });
 }

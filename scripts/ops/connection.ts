@@ -1,0 +1,77 @@
+// Clients for the operator tools, built with the functions' own options (TLS, REDIS_TLS_CA_FILE,
+// time-outs, RESP2), so that what the doctor sees is what a Lambda would see. Unlike the
+// functions' client, a failed connection is reported with the error that explains it, not with
+// ioredis's generic "Connection is closed".
+
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { redisClientOptions, redisClusterOptions, type RedisClient } from '../../shared/redis.ts';
+import type { OperatorEndpoint } from './endpoint.ts';
+
+export interface OperatorClientOptions {
+  /**
+   * Command and socket time-out. The doctor keeps the functions' value; the migration raises it,
+   * because a pipeline of a thousand DUMPs or one large RESTORE may legitimately take seconds.
+   */
+  commandTimeoutMs?: number;
+}
+
+/** The connection to `endpoint` failed; `reason` is the most telling error seen on the way. */
+export class ConnectionFailure extends Error {
+  override name = 'ConnectionFailure';
+  readonly endpoint: OperatorEndpoint;
+  readonly reason: Error;
+  constructor(endpoint: OperatorEndpoint, reason: Error) {
+    super(reason.message, { cause: reason });
+    this.endpoint = endpoint;
+    this.reason = reason;
+  }
+}
+
+/** Messages that only say "it failed", hiding the error that says why. */
+const GENERIC = /Connection is closed|None of startup nodes is available|Reached the max retries|Failed to refresh slots cache/i;
+
+function mostTelling(errors: unknown[]): Error {
+  const candidates: Error[] = [];
+  for (const error of errors) {
+    if (!(error instanceof Error)) continue;
+    const lastNodeError = (error as { lastNodeError?: unknown }).lastNodeError;
+    if (lastNodeError instanceof Error) candidates.push(lastNodeError);
+    candidates.push(error);
+  }
+  return candidates.find((error) => !GENERIC.test(error.message)) ?? candidates.at(-1) ?? new Error('unknown failure');
+}
+
+function standalone(url: URL, overrides: RedisOptions): Redis {
+  const db = url.pathname.length > 1 ? Number(url.pathname.slice(1)) : undefined;
+  return new Redis({ ...redisClientOptions(url), ...overrides, host: url.hostname, port: Number(url.port || 6379), db });
+}
+
+function cluster(url: URL, overrides: RedisOptions): Cluster {
+  const options = redisClusterOptions(url);
+  return new Cluster([{ host: url.hostname, port: Number(url.port || 6379) }], {
+    ...options,
+    redisOptions: { ...options.redisOptions, ...overrides },
+  });
+}
+
+/** Connects and proves the connection with a PING (a server that wants a password says so only then). */
+export async function connectTo(endpoint: OperatorEndpoint, options: OperatorClientOptions = {}): Promise<RedisClient> {
+  const url = new URL(endpoint.url);
+  const overrides: RedisOptions = { enableAutoPipelining: false };
+  if (options.commandTimeoutMs !== undefined) {
+    overrides.commandTimeout = options.commandTimeoutMs;
+    overrides.socketTimeout = options.commandTimeoutMs;
+  }
+  const client: RedisClient = endpoint.cluster ? cluster(url, overrides) : standalone(url, overrides);
+  const seen: unknown[] = [];
+  client.on('error', (error: unknown) => seen.push(error));
+  client.on('node error', (error: unknown) => seen.push(error));
+  try {
+    await client.connect();
+    await client.ping();
+  } catch (error) {
+    client.disconnect();
+    throw new ConnectionFailure(endpoint, mostTelling([...seen, error]));
+  }
+  return client;
+}

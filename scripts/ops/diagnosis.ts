@@ -1,0 +1,158 @@
+// Turns a failure to reach Redis into one sentence an operator can act on. Some causes look alike
+// from the client (a TLS client on a plain port just times out; a plain client on a TLS port sees
+// a reset), so those are told apart by a second, tiny probe of the same host and port.
+
+import { connect as connectTcp } from 'node:net';
+import { connect as connectTls } from 'node:tls';
+import { ConfigError, config } from '../../shared/config.ts';
+import { HttpProblem } from '../../shared/problem.ts';
+import { ConnectionFailure } from './connection.ts';
+import { describeEndpoint, SecretFailure, type OperatorEndpoint } from './endpoint.ts';
+
+/** The sentence for any failure of an operator tool; never contains a password. */
+export async function explainFailure(error: unknown): Promise<string> {
+  if (error instanceof SecretFailure) return explainSecretFailure(error);
+  if (error instanceof ConnectionFailure) return explainConnectionFailure(error);
+  if (error instanceof ConfigError) return `The configuration is invalid: ${error.message}.`;
+  const message = error instanceof Error ? error.message : String(error);
+  return `Unexpected failure: ${message}.`;
+}
+
+const CERTIFICATE_CODES = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_UNTRUSTED',
+]);
+
+function errorCode(error: Error): string {
+  return String((error as { code?: unknown }).code ?? '');
+}
+
+function where(endpoint: OperatorEndpoint): { host: string; port: number; tls: boolean } {
+  const url = new URL(endpoint.url);
+  return { host: url.hostname, port: Number(url.port || 6379), tls: url.protocol === 'rediss:' };
+}
+
+export async function explainConnectionFailure(failure: ConnectionFailure): Promise<string> {
+  const { endpoint, reason } = failure;
+  const { host, port, tls } = where(endpoint);
+  const at = `${host}:${port}`;
+  const code = errorCode(reason);
+  const text = `${reason.message} ${code}`;
+  const timeoutMs = config().redis.connectTimeoutMs;
+
+  if (/ENOTFOUND|EAI_NONAME/.test(text)) {
+    return `The host name "${host}" does not resolve: check the host in ${endpoint.origin} (a typo, or an endpoint that resolves only inside its VPC).`;
+  }
+  if (/EAI_AGAIN/.test(text)) {
+    return `The host name "${host}" could not be resolved right now (DNS did not answer): check this machine's DNS, then try again.`;
+  }
+  if (/ECONNREFUSED/.test(text)) {
+    return `Nothing accepts connections on ${at} (connection refused): check the port in ${endpoint.origin} and that Redis is running there.`;
+  }
+  if (CERTIFICATE_CODES.has(code)) {
+    return `The TLS certificate of ${at} is not trusted (${reason.message}): set REDIS_TLS_CA_FILE to the PEM file of the CA that signed it.`;
+  }
+  if (code === 'CERT_HAS_EXPIRED') {
+    return `The TLS certificate of ${at} has expired: renew the server's certificate.`;
+  }
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    return `The TLS certificate of ${at} is not issued for "${host}": connect by the host name the certificate names.`;
+  }
+  if (/WRONGPASS|invalid password|invalid username-password/i.test(text)) {
+    return `Redis at ${at} rejected the user name or password: put the current credentials in ${endpoint.origin}.`;
+  }
+  if (/NOAUTH/i.test(text)) {
+    return `Redis at ${at} requires a password and none was sent: add the password to ${endpoint.origin} (in the URL, or as "password" in a secret's JSON).`;
+  }
+  if (/cluster support disabled/i.test(text)) {
+    return `${at} is not a Redis Cluster but was reached as one: unset REDIS_CLUSTER (or drop the cluster flag).`;
+  }
+  if (/LOADING/.test(text)) {
+    return `Redis at ${at} is still loading its data set into memory: wait until it has finished, then try again.`;
+  }
+  if (/EPROTO|wrong version number|packet length too long|ERR_SSL/i.test(text) && tls) {
+    return `${at} does not speak TLS: use redis:// instead of rediss:// in ${endpoint.origin}.`;
+  }
+  if (/ETIMEDOUT|timed out|timeout/i.test(text)) {
+    if (tls && (await speaksPlainRedis(host, port, timeoutMs))) {
+      return `${at} speaks plain-text Redis, not TLS: use redis:// instead of rediss:// in ${endpoint.origin}.`;
+    }
+    return `${at} did not answer within ${timeoutMs} ms: check that a security group or firewall lets this machine reach port ${port}, and that the host and port in ${endpoint.origin} are right.`;
+  }
+  if (/ECONNRESET|socket disconnected|EPIPE|closed/i.test(text)) {
+    if (!tls && (await speaksTls(host, port, timeoutMs))) {
+      return `${at} expects TLS: use rediss:// instead of redis:// in ${endpoint.origin} (and REDIS_TLS_CA_FILE if its CA is private).`;
+    }
+    return `${at} closed the connection (${reason.message}): check that ${endpoint.origin} names a Redis server and that it accepts clients from this machine.`;
+  }
+  return `Redis at ${describeEndpoint(endpoint)} failed: ${reason.message}.`;
+}
+
+/** The standalone client reached a cluster node: keys of other nodes' slots would answer MOVED. */
+export function clusterExpected(endpoint: OperatorEndpoint): string {
+  const { host, port } = where(endpoint);
+  return `${host}:${port} is a Redis Cluster node but was reached as a single server: set REDIS_CLUSTER=true (or pass the cluster flag) so that keys on the other nodes can be reached.`;
+}
+
+function secretName(error: SecretFailure): string {
+  const cause = error.cause;
+  if (cause instanceof HttpProblem && cause.cause instanceof Error) {
+    return /\((\w+)\)/.exec(cause.cause.message)?.[1] ?? cause.cause.message;
+  }
+  return '';
+}
+
+export function explainSecretFailure(error: SecretFailure): string {
+  const id = error.secretId;
+  const region = process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'the default region';
+  if (error.cause instanceof ConfigError) {
+    return `The secret "${id}" does not hold a Redis endpoint: store a redis:// or rediss:// URL in it, or JSON {"url"} or {"host","port","username","password","tls"}.`;
+  }
+  const reason = secretName(error);
+  if (reason === 'ResourceNotFoundException') {
+    return `The secret "${id}" does not exist in ${region}: check REDIS_SECRET_ID and AWS_REGION.`;
+  }
+  if (reason === 'AccessDeniedException' || reason === 'AccessDenied') {
+    return `These AWS credentials may not read the secret "${id}": grant secretsmanager:GetSecretValue on it (and kms:Decrypt on its key).`;
+  }
+  if (/no string value/.test(reason)) {
+    return `The secret "${id}" has no value: store the Redis URL in it.`;
+  }
+  if (/Credentials|Token|Signature/i.test(reason)) {
+    return `Secrets Manager refused these AWS credentials (${reason}): sign in again or set AWS_PROFILE.`;
+  }
+  return `Secrets Manager could not be reached to read "${id}"${reason ? ` (${reason})` : ''}: check AWS_REGION and the network path to Secrets Manager (VPC endpoint or NAT), then try again.`;
+}
+
+/** A plain-text Redis answers `PING` (with PONG, or NOAUTH when it wants a password). */
+function speaksPlainRedis(host: string, port: number, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connectTcp({ host, port });
+    const done = (answer: boolean) => {
+      socket.destroy();
+      resolve(answer);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('error', () => done(false));
+    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.once('data', (chunk: Buffer) => done(/^[+-]/.test(chunk.toString('latin1'))));
+  });
+}
+
+/** A TLS port completes a handshake (the certificate is not judged here, only the protocol). */
+function speaksTls(host: string, port: number, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connectTls({ host, port, rejectUnauthorized: false, ...(/^[\d.:]+$/.test(host) ? {} : { servername: host }) });
+    const done = (answer: boolean) => {
+      socket.destroy();
+      resolve(answer);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('error', () => done(false));
+    socket.once('secureConnect', () => done(true));
+  });
+}

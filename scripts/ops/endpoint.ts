@@ -1,0 +1,77 @@
+// Where an operator tool connects: the functions' own endpoint (REDIS_URL, else the secret named
+// by REDIS_SECRET_ID), or a URL or a secret given on the command line. The URL carries the
+// password, so it is only ever printed through `describeEndpoint`.
+
+import { config } from '../../shared/config.ts';
+import { registerSecret } from '../../shared/logger.ts';
+import { describeRedisUrl, redisUrlFromSecret, resolveRedisEndpoint } from '../../shared/redis-endpoint.ts';
+import { getSecret } from '../../shared/secrets.ts';
+
+export interface OperatorEndpoint {
+  url: string;
+  /** Where the URL came from, in the words the operator used: `REDIS_URL`, `the secret "x"`, `--to`. */
+  origin: string;
+  cluster: boolean;
+}
+
+/** A secret could not be turned into a Redis URL; `cause` says why (missing, denied, malformed). */
+export class SecretFailure extends Error {
+  override name = 'SecretFailure';
+  readonly secretId: string;
+  constructor(secretId: string, cause: unknown) {
+    super(`the secret "${secretId}" could not be read`, { cause });
+    this.secretId = secretId;
+  }
+}
+
+/** `redis://:***@host:port`: scheme, user, host and port, never the password. */
+export function describeEndpoint(endpoint: OperatorEndpoint): string {
+  return describeRedisUrl(endpoint.url);
+}
+
+function remember(url: string): void {
+  try {
+    const password = new URL(url).password;
+    if (password !== '') {
+      registerSecret(password);
+      registerSecret(decodeURIComponent(password));
+    }
+  } catch {
+    // an unparseable URL fails later with its own message
+  }
+}
+
+/** The endpoint the functions would use, read from the same environment they read. */
+export async function functionsEndpoint({ cluster }: { cluster?: boolean } = {}): Promise<OperatorEndpoint> {
+  const { redis } = config();
+  let url: string;
+  try {
+    url = (await resolveRedisEndpoint()).url;
+  } catch (error) {
+    throw redis.url === undefined && redis.secretId !== undefined ? new SecretFailure(redis.secretId, error) : error;
+  }
+  remember(url);
+  const origin = redis.url !== undefined ? 'REDIS_URL' : `the secret "${redis.secretId}"`;
+  return { url, origin, cluster: cluster ?? redis.cluster };
+}
+
+/** An endpoint given as a URL on the command line (`flag` names the option, e.g. `--from`). */
+export function urlEndpoint(url: string, flag: string, cluster: boolean): OperatorEndpoint {
+  remember(url);
+  if (!/^rediss?:\/\/[^\s]+$/.test(url)) {
+    throw new Error(`${flag}: expected a redis:// or rediss:// URL`);
+  }
+  return { url, origin: flag, cluster };
+}
+
+/** An endpoint whose URL is held by a Secrets Manager secret, in any of the forms the functions accept. */
+export async function secretEndpoint(secretId: string, cluster: boolean): Promise<OperatorEndpoint> {
+  let url: string;
+  try {
+    url = redisUrlFromSecret(await getSecret(secretId));
+  } catch (error) {
+    throw new SecretFailure(secretId, error);
+  }
+  remember(url);
+  return { url, origin: `the secret "${secretId}"`, cluster };
+}

@@ -1,0 +1,73 @@
+// What a Redis server says about itself in INFO, for every master of a cluster or the one server.
+// Only INFO is relied on (managed services such as ElastiCache and Upstash restrict CONFIG);
+// CONFIG GET adds detail where it is allowed.
+
+import type { Cluster, Redis } from 'ioredis';
+import type { RedisClient } from '../../shared/redis.ts';
+
+export type Info = Map<string, string>;
+
+export interface NodeInfo {
+  address: string;
+  info: Info;
+  /** `CONFIG GET save`, or undefined where CONFIG is not allowed. */
+  save: string | undefined;
+}
+
+export function parseInfo(text: string): Info {
+  const info: Info = new Map();
+  for (const line of text.split(/\r?\n/)) {
+    if (line === '' || line.startsWith('#')) continue;
+    const colon = line.indexOf(':');
+    if (colon > 0) info.set(line.slice(0, colon), line.slice(colon + 1));
+  }
+  return info;
+}
+
+/** `db0:keys=10,expires=2,avg_ttl=0` summed over every database. */
+export function keyCounts(info: Info): { keys: number; expires: number } {
+  let keys = 0;
+  let expires = 0;
+  for (const [name, value] of info) {
+    if (!/^db\d+$/.test(name)) continue;
+    keys += Number(/keys=(\d+)/.exec(value)?.[1] ?? 0);
+    expires += Number(/expires=(\d+)/.exec(value)?.[1] ?? 0);
+  }
+  return { keys, expires };
+}
+
+export function isCluster(client: RedisClient): client is Cluster {
+  return 'nodes' in client && typeof client.nodes === 'function';
+}
+
+/** The nodes that hold data: every master of a cluster, or the one server. */
+export function dataNodes(client: RedisClient): Redis[] {
+  return isCluster(client) ? client.nodes('master') : [client];
+}
+
+function address(node: Redis): string {
+  return `${node.options.host ?? '?'}:${node.options.port ?? '?'}`;
+}
+
+async function configValue(node: Redis, name: string): Promise<string | undefined> {
+  try {
+    const reply = (await node.config('GET', name)) as string[];
+    return reply[1];
+  } catch {
+    return undefined;
+  }
+}
+
+export async function nodeInfo(node: Redis): Promise<NodeInfo> {
+  const [text, save] = await Promise.all([node.info(), configValue(node, 'save')]);
+  const info = parseInfo(text);
+  if (info.get('cluster_enabled') === '1') {
+    // cluster_state and friends are only in CLUSTER INFO.
+    for (const [name, value] of parseInfo(String(await node.cluster('INFO')))) info.set(name, value);
+  }
+  return { address: address(node), info, save };
+}
+
+export async function serverInfo(client: RedisClient): Promise<NodeInfo[]> {
+  return Promise.all(dataNodes(client).map(nodeInfo));
+}

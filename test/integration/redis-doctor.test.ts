@@ -1,0 +1,236 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../infra/local/redis-server.ts';
+import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles/secrets-manager.ts';
+import { runTool, type ToolRun } from '../support/operator-tool.ts';
+import { startRedisCluster, startStandaloneRedis, startTlsRedis, type RedisCluster, type RedisServer, type TlsRedis } from '../support/redis.ts';
+
+const PASSWORD = 'doctor-password-4711';
+const WRONG_PASSWORD = 'not-the-password-0815';
+
+const doctor = (env: Record<string, string>, args: string[] = []) => runTool('redis-doctor.ts', ['--pings', '20', ...args], env);
+
+/** The one line a failing run ends with. */
+function verdict(run: ToolRun): string {
+  return run.stderr.trim().split('\n').at(-1) ?? '';
+}
+
+describe('npm run redis:doctor', () => {
+  let plain: RedisServer;
+  let tuned: RedisServer;
+  let dataDir: string;
+  let guarded: RedisServer;
+  let tls: TlsRedis;
+  let cluster: RedisCluster;
+  let silent: Server;
+  const silentSockets: Socket[] = [];
+  let secrets: SecretsManagerDouble;
+
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'tc-doctor-'));
+    silent = createServer((socket) => silentSockets.push(socket));
+    [plain, tuned, guarded, tls, cluster, secrets] = await Promise.all([
+      startStandaloneRedis(),
+      startStandaloneRedis({ dir: dataDir, extraArgs: ['--maxmemory', '64mb', '--maxmemory-policy', 'allkeys-lru'] }),
+      startStandaloneRedis({ password: PASSWORD }),
+      startTlsRedis(),
+      startRedisCluster(),
+      startSecretsManagerDouble(),
+      new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve)),
+    ]);
+  });
+  afterAll(async () => {
+    for (const socket of silentSockets) socket.destroy();
+    silent.close();
+    await Promise.all([plain.stop(), tuned.stop(), guarded.stop(), tls.stop(), cluster.stop(), secrets.close()]);
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  describe('on a server it can reach', () => {
+    it('reports version, latency, memory, persistence, clients and hit rate, and exits 0', async () => {
+      const client = new Redis({ port: plain.port, host: '127.0.0.1' });
+      await client.set('present', 'x');
+      await client.get('present');
+      await client.get('absent');
+      client.disconnect();
+
+      const run = await doctor({ REDIS_URL: plain.url });
+
+      expect(run.code).toBe(0);
+      expect(run.stdout).toContain(`redis://127.0.0.1:${plain.port} (from REDIS_URL)`);
+      expect(run.stdout).toMatch(/transport\s+plain TCP/);
+      expect(run.stdout).toMatch(/mode\s+standalone/);
+      expect(run.stdout).toMatch(/server\s+Redis \d+\.\d+\.\d+/);
+      expect(run.stdout).toMatch(/latency\s+PING p50 [\d.]+ ms, p99 [\d.]+ ms over 20 pings/);
+      expect(run.stdout).toMatch(/memory\s+.* used, maxmemory not set .*policy noeviction/);
+      expect(run.stdout).toMatch(/persistence\s+AOF off, no RDB snapshots/);
+      expect(run.stdout).toMatch(/clients\s+\d+ of maxclients 10000 connected/);
+      expect(run.stdout).toMatch(/keyspace\s+1 keys, 0 of them with a TTL; hit rate 50\.0% \(1 hits, 1 misses/);
+    });
+
+    it('warns that an allkeys-* policy can evict users and sessions and recommends volatile-lru', async () => {
+      const run = await doctor({ REDIS_URL: tuned.url });
+
+      expect(run.code).toBe(0);
+      expect(run.stdout).toMatch(/memory\s+.*maxmemory 64\.0 MiB .*policy allkeys-lru/);
+      expect(run.stdout).toMatch(/! maxmemory-policy allkeys-lru can evict users and sessions, which have no TTL: set maxmemory-policy volatile-lru/);
+    });
+
+    it('reports AOF when the server writes one', async () => {
+      const run = await doctor({ REDIS_URL: tuned.url });
+
+      expect(run.stdout).toMatch(/persistence\s+AOF on/);
+    });
+
+    it('reports a cluster with its masters when REDIS_CLUSTER is set', async () => {
+      const run = await doctor({ REDIS_URL: cluster.url, REDIS_CLUSTER: 'true' });
+
+      expect(run.code).toBe(0);
+      expect(run.stdout).toMatch(/mode\s+cluster, 3 masters \(cluster_state ok\)/);
+    });
+
+    it('reports TLS when it connects with rediss:// and REDIS_TLS_CA_FILE', async () => {
+      const run = await doctor({ REDIS_URL: tls.url, REDIS_TLS_CA_FILE: tls.tlsMaterial.ca });
+
+      expect(run.code).toBe(0);
+      expect(run.stdout).toMatch(/transport\s+TLS, certificate checked against REDIS_TLS_CA_FILE/);
+    });
+
+    it('reads the endpoint from the secret and never prints its password', async () => {
+      secrets.setSecret('doctor/redis', JSON.stringify({ host: '127.0.0.1', port: guarded.port, password: PASSWORD }));
+
+      const run = await doctor({ REDIS_SECRET_ID: 'doctor/redis', ...secrets.env });
+
+      expect(run.code).toBe(0);
+      expect(run.stdout).toContain(`redis://:***@127.0.0.1:${guarded.port} (from the secret "doctor/redis")`);
+      expect(run.output).not.toContain(PASSWORD);
+    });
+  });
+
+  describe('ends with one actionable sentence and exit code 1', () => {
+    it('when nothing listens on the port', async () => {
+      const port = await freePort();
+
+      const run = await doctor({ REDIS_URL: `redis://127.0.0.1:${port}` });
+
+      expect(run.code).toBe(1);
+      expect(verdict(run)).toBe(
+        `✗ Nothing accepts connections on 127.0.0.1:${port} (connection refused): check the port in REDIS_URL and that Redis is running there.`,
+      );
+    });
+
+    it('when the host name does not resolve', async () => {
+      const run = await doctor({ REDIS_URL: 'redis://redis.doctor-test.invalid:6379' });
+
+      expect(run.code).toBe(1);
+      expect(verdict(run)).toMatch(/^✗ The host name "redis\.doctor-test\.invalid" does not resolve: check the host in REDIS_URL/);
+    });
+
+    it('when the server accepts the connection and never answers, within a few seconds', async () => {
+      const port = (silent.address() as AddressInfo).port;
+      const started = Date.now();
+
+      const run = await doctor({ REDIS_URL: `redis://127.0.0.1:${port}` });
+
+      expect(run.code).toBe(1);
+      expect(verdict(run)).toBe(
+        `✗ 127.0.0.1:${port} did not answer within 800 ms: check that a security group or firewall lets this machine reach port ${port}, and that the host and port in REDIS_URL are right.`,
+      );
+      expect(Date.now() - started).toBeLessThan(10_000);
+    });
+
+    it('when the server wants a password and none is given (NOAUTH)', async () => {
+      const run = await doctor({ REDIS_URL: `redis://127.0.0.1:${guarded.port}` });
+
+      expect(run.code).toBe(1);
+      expect(verdict(run)).toMatch(/^✗ Redis at 127\.0\.0\.1:\d+ requires a password and none was sent: add the password to REDIS_URL/);
+    });
+
+    it('when the password is wrong (WRONGPASS), without printing it', async () => {
+      const run = await doctor({ REDIS_URL: `redis://:${WRONG_PASSWORD}@127.0.0.1:${guarded.port}` });
+
+      expect(run.code).toBe(1);
+      expect(verdict(run)).toMatch(/^✗ Redis at 127\.0\.0\.1:\d+ rejected the user name or password: put the current credentials in REDIS_URL\.$/);
+      expect(run.output).not.toContain(WRONG_PASSWORD);
+    });
+
+    it('when a TLS client meets a plain-text port', async () => {
+      const run = await doctor({ REDIS_URL: `rediss://127.0.0.1:${plain.port}`, REDIS_TLS_CA_FILE: tls.tlsMaterial.ca });
+
+      expect(run.code).toBe(1);
+      expect(verdict(run)).toBe(`✗ 127.0.0.1:${plain.port} speaks plain-text Redis, not TLS: use redis:// instead of rediss:// in REDIS_URL.`);
+    });
+
+    it('when a plain-text client meets a TLS port', async () => {
+      const run = await doctor({ REDIS_URL: `redis://127.0.0.1:${tls.port}` });
+
+      expect(run.code).toBe(1);
+      expect(verdict(run)).toMatch(new RegExp(`^✗ 127\\.0\\.0\\.1:${tls.port} expects TLS: use rediss:// instead of redis:// in REDIS_URL`));
+    });
+
+    it("when the TLS certificate's CA is not trusted", async () => {
+      const run = await doctor({ REDIS_URL: tls.url });
+
+      expect(run.code).toBe(1);
+      expect(verdict(run)).toMatch(/^✗ The TLS certificate of 127\.0\.0\.1:\d+ is not trusted \(.*\): set REDIS_TLS_CA_FILE/);
+    });
+
+    it('when a cluster client meets a standalone server', async () => {
+      const run = await doctor({ REDIS_URL: plain.url, REDIS_CLUSTER: 'true' });
+
+      expect(run.code).toBe(1);
+      expect(verdict(run)).toBe(`✗ 127.0.0.1:${plain.port} is not a Redis Cluster but was reached as one: unset REDIS_CLUSTER (or drop the cluster flag).`);
+    });
+
+    it('when a standalone client meets a cluster node', async () => {
+      const run = await doctor({ REDIS_URL: cluster.url });
+
+      expect(run.code).toBe(1);
+      expect(verdict(run)).toMatch(/^✗ 127\.0\.0\.1:\d+ is a Redis Cluster node but was reached as a single server: set REDIS_CLUSTER=true/);
+    });
+
+    it('when the secret does not exist', async () => {
+      const run = await doctor({ REDIS_SECRET_ID: 'doctor/missing', ...secrets.env });
+
+      expect(run.code).toBe(1);
+      expect(verdict(run)).toBe('✗ The secret "doctor/missing" does not exist in eu-west-1: check REDIS_SECRET_ID and AWS_REGION.');
+    });
+
+    it('when the credentials may not read the secret', async () => {
+      secrets.setSecret('doctor/forbidden', plain.url);
+      secrets.denyAccess('doctor/forbidden');
+
+      const run = await doctor({ REDIS_SECRET_ID: 'doctor/forbidden', ...secrets.env });
+
+      expect(run.code).toBe(1);
+      expect(verdict(run)).toMatch(/^✗ These AWS credentials may not read the secret "doctor\/forbidden": grant secretsmanager:GetSecretValue on it/);
+    });
+
+    it('when the secret holds something other than a Redis endpoint, without printing it', async () => {
+      secrets.setSecret('doctor/garbled', `not a url ${PASSWORD}`);
+
+      const run = await doctor({ REDIS_SECRET_ID: 'doctor/garbled', ...secrets.env });
+
+      expect(run.code).toBe(1);
+      expect(verdict(run)).toMatch(/^✗ The secret "doctor\/garbled" does not hold a Redis endpoint: store a redis:\/\/ or rediss:\/\/ URL in it/);
+      expect(run.output).not.toContain(PASSWORD);
+    });
+
+    it('when Secrets Manager fails', async () => {
+      secrets.failing = true;
+      try {
+        const run = await doctor({ REDIS_SECRET_ID: 'doctor/redis', ...secrets.env });
+
+        expect(run.code).toBe(1);
+        expect(verdict(run)).toMatch(/^✗ Secrets Manager could not be reached to read "doctor\/redis" \(InternalServiceError\): check AWS_REGION/);
+      } finally {
+        secrets.failing = false;
+      }
+    });
+  });
+});
