@@ -33,6 +33,44 @@ export function rateLimitKey(identity: string, bucket: string, policyName: strin
   return key(rateLimitTag(identity), bucket, policyName);
 }
 
+// ── Auth (users and sessions) ────────────────────────────────────────────────────────────────
+// Every key of one account shares the hash tag `auth:<shard>`, so registration, login, logout
+// and "log out everywhere" are each one single-slot script on Redis Cluster. The shard is read
+// from a SHA-256 digest: the email's for the user record, the token's for a session. Login draws
+// tokens until the token's digest falls in the account's shard (see shared/auth/tokens.ts), so
+// the session key is found from the opaque token alone and still shares the account's slot.
+//
+//   tc:{auth:<shard>}:user:<email digest>        hash: id, email, name, createdAt, passwordHash (no TTL)
+//   tc:{auth:<shard>}:session:<token digest>     hash: user id, email, name, createdAt, capAt (TTL = idle expiry)
+//   tc:{auth:<shard>}:sessions:<user id>         sorted set: token digests scored by their capAt
+
+/** 1024 shards: enough to spread accounts over any cluster, few enough that a token is found in ~1024 draws. */
+export const AUTH_SHARDS = 1024;
+
+/** The shard of a hex SHA-256 digest (email or token). */
+export function authShard(hexDigest: string): number {
+  return Number.parseInt(hexDigest.slice(0, 4), 16) % AUTH_SHARDS;
+}
+
+function authTag(shard: number): string {
+  return `auth:${shard}`;
+}
+
+/** The user record, found from the normalised email's digest. */
+export function userKey(emailDigest: string): string {
+  return key(authTag(authShard(emailDigest)), 'user', emailDigest);
+}
+
+/** One session, found from the digest of its token. */
+export function sessionKey(tokenDigest: string): string {
+  return key(authTag(authShard(tokenDigest)), 'session', tokenDigest);
+}
+
+/** The index of a user's sessions; `shard` is the account's (any of its digests gives it). */
+export function userSessionsKey(shard: number, userId: string): string {
+  return key(authTag(shard), 'sessions', userId);
+}
+
 // ── Response cache (chat) ────────────────────────────────────────────────────────────────────
 // One question = one hash tag: `tc:{rc:<cache>:<question digest>}:answer` holds the answer and
 // `...:lock` the single-flight lock, so the script that stores the answer and releases the lock

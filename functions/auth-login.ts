@@ -1,0 +1,50 @@
+// POST /auth/login: email and password for a bearer token. Unknown email and wrong password get
+// the same 401 after the same scrypt work; repeated failures are throttled per account and per
+// client address (429 + Retry-After).
+
+import middy from '@middy/core';
+import * as z from 'zod/mini';
+import { admitLoginAttempt, chargeFailedLogin } from '#shared/auth/login-throttle.ts';
+import { hashPassword, verifyPassword } from '#shared/auth/passwords.ts';
+import { startSession } from '#shared/auth/sessions.ts';
+import { emailDigest, findUserByEmail } from '#shared/auth/users.ts';
+import { httpBasics, json, withRequestLogging, type HttpEvent, type HttpResult } from '#shared/http.ts';
+import { HttpProblem } from '#shared/problem.ts';
+import { validate } from '#shared/validation.ts';
+
+export const LoginBody = z.object({
+  // No format check beyond length: a malformed email is simply an unknown account.
+  email: z.string().check(z.trim(), z.toLowerCase(), z.minLength(1), z.maxLength(254)),
+  // Bounded so that nobody makes scrypt chew megabytes; a registered password is at most 256.
+  password: z.string().check(z.minLength(1), z.maxLength(1024)),
+});
+
+function invalidCredentials(headers: Record<string, string>): HttpProblem {
+  return new HttpProblem(401, 'invalid-credentials', { detail: 'The email or password is incorrect.', headers });
+}
+
+async function login(event: HttpEvent): Promise<HttpResult> {
+  const { email, password } = validate(LoginBody, event.jsonBody);
+  const accountDigest = emailDigest(email);
+  const rateLimitHeaders = await admitLoginAttempt(event, accountDigest);
+
+  const user = await findUserByEmail(email);
+  const verdict = await verifyPassword(password, user?.passwordHash);
+  if (user === undefined || !verdict.ok) {
+    await chargeFailedLogin(accountDigest);
+    throw invalidCredentials(rateLimitHeaders);
+  }
+
+  const rehashed = verdict.needsRehash ? await hashPassword(password) : undefined;
+  const { token, expiresAt } = await startSession(user, accountDigest, rehashed);
+  return json(
+    200,
+    { token, tokenType: 'Bearer', expiresAt: expiresAt.toISOString(), user: { id: user.id, email: user.email, name: user.name } },
+    rateLimitHeaders,
+  );
+}
+
+export const handler = withRequestLogging(
+  'POST /auth/login',
+  middy<HttpEvent, HttpResult>().use(httpBasics()).handler(login),
+);

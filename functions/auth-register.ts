@@ -1,0 +1,42 @@
+// POST /auth/register: creates an account. 201 with the user; 409 when the email is taken (emails
+// compare trimmed and in lower case); 403 when registration is switched off by configuration.
+
+import middy from '@middy/core';
+import * as z from 'zod/mini';
+import { createUser, isEmailTaken } from '#shared/auth/users.ts';
+import { hashPassword } from '#shared/auth/passwords.ts';
+import { config } from '#shared/config.ts';
+import { httpBasics, json, withRequestLogging, type HttpEvent, type HttpResult } from '#shared/http.ts';
+import { HttpProblem } from '#shared/problem.ts';
+import { validate } from '#shared/validation.ts';
+
+export const RegisterBody = z.object({
+  // Normalised before it is checked, so ` Ada@Example.org` is accepted as `ada@example.org`.
+  email: z.string().check(z.trim(), z.toLowerCase(), z.maxLength(254), z.email()),
+  password: z.string().check(z.minLength(12), z.maxLength(256)),
+  // Blank or null: no name.
+  name: z.optional(z.nullable(z.string().check(z.trim(), z.maxLength(100)))),
+});
+
+function emailTaken(): HttpProblem {
+  return new HttpProblem(409, 'email-taken', { detail: 'An account with this email already exists.' });
+}
+
+async function register(event: HttpEvent): Promise<HttpResult> {
+  if (!config().auth.registrationOpen) {
+    throw new HttpProblem(403, 'registration-closed', { detail: 'Registration is closed.' });
+  }
+  const { email, password, name } = validate(RegisterBody, event.jsonBody);
+  // Checked before hashing: a taken email (or Redis down) answers at once, without the scrypt work.
+  if (await isEmailTaken(email)) throw emailTaken();
+  const passwordHash = await hashPassword(password);
+  // Two registrations racing past the check: the atomic create lets exactly one win.
+  const user = await createUser({ email, name: name ? name : null, passwordHash });
+  if (user === undefined) throw emailTaken();
+  return json(201, { user });
+}
+
+export const handler = withRequestLogging(
+  'POST /auth/register',
+  middy<HttpEvent, HttpResult>().use(httpBasics()).handler(register),
+);
