@@ -1,0 +1,183 @@
+// The remote provider: any server speaking the OpenAI embeddings wire format (OpenAI, Azure-style
+// proxies, vLLM, LiteLLM, Voyage's compatible endpoint...). One POST for all the texts of a
+// request, a hard time-out, and upstream failures turned into problems a client can act on:
+//
+//   upstream 429            -> 429, Retry-After passed on (default 1 s)
+//   upstream 503            -> 503, Retry-After passed on (default 1 s)
+//   other 5xx, other 4xx,
+//   unreachable, bad answer -> 502 (the client did nothing wrong; our key or upstream is at fault)
+//   no answer in time       -> 504
+//
+// Upstream error bodies are logged (scrubbed, shortened), never returned: they can name our key.
+
+import { log } from '../logger.ts';
+import { HttpProblem } from '../problem.ts';
+import { base64ToVector } from './float32.ts';
+import { estimateTokens, type EmbedOptions, type EmbedResult, type EmbeddingsProvider } from './provider.ts';
+
+export interface OpenAiEmbeddingsOptions {
+  /** e.g. `https://api.openai.com/v1`; `/embeddings` is appended. */
+  baseUrl: string;
+  apiKey: string | undefined;
+  model: string;
+  dimensions: number;
+  timeoutMs: number;
+}
+
+/** OpenAI's own limit of inputs per request; our route accepts at most 256, so one call suffices. */
+const MAX_INPUTS_PER_CALL = 2048;
+const MAX_LOGGED_BODY = 300;
+
+interface WireEmbedding {
+  index?: unknown;
+  embedding?: unknown;
+}
+
+interface WireResponse {
+  data?: unknown;
+  usage?: { prompt_tokens?: unknown };
+}
+
+export class OpenAiEmbeddings implements EmbeddingsProvider {
+  readonly model: string;
+  readonly dimensions: number;
+  readonly cacheNamespace: string;
+  readonly #options: OpenAiEmbeddingsOptions;
+  readonly #url: string;
+
+  constructor(options: OpenAiEmbeddingsOptions) {
+    this.model = options.model;
+    this.dimensions = options.dimensions;
+    this.cacheNamespace = `${options.model}:${options.dimensions}`;
+    this.#options = options;
+    this.#url = `${options.baseUrl.replace(/\/+$/, '')}/embeddings`;
+  }
+
+  async embed(texts: string[], options: EmbedOptions = {}): Promise<EmbedResult> {
+    const batches: string[][] = [];
+    for (let start = 0; start < texts.length; start += MAX_INPUTS_PER_CALL) {
+      batches.push(texts.slice(start, start + MAX_INPUTS_PER_CALL));
+    }
+    const results = await Promise.all(batches.map((batch) => this.#call(batch, options.signal)));
+    return {
+      vectors: results.flatMap((result) => result.vectors),
+      promptTokens: results.reduce((sum, result) => sum + result.promptTokens, 0),
+    };
+  }
+
+  async #call(texts: string[], callerSignal: AbortSignal | undefined): Promise<EmbedResult> {
+    const timeout = AbortSignal.timeout(this.#options.timeoutMs);
+    const signal = callerSignal ? AbortSignal.any([timeout, callerSignal]) : timeout;
+    let status: number;
+    let text: string;
+    let headers: Headers;
+    try {
+      const response = await fetch(this.#url, {
+        method: 'POST',
+        headers: {
+          'Content-Type': 'application/json',
+          Accept: 'application/json',
+          ...(this.#options.apiKey ? { Authorization: `Bearer ${this.#options.apiKey}` } : {}),
+        },
+        // base64: exact float32 bytes, a quarter of the JSON size, and supported by every server that
+        // the official SDKs work with (they ask for base64 by default).
+        body: JSON.stringify({ input: texts, model: this.model, encoding_format: 'base64', dimensions: this.dimensions }),
+        signal,
+      });
+      status = response.status;
+      headers = response.headers;
+      text = await response.text();
+    } catch (error) {
+      throw this.#transportProblem(error, signal);
+    }
+    if (status < 200 || status > 299) throw this.#statusProblem(status, headers, text);
+    return this.#parse(text, texts);
+  }
+
+  #transportProblem(error: unknown, signal: AbortSignal): HttpProblem {
+    if (signal.aborted) {
+      log.warn('embeddings provider timed out', { timeoutMs: this.#options.timeoutMs });
+      return new HttpProblem(504, 'embeddings-timeout', {
+        detail: 'The embeddings provider did not answer in time; try again.',
+        cause: error,
+      });
+    }
+    log.warn('embeddings provider unreachable', { err: error });
+    return new HttpProblem(502, 'embeddings-unreachable', {
+      detail: 'The embeddings provider could not be reached.',
+      cause: error,
+    });
+  }
+
+  #statusProblem(status: number, headers: Headers, body: string): HttpProblem {
+    log.warn('embeddings provider refused', { upstreamStatus: status, upstreamBody: body.slice(0, MAX_LOGGED_BODY) });
+    const retryAfterSeconds = retryAfterOf(headers) ?? 1;
+    if (status === 429) {
+      return new HttpProblem(429, 'embeddings-rate-limited', {
+        detail: 'The embeddings provider is rate limiting us; retry after the time given.',
+        retryAfterSeconds,
+      });
+    }
+    if (status === 503) {
+      return new HttpProblem(503, 'embeddings-unavailable', {
+        detail: 'The embeddings provider is unavailable; try again shortly.',
+        retryAfterSeconds,
+      });
+    }
+    return new HttpProblem(502, 'embeddings-upstream-error', {
+      detail: `The embeddings provider answered with status ${status}.`,
+    });
+  }
+
+  #parse(text: string, texts: string[]): EmbedResult {
+    const invalid = (why: string) => {
+      log.warn('embeddings provider sent an unusable answer', { why, upstreamBody: text.slice(0, MAX_LOGGED_BODY) });
+      return new HttpProblem(502, 'embeddings-upstream-error', { detail: 'The embeddings provider sent an unusable answer.' });
+    };
+    let body: WireResponse;
+    try {
+      body = JSON.parse(text) as WireResponse;
+    } catch {
+      throw invalid('not JSON');
+    }
+    if (!Array.isArray(body?.data) || body.data.length !== texts.length) throw invalid('data is not one entry per input');
+    const vectors = new Array<Float32Array | undefined>(texts.length);
+    (body.data as WireEmbedding[]).forEach((entry, position) => {
+      const index = typeof entry?.index === 'number' ? entry.index : position;
+      const vector = toVector(entry?.embedding);
+      if (vector === undefined) throw invalid('an embedding is neither a number array nor base64 float32');
+      if (vector.length !== this.dimensions) {
+        throw invalid(`an embedding has ${vector.length} dimensions, EMBEDDINGS_DIMENSIONS is ${this.dimensions}`);
+      }
+      if (!Number.isInteger(index) || index < 0 || index >= texts.length || vectors[index] !== undefined) {
+        throw invalid('indexes are not 0..n-1');
+      }
+      vectors[index] = vector;
+    });
+    const counted = body.usage?.prompt_tokens;
+    return {
+      vectors: vectors as Float32Array[],
+      promptTokens: typeof counted === 'number' && Number.isFinite(counted) ? counted : texts.reduce((sum, t) => sum + estimateTokens(t), 0),
+    };
+  }
+}
+
+function toVector(embedding: unknown): Float32Array | undefined {
+  if (typeof embedding === 'string') return base64ToVector(embedding);
+  if (!Array.isArray(embedding) || !embedding.every((value) => typeof value === 'number' && Number.isFinite(value))) {
+    return undefined;
+  }
+  return Float32Array.from(embedding as number[]);
+}
+
+/** Seconds to wait, from `retry-after-ms` (OpenAI), `retry-after` in seconds or as an HTTP date. */
+export function retryAfterOf(headers: Headers): number | undefined {
+  const ms = Number(headers.get('retry-after-ms') ?? Number.NaN);
+  if (Number.isFinite(ms) && ms >= 0) return ms / 1000;
+  const raw = headers.get('retry-after');
+  if (raw === null) return undefined;
+  const seconds = Number(raw);
+  if (Number.isFinite(seconds) && seconds >= 0) return seconds;
+  const date = Date.parse(raw);
+  return Number.isNaN(date) ? undefined : Math.max(0, (date - Date.now()) / 1000);
+}

@@ -1,0 +1,156 @@
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { embeddingsProvider } from '../../shared/embeddings/configured-provider.ts';
+import { OpenAiEmbeddings } from '../../shared/embeddings/openai.ts';
+import { HttpProblem } from '../../shared/problem.ts';
+import { DOUBLE_MODEL, doubleTokens, doubleVector, startOpenAiEmbeddingsDouble, type OpenAiEmbeddingsDouble } from '../doubles/openai-embeddings.ts';
+import { useEnvironment } from '../support/env.ts';
+import { captureOutput } from '../support/logs.ts';
+
+async function problemOf(promise: Promise<unknown>): Promise<HttpProblem> {
+  const error = await promise.then(
+    () => undefined,
+    (reason: unknown) => reason,
+  );
+  if (!(error instanceof HttpProblem)) throw new Error(`expected a problem, got ${String(error)}`);
+  return error;
+}
+
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+describe('the OpenAI-compatible embeddings provider', () => {
+  let upstream: OpenAiEmbeddingsDouble;
+  const provider = (overrides: Partial<ConstructorParameters<typeof OpenAiEmbeddings>[0]> = {}) =>
+    new OpenAiEmbeddings({ baseUrl: upstream.baseUrl, apiKey: upstream.apiKey, model: DOUBLE_MODEL, dimensions: 32, timeoutMs: 2000, ...overrides });
+
+  beforeAll(async () => {
+    upstream = await startOpenAiEmbeddingsDouble();
+  });
+  beforeEach(() => upstream.reset());
+  afterAll(async () => {
+    await useEnvironment({});
+    await upstream.close();
+  });
+
+  it('sends every text in one request, with the model, the dimensions, base64 encoding and the bearer key', async () => {
+    const texts = Array.from({ length: 256 }, (_, i) => `text ${i}`);
+
+    await provider().embed(texts);
+
+    expect(upstream.requests).toHaveLength(1);
+    expect(upstream.requests[0]).toEqual({
+      authorization: `Bearer ${upstream.apiKey}`,
+      body: { input: texts, model: DOUBLE_MODEL, encoding_format: 'base64', dimensions: 32 },
+    });
+  });
+
+  it('gives the upstream vectors in the order of the texts, whatever order they came in, with the upstream token count', async () => {
+    const texts = ['first text', 'second', 'a third text here'];
+
+    const result = await provider().embed(texts);
+
+    expect(result.vectors.map((vector) => Array.from(vector))).toEqual(texts.map((text) => Array.from(doubleVector(text, 32))));
+    expect(result.promptTokens).toBe(texts.reduce((sum, text) => sum + doubleTokens(text), 0));
+  });
+
+  it('reads number arrays as well as base64, for servers that ignore encoding_format', async () => {
+    upstream.ignoreEncodingFormat = true;
+
+    const result = await provider().embed(['floats please']);
+
+    expect(Array.from(result.vectors[0]!)).toEqual(Array.from(doubleVector('floats please', 32)));
+  });
+
+  it('passes on a 429 with the upstream Retry-After', async () => {
+    upstream.failure = { status: 429, retryAfter: '7' };
+
+    const problem = await problemOf(provider().embed(['x']));
+
+    expect(problem.status).toBe(429);
+    expect(problem.headers['Retry-After']).toBe('7');
+  });
+
+  it("reads OpenAI's retry-after-ms, rounded up to whole seconds", async () => {
+    upstream.failure = { status: 429, retryAfterMs: '2500' };
+
+    const problem = await problemOf(provider().embed(['x']));
+
+    expect(problem.headers['Retry-After']).toBe('3');
+  });
+
+  it('passes on a 503 with Retry-After (1 s when upstream gave none)', async () => {
+    upstream.failure = { status: 503 };
+
+    const problem = await problemOf(provider().embed(['x']));
+
+    expect(problem.status).toBe(503);
+    expect(problem.headers['Retry-After']).toBe('1');
+  });
+
+  it.each([500, 502, 400, 401, 404])('answers 502 when upstream answers %i', async (status) => {
+    upstream.failure = { status };
+
+    const problem = await problemOf(provider().embed(['x']));
+
+    expect(problem.status).toBe(502);
+  });
+
+  it('answers 502 when nothing listens at the base URL', async () => {
+    const problem = await problemOf(provider({ baseUrl: `http://127.0.0.1:${await closedPort()}/v1` }).embed(['x']));
+
+    expect(problem.status).toBe(502);
+  });
+
+  it('answers 504 within its time-out when upstream is slow', async () => {
+    upstream.delayMs = 5000;
+    const started = Date.now();
+
+    const problem = await problemOf(provider({ timeoutMs: 200 }).embed(['x']));
+
+    expect(problem.status).toBe(504);
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  it("answers 504 when the caller's own deadline passes first", async () => {
+    upstream.delayMs = 5000;
+
+    const problem = await problemOf(provider({ timeoutMs: 10_000 }).embed(['x'], { signal: AbortSignal.timeout(100) }));
+
+    expect(problem.status).toBe(504);
+  });
+
+  it.each([
+    ['vectors of another size', () => (upstream.forceDimensions = 16)],
+    ['a body that is not JSON', () => (upstream.failure = { status: 200, body: '<html>gateway</html>' })],
+    ['fewer vectors than texts', () => (upstream.failure = { status: 200, body: JSON.stringify({ data: [{ index: 0, embedding: [1] }] }) })],
+  ])('answers 502 for %s', async (_, arrange) => {
+    arrange();
+
+    const problem = await problemOf(provider().embed(['one', 'two']));
+
+    expect(problem.status).toBe(502);
+  });
+
+  it('never writes the API key to logs or problems, even when upstream echoes it', async () => {
+    await useEnvironment({ ...upstream.env(32), LOG_LEVEL: 'debug' });
+    upstream.failure = { status: 401, body: JSON.stringify({ error: { message: `Incorrect API key provided: ${upstream.apiKey}` } }) };
+    const output = captureOutput();
+    let problem: HttpProblem;
+    try {
+      problem = await problemOf(embeddingsProvider().embed(['x']));
+    } finally {
+      output.restore();
+    }
+
+    expect(output.text()).toContain('embeddings provider refused');
+    expect(output.text()).not.toContain(upstream.apiKey);
+    expect(JSON.stringify(problem.toResponse())).not.toContain(upstream.apiKey);
+  });
+});

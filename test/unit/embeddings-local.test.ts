@@ -1,0 +1,58 @@
+import { describe, expect, it } from 'vitest';
+import { LocalEmbedder } from '../../shared/embeddings/local.ts';
+
+const embedder = new LocalEmbedder('local-hash-384', 384);
+const cosine = (a: Float32Array, b: Float32Array) => a.reduce((sum, value, i) => sum + value * b[i]!, 0);
+const similarity = (a: string, b: string) => cosine(embedder.embedOne(a), embedder.embedOne(b));
+
+describe('the local lexical embedder', () => {
+  it('gives the same vector for the same text, every time', async () => {
+    const first = await embedder.embed(['How do fractions work?']);
+    const second = await new LocalEmbedder('local-hash-384', 384).embed(['How do fractions work?']);
+
+    expect(Array.from(second.vectors[0]!)).toEqual(Array.from(first.vectors[0]!));
+  });
+
+  it('gives unit vectors of the configured dimension', async () => {
+    const wide = new LocalEmbedder('local-hash-768', 768);
+
+    const { vectors } = await wide.embed(['a short sentence', 'x'.repeat(8192), '!!!', '   ', '数学の宿題 🧮']);
+
+    for (const vector of vectors) {
+      expect(vector).toHaveLength(768);
+      expect(Math.hypot(...vector)).toBeCloseTo(1, 5);
+    }
+  });
+
+  it('scores texts that share wording higher than unrelated texts', () => {
+    const question = 'How do I compute the derivative of x squared?';
+
+    const related = similarity(question, 'What is the derivative of x squared?');
+    const unrelated = similarity(question, 'The French Revolution began in 1789.');
+
+    expect(related).toBeGreaterThan(0.4);
+    expect(unrelated).toBeLessThan(0.2);
+    expect(related).toBeGreaterThan(unrelated + 0.3);
+  });
+
+  it('scores a misspelling close to the right spelling, through character n-grams', () => {
+    const misspelt = similarity('photosynthesis in plant cells', 'photosyntesis in plant cels');
+    const unrelated = similarity('photosynthesis in plant cells', 'stock market prices fell');
+
+    expect(misspelt).toBeGreaterThan(unrelated + 0.3);
+  });
+
+  it('is lexical: a paraphrase in other words scores low (documented limitation)', () => {
+    expect(similarity('the car is fast', 'an automobile moving quickly')).toBeLessThan(0.3);
+  });
+
+  it('distinguishes word order through bigrams', () => {
+    expect(similarity('dog bites man', 'man bites dog')).toBeLessThan(similarity('dog bites man', 'dog bites man'));
+  });
+
+  it('estimates a quarter of a token a character', async () => {
+    const { promptTokens } = await embedder.embed(['abcd', 'abcde']);
+
+    expect(promptTokens).toBe(1 + 2);
+  });
+});
