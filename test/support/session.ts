@@ -1,12 +1,14 @@
 // A signed-up, logged-in user for tests of protected routes, made through the real register and
-// login handlers. The caller sets REDIS_URL (and, to keep tests fast, PASSWORD_SCRYPT_LOG2N=14)
-// with useEnvironment first.
+// login handlers, and one-line calls of the four auth routes for the auth tests. The caller sets
+// REDIS_URL (and, to keep tests fast, PASSWORD_SCRYPT_LOG2N=14) with useEnvironment first.
 
 import { randomInt, randomUUID } from 'node:crypto';
 import { handler as login } from '../../functions/auth-login.ts';
+import { handler as logout } from '../../functions/auth-logout.ts';
 import { handler as register } from '../../functions/auth-register.ts';
+import { handler as session } from '../../functions/auth-session.ts';
 import type { AuthUser } from '../../shared/auth/middleware.ts';
-import { httpEvent, invoke } from './lambda.ts';
+import { httpEvent, invoke, type InvokeResult } from './lambda.ts';
 
 export interface SignUpOptions {
   email?: string;
@@ -23,27 +25,41 @@ export interface SignedIn {
 }
 
 /** A random address of the benchmarking range 198.18.0.0/15 (RFC 2544). */
-function randomAddress(): string {
+export function randomAddress(): string {
   return `198.${18 + randomInt(2)}.${randomInt(256)}.${randomInt(1, 255)}`;
 }
 
-export async function signUpAndLogIn(options: SignUpOptions = {}): Promise<SignedIn> {
-  const email = options.email ?? `user-${randomUUID()}@example.test`;
-  const password = options.password ?? `pw-${randomUUID()}`;
-  const registered = await invoke(
-    register,
-    httpEvent('POST', '/auth/register', { body: { email, password, ...(options.name === undefined ? {} : { name: options.name }) } }),
-  );
-  if (registered.statusCode !== 201) throw new Error(`registration failed: ${registered.statusCode} ${registered.body}`);
-  const loggedIn = await invoke(
-    login,
-    httpEvent('POST', '/auth/login', { body: { email, password }, sourceIp: options.sourceIp ?? randomAddress() }),
-  );
-  if (loggedIn.statusCode !== 200) throw new Error(`login failed: ${loggedIn.statusCode} ${loggedIn.body}`);
-  return { token: loggedIn.json.token, user: loggedIn.json.user, password };
+export function uniqueEmail(): string {
+  return `user-${randomUUID()}@example.test`;
 }
 
 /** The Authorization header of a signed-in user. */
 export function bearer(token: string): Record<string, string> {
   return { authorization: `Bearer ${token}` };
+}
+
+export function callRegister(body: unknown): Promise<InvokeResult> {
+  return invoke(register, httpEvent('POST', '/auth/register', { body }));
+}
+
+export function callLogin(body: unknown, sourceIp: string = randomAddress()): Promise<InvokeResult> {
+  return invoke(login, httpEvent('POST', '/auth/login', { body, sourceIp }));
+}
+
+export function callSession(token: string): Promise<InvokeResult> {
+  return invoke(session, httpEvent('GET', '/auth/session', { headers: bearer(token) }));
+}
+
+export function callLogout(token: string, query?: Record<string, string>): Promise<InvokeResult> {
+  return invoke(logout, httpEvent('POST', '/auth/logout', { headers: bearer(token), ...(query ? { query } : {}) }));
+}
+
+export async function signUpAndLogIn(options: SignUpOptions = {}): Promise<SignedIn> {
+  const email = options.email ?? uniqueEmail();
+  const password = options.password ?? `pw-${randomUUID()}`;
+  const registered = await callRegister({ email, password, ...(options.name === undefined ? {} : { name: options.name }) });
+  if (registered.statusCode !== 201) throw new Error(`registration failed: ${registered.statusCode} ${registered.body}`);
+  const loggedIn = await callLogin({ email, password }, options.sourceIp ?? randomAddress());
+  if (loggedIn.statusCode !== 200) throw new Error(`login failed: ${loggedIn.statusCode} ${loggedIn.body}`);
+  return { token: loggedIn.json.token, user: loggedIn.json.user, password };
 }

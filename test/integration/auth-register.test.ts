@@ -1,0 +1,179 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { handler as register } from '../../functions/auth-register.ts';
+import { digest, userKey } from '../../shared/keys.ts';
+import { getRedis } from '../../shared/redis.ts';
+import { useEnvironment } from '../support/env.ts';
+import { httpEvent, invoke } from '../support/lambda.ts';
+import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import { callRegister, uniqueEmail } from '../support/session.ts';
+
+const PASSWORD = 'correct horse battery';
+
+describe('POST /auth/register', () => {
+  let redis: RedisServer;
+  beforeAll(async () => {
+    redis = await startStandaloneRedis();
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    await redis.stop();
+  });
+
+  const fastHashing = () => useEnvironment({ REDIS_URL: redis.url, PASSWORD_SCRYPT_LOG2N: '14' });
+
+  async function storedAccount(email: string): Promise<Record<string, string>> {
+    return (await getRedis()).hgetall(userKey(digest(email)));
+  }
+
+  it('creates the account and answers 201 with the user, never the password or its hash', async () => {
+    await fastHashing();
+    const email = uniqueEmail();
+
+    const response = await callRegister({ email, password: PASSWORD, name: 'Ada Lovelace' });
+
+    expect(response.statusCode).toBe(201);
+    expect(response.json).toEqual({
+      user: { id: expect.any(String), email, name: 'Ada Lovelace', createdAt: expect.any(String) },
+    });
+    expect(new Date(response.json.user.createdAt).toISOString()).toBe(response.json.user.createdAt);
+    expect(response.body).not.toContain(PASSWORD);
+    expect(response.body).not.toContain('scrypt');
+  });
+
+  it('normalises the email (trimmed, lower case) and trims the name', async () => {
+    await fastHashing();
+    const email = uniqueEmail();
+
+    const response = await callRegister({ email: `  ${email.toUpperCase()} `, password: PASSWORD, name: '  Ada  ' });
+
+    expect(response.statusCode).toBe(201);
+    expect(response.json.user).toMatchObject({ email, name: 'Ada' });
+  });
+
+  it('gives a null name when none, an empty one or null is sent', async () => {
+    await fastHashing();
+
+    const answers = await Promise.all([
+      callRegister({ email: uniqueEmail(), password: PASSWORD }),
+      callRegister({ email: uniqueEmail(), password: PASSWORD, name: '   ' }),
+      callRegister({ email: uniqueEmail(), password: PASSWORD, name: null }),
+    ]);
+
+    expect(answers.map((answer) => [answer.statusCode, answer.json.user.name])).toEqual([
+      [201, null],
+      [201, null],
+      [201, null],
+    ]);
+  });
+
+  it('stores the account without a TTL, with the password hashed by scrypt N=2^17, r=8, p=1 by default', async () => {
+    await useEnvironment({ REDIS_URL: redis.url });
+    const email = uniqueEmail();
+
+    await callRegister({ email, password: PASSWORD });
+
+    const account = await storedAccount(email);
+    const [scheme, log2N, r, p, salt, key] = (account.passwordHash ?? '').split('$');
+    expect([scheme, log2N, r, p]).toEqual(['scrypt', '17', '8', '1']);
+    expect(Buffer.from(salt!, 'base64')).toHaveLength(16);
+    expect(Buffer.from(key!, 'base64')).toHaveLength(64);
+    expect(account.passwordHash).not.toContain(PASSWORD);
+    expect(await (await getRedis()).ttl(userKey(digest(email)))).toBe(-1);
+  });
+
+  it('answers 409 when the email is taken, whatever its case and surrounding spaces', async () => {
+    await fastHashing();
+    const email = uniqueEmail();
+    await callRegister({ email, password: PASSWORD });
+
+    const again = await callRegister({ email: ` ${email.toUpperCase()}`, password: 'another password 123' });
+
+    expect(again.statusCode).toBe(409);
+    expect(again.headers['content-type']).toBe('application/problem+json');
+    expect(again.json).toMatchObject({ status: 409, type: expect.stringContaining('email-taken') });
+  });
+
+  it('lets exactly one of two concurrent registrations of one email win', async () => {
+    await fastHashing();
+    const email = uniqueEmail();
+
+    const answers = await Promise.all([
+      callRegister({ email, password: PASSWORD }),
+      callRegister({ email: email.toUpperCase(), password: 'another password 123' }),
+    ]);
+
+    expect(answers.map((answer) => answer.statusCode).sort()).toEqual([201, 409]);
+  });
+
+  it('answers 403 and stores nothing when registration is switched off', async () => {
+    await useEnvironment({ REDIS_URL: redis.url, PASSWORD_SCRYPT_LOG2N: '14', AUTH_REGISTRATION_OPEN: 'false' });
+    const email = uniqueEmail();
+
+    const response = await callRegister({ email, password: PASSWORD });
+
+    expect(response.statusCode).toBe(403);
+    expect(response.json).toMatchObject({ status: 403, type: expect.stringContaining('registration-closed') });
+    expect(await storedAccount(email)).toEqual({});
+  });
+
+  describe('refuses with 400 naming the field', () => {
+    const cases: Array<[string, Record<string, unknown>, string]> = [
+      ['an email without @', { email: 'ada.example.org', password: PASSWORD }, 'email'],
+      ['an email without a domain', { email: 'ada@', password: PASSWORD }, 'email'],
+      ['an email with spaces inside', { email: 'ada lovelace@example.org', password: PASSWORD }, 'email'],
+      ['an email longer than 254 characters', { email: `${'a'.repeat(64)}@${'b'.repeat(186)}.org`, password: PASSWORD }, 'email'],
+      ['an empty email', { email: '', password: PASSWORD }, 'email'],
+      ['a password of 11 characters', { email: 'ada@example.org', password: 'x'.repeat(11) }, 'password'],
+      ['a password of 257 characters', { email: 'ada@example.org', password: 'x'.repeat(257) }, 'password'],
+      ['a name of 101 characters', { email: 'ada@example.org', password: PASSWORD, name: 'n'.repeat(101) }, 'name'],
+      ['a name that is not a string', { email: 'ada@example.org', password: PASSWORD, name: 42 }, 'name'],
+      ['an email that is not a string', { email: ['ada@example.org'], password: PASSWORD }, 'email'],
+      ['a password that is not a string', { email: 'ada@example.org', password: 123456789012 }, 'password'],
+      ['a missing email', { password: PASSWORD }, 'email'],
+      ['a missing password', { email: 'ada@example.org' }, 'password'],
+    ];
+    it.each(cases)('%s', async (_, body, field) => {
+      await fastHashing();
+
+      const response = await callRegister(body);
+
+      expect(response.statusCode).toBe(400);
+      expect(response.headers['content-type']).toBe('application/problem+json');
+      expect(response.json.errors.map((error: { path: string }) => error.path)).toContain(field);
+    });
+  });
+
+  it('accepts the bounds themselves: a 12- and a 256-character password, a 100-character name', async () => {
+    await fastHashing();
+
+    const answers = await Promise.all([
+      callRegister({ email: uniqueEmail(), password: 'x'.repeat(12) }),
+      callRegister({ email: uniqueEmail(), password: 'y'.repeat(256), name: 'n'.repeat(100) }),
+    ]);
+
+    expect(answers.map((answer) => answer.statusCode)).toEqual([201, 201]);
+  });
+
+  describe('answers a malformed body with a 4xx problem, never a 5xx', () => {
+    const shapes: Array<[string, string | undefined, Record<string, string>, number]> = [
+      ['no body', undefined, {}, 400],
+      ['invalid JSON', '{"email": ', { 'content-type': 'application/json' }, 400],
+      ['a JSON array', '[]', { 'content-type': 'application/json' }, 400],
+      ['JSON null', 'null', { 'content-type': 'application/json' }, 400],
+      ['a JSON string', '"ada@example.org"', { 'content-type': 'application/json' }, 400],
+      ['a JSON number', '42', { 'content-type': 'application/json' }, 400],
+      ['an empty object', '{}', { 'content-type': 'application/json' }, 400],
+      ['a form instead of JSON', 'email=a%40b.org&password=x', { 'content-type': 'application/x-www-form-urlencoded' }, 415],
+      ['text without a content type', '{"email":"a@b.org"}', {}, 415],
+    ];
+    it.each(shapes)('%s', async (_, body, headers, status) => {
+      await fastHashing();
+
+      const response = await invoke(register, httpEvent('POST', '/auth/register', { body, headers }));
+
+      expect(response.statusCode).toBe(status);
+      expect(response.headers['content-type']).toBe('application/problem+json');
+      expect(response.json.status).toBe(status);
+    });
+  });
+});
