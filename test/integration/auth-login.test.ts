@@ -1,0 +1,290 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { handler as login } from '../../functions/auth-login.ts';
+import { digest, sessionKey, userKey } from '../../shared/keys.ts';
+import { getRedis } from '../../shared/redis.ts';
+import { useEnvironment } from '../support/env.ts';
+import { httpEvent, invoke } from '../support/lambda.ts';
+import { captureOutput } from '../support/logs.ts';
+import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import {
+  callLogin,
+  callLogout,
+  callRegister,
+  callSession,
+  randomAddress,
+  signUpAndLogIn,
+  uniqueEmail,
+} from '../support/session.ts';
+
+const PASSWORD = 'correct horse battery';
+
+describe('POST /auth/login', () => {
+  let redis: RedisServer;
+  beforeAll(async () => {
+    redis = await startStandaloneRedis();
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    await redis.stop();
+  });
+
+  const environment = (vars: Record<string, string> = {}) =>
+    useEnvironment({ REDIS_URL: redis.url, PASSWORD_SCRYPT_LOG2N: '14', ...vars });
+
+  async function registered(email = uniqueEmail(), password = PASSWORD): Promise<string> {
+    const response = await callRegister({ email, password, name: 'Ada' });
+    expect(response.statusCode).toBe(201);
+    return email;
+  }
+
+  it('answers 200 with a bearer token, its expiry and the user', async () => {
+    await environment({ SESSION_IDLE_SECONDS: '3600' });
+    const email = await registered();
+    const before = Date.now();
+
+    const response = await callLogin({ email, password: PASSWORD });
+
+    expect(response.statusCode).toBe(200);
+    expect(response.json).toEqual({
+      token: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/),
+      tokenType: 'Bearer',
+      expiresAt: expect.any(String),
+      user: { id: expect.any(String), email, name: 'Ada' },
+    });
+    const expiresAt = Date.parse(response.json.expiresAt);
+    expect(new Date(expiresAt).toISOString()).toBe(response.json.expiresAt);
+    expect(expiresAt).toBeGreaterThanOrEqual(before + 3600_000 - 2000);
+    expect(expiresAt).toBeLessThanOrEqual(Date.now() + 3600_000 + 2000);
+    expect(response.headers['ratelimit-policy']).toBeDefined();
+    expect(response.headers['cache-control']).toBe('no-store');
+  });
+
+  it('accepts the email in any case and with surrounding spaces', async () => {
+    await environment();
+    const email = await registered();
+
+    const response = await callLogin({ email: `  ${email.toUpperCase()}  `, password: PASSWORD });
+
+    expect(response.statusCode).toBe(200);
+    expect(response.json.user.email).toBe(email);
+  });
+
+  it('gives a different token at each login, each one valid', async () => {
+    await environment();
+    const email = await registered();
+
+    const first = await callLogin({ email, password: PASSWORD });
+    const second = await callLogin({ email, password: PASSWORD });
+
+    expect(first.json.token).not.toBe(second.json.token);
+    expect((await callSession(first.json.token)).statusCode).toBe(200);
+    expect((await callSession(second.json.token)).statusCode).toBe(200);
+  });
+
+  it('answers a wrong password and an unknown email with the same 401 body', async () => {
+    await environment();
+    const email = await registered();
+
+    const wrongPassword = await callLogin({ email, password: 'not the password' });
+    const unknownEmail = await callLogin({ email: uniqueEmail(), password: 'not the password' });
+
+    expect(wrongPassword.statusCode).toBe(401);
+    expect(unknownEmail.statusCode).toBe(401);
+    expect(wrongPassword.headers['content-type']).toBe('application/problem+json');
+    expect(wrongPassword.body).toBe(unknownEmail.body);
+    expect(wrongPassword.headers['www-authenticate']).toBe(unknownEmail.headers['www-authenticate']);
+  });
+
+  it('keeps in Redis only the digest of the token, never the token itself', async () => {
+    await environment();
+    const { token } = await signUpAndLogIn();
+
+    const everything = await dumpRedis();
+
+    expect(everything).not.toContain(token);
+    expect(everything).toContain(sessionKey(digest(token)));
+  });
+
+  it('re-hashes a password stored with weaker parameters at the next login, and never weakens one', async () => {
+    await environment({ PASSWORD_SCRYPT_LOG2N: '14' });
+    const email = await registered();
+    const storedParameters = async () => ((await (await getRedis()).hget(userKey(digest(email)), 'passwordHash')) ?? '').split('$').slice(0, 4).join('$');
+    expect(await storedParameters()).toBe('scrypt$14$8$1');
+
+    await environment({ PASSWORD_SCRYPT_LOG2N: '15' });
+    const stronger = await callLogin({ email, password: PASSWORD });
+    const afterStronger = await storedParameters();
+    await environment({ PASSWORD_SCRYPT_LOG2N: '14' });
+    const weaker = await callLogin({ email, password: PASSWORD });
+
+    expect([stronger.statusCode, weaker.statusCode]).toEqual([200, 200]);
+    expect(afterStronger).toBe('scrypt$15$8$1');
+    expect(await storedParameters()).toBe('scrypt$15$8$1');
+  });
+
+  describe('throttling', () => {
+    it('refuses an account with 429 and Retry-After after its allowed failures, whatever the address, even with the right password', async () => {
+      await environment({ RATE_LIMIT_LOGIN_ACCOUNT: '3/1h' });
+      const email = await registered();
+      const failures = [];
+      for (let attempt = 0; attempt < 3; attempt++) {
+        failures.push((await callLogin({ email, password: 'not the password' }, randomAddress())).statusCode);
+      }
+
+      const refused = await callLogin({ email, password: PASSWORD }, randomAddress());
+
+      expect(failures).toEqual([401, 401, 401]);
+      expect(refused.statusCode).toBe(429);
+      expect(refused.headers['content-type']).toBe('application/problem+json');
+      expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    });
+
+    it('does not count successful logins against the account', async () => {
+      await environment({ RATE_LIMIT_LOGIN_ACCOUNT: '2/1h' });
+      const email = await registered();
+
+      const answers = [];
+      for (let attempt = 0; attempt < 4; attempt++) answers.push((await callLogin({ email, password: PASSWORD })).statusCode);
+
+      expect(answers).toEqual([200, 200, 200, 200]);
+    });
+
+    it('refuses a client address with 429 and Retry-After after its allowed attempts, whatever the email', async () => {
+      await environment({ RATE_LIMIT_LOGIN: '3/1h' });
+      const address = randomAddress();
+      const email = await registered();
+      const attempts = [];
+      for (let attempt = 0; attempt < 3; attempt++) {
+        attempts.push((await callLogin({ email: uniqueEmail(), password: PASSWORD }, address)).statusCode);
+      }
+
+      const refused = await callLogin({ email, password: PASSWORD }, address);
+      const elsewhere = await callLogin({ email, password: PASSWORD }, randomAddress());
+
+      expect(attempts).toEqual([401, 401, 401]);
+      expect(refused.statusCode).toBe(429);
+      expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+      expect(refused.headers['ratelimit']).toBeDefined();
+      expect(elsewhere.statusCode).toBe(200);
+    });
+
+    it("does not refill an address's budget when a login from it succeeds", async () => {
+      await environment({ RATE_LIMIT_LOGIN: '3/1h' });
+      const address = randomAddress();
+      const own = await registered();
+
+      const failure = await callLogin({ email: uniqueEmail(), password: PASSWORD }, address);
+      const success = await callLogin({ email: own, password: PASSWORD }, address);
+      const another = await callLogin({ email: uniqueEmail(), password: PASSWORD }, address);
+      const refused = await callLogin({ email: own, password: PASSWORD }, address);
+
+      expect([failure, success, another, refused].map((answer) => answer.statusCode)).toEqual([401, 200, 401, 429]);
+    });
+
+    it("does not reset another account's failures when someone logs into their own account", async () => {
+      await environment({ RATE_LIMIT_LOGIN_ACCOUNT: '2/1h' });
+      const victim = await registered();
+      const attacker = await registered();
+      const address = randomAddress();
+
+      await callLogin({ email: victim, password: 'guess number one' }, address);
+      const own = await callLogin({ email: attacker, password: PASSWORD }, address);
+      await callLogin({ email: victim, password: 'guess number two' }, address);
+      const refused = await callLogin({ email: victim, password: PASSWORD }, randomAddress());
+
+      expect(own.statusCode).toBe(200);
+      expect(refused.statusCode).toBe(429);
+    });
+  });
+
+  it('never writes the password, the token or the password hash to the logs', async () => {
+    await environment({ LOG_LEVEL: 'debug' });
+    const email = uniqueEmail();
+    const output = captureOutput();
+    let token: string;
+    try {
+      await callRegister({ email, password: PASSWORD });
+      await callLogin({ email, password: 'not the password' });
+      token = (await callLogin({ email, password: PASSWORD })).json.token;
+      await callSession(token);
+      await callLogout(token, { all: 'true' });
+      await callSession(token);
+    } finally {
+      output.restore();
+    }
+    const hash = (await (await getRedis()).hget(userKey(digest(email)), 'passwordHash')) ?? 'no hash stored';
+
+    expect(output.text()).toContain('POST /auth/login');
+    expect(output.text()).not.toContain(PASSWORD);
+    expect(output.text()).not.toContain('not the password');
+    expect(output.text()).not.toContain(token);
+    expect(output.text()).not.toContain(hash.split('$')[5]);
+  });
+
+  describe('answers a malformed body with a 4xx problem, never a 5xx', () => {
+    const shapes: Array<[string, string | undefined, Record<string, string>, number]> = [
+      ['no body', undefined, {}, 400],
+      ['invalid JSON', '{"email": "a@b.org", ', { 'content-type': 'application/json' }, 400],
+      ['a JSON array', '[{"email": "a@b.org", "password": "x"}]', { 'content-type': 'application/json' }, 400],
+      ['JSON null', 'null', { 'content-type': 'application/json' }, 400],
+      ['a JSON string', '"a@b.org"', { 'content-type': 'application/json' }, 400],
+      ['JSON true', 'true', { 'content-type': 'application/json' }, 400],
+      ['a missing password', '{"email": "a@b.org"}', { 'content-type': 'application/json' }, 400],
+      ['a missing email', '{"password": "correct horse battery"}', { 'content-type': 'application/json' }, 400],
+      ['a numeric email', '{"email": 42, "password": "correct horse battery"}', { 'content-type': 'application/json' }, 400],
+      ['a null password', '{"email": "a@b.org", "password": null}', { 'content-type': 'application/json' }, 400],
+      ['an object as password', '{"email": "a@b.org", "password": {"$ne": ""}}', { 'content-type': 'application/json' }, 400],
+      ['an empty password', '{"email": "a@b.org", "password": ""}', { 'content-type': 'application/json' }, 400],
+      ['a password of 100,000 characters', JSON.stringify({ email: 'a@b.org', password: 'x'.repeat(100_000) }), { 'content-type': 'application/json' }, 400],
+      ['a form instead of JSON', 'email=a%40b.org&password=x', { 'content-type': 'application/x-www-form-urlencoded' }, 415],
+      ['plain text', '{"email": "a@b.org"}', { 'content-type': 'text/plain' }, 415],
+    ];
+    it.each(shapes)('%s', async (_, body, headers, status) => {
+      await environment();
+
+      const response = await invoke(login, httpEvent('POST', '/auth/login', { body, headers, sourceIp: randomAddress() }));
+
+      expect(response.statusCode).toBe(status);
+      expect(response.headers['content-type']).toBe('application/problem+json');
+      expect(response.json.status).toBe(status);
+    });
+  });
+
+  describe('when Redis is down', () => {
+    const wellFormedToken = randomBytes(32).toString('base64url');
+    const routes: Array<[string, () => Promise<{ statusCode: number; headers: Record<string, string> }>]> = [
+      ['POST /auth/register', () => callRegister({ email: uniqueEmail(), password: PASSWORD })],
+      ['POST /auth/login', () => callLogin({ email: uniqueEmail(), password: PASSWORD })],
+      ['GET /auth/session', () => callSession(wellFormedToken)],
+      ['POST /auth/logout', () => callLogout(wellFormedToken)],
+    ];
+    it.each(routes)('%s answers 503 with Retry-After within about a second', async (_, call) => {
+      await useEnvironment({ REDIS_URL: 'redis://127.0.0.1:1', PASSWORD_SCRYPT_LOG2N: '14' });
+      const started = Date.now();
+
+      const response = await call();
+
+      expect(response.statusCode).toBe(503);
+      expect(response.headers['content-type']).toBe('application/problem+json');
+      expect(response.headers['retry-after']).toBe('1');
+      expect(Date.now() - started).toBeLessThan(3000);
+    });
+  });
+});
+
+/** Every key name and every value in the standalone test Redis, as one text. */
+async function dumpRedis(): Promise<string> {
+  const redis = await getRedis();
+  const keys = await redis.keys('*');
+  const parts: string[] = [];
+  for (const name of keys) {
+    const type = await redis.type(name);
+    parts.push(name);
+    if (type === 'string') parts.push((await redis.get(name)) ?? '');
+    if (type === 'hash') parts.push(JSON.stringify(await redis.hgetall(name)));
+    if (type === 'zset') parts.push(JSON.stringify(await redis.zrange(name, 0, '-1')));
+    if (type === 'set') parts.push(JSON.stringify(await redis.smembers(name)));
+  }
+  return parts.join('\n');
+}
