@@ -1,0 +1,97 @@
+// POST /embeddings, OpenAI-compatible: a client of the OpenAI embeddings API (the official SDKs,
+// LangChain, LlamaIndex) pointed at this base URL, with a session token as its API key, gets
+// vectors from the cache, or from the configured provider for the texts not cached yet.
+
+import middy, { type MiddlewareObj } from '@middy/core';
+import type { Context } from 'aws-lambda';
+import { authenticate, type AuthenticatedEvent } from '#shared/auth/middleware.ts';
+import { config, type RouteRateLimit } from '#shared/config.ts';
+import { embeddingsProvider } from '#shared/embeddings/configured-provider.ts';
+import { vectorToBase64, vectorToNumbers } from '#shared/embeddings/float32.ts';
+import { inputCount, parseEmbeddingsRequest, type EncodingFormat } from '#shared/embeddings/request.ts';
+import { embedWithCache } from '#shared/embeddings/service.ts';
+import { httpBasics, withRequestLogging, type HttpEvent, type HttpResult } from '#shared/http.ts';
+import { HttpProblem } from '#shared/problem.ts';
+import { rateLimit } from '#shared/rate-limit/middleware.ts';
+
+/** Lambda's response payload limit is 6 MB; a larger body would reach the client as an opaque 502. */
+const MAX_RESPONSE_BYTES = 6_000_000;
+/** Time kept back from the function's time-out to write the cache and answer after the provider. */
+const ANSWER_MARGIN_MS = 1000;
+
+function deadline(context: Context): AbortSignal {
+  const remaining = context?.getRemainingTimeInMillis?.() ?? config().embeddings.timeoutMs;
+  return AbortSignal.timeout(Math.max(100, remaining - ANSWER_MARGIN_MS));
+}
+
+function encode(vector: Float32Array, encoding: EncodingFormat): string | number[] {
+  return encoding === 'base64' ? vectorToBase64(vector) : vectorToNumbers(vector);
+}
+
+async function embeddings(event: AuthenticatedEvent, context: Context): Promise<HttpResult> {
+  const provider = embeddingsProvider();
+  const request = parseEmbeddingsRequest(event.jsonBody, provider);
+  const outcome = await embedWithCache(request.texts, provider, { signal: deadline(context), ttlSeconds: config().cacheTtlSeconds });
+
+  // The request's token count and cache hits are final here: usage counters (GET /usage) record
+  // `usage.prompt_tokens` and `outcome.hits` for `event.user.id` at this point.
+  const usage = { prompt_tokens: outcome.promptTokens, total_tokens: outcome.promptTokens };
+
+  const body = JSON.stringify({
+    object: 'list',
+    model: provider.model,
+    data: outcome.vectors.map((vector, index) => ({ object: 'embedding', index, embedding: encode(vector, request.encoding) })),
+    usage,
+  });
+  if (Buffer.byteLength(body) > MAX_RESPONSE_BYTES) {
+    throw new HttpProblem(413, 'response-too-large', {
+      detail: 'The vectors of this batch exceed the 6 MB response limit; send fewer inputs or encoding_format "base64".',
+    });
+  }
+  return {
+    statusCode: 200,
+    headers: { 'Content-Type': 'application/json; charset=utf-8', 'X-Cache-Hits': `${outcome.hits}/${request.texts.length}` },
+    body,
+  };
+}
+
+/**
+ * The shared rate limiter, built from the configuration on the first request rather than at
+ * import: the init phase reads nothing, and a configuration error becomes a problem response.
+ * Cost: one unit an input.
+ */
+function embeddingsRateLimit(): MiddlewareObj<HttpEvent, HttpResult> {
+  const built = new WeakMap<RouteRateLimit, MiddlewareObj<HttpEvent, HttpResult>>();
+  const current = () => {
+    const limit = config().rateLimits.embeddings;
+    let middleware = built.get(limit);
+    if (middleware === undefined) {
+      middleware = rateLimit({ route: 'embeddings', limit, cost: (event) => inputCount(event.jsonBody) });
+      built.set(limit, middleware);
+    }
+    return middleware;
+  };
+  return {
+    name: 'rateLimit',
+    before: (request) => current().before?.(request),
+    after: (request) => current().after?.(request),
+    onError: (request) => {
+      let middleware: MiddlewareObj<HttpEvent, HttpResult>;
+      try {
+        middleware = current();
+      } catch {
+        return; // the configuration error is being answered already
+      }
+      return middleware.onError?.(request);
+    },
+  };
+}
+
+export const handler = withRequestLogging(
+  'POST /embeddings',
+  middy<AuthenticatedEvent, HttpResult>()
+    .use(httpBasics())
+    .use(authenticate())
+    .use(embeddingsRateLimit())
+    .handler(embeddings),
+);

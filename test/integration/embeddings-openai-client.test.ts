@@ -1,0 +1,105 @@
+// The official `openai` npm client, pointed at POST /embeddings with a session token as its API
+// key, through a small HTTP server that turns each request into an API Gateway event for the
+// handler (what serverless-offline and API Gateway do).
+
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { handler } from '../../functions/embeddings.ts';
+import { LocalEmbedder } from '../../shared/embeddings/local.ts';
+import { useEnvironment } from '../support/env.ts';
+import { httpEvent, invoke } from '../support/lambda.ts';
+import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import { signUpAndLogIn } from '../support/session.ts';
+
+const MODEL = 'local-hash-384';
+const local = new LocalEmbedder(MODEL, 384);
+
+function readBody(request: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    request.on('error', reject);
+  });
+}
+
+/** HTTP in, handler invoked with the API Gateway event, HTTP out. Only POST /embeddings is routed. */
+async function startGateway(): Promise<{ baseUrl: string; server: Server }> {
+  const server = createServer(async (request, response) => {
+    const body = await readBody(request);
+    const url = new URL(request.url ?? '/', 'http://localhost');
+    if (request.method !== 'POST' || url.pathname !== '/embeddings') {
+      response.writeHead(404, { 'Content-Type': 'application/problem+json' }).end('{"status":404}');
+      return;
+    }
+    const headers = Object.fromEntries(Object.entries(request.headers).map(([name, value]) => [name, String(value)]));
+    const result = await invoke(handler, httpEvent('POST', url.pathname, { headers, body }));
+    response.writeHead(result.statusCode, result.headers).end(result.body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
+}
+
+describe('the official openai client against POST /embeddings', () => {
+  let redis: RedisServer;
+  let gateway: { baseUrl: string; server: Server };
+  let client: OpenAI;
+
+  beforeAll(async () => {
+    redis = await startStandaloneRedis();
+    gateway = await startGateway();
+    await useEnvironment({ REDIS_URL: redis.url, PASSWORD_SCRYPT_LOG2N: '14' });
+    const { token } = await signUpAndLogIn();
+    client = new OpenAI({ baseURL: gateway.baseUrl, apiKey: token, maxRetries: 0 });
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    gateway.server.closeAllConnections();
+    await new Promise((resolve) => gateway.server.close(resolve));
+    await redis.stop();
+  });
+
+  it('gets, exactly, the vectors the local provider computes (the client asks for base64 and decodes it)', async () => {
+    const texts = ['What is a prime number?', 'Explain photosynthesis', 'What is a prime number?'];
+
+    const result = await client.embeddings.create({ input: texts, model: MODEL });
+
+    expect(result.object).toBe('list');
+    expect(result.model).toBe(MODEL);
+    expect(result.data.map((entry) => entry.index)).toEqual([0, 1, 2]);
+    expect(result.data.map((entry) => entry.embedding)).toEqual(texts.map((text) => Array.from(local.embedOne(text))));
+    expect(result.usage.prompt_tokens).toBeGreaterThan(0);
+  });
+
+  it('gets the same vectors within float32 precision with encoding_format float, from the cache', async () => {
+    const texts = ['cached before', 'a text not seen before'];
+    await client.embeddings.create({ input: texts[0]!, model: MODEL });
+
+    const response = await client.embeddings.create({ input: texts, model: MODEL, encoding_format: 'float' }).withResponse();
+
+    expect(response.response.headers.get('x-cache-hits')).toBe('1/2');
+    const vectors = response.data.data.map((entry) => entry.embedding.map(Math.fround));
+    expect(vectors).toEqual(texts.map((text) => Array.from(local.embedOne(text))));
+  });
+
+  it('accepts a single string input', async () => {
+    const result = await client.embeddings.create({ input: 'one string', model: MODEL });
+
+    expect(result.data).toHaveLength(1);
+    expect(result.data[0]!.embedding).toEqual(Array.from(local.embedOne('one string')));
+  });
+
+  it('raises BadRequestError for a model the server does not serve', async () => {
+    const attempt = client.embeddings.create({ input: 'x', model: 'text-embedding-3-large' });
+
+    await expect(attempt).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+  });
+
+  it('raises AuthenticationError for an API key that is not a session token', async () => {
+    const stranger = new OpenAI({ baseURL: gateway.baseUrl, apiKey: 'not-a-session-token', maxRetries: 0 });
+
+    await expect(stranger.embeddings.create({ input: 'x', model: MODEL })).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+  });
+});
