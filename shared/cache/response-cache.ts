@@ -1,0 +1,166 @@
+// A response cache for JSON routes whose answer depends only on the request (and on who asks):
+// the chat today, any costly, deterministic-enough route tomorrow. Identical requests within the
+// TTL are answered from Redis; identical concurrent misses compute once (see single-flight.ts).
+//
+//   httpBasics → auth → cache.prefetch() → rate limit → cache.handler(compute)
+//                        │ validate, key,               │ serve the read if it hit (X-Cache: HIT),
+//                        │ start the GET (not awaited)  │ else single-flight: compute, store, MISS
+//
+// Why two parts: the GET is sent while the rate-limit script is in flight, so a warm cached
+// request costs two round trips in all (auth, then rate limit + read together), and the answer is
+// still served only once the rate limit has admitted the request. The prefetch is optional; the
+// handler reads by itself when it did not run. Why the handler and not a middy `before` that
+// returns early: middy skips every `after` on an early return, and with them the security, CORS
+// and rate-limit headers that each response must carry.
+//
+// The key is a digest of the validated question (model, prompt version, messages, parameters)
+// and of its owner: the user (default) or `*` for a route configured as global. Values are the
+// answer as one compact JSON string, with a TTL. Errors are never stored, nor answers the route
+// calls uncacheable (refusals). `Cache-Control: no-cache` skips the read; the fresh answer is
+// still stored. Redis down: 503 (from withRedis), or an uncached answer when configured.
+
+import type { MiddlewareObj } from '@middy/core';
+import type { Context } from 'aws-lambda';
+import type { CacheScope } from '../config.ts';
+import { header, type HttpEvent, type HttpResult } from '../http.ts';
+import { digest, responseCacheKeys } from '../keys.ts';
+import { log } from '../logger.ts';
+import { readAnswer, singleFlight, type FlightOutcome } from './single-flight.ts';
+
+export type CacheOutcome = 'HIT' | 'MISS' | 'BYPASS';
+
+export interface ResponseCacheOptions<E extends HttpEvent, Q, A> {
+  /** Names the cache in keys and logs, e.g. `chat`. */
+  name: string;
+  /** The validated, normalised question (throws a 400 problem); its JSON is what the key digests. */
+  question: (event: E) => Q;
+  /** The user the answer belongs to under the `user` scope. */
+  owner: (event: E) => string | undefined;
+  scope: () => CacheScope;
+  ttlSeconds: () => number;
+  /** The longest one computation may take (e.g. Claude's time-out). Waiters wait as long. */
+  computeBudgetMs: () => number;
+  /** With Redis down: answer uncached (X-Cache: BYPASS) instead of 503. */
+  degradeWhenRedisDown: () => boolean;
+  /** Answers that must not be stored (refusals). Errors never are. */
+  isCacheable: (answer: A) => boolean;
+  /** The response body for an answer and how it was obtained (e.g. adds `cached`). */
+  present: (answer: A, outcome: CacheOutcome) => unknown;
+  /** Called once per answered request, fresh or cached (usage counters, metrics). */
+  onServed?: (event: E, answer: A, outcome: CacheOutcome) => void | Promise<void>;
+}
+
+/** Computes the answer of a miss; `deadline` (epoch ms) bounds it, retries included. */
+export type Compute<E, Q, A> = (question: Q, event: E, budget: { deadline: number }) => Promise<A>;
+
+export interface ResponseCache<E extends HttpEvent, Q, A> {
+  prefetch(): MiddlewareObj<E, HttpResult>;
+  handler(compute: Compute<E, Q, A>): (event: E, context: Context) => Promise<HttpResult>;
+}
+
+interface Lookup<Q> {
+  question: Q;
+  keys: { answer: string; lock: string };
+  /** Skip the read: the client asked for a fresh answer. */
+  fresh: boolean;
+  read?: Promise<string | null>;
+}
+
+const OUTCOME_HEADER: Record<FlightOutcome, CacheOutcome> = {
+  hit: 'HIT',
+  shared: 'HIT',
+  computed: 'MISS',
+  fresh: 'BYPASS',
+  uncached: 'BYPASS',
+};
+
+/** Room left for the response after a computation, within the Lambda's own time-out. */
+const RESPONSE_MARGIN_MS = 500;
+/** The lock outlives the computation by this much, so the holder can still store and release it. */
+const LOCK_MARGIN_MS = 1_000;
+
+function wantsFresh(event: HttpEvent): boolean {
+  return /(^|,)\s*no-cache\s*(,|$)/i.test(header(event, 'cache-control') ?? '');
+}
+
+export function responseCache<E extends HttpEvent, Q, A>(options: ResponseCacheOptions<E, Q, A>): ResponseCache<E, Q, A> {
+  const lookups = new WeakMap<E, Lookup<Q>>();
+
+  /** Each request's question and keys, computed once whether or not the prefetch ran. */
+  function lookupOf(event: E): Lookup<Q> {
+    const known = lookups.get(event);
+    if (known) return known;
+    const question = options.question(event);
+    const owner = options.scope() === 'global' ? '*' : options.owner(event);
+    if (owner === undefined) throw new Error(`response cache ${options.name}: user scope needs a signed-in user`);
+    const keys = responseCacheKeys(options.name, digest(JSON.stringify([owner, question])));
+    const lookup: Lookup<Q> = { question, keys, fresh: wantsFresh(event) };
+    lookups.set(event, lookup);
+    return lookup;
+  }
+
+  function prefetch(): MiddlewareObj<E, HttpResult> {
+    return {
+      name: `${options.name}CachePrefetch`,
+      before: (request) => {
+        let lookup: Lookup<Q>;
+        try {
+          lookup = lookupOf(request.event);
+        } catch {
+          // Bad input is answered by the handler, after the rate limit: a flood of invalid
+          // requests is limited like any other, and its 400s carry the rate-limit headers.
+          return;
+        }
+        if (lookup.fresh) return;
+        lookup.read = readAnswer(lookup.keys.answer);
+        // Consumed by the handler; a refused request (rate limit) leaves it unread.
+        lookup.read.catch(() => {});
+      },
+    };
+  }
+
+  function handler(compute: Compute<E, Q, A>) {
+    return async (event: E, context: Context): Promise<HttpResult> => {
+      const lookup = lookupOf(event);
+      const budgetMs = options.computeBudgetMs();
+      const remainingMs = context?.getRemainingTimeInMillis?.() ?? Number.POSITIVE_INFINITY;
+      const requestEnd = Date.now() + remainingMs - RESPONSE_MARGIN_MS;
+      let computed: A | undefined;
+
+      const { value, outcome } = await singleFlight({
+        keys: lookup.keys,
+        ttlSeconds: options.ttlSeconds(),
+        lockMs: budgetMs + LOCK_MARGIN_MS,
+        waitMs: budgetMs,
+        fresh: lookup.fresh,
+        degradeWhenRedisDown: options.degradeWhenRedisDown(),
+        ...(lookup.read === undefined ? {} : { read: lookup.read }),
+        compute: async () => {
+          const deadline = Math.min(Date.now() + budgetMs, requestEnd);
+          computed = await compute(lookup.question, event, { deadline });
+          return { value: JSON.stringify(computed), store: options.isCacheable(computed) };
+        },
+      });
+
+      const cacheOutcome = OUTCOME_HEADER[outcome];
+      const answer = computed ?? (JSON.parse(value) as A);
+      await served(event, answer, cacheOutcome);
+      log.debug('response cache', { cache: options.name, outcome: cacheOutcome });
+      return {
+        statusCode: 200,
+        headers: { 'Content-Type': 'application/json; charset=utf-8', 'X-Cache': cacheOutcome },
+        body: JSON.stringify(options.present(answer, cacheOutcome)),
+      };
+    };
+  }
+
+  async function served(event: E, answer: A, outcome: CacheOutcome): Promise<void> {
+    try {
+      await options.onServed?.(event, answer, outcome);
+    } catch (error) {
+      log.warn(`response cache ${options.name}: onServed failed`, { err: error });
+    }
+  }
+
+  return { prefetch, handler };
+}

@@ -1,0 +1,244 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { singleFlight, type Computed, type FlightOptions } from '../../shared/cache/single-flight.ts';
+import { digest, responseCacheKeys } from '../../shared/keys.ts';
+import { HttpProblem } from '../../shared/problem.ts';
+import { useEnvironment } from '../support/env.ts';
+import { startRoundTripProxy, type RoundTripProxy } from '../support/round-trip-proxy.ts';
+import { startRedisCluster, startStandaloneRedis, type RedisCluster, type RedisServer } from '../support/redis.ts';
+
+let counter = 0;
+const freshKeys = () => responseCacheKeys('test', digest(`question-${Date.now()}-${counter++}`));
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A computation that counts its calls and answers after `delayMs`. */
+function countedCompute(value = '{"answer":42}', delayMs = 0, store = true) {
+  const compute = Object.assign(
+    async (): Promise<Computed> => {
+      compute.calls += 1;
+      await sleep(delayMs);
+      return { value, store };
+    },
+    { calls: 0 },
+  );
+  return compute;
+}
+
+function flight(keys: FlightOptions['keys'], compute: FlightOptions['compute'], extra: Partial<FlightOptions> = {}) {
+  return singleFlight({ keys, ttlSeconds: 60, lockMs: 5_000, waitMs: 5_000, compute, ...extra });
+}
+
+describe('single-flight over a standalone Redis', () => {
+  let redis: RedisServer;
+  let proxy: RoundTripProxy;
+  let inspect: Redis;
+  beforeAll(async () => {
+    redis = await startStandaloneRedis();
+    proxy = await startRoundTripProxy(redis.port);
+    inspect = new Redis(redis.port, '127.0.0.1');
+  });
+  beforeEach(() => useEnvironment({ REDIS_URL: `redis://127.0.0.1:${proxy.port}` }));
+  afterAll(async () => {
+    await useEnvironment({});
+    inspect.disconnect();
+    await proxy.close();
+    await redis.stop();
+  });
+
+  it('computes a miss, stores the value with the TTL and releases its lock', async () => {
+    const keys = freshKeys();
+    const compute = countedCompute();
+
+    const result = await flight(keys, compute);
+
+    expect(result).toEqual({ value: '{"answer":42}', outcome: 'computed' });
+    expect(await inspect.get(keys.answer)).toBe('{"answer":42}');
+    const ttl = await inspect.ttl(keys.answer);
+    expect(ttl).toBeGreaterThan(55);
+    expect(ttl).toBeLessThanOrEqual(60);
+    expect(await inspect.exists(keys.lock)).toBe(0);
+  });
+
+  it('serves a stored value with exactly one round trip and no computation', async () => {
+    const keys = freshKeys();
+    await inspect.set(keys.answer, '{"answer":"stored"}');
+    const compute = countedCompute();
+    await flight(freshKeys(), countedCompute()); // the connection is up before counting
+    proxy.reset();
+
+    const result = await flight(keys, compute);
+
+    expect(result).toEqual({ value: '{"answer":"stored"}', outcome: 'hit' });
+    expect(compute.calls).toBe(0);
+    expect(proxy.roundTrips()).toBe(1);
+  });
+
+  it('costs one round trip to read, one to lock and one to store on a miss', async () => {
+    await flight(freshKeys(), countedCompute());
+    proxy.reset();
+
+    await flight(freshKeys(), countedCompute());
+
+    expect(proxy.roundTrips()).toBe(3);
+  });
+
+  it('does not store a value the caller marks as not to keep, and still releases the lock', async () => {
+    const keys = freshKeys();
+
+    const result = await flight(keys, countedCompute('{"refused":true}', 0, false));
+
+    expect(result.value).toBe('{"refused":true}');
+    expect(await inspect.exists(keys.answer, keys.lock)).toBe(0);
+  });
+
+  it('stores nothing when the computation fails, releases the lock at once and passes the error on', async () => {
+    const keys = freshKeys();
+    const failure = new HttpProblem(502, 'upstream-error');
+
+    await expect(flight(keys, () => Promise.reject(failure))).rejects.toBe(failure);
+
+    expect(await inspect.exists(keys.answer, keys.lock)).toBe(0);
+  });
+
+  it('computes once for 20 identical concurrent requests in one container', async () => {
+    const keys = freshKeys();
+    const compute = countedCompute('{"answer":"once"}', 100);
+
+    const results = await Promise.all(Array.from({ length: 20 }, () => flight(keys, compute)));
+
+    expect(compute.calls).toBe(1);
+    expect(results.every((result) => result.value === '{"answer":"once"}')).toBe(true);
+    expect(results.filter((result) => result.outcome === 'computed')).toHaveLength(1);
+  });
+
+  it('gives each waiter in the container its own copy of the computation\'s problem', async () => {
+    const keys = freshKeys();
+    let calls = 0;
+    const failing = async (): Promise<Computed> => {
+      calls += 1;
+      await sleep(50);
+      throw new HttpProblem(429, 'upstream-rate-limited', { retryAfterSeconds: 9 });
+    };
+
+    const outcomes = await Promise.allSettled([flight(keys, failing), flight(keys, failing)]);
+
+    expect(calls).toBe(1);
+    const [first, second] = outcomes.map((outcome) => (outcome as PromiseRejectedResult).reason as HttpProblem);
+    expect(second?.status).toBe(429);
+    expect(second?.headers['Retry-After']).toBe('9');
+    expect(second?.headers).not.toBe(first?.headers);
+  });
+
+  it('waits for the answer of another container that holds the lock, without computing', async () => {
+    const keys = freshKeys();
+    await inspect.set(keys.lock, 'another-container', 'PX', 5_000);
+    const compute = countedCompute();
+    setTimeout(() => void inspect.set(keys.answer, '{"answer":"theirs"}'), 300);
+
+    const result = await flight(keys, compute);
+
+    expect(result).toEqual({ value: '{"answer":"theirs"}', outcome: 'shared' });
+    expect(compute.calls).toBe(0);
+  });
+
+  it('takes over when a crashed holder\'s lock expires, and releases the lock it took', async () => {
+    const keys = freshKeys();
+    await inspect.set(keys.lock, 'crashed-container', 'PX', 300);
+    const compute = countedCompute();
+
+    const result = await flight(keys, compute, { waitMs: 3_000 });
+
+    expect(result.outcome).toBe('computed');
+    expect(compute.calls).toBe(1);
+    expect(await inspect.get(keys.answer)).toBe('{"answer":42}');
+    expect(await inspect.exists(keys.lock)).toBe(0);
+  });
+
+  it('computes by itself after waiting waitMs for a lock that does not go away, leaving that lock alone', async () => {
+    const keys = freshKeys();
+    await inspect.set(keys.lock, 'stuck-container', 'PX', 60_000);
+    const compute = countedCompute();
+
+    const result = await flight(keys, compute, { waitMs: 400 });
+
+    expect(result.outcome).toBe('computed');
+    expect(compute.calls).toBe(1);
+    expect(await inspect.get(keys.answer)).toBe('{"answer":42}');
+    expect(await inspect.get(keys.lock)).toBe('stuck-container');
+  });
+
+  it('never deletes a lock that expired under it and now belongs to someone else', async () => {
+    const keys = freshKeys();
+    const slow = async (): Promise<Computed> => {
+      await sleep(400);
+      return { value: '{"answer":"late"}', store: true };
+    };
+    const running = flight(keys, slow, { lockMs: 100 });
+    await sleep(200);
+    await inspect.set(keys.lock, 'next-holder', 'PX', 10_000);
+
+    await running;
+
+    expect(await inspect.get(keys.lock)).toBe('next-holder');
+    expect(await inspect.get(keys.answer)).toBe('{"answer":"late"}');
+  });
+
+  it('skips the read when asked for a fresh value, and stores the fresh value', async () => {
+    const keys = freshKeys();
+    await inspect.set(keys.answer, '{"answer":"old"}');
+
+    const result = await flight(keys, countedCompute('{"answer":"new"}'), { fresh: true });
+
+    expect(result).toEqual({ value: '{"answer":"new"}', outcome: 'fresh' });
+    expect(await inspect.get(keys.answer)).toBe('{"answer":"new"}');
+  });
+});
+
+describe('single-flight when Redis is down', () => {
+  afterAll(() => useEnvironment({}));
+
+  it('fails fast with the 503 problem', async () => {
+    await useEnvironment({ REDIS_URL: 'redis://127.0.0.1:1' });
+    const compute = countedCompute();
+    const started = Date.now();
+
+    const error = await flight(freshKeys(), compute).catch((caught: unknown) => caught);
+
+    expect(error).toBeInstanceOf(HttpProblem);
+    expect((error as HttpProblem).status).toBe(503);
+    expect(compute.calls).toBe(0);
+    expect(Date.now() - started).toBeLessThan(3_000);
+  });
+
+  it('computes uncached when configured to degrade', async () => {
+    await useEnvironment({ REDIS_URL: 'redis://127.0.0.1:1' });
+    const compute = countedCompute();
+
+    const result = await flight(freshKeys(), compute, { degradeWhenRedisDown: true });
+
+    expect(result).toEqual({ value: '{"answer":42}', outcome: 'uncached' });
+    expect(compute.calls).toBe(1);
+  });
+});
+
+describe('single-flight on a Redis Cluster', () => {
+  let cluster: RedisCluster;
+  beforeAll(async () => {
+    cluster = await startRedisCluster();
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    await cluster.stop();
+  });
+
+  it('locks, stores and serves keys of many questions spread over the nodes', async () => {
+    await useEnvironment({ REDIS_URL: cluster.url, REDIS_CLUSTER: 'true' });
+    const questions = Array.from({ length: 12 }, () => freshKeys());
+
+    const computed = await Promise.all(questions.map((keys) => flight(keys, countedCompute('{"answer":"c"}', 20))));
+    const served = await Promise.all(questions.map((keys) => flight(keys, countedCompute())));
+
+    expect(computed.every((result) => result.outcome === 'computed')).toBe(true);
+    expect(served.every((result) => result.outcome === 'hit' && result.value === '{"answer":"c"}')).toBe(true);
+  });
+});
