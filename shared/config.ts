@@ -81,6 +81,13 @@ export interface Config {
     timeoutMs: number;
   };
   otlpEndpoint: string | undefined;
+  /** How metrics reach `otlpEndpoint` (the OpenTelemetry SDK's own variables). */
+  otlp: {
+    /** `OTEL_EXPORTER_OTLP_HEADERS`, e.g. the collector's `Authorization`; never logged. */
+    headers: Record<string, string>;
+    timeoutMs: number;
+    serviceName: string;
+  };
 }
 
 export class ConfigError extends Error {
@@ -136,6 +143,28 @@ function readUrl(env: Env, variable: string): string | undefined {
   if (raw === undefined) return undefined;
   if (!/^https?:\/\/[^\s]+$/.test(raw)) return fail(variable, 'an http:// or https:// URL', raw);
   return raw.replace(/\/+$/, '');
+}
+
+/** `key1=value1,key2=value2` with URL-encoded values (the OpenTelemetry form); values may be secrets. */
+function readHeaders(env: Env, variable: string): Record<string, string> {
+  const raw = readString(env, variable);
+  const headers: Record<string, string> = {};
+  if (raw === undefined) return headers;
+  for (const pair of raw.split(',')) {
+    const at = pair.indexOf('=');
+    const name = pair.slice(0, at).trim();
+    let value: string | undefined;
+    try {
+      value = decodeURIComponent(pair.slice(at + 1).trim());
+    } catch {
+      value = undefined;
+    }
+    if (at <= 0 || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) || value === undefined) {
+      throw new ConfigError(`${variable}: expected name=value pairs separated by commas, values URL-encoded`);
+    }
+    headers[name] = value;
+  }
+  return headers;
 }
 
 function readList(env: Env, variable: string): string[] | undefined {
@@ -261,7 +290,13 @@ export function loadConfig(env: Env = process.env): Config {
       apiKey: readString(env, 'EMBEDDINGS_API_KEY'),
       timeoutMs: readInteger(env, 'EMBEDDINGS_TIMEOUT_MS', 10_000, 100, 900_000),
     },
-    otlpEndpoint: readString(env, 'OTEL_EXPORTER_OTLP_ENDPOINT'),
+    otlpEndpoint: readUrl(env, 'OTEL_EXPORTER_OTLP_ENDPOINT'),
+    otlp: {
+      headers: readHeaders(env, 'OTEL_EXPORTER_OTLP_HEADERS'),
+      // Not the SDK's 10 s: the export delays the response of the invocation that flushes it.
+      timeoutMs: readInteger(env, 'OTEL_EXPORTER_OTLP_TIMEOUT', 1000, 50, 60_000),
+      serviceName: readString(env, 'OTEL_SERVICE_NAME') ?? 'tutor-copiloto',
+    },
   };
 }
 

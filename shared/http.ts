@@ -7,6 +7,7 @@ import { config, ConfigError } from './config.ts';
 import { log, withLogContext } from './logger.ts';
 import { HttpProblem, unavailable } from './problem.ts';
 import { isRedisUnavailableError } from './redis.ts';
+import { flushTelemetry, startTelemetry } from './telemetry/export.ts';
 
 export interface HttpEvent extends APIGatewayProxyEventV2 {
   /** The parsed JSON body; `undefined` when the request has none. */
@@ -144,8 +145,9 @@ export function httpBasics({ parseBody = true } = {}): MiddlewareObj<HttpEvent, 
 }
 
 /**
- * Wraps a handler so that every log line it writes carries the request id and route. Kept outside
- * middy because the context must span the whole middleware chain.
+ * Wraps a handler so that every log line it writes carries the request id and route, and exports
+ * the invocation's metrics before it returns. Kept outside middy because both must span the
+ * whole middleware chain.
  */
 export function withRequestLogging<E extends APIGatewayProxyEventV2, R>(
   route: string,
@@ -155,9 +157,11 @@ export function withRequestLogging<E extends APIGatewayProxyEventV2, R>(
     const requestId = requestIdOf(event, context);
     return withLogContext({ requestId, route }, async () => {
       const started = performance.now();
+      startTelemetry();
       const result = await handler(event, context);
       const status = (result as { statusCode?: number } | undefined)?.statusCode;
       log.info('request', { status, durationMs: Math.round(performance.now() - started) });
+      await flushTelemetry(); // Lambda freezes the process once the response is returned
       return result;
     });
   };

@@ -9,6 +9,8 @@ const LEVEL_RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, er
 export interface LogContext {
   requestId?: string;
   route?: string;
+  /** Facts learnt during the request (e.g. `cache: 'hit'`), see `annotateRequest`. */
+  [field: string]: unknown;
 }
 
 const context = new AsyncLocalStorage<LogContext>();
@@ -17,6 +19,15 @@ const secrets = new Set<string>();
 /** Runs `fn` with `fields` attached to every log line it writes. */
 export function withLogContext<T>(fields: LogContext, fn: () => T): T {
   return context.run({ ...context.getStore(), ...fields }, fn);
+}
+
+/**
+ * Adds `fields` to every later log line of the current request, its final `request` line
+ * included (e.g. the cache outcome). Outside a request it does nothing.
+ */
+export function annotateRequest(fields: Record<string, unknown>): void {
+  const store = context.getStore();
+  if (store !== undefined) Object.assign(store, fields);
 }
 
 /**

@@ -24,6 +24,8 @@ interface Connection {
 }
 
 let current: Promise<Connection> | undefined;
+/** The client of the last connection made, for telemetry to read without creating one. */
+let latestClient: RedisClient | undefined;
 
 const AUTH_ERROR = /WRONGPASS|NOAUTH|invalid password|invalid username-password/i;
 
@@ -102,6 +104,7 @@ function createClient(endpoint: RedisEndpoint): RedisClient {
 async function connect(refreshSecret: boolean): Promise<Connection> {
   const endpoint = await resolveRedisEndpoint({ refresh: refreshSecret });
   const client = createClient(endpoint);
+  latestClient = client;
   const connection: Connection = { client, endpoint, authRejected: false };
   let lastLogged = '';
   client.on('error', (error: Error) => {
@@ -135,6 +138,11 @@ function connection(refreshSecret = false): Promise<Connection> {
     previous?.then(({ client }) => client.disconnect()).catch(() => {});
   }
   return current;
+}
+
+/** The container's client if one was created, else undefined (never creates one). */
+export function currentRedisClient(): RedisClient | undefined {
+  return latestClient;
 }
 
 /** The container's client, created on first call. Prefer `withRedis`, which also maps failures. */
@@ -189,6 +197,7 @@ function toProblem(error: unknown): unknown {
 export async function closeRedis(): Promise<void> {
   const previous = current;
   current = undefined;
+  latestClient = undefined;
   if (!previous) return;
   try {
     const { client } = await previous;

@@ -1,0 +1,123 @@
+// Every metric this service exports, in one list: the recording functions create their series
+// from these descriptors, and the Grafana dashboard test checks its queries against them, so a
+// renamed metric cannot silently empty a panel. Names, units and attributes follow the
+// OpenTelemetry semantic conventions where one exists (database client, GenAI client); the rest
+// are ours, under `tutor.`, and the Redis server gauges reuse the OpenTelemetry Collector's
+// `redis` receiver names so existing Redis dashboards recognise them.
+
+export type InstrumentKind =
+  /** Monotonic sum (Prometheus: counter, `_total`). */
+  | 'counter'
+  /** Non-monotonic sum (Prometheus: gauge). */
+  | 'updowncounter'
+  /** Last value (Prometheus: gauge). */
+  | 'gauge'
+  /** Explicit-bucket histogram (Prometheus: `_bucket`, `_sum`, `_count`). */
+  | 'histogram';
+
+export interface MetricDescriptor {
+  name: string;
+  kind: InstrumentKind;
+  /** UCUM unit; `{...}` annotations are counts of things. */
+  unit: string;
+  description: string;
+  /** Histogram bucket upper bounds. */
+  boundaries?: readonly number[];
+}
+
+/**
+ * The semantic conventions advise [0.001 … 10] s for db.client.operation.duration; Redis answers
+ * within a millisecond, so finer buckets are added below 1 ms or p50 would be a guess.
+ */
+const REDIS_DURATION_BOUNDARIES = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** As advised by the GenAI semantic conventions for gen_ai.client.token.usage. */
+const TOKEN_BOUNDARIES = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864];
+
+export const METRICS = {
+  /** Attributes: db.system.name=redis, db.operation.name, server.address, server.port, error.type (failures only). */
+  redisOperationDuration: {
+    name: 'db.client.operation.duration',
+    kind: 'histogram',
+    unit: 's',
+    description: 'Duration of Redis commands as this client saw them, from write to reply.',
+    boundaries: REDIS_DURATION_BOUNDARIES,
+  },
+  /** Attributes: db.client.connection.pool.name (node address), db.client.connection.state=used. */
+  redisConnections: {
+    name: 'db.client.connection.count',
+    kind: 'updowncounter',
+    unit: '{connection}',
+    description: 'Redis connections this container holds open (one per node).',
+  },
+  /** Attributes: cache=chat|embeddings, outcome=hit|miss|bypass. */
+  cacheRequests: {
+    name: 'tutor.cache.requests',
+    kind: 'counter',
+    unit: '{request}',
+    description: 'Cache lookups by cache and outcome.',
+  },
+  /** Attributes: route, outcome=allowed|refused|failed-open|failed-closed. */
+  rateLimitDecisions: {
+    name: 'tutor.rate_limit.decisions',
+    kind: 'counter',
+    unit: '{decision}',
+    description: 'Rate-limit checks by route and outcome.',
+  },
+  /** Attributes: gen_ai.operation.name, gen_ai.provider.name, gen_ai.request.model, gen_ai.token.type=input|output. */
+  tokenUsage: {
+    name: 'gen_ai.client.token.usage',
+    kind: 'histogram',
+    unit: '{token}',
+    description: 'Tokens per model call (Claude, embeddings provider).',
+    boundaries: TOKEN_BOUNDARIES,
+  },
+  /** Attributes: server.address, server.port (one series per Redis node). */
+  redisMemoryUsed: {
+    name: 'redis.memory.used',
+    kind: 'gauge',
+    unit: 'By',
+    description: 'Redis used_memory, read from INFO by the scheduled flush.',
+  },
+  redisClientsConnected: {
+    name: 'redis.clients.connected',
+    kind: 'gauge',
+    unit: '{client}',
+    description: 'Redis connected_clients (all clients of the server), read from INFO.',
+  },
+  redisKeyspaceHits: {
+    name: 'redis.keyspace.hits',
+    kind: 'counter',
+    unit: '{hit}',
+    description: 'Redis keyspace_hits since the server started, read from INFO.',
+  },
+  redisKeyspaceMisses: {
+    name: 'redis.keyspace.misses',
+    kind: 'counter',
+    unit: '{miss}',
+    description: 'Redis keyspace_misses since the server started, read from INFO.',
+  },
+  /** Flushed usage buckets (delta, one point per route per closed minute). Attribute: route. */
+  usageRequests: {
+    name: 'tutor.usage.requests',
+    kind: 'counter',
+    unit: '{request}',
+    description: 'Requests counted by the usage counters, exported once per closed minute.',
+  },
+  /** Attributes: route, gen_ai.token.type=input|output. */
+  usageTokens: {
+    name: 'tutor.usage.tokens',
+    kind: 'counter',
+    unit: '{token}',
+    description: 'Model tokens counted by the usage counters, exported once per closed minute.',
+  },
+  /** Attribute: route. */
+  usageCacheHits: {
+    name: 'tutor.usage.cache_hits',
+    kind: 'counter',
+    unit: '{hit}',
+    description: 'Cache hits counted by the usage counters, exported once per closed minute.',
+  },
+} as const satisfies Record<string, MetricDescriptor>;
+
+export const ALL_METRICS: readonly MetricDescriptor[] = Object.values(METRICS);

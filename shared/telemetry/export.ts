@@ -1,0 +1,86 @@
+// The telemetry life cycle of an invocation: `startTelemetry()` before the handler (installs the
+// Redis command hook once), `flushTelemetry()` before the response leaves, because Lambda freezes
+// the process right after and a buffered export would go out minutes later or never. Both return
+// at once when OTEL_EXPORTER_OTLP_ENDPOINT is unset; the encoder is imported only when used.
+//
+//   invocation ─ startTelemetry ─ handler (records) ─ flushTelemetry: collect → encode → POST /v1/metrics (≤ timeout)
+//
+// An export that fails is logged and dropped: the points are cumulative, the next one carries them.
+
+import { randomUUID } from 'node:crypto';
+import { config } from '../config.ts';
+import { log, registerSecret } from '../logger.ts';
+import { telemetryEnabled } from './metrics.ts';
+import { installRedisHook, observeConnectionsHeld } from './redis-hook.ts';
+import { collectMetrics, resetMetrics, type Attributes, type MetricData } from './registry.ts';
+
+/** One per container: each container is its own series of cumulative points. */
+const instanceId = randomUUID();
+
+function resource(): Attributes {
+  const { otlp, version, stage } = config();
+  const env = process.env;
+  const attributes: Record<string, string> = {
+    'service.name': otlp.serviceName,
+    'service.version': version,
+    'service.instance.id': instanceId,
+    'deployment.environment.name': stage,
+    'telemetry.sdk.language': 'nodejs',
+  };
+  if (env['AWS_LAMBDA_FUNCTION_NAME']) {
+    attributes['cloud.provider'] = 'aws';
+    attributes['cloud.platform'] = 'aws_lambda';
+    attributes['faas.name'] = env['AWS_LAMBDA_FUNCTION_NAME'];
+    if (env['AWS_REGION']) attributes['cloud.region'] = env['AWS_REGION'];
+    if (env['AWS_LAMBDA_FUNCTION_VERSION']) attributes['faas.version'] = env['AWS_LAMBDA_FUNCTION_VERSION'];
+    if (env['AWS_LAMBDA_LOG_STREAM_NAME']) attributes['faas.instance'] = env['AWS_LAMBDA_LOG_STREAM_NAME'];
+  }
+  return attributes;
+}
+
+function metricsUrl(endpoint: string): string {
+  // OTLP/HTTP: the base endpoint gets the signal's path appended.
+  return `${endpoint.replace(/\/+$/, '')}/v1/metrics`;
+}
+
+/**
+ * POSTs metrics to the collector; resolves once it accepted them (2xx), rejects otherwise. A
+ * partial success (some points rejected) is logged: those points would be rejected again.
+ */
+export async function exportMetrics(metrics: MetricData[]): Promise<void> {
+  const { otlpEndpoint, otlp, version } = config();
+  if (otlpEndpoint === undefined || metrics.length === 0) return;
+  for (const value of Object.values(otlp.headers)) registerSecret(value);
+  const { encodeMetricsRequest } = await import('./otlp-json.ts');
+  const body = encodeMetricsRequest(resource(), { name: 'tutor-copiloto', version }, metrics);
+  const response = await fetch(metricsUrl(otlpEndpoint), {
+    method: 'POST',
+    headers: { ...otlp.headers, 'Content-Type': 'application/json' },
+    body,
+    signal: AbortSignal.timeout(otlp.timeoutMs),
+  });
+  const answer = await response.text();
+  if (!response.ok) throw new Error(`the OTLP endpoint answered ${response.status}`);
+  if (answer.includes('rejectedDataPoints')) log.warn('the OTLP endpoint rejected some data points', { answer: answer.slice(0, 500) });
+}
+
+/** Call at the start of every invocation. */
+export function startTelemetry(): void {
+  if (telemetryEnabled()) installRedisHook();
+}
+
+/** Call before every invocation returns; never throws, bounded by OTEL_EXPORTER_OTLP_TIMEOUT. */
+export async function flushTelemetry(): Promise<void> {
+  if (!telemetryEnabled()) return;
+  try {
+    observeConnectionsHeld();
+    await exportMetrics(collectMetrics());
+  } catch (error) {
+    log.warn('metrics export failed', { err: error });
+  }
+}
+
+/** Forgets every point (tests: a fresh container). */
+export function resetTelemetry(): void {
+  resetMetrics();
+}
