@@ -1,0 +1,106 @@
+// The auth flows on a 3-master Redis Cluster: every script touches keys of one slot (the
+// account's hash tag), and the session is still found from the opaque token alone.
+
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { authShard, digest, sessionKey, userKey, userSessionsKey } from '../../shared/keys.ts';
+import { useEnvironment } from '../support/env.ts';
+import { startRedisCluster, type RedisCluster } from '../support/redis.ts';
+import { callLogin, callLogout, callRegister, callSession, randomAddress, signUpAndLogIn, uniqueEmail } from '../support/session.ts';
+
+describe('auth on a Redis Cluster', () => {
+  let cluster: RedisCluster;
+  beforeAll(async () => {
+    cluster = await startRedisCluster();
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    await cluster.stop();
+  });
+
+  const environment = (vars: Record<string, string> = {}) =>
+    useEnvironment({ REDIS_URL: cluster.url, REDIS_CLUSTER: 'true', PASSWORD_SCRYPT_LOG2N: '14', ...vars });
+
+  async function slotOf(key: string): Promise<number> {
+    const node = new Redis(cluster.nodes[0]!.port, '127.0.0.1');
+    try {
+      return (await node.cluster('KEYSLOT', key)) as number;
+    } finally {
+      node.disconnect();
+    }
+  }
+
+  it('registers, refuses a duplicate, logs in, reads the session and logs out', async () => {
+    await environment();
+    const email = uniqueEmail();
+
+    const registered = await callRegister({ email, password: 'correct horse battery' });
+    const duplicate = await callRegister({ email: email.toUpperCase(), password: 'correct horse battery' });
+    const login = await callLogin({ email, password: 'correct horse battery' });
+    const session = await callSession(login.json.token);
+    const logout = await callLogout(login.json.token);
+    const afterwards = await callSession(login.json.token);
+
+    expect([registered, duplicate, login, session, logout, afterwards].map((answer) => answer.statusCode)).toEqual([
+      201, 409, 200, 200, 204, 401,
+    ]);
+  });
+
+  it('keeps the account, its sessions and its session index in one slot', async () => {
+    await environment();
+    const { token, user } = await signUpAndLogIn();
+    const tokenDigest = digest(token);
+
+    const slots = await Promise.all([
+      slotOf(userKey(digest(user.email))),
+      slotOf(sessionKey(tokenDigest)),
+      slotOf(userSessionsKey(authShard(tokenDigest), user.id)),
+    ]);
+
+    expect(new Set(slots).size).toBe(1);
+  });
+
+  it('ends every session of the user with ?all=true', async () => {
+    await environment();
+    const { token, user, password } = await signUpAndLogIn();
+    const others: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const login = await callLogin({ email: user.email, password });
+      expect(login.statusCode).toBe(200);
+      others.push(login.json.token);
+    }
+    const stranger = await signUpAndLogIn();
+
+    const logout = await callLogout(token, { all: 'true' });
+
+    expect(logout.statusCode).toBe(204);
+    const answers = await Promise.all([token, ...others].map(async (each) => (await callSession(each)).statusCode));
+    expect(answers).toEqual([401, 401, 401, 401]);
+    expect((await callSession(stranger.token)).statusCode).toBe(200);
+  });
+
+  it('throttles an account after its allowed failures', async () => {
+    await environment({ RATE_LIMIT_LOGIN_ACCOUNT: '2/1h' });
+    const { user, password } = await signUpAndLogIn();
+    await callLogin({ email: user.email, password: 'guess number one' }, randomAddress());
+    await callLogin({ email: user.email, password: 'guess number two' }, randomAddress());
+
+    const refused = await callLogin({ email: user.email, password }, randomAddress());
+
+    expect(refused.statusCode).toBe(429);
+  });
+
+  it('serves many sessions at once, their keys spread over the nodes', async () => {
+    await environment();
+    const users = [];
+    for (let i = 0; i < 12; i++) users.push(await signUpAndLogIn());
+
+    const sessions = await Promise.all(users.map(({ token }) => callSession(token)));
+    const logouts = await Promise.all(users.map(({ token }, i) => callLogout(token, i % 2 === 0 ? { all: 'true' } : {})));
+    const afterwards = await Promise.all(users.map(({ token }) => callSession(token)));
+
+    expect(sessions.map((answer) => answer.statusCode)).toEqual(users.map(() => 200));
+    expect(logouts.map((answer) => answer.statusCode)).toEqual(users.map(() => 204));
+    expect(afterwards.map((answer) => answer.statusCode)).toEqual(users.map(() => 401));
+  });
+});
