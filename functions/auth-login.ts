@@ -1,10 +1,10 @@
 // POST /auth/login: email and password for a bearer token. Unknown email and wrong password get
 // the same 401 after the same scrypt work; repeated failures are throttled per account and per
-// client address (429 + Retry-After).
+// client address (429 + Retry-After), and a success refills neither.
 
 import middy from '@middy/core';
 import * as z from 'zod/mini';
-import { admitLoginAttempt, chargeFailedLogin } from '#shared/auth/login-throttle.ts';
+import { admitLoginAttempt, chargeFailedLogin, loginAttempt } from '#shared/auth/login-throttle.ts';
 import { hashPassword, verifyPassword } from '#shared/auth/passwords.ts';
 import { startSession } from '#shared/auth/sessions.ts';
 import { emailDigest, findUserByEmail } from '#shared/auth/users.ts';
@@ -26,13 +26,13 @@ function invalidCredentials(headers: Record<string, string>): HttpProblem {
 async function login(event: HttpEvent): Promise<HttpResult> {
   const { email, password } = validate(LoginBody, event.jsonBody);
   const accountDigest = emailDigest(email);
-  const rateLimitHeaders = await admitLoginAttempt(event, accountDigest);
+  const attempt = loginAttempt(event, accountDigest);
+  const rateLimitHeaders = await admitLoginAttempt(attempt);
 
   const user = await findUserByEmail(email);
   const verdict = await verifyPassword(password, user?.passwordHash);
   if (user === undefined || !verdict.ok) {
-    await chargeFailedLogin(accountDigest);
-    throw invalidCredentials(rateLimitHeaders);
+    throw invalidCredentials(await chargeFailedLogin(attempt));
   }
 
   const rehashed = verdict.needsRehash ? await hashPassword(password) : undefined;

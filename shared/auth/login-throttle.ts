@@ -1,11 +1,15 @@
-// Login throttling with the shared rate limiter, on two identities:
-// - the client address (API Gateway's sourceIp, not a spoofable header): every attempt counts;
-// - the account (digest of the normalised email): only failed attempts count. It is peeked at
-//   before the password is checked, so a locked account answers 429 without any scrypt work,
-//   and charged one unit after a failure.
-// Nothing is ever reset by a success: logging into one's own account must not refill the budget an
-// attacker spends on the address or on other accounts. (Concurrent attempts can all pass the peek
-// before the first failure is charged; the per-address limit bounds that burst per client.)
+// Login throttling with the shared rate limiter, on two identities: the account (digest of the
+// normalised email) and the client address (API Gateway's sourceIp, not a spoofable header).
+// Both count failed attempts, as the contract says ("repeated failures for one email or one
+// client address"): both are peeked at before the password is checked, so a throttled login
+// answers 429 without any scrypt work, and both are charged one unit after a failure.
+//
+// Why successes do not count against the address: many honest users share one address (an
+// office behind NAT, a school, `npm run dev` where every request comes from 127.0.0.1).
+// Why nothing is ever reset by a success: logging into one's own account must not refill the
+// budget an attacker spends on the address or on other accounts.
+// Concurrent attempts can all pass the peek before the first failure is charged; the function's
+// reserved concurrency bounds that overshoot to a handful of attempts.
 
 import { config, type RouteRateLimit } from '../config.ts';
 import type { HttpEvent } from '../http.ts';
@@ -21,6 +25,15 @@ import {
 
 const ADDRESS_BUCKET = 'login:address';
 const ACCOUNT_BUCKET = 'login:account';
+
+interface Attempt {
+  address: string;
+  accountDigest: string;
+}
+
+export function loginAttempt(event: HttpEvent, accountDigest: string): Attempt {
+  return { address: event.requestContext.http.sourceIp, accountDigest };
+}
 
 /**
  * The limiter's decision, or undefined when Redis could not answer and the login route is
@@ -39,23 +52,35 @@ async function check(request: RateLimitRequest, limit: RouteRateLimit): Promise<
 }
 
 /**
- * Admits one login attempt or throws the 429 problem. Returns the `RateLimit` headers of the
- * address limit, for the response.
+ * Both checks, one after the other rather than in parallel: the limiter's script is an ioredis
+ * custom command, and ioredis auto-pipelining on a Cluster can put two of them for different
+ * nodes into one pipeline (it groups custom commands by their first argument, the key count).
  */
-export async function admitLoginAttempt(event: HttpEvent, accountDigest: string): Promise<Record<string, string>> {
+async function checkBoth({ address, accountDigest }: Attempt, peek: boolean): Promise<RateLimitDecision[]> {
   const { login, loginAccount } = config().rateLimits;
-  // One after the other, not in parallel: the limiter's script is an ioredis custom command, and
-  // ioredis auto-pipelining on a Cluster may put two of them for different nodes into one
-  // pipeline (it groups custom commands by their first argument, the key count).
-  const address = await check({ bucket: ADDRESS_BUCKET, identity: event.requestContext.http.sourceIp, policies: login.policies }, login);
-  if (address !== undefined && !address.allowed) throw rateLimitedProblem(address);
-  const account = await check({ bucket: ACCOUNT_BUCKET, identity: accountDigest, policies: loginAccount.policies, peek: true }, loginAccount);
-  if (account !== undefined && !account.allowed) throw rateLimitedProblem(account);
-  return address === undefined ? {} : rateLimitHeaders(address);
+  const decisions: RateLimitDecision[] = [];
+  const byAddress = await check({ bucket: ADDRESS_BUCKET, identity: address, policies: login.policies, peek }, login);
+  if (byAddress !== undefined) decisions.push(byAddress);
+  if (byAddress !== undefined && !byAddress.allowed) return decisions;
+  const byAccount = await check({ bucket: ACCOUNT_BUCKET, identity: accountDigest, policies: loginAccount.policies, peek }, loginAccount);
+  if (byAccount !== undefined) decisions.push(byAccount);
+  return decisions;
 }
 
-/** Charges one failed attempt to the account. */
-export async function chargeFailedLogin(accountDigest: string): Promise<void> {
-  const { loginAccount } = config().rateLimits;
-  await check({ bucket: ACCOUNT_BUCKET, identity: accountDigest, policies: loginAccount.policies }, loginAccount);
+/** The `RateLimit` headers of the address limit (the one a client can see coming), if checked. */
+function headersOf(decisions: RateLimitDecision[]): Record<string, string> {
+  return decisions[0] === undefined ? {} : rateLimitHeaders(decisions[0]);
+}
+
+/** Admits one login attempt or throws the 429 problem; returns the headers for the response. */
+export async function admitLoginAttempt(attempt: Attempt): Promise<Record<string, string>> {
+  const decisions = await checkBoth(attempt, true);
+  const refused = decisions.find((decision) => !decision.allowed);
+  if (refused !== undefined) throw rateLimitedProblem(refused);
+  return headersOf(decisions);
+}
+
+/** Charges one failed attempt to the address and to the account; returns the updated headers. */
+export async function chargeFailedLogin(attempt: Attempt): Promise<Record<string, string>> {
+  return headersOf(await checkBoth(attempt, false));
 }

@@ -150,27 +150,38 @@ describe('POST /auth/login', () => {
       expect(answers).toEqual([200, 200, 200, 200]);
     });
 
-    it('refuses a client address with 429 and Retry-After after its allowed attempts, whatever the email', async () => {
+    it('refuses a client address with 429 and Retry-After after its allowed failures, whatever the email', async () => {
       await environment({ RATE_LIMIT_LOGIN: '3/1h' });
       const address = randomAddress();
       const email = await registered();
-      const attempts = [];
+      const failures = [];
       for (let attempt = 0; attempt < 3; attempt++) {
-        attempts.push((await callLogin({ email: uniqueEmail(), password: PASSWORD }, address)).statusCode);
+        failures.push((await callLogin({ email: uniqueEmail(), password: PASSWORD }, address)).statusCode);
       }
 
       const refused = await callLogin({ email, password: PASSWORD }, address);
       const elsewhere = await callLogin({ email, password: PASSWORD }, randomAddress());
 
-      expect(attempts).toEqual([401, 401, 401]);
+      expect(failures).toEqual([401, 401, 401]);
       expect(refused.statusCode).toBe(429);
       expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
       expect(refused.headers['ratelimit']).toBeDefined();
       expect(elsewhere.statusCode).toBe(200);
     });
 
+    it('does not count successful logins against the address (many users behind one address)', async () => {
+      await environment({ RATE_LIMIT_LOGIN: '2/1h' });
+      const address = randomAddress();
+      const emails = [await registered(), await registered(), await registered()];
+
+      const answers = [];
+      for (const email of [...emails, ...emails]) answers.push((await callLogin({ email, password: PASSWORD }, address)).statusCode);
+
+      expect(answers).toEqual([200, 200, 200, 200, 200, 200]);
+    });
+
     it("does not refill an address's budget when a login from it succeeds", async () => {
-      await environment({ RATE_LIMIT_LOGIN: '3/1h' });
+      await environment({ RATE_LIMIT_LOGIN: '2/1h' });
       const address = randomAddress();
       const own = await registered();
 
