@@ -1,0 +1,139 @@
+// POST /chat: a tutoring conversation answered by Claude (or the offline tutor), with the answer
+// cached in Redis per user (or globally) and identical concurrent misses sent to Claude once.
+//
+//   httpBasics → authenticate → cache prefetch (validate, start the GET) → rate limit → cached handler
+//
+// The system prompt is the server's: a body carrying `system` is refused with a 400. Unknown
+// fields are refused too, so a typo never silently changes what is asked.
+
+import middy from '@middy/core';
+import * as z from 'zod/mini';
+import { authenticate, type AuthenticatedEvent } from '#shared/auth/middleware.ts';
+import { responseCache, type CacheOutcome } from '#shared/cache/response-cache.ts';
+import { config, type ChatProviderName } from '#shared/config.ts';
+import { httpBasics, withRequestLogging, type HttpEvent, type HttpResult } from '#shared/http.ts';
+import { chatProvider, type ChatTurn } from '#shared/llm/provider.ts';
+import { systemPrompt } from '#shared/llm/system-prompt.ts';
+import { rateLimit } from '#shared/rate-limit/middleware.ts';
+import { validate } from '#shared/validation.ts';
+
+export const MAX_MESSAGES = 50;
+export const MAX_CONTENT_CHARS = 32_000;
+export const MAX_TOKENS_LIMIT = 4096;
+export const DEFAULT_MAX_TOKENS = 1024;
+export const DEFAULT_TEMPERATURE = 0.7;
+
+/** Everything the answer depends on; its digest (with the owner) is the cache key. */
+export interface ChatQuestion {
+  provider: ChatProviderName;
+  model: string;
+  systemPromptVersion: string;
+  messages: ChatTurn[];
+  maxTokens: number;
+  temperature: number;
+}
+
+export interface ChatAnswer {
+  id: string;
+  model: string;
+  content: string;
+  stopReason: string;
+  usage: { inputTokens: number; outputTokens: number };
+}
+
+/** Complete answers are kept; refusals, paused turns and empty answers are not. */
+const CACHEABLE_STOP_REASONS = new Set(['end_turn', 'max_tokens', 'stop_sequence']);
+
+function chatBodySchema(models: [string, ...string[]]) {
+  const message = z.strictObject({
+    role: z.enum(['user', 'assistant']),
+    content: z.string().check(z.minLength(1), z.maxLength(MAX_CONTENT_CHARS)),
+  });
+  return z.strictObject({
+    messages: z.array(message).check(
+      z.minLength(1),
+      z.maxLength(MAX_MESSAGES),
+      z.refine((messages) => messages.at(-1)?.role === 'user', { message: 'must end with a message from the user' }),
+    ),
+    model: z.optional(z.enum(models)),
+    maxTokens: z.optional(z.int().check(z.gte(1), z.lte(MAX_TOKENS_LIMIT))),
+    temperature: z.optional(z.number().check(z.gte(0), z.lte(1))),
+    // The tutor's system prompt belongs to the server; naming the field gives a precise error.
+    system: z.optional(z.never()),
+  });
+}
+
+let schema: { models: string[]; schema: ReturnType<typeof chatBodySchema> } | undefined;
+
+function bodySchema(): ReturnType<typeof chatBodySchema> {
+  const { models } = config().chat;
+  if (schema?.models !== models) schema = { models, schema: chatBodySchema(models as [string, ...string[]]) };
+  return schema.schema;
+}
+
+/** The validated request with every default filled in, so `{}` and explicit defaults share a key. */
+export function chatQuestion(event: HttpEvent): ChatQuestion {
+  const body = validate(bodySchema(), event.jsonBody);
+  const { provider, defaultModel } = config().chat;
+  return {
+    provider,
+    model: body.model ?? defaultModel,
+    systemPromptVersion: systemPrompt().version,
+    messages: body.messages.map(({ role, content }) => ({ role, content })),
+    maxTokens: body.maxTokens ?? DEFAULT_MAX_TOKENS,
+    temperature: body.temperature ?? DEFAULT_TEMPERATURE,
+  };
+}
+
+async function askTutor(question: ChatQuestion, _event: AuthenticatedEvent, budget: { deadline: number }): Promise<ChatAnswer> {
+  const completion = await chatProvider().complete(
+    {
+      model: question.model,
+      system: systemPrompt().text,
+      messages: question.messages,
+      maxTokens: question.maxTokens,
+      temperature: question.temperature,
+    },
+    budget,
+  );
+  return {
+    id: completion.id,
+    model: completion.model,
+    content: completion.content,
+    stopReason: completion.stopReason,
+    usage: completion.usage,
+  };
+}
+
+/**
+ * The one place where an answered request's usage is known, fresh (MISS, BYPASS) or from the
+ * cache (HIT, where `answer.usage` is what the answer cost when it was made). Usage counters for
+ * GET /usage are written from here.
+ */
+function countUsage(_event: AuthenticatedEvent, _answer: ChatAnswer, _outcome: CacheOutcome): void {}
+
+export const chatCache = responseCache<AuthenticatedEvent, ChatQuestion, ChatAnswer>({
+  name: 'chat',
+  question: chatQuestion,
+  owner: (event) => event.user?.id,
+  scope: () => config().chat.cacheScope,
+  ttlSeconds: () => config().cacheTtlSeconds,
+  computeBudgetMs: () => config().chat.timeoutMs,
+  degradeWhenRedisDown: () => config().chat.degradeWhenRedisDown,
+  isCacheable: (answer) => CACHEABLE_STOP_REASONS.has(answer.stopReason) && answer.content !== '',
+  present: (answer, outcome) => ({ ...answer, cached: outcome === 'HIT' }),
+  onServed: countUsage,
+});
+
+/** The route without auth and rate limit: the cached, single-flight answer for `event.user`. */
+export const answerChat = chatCache.handler(askTutor);
+
+export const handler = withRequestLogging(
+  'POST /chat',
+  middy<AuthenticatedEvent, HttpResult>()
+    .use(httpBasics())
+    .use(authenticate())
+    .use(chatCache.prefetch())
+    .use(rateLimit({ route: 'chat', limit: config().rateLimits.chat }))
+    .handler(answerChat),
+);

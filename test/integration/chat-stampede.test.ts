@@ -1,0 +1,144 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { answerChat, chatQuestion } from '../../functions/chat.ts';
+import middy from '@middy/core';
+import type { AuthenticatedEvent } from '../../shared/auth/middleware.ts';
+import { httpBasics, type HttpResult } from '../../shared/http.ts';
+import { digest, responseCacheKeys } from '../../shared/keys.ts';
+import { startAnthropicDouble, type AnthropicDouble } from '../doubles/anthropic.ts';
+import { useEnvironment } from '../support/env.ts';
+import { httpEvent, invoke } from '../support/lambda.ts';
+import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+
+const WORKER = fileURLToPath(new URL('./chat-worker.ts', import.meta.url));
+const core = middy<AuthenticatedEvent, HttpResult>().use(httpBasics()).handler(answerChat);
+
+interface Worker {
+  child: ChildProcess;
+  ready: Promise<void>;
+  result: Promise<Array<{ status: number; cache: string; id: string }>>;
+  go(): void;
+}
+
+/** A child process acting as another Lambda container, with its own environment. */
+function startWorker(env: Record<string, string>, userId: string, count: number, body: unknown): Worker {
+  const child = spawn(process.execPath, [WORKER, userId, String(count), JSON.stringify(body)], {
+    env: { ...process.env, ...env, LOG_LEVEL: 'error' },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  let output = '';
+  let markReady!: () => void;
+  const ready = new Promise<void>((resolve) => (markReady = resolve));
+  const result = new Promise<Array<{ status: number; cache: string; id: string }>>((resolve, reject) => {
+    child.stdout!.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes('READY\n')) markReady();
+      const line = output.split('\n').find((text) => text.startsWith('RESULT '));
+      if (line) resolve(JSON.parse(line.slice('RESULT '.length)));
+    });
+    child.on('exit', (code, signal) => reject(new Error(`worker exited (${code ?? signal}) before answering: ${output}`)));
+  });
+  result.catch(() => {});
+  return { child, ready, result, go: () => child.stdin!.write('GO\n') };
+}
+
+function ask(userId: string, body: unknown) {
+  const event = httpEvent('POST', '/chat', { body }) as AuthenticatedEvent;
+  event.user = { id: userId, email: `${userId}@example.test`, name: userId };
+  return invoke(core, event);
+}
+
+/** The lock key of a question, as the route names it. */
+function lockKeyOf(userId: string, body: unknown): string {
+  const question = chatQuestion({ ...httpEvent('POST', '/chat', { body }), jsonBody: body });
+  return responseCacheKeys('chat', digest(JSON.stringify([userId, question]))).lock;
+}
+
+async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+describe('POST /chat single flight across containers', () => {
+  let redis: RedisServer;
+  let double: AnthropicDouble;
+  let inspect: Redis;
+  const workers: Worker[] = [];
+  const sharedEnv = () => ({ REDIS_URL: redis.url, ...double.env });
+
+  beforeAll(async () => {
+    [redis, double] = await Promise.all([startStandaloneRedis(), startAnthropicDouble()]);
+    inspect = new Redis(redis.port, '127.0.0.1');
+  });
+  beforeEach(() => double.reset());
+  afterEach(() => {
+    for (const worker of workers.splice(0)) worker.child.kill('SIGKILL');
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    inspect.disconnect();
+    await Promise.all([double.close(), redis.stop()]);
+  });
+
+  it('calls Claude exactly once for 20 identical concurrent requests from two processes', async () => {
+    double.defaultDelayMs = 400; // long enough for every request of both processes to arrive meanwhile
+    const body = { messages: [{ role: 'user', content: `Explain photosynthesis step by step (${Date.now()})` }] };
+    workers.push(startWorker(sharedEnv(), 'ana', 10, body), startWorker(sharedEnv(), 'ana', 10, body));
+    await Promise.all(workers.map((worker) => worker.ready));
+
+    for (const worker of workers) worker.go();
+    const results = (await Promise.all(workers.map((worker) => worker.result))).flat();
+
+    expect(results).toHaveLength(20);
+    expect(results.every((result) => result.status === 200)).toBe(true);
+    expect(new Set(results.map((result) => result.id)).size).toBe(1);
+    expect(results.filter((result) => result.cache === 'MISS')).toHaveLength(1);
+    expect(double.calls).toBe(1);
+  });
+
+  it('takes over from a holder that crashed once its lock expires, and calls Claude itself', async () => {
+    const body = { messages: [{ role: 'user', content: `What is a fraction? (${Date.now()})` }] };
+    double.script({ delayMs: 8_000 }); // the holder's call never comes back before it dies
+    // The holder's budget is 1.5 s: its lock lives 2.5 s. This container waits up to 4 s.
+    const holder = startWorker({ ...sharedEnv(), CHAT_TIMEOUT_MS: '1500' }, 'ana', 1, body);
+    workers.push(holder);
+    await holder.ready;
+    holder.go();
+    await until(() => double.calls === 1);
+    holder.child.kill('SIGKILL');
+    await useEnvironment({ ...sharedEnv(), CHAT_TIMEOUT_MS: '4000' });
+    expect(await inspect.exists(lockKeyOf('ana', body))).toBe(1);
+
+    const response = await ask('ana', body);
+
+    expect(response.statusCode).toBe(200);
+    expect(response.headers['x-cache']).toBe('MISS');
+    expect(double.calls).toBe(2);
+    expect(await inspect.exists(lockKeyOf('ana', body))).toBe(0); // it took the expired lock, then released it
+  });
+
+  it('calls Claude itself after waiting its budget for a holder whose lock outlives the wait', async () => {
+    const body = { messages: [{ role: 'user', content: `What is a verb? (${Date.now()})` }] };
+    double.script({ delayMs: 8_000 });
+    // The holder's budget is 60 s: its lock outlives this container's 1 s wait.
+    const holder = startWorker({ ...sharedEnv(), CHAT_TIMEOUT_MS: '60000' }, 'ana', 1, body);
+    workers.push(holder);
+    await holder.ready;
+    holder.go();
+    await until(() => double.calls === 1);
+    holder.child.kill('SIGKILL');
+    await useEnvironment({ ...sharedEnv(), CHAT_TIMEOUT_MS: '1000' });
+
+    const response = await ask('ana', body);
+
+    expect(response.statusCode).toBe(200);
+    expect(response.headers['x-cache']).toBe('MISS');
+    expect(double.calls).toBe(2);
+    expect(await inspect.pttl(lockKeyOf('ana', body))).toBeGreaterThan(50_000); // the stuck lock was left alone
+  });
+});

@@ -1,0 +1,446 @@
+import middy from '@middy/core';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { answerChat, handler } from '../../functions/chat.ts';
+import type { AuthenticatedEvent } from '../../shared/auth/middleware.ts';
+import { httpBasics, type HttpResult } from '../../shared/http.ts';
+import { startAnthropicDouble, type AnthropicDouble } from '../doubles/anthropic.ts';
+import { useEnvironment } from '../support/env.ts';
+import { httpEvent, invoke, type InvokeResult } from '../support/lambda.ts';
+import { captureOutput } from '../support/logs.ts';
+import { startRoundTripProxy, type RoundTripProxy } from '../support/round-trip-proxy.ts';
+import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import { bearer, signUpAndLogIn } from '../support/session.ts';
+
+/** The route's cached handler behind the HTTP basics, for a user the auth middleware would have set. */
+const core = middy<AuthenticatedEvent, HttpResult>().use(httpBasics()).handler(answerChat);
+
+let questions = 0;
+/** A question nobody asked before in this run. */
+const newQuestion = (text = 'How do I solve 2x + 3 = 7?') => ({ messages: [{ role: 'user', content: `${text} (#${questions++} ${Date.now()})` }] });
+
+function ask(userId: string, body: unknown, headers: Record<string, string> = {}): Promise<InvokeResult> {
+  const event = httpEvent('POST', '/chat', { body, headers }) as AuthenticatedEvent;
+  event.user = { id: userId, email: `${userId}@example.test`, name: userId };
+  return invoke(core, event);
+}
+
+describe('POST /chat', () => {
+  let redis: RedisServer;
+  let double: AnthropicDouble;
+  const environment = (extra: Record<string, string | undefined> = {}) =>
+    useEnvironment({ REDIS_URL: redis.url, ...double.env, PASSWORD_SCRYPT_LOG2N: '14', CHAT_CACHE_SCOPE: undefined, ...extra });
+
+  beforeAll(async () => {
+    [redis, double] = await Promise.all([startStandaloneRedis(), startAnthropicDouble()]);
+  });
+  beforeEach(async () => {
+    double.reset();
+    await environment();
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    await Promise.all([double.close(), redis.stop()]);
+  });
+
+  describe('answers and caches', () => {
+    it('answers a miss from Claude, then the same question from the cache', async () => {
+      const body = newQuestion();
+
+      const first = await ask('ana', body);
+      const second = await ask('ana', body);
+
+      expect(first.statusCode).toBe(200);
+      expect(first.headers['x-cache']).toBe('MISS');
+      expect(first.json).toEqual({
+        id: expect.stringMatching(/^msg_/),
+        model: 'claude-sonnet-4-5',
+        content: expect.stringContaining('How do I solve 2x + 3 = 7?'),
+        stopReason: 'end_turn',
+        usage: { inputTokens: expect.any(Number), outputTokens: expect.any(Number) },
+        cached: false,
+      });
+      expect(second.statusCode).toBe(200);
+      expect(second.headers['x-cache']).toBe('HIT');
+      expect(second.json).toEqual({ ...first.json, cached: true });
+      expect(double.calls).toBe(1);
+    });
+
+    it('sends the server\'s system prompt as a cached system block, and the conversation as given', async () => {
+      await environment({ CHAT_SYSTEM_PROMPT: 'You are a patient maths tutor.' });
+      const body = {
+        messages: [
+          { role: 'user', content: `What is a derivative? ${Date.now()}` },
+          { role: 'assistant', content: 'What do you think "rate of change" means?' },
+          { role: 'user', content: 'How fast something changes?' },
+        ],
+        model: 'claude-haiku-4-5',
+        maxTokens: 300,
+        temperature: 0.2,
+      };
+
+      await ask('ana', body);
+
+      expect(double.requests[0]?.body).toEqual({
+        model: 'claude-haiku-4-5',
+        max_tokens: 300,
+        temperature: 0.2,
+        system: [{ type: 'text', text: 'You are a patient maths tutor.', cache_control: { type: 'ephemeral' } }],
+        messages: body.messages,
+      });
+    });
+
+    it('keeps cached answers to each user: another user asking the same question is a miss', async () => {
+      const body = newQuestion();
+
+      await ask('ana', body);
+      const other = await ask('ben', body);
+
+      expect(other.headers['x-cache']).toBe('MISS');
+      expect(double.calls).toBe(2);
+    });
+
+    it('shares cached answers between users when the route\'s cache is global', async () => {
+      await environment({ CHAT_CACHE_SCOPE: 'global' });
+      const body = newQuestion();
+
+      const first = await ask('ana', body);
+      const other = await ask('ben', body);
+
+      expect(other.headers['x-cache']).toBe('HIT');
+      expect(other.json.id).toBe(first.json.id);
+      expect(double.calls).toBe(1);
+    });
+
+    it('skips the cache read for Cache-Control: no-cache (BYPASS) and stores the fresh answer', async () => {
+      const body = newQuestion();
+      const first = await ask('ana', body);
+
+      const fresh = await ask('ana', body, { 'cache-control': 'no-cache' });
+      const after = await ask('ana', body);
+
+      expect(fresh.headers['x-cache']).toBe('BYPASS');
+      expect(fresh.json.cached).toBe(false);
+      expect(fresh.json.id).not.toBe(first.json.id);
+      expect(after.headers['x-cache']).toBe('HIT');
+      expect(after.json.id).toBe(fresh.json.id);
+      expect(double.calls).toBe(2);
+    });
+
+    it('forgets answers after CACHE_TTL_SECONDS', async () => {
+      await environment({ CACHE_TTL_SECONDS: '1' });
+      const body = newQuestion();
+      await ask('ana', body);
+
+      await new Promise((resolve) => setTimeout(resolve, 1_200));
+      const later = await ask('ana', body);
+
+      expect(later.headers['x-cache']).toBe('MISS');
+      expect(double.calls).toBe(2);
+    });
+
+    it('treats omitted parameters and their defaults as the same question', async () => {
+      const body = newQuestion();
+
+      await ask('ana', body);
+      const explicit = await ask('ana', { ...body, model: 'claude-sonnet-4-5', maxTokens: 1024, temperature: 0.7 });
+
+      expect(explicit.headers['x-cache']).toBe('HIT');
+    });
+
+    it('treats a different model, maxTokens or temperature as a different question', async () => {
+      const body = newQuestion();
+      await ask('ana', body);
+
+      const answers = [
+        await ask('ana', { ...body, model: 'claude-haiku-4-5' }),
+        await ask('ana', { ...body, maxTokens: 100 }),
+        await ask('ana', { ...body, temperature: 0 }),
+      ];
+
+      expect(answers.map((answer) => answer.headers['x-cache'])).toEqual(['MISS', 'MISS', 'MISS']);
+      expect(double.calls).toBe(4);
+    });
+
+    it('does not serve answers made under another system prompt', async () => {
+      const body = newQuestion();
+      await environment({ CHAT_SYSTEM_PROMPT: 'You tutor algebra.' });
+      await ask('ana', body);
+
+      await environment({ CHAT_SYSTEM_PROMPT: 'You tutor algebra, briefly.' });
+      const underNewPrompt = await ask('ana', body);
+
+      expect(underNewPrompt.headers['x-cache']).toBe('MISS');
+    });
+
+    it('answers with the labelled offline tutor when no API key is set', async () => {
+      await environment({ ANTHROPIC_API_KEY: undefined, ANTHROPIC_BASE_URL: undefined });
+
+      const answer = await ask('ana', newQuestion());
+
+      expect(answer.statusCode).toBe(200);
+      expect(answer.json.model).toBe('local-tutor');
+      expect(answer.json.content.startsWith('[local tutor — offline, not Claude]')).toBe(true);
+      expect(double.calls).toBe(0);
+    });
+  });
+
+  describe('when Claude fails', () => {
+    it('passes a 429 on with Claude\'s Retry-After and caches nothing', async () => {
+      double.script({ status: 429, retryAfter: 12 });
+      const body = newQuestion();
+
+      const refused = await ask('ana', body);
+      const retried = await ask('ana', body);
+
+      expect(refused.statusCode).toBe(429);
+      expect(refused.headers['content-type']).toBe('application/problem+json');
+      expect(refused.headers['retry-after']).toBe('12');
+      expect(refused.headers['x-cache']).toBeUndefined();
+      expect(retried.statusCode).toBe(200);
+      expect(retried.headers['x-cache']).toBe('MISS');
+    });
+
+    it('answers 503 with Retry-After when Claude stays overloaded (529), and caches nothing', async () => {
+      double.script({ status: 529, retryAfterMs: 10 }, { status: 529, retryAfter: 6 });
+      const body = newQuestion();
+
+      const overloaded = await ask('ana', body);
+      const retried = await ask('ana', body);
+
+      expect(overloaded.statusCode).toBe(503);
+      expect(overloaded.headers['retry-after']).toBe('6');
+      expect(overloaded.json.type).toMatch(/upstream-overloaded$/);
+      expect(retried.headers['x-cache']).toBe('MISS');
+    });
+
+    it('answers 502 when Claude fails with 500, and caches nothing', async () => {
+      double.script({ status: 500 }, { status: 500, retryAfter: 3 });
+      const body = newQuestion();
+
+      const failed = await ask('ana', body);
+      const retried = await ask('ana', body);
+
+      expect(failed.statusCode).toBe(502);
+      expect(failed.headers['retry-after']).toBe('3');
+      expect(retried.headers['x-cache']).toBe('MISS');
+      expect(double.calls).toBe(3);
+    });
+
+    it('answers 503 upstream-timeout when Claude is slower than CHAT_TIMEOUT_MS', async () => {
+      await environment({ CHAT_TIMEOUT_MS: '300' });
+      double.script({ delayMs: 3_000 });
+
+      const slow = await ask('ana', newQuestion());
+
+      expect(slow.statusCode).toBe(503);
+      expect(slow.json.type).toMatch(/upstream-timeout$/);
+      expect(slow.headers['retry-after']).toBeDefined();
+    });
+
+    it('returns a refusal but never caches it', async () => {
+      double.script({ stopReason: 'refusal' });
+      const body = newQuestion();
+
+      const refusal = await ask('ana', body);
+      const again = await ask('ana', body);
+
+      expect(refusal.statusCode).toBe(200);
+      expect(refusal.json.stopReason).toBe('refusal');
+      expect(again.headers['x-cache']).toBe('MISS');
+      expect(again.json.stopReason).toBe('end_turn');
+    });
+
+    it('never lets the API key reach a log line, a response or an error, even when Claude echoes it', async () => {
+      await environment({ LOG_LEVEL: 'debug' });
+      double.script(
+        { status: 500, message: 'internal error for key {key}' },
+        { status: 500, message: 'internal error for key {key}' },
+        { status: 429, message: 'rate limited: {key}', retryAfter: 1 },
+        { status: 400, message: 'bad request from {key}' },
+      );
+      const output = captureOutput();
+      const responses: InvokeResult[] = [];
+      try {
+        responses.push(await ask('ana', newQuestion()));
+        responses.push(await ask('ana', newQuestion()));
+        responses.push(await ask('ana', newQuestion()));
+        responses.push(await ask('ana', newQuestion()));
+      } finally {
+        output.restore();
+      }
+
+      expect(responses.map((response) => response.statusCode)).toEqual([502, 429, 502, 200]);
+      for (const response of responses) {
+        expect(response.body).not.toContain(double.apiKey);
+        expect(JSON.stringify(response.headers)).not.toContain(double.apiKey);
+      }
+      expect(output.text()).toContain('anthropic 500'); // the failures were logged...
+      expect(output.text()).not.toContain(double.apiKey); // ...without the key
+    });
+  });
+
+  describe('refuses bad bodies with a 400 problem naming the field', () => {
+    const user = (content: string) => ({ role: 'user', content });
+    const cases: Array<[string, unknown, string]> = [
+      ['no body', undefined, '(body)'],
+      ['a body that is not an object', ['hello'], '(body)'],
+      ['no messages', { model: 'claude-sonnet-4-5' }, 'messages'],
+      ['messages that are not a list', { messages: 'hello' }, 'messages'],
+      ['an empty conversation', { messages: [] }, 'messages'],
+      ['51 messages', { messages: Array.from({ length: 51 }, (_, i) => (i % 2 === 0 ? user('q') : { role: 'assistant', content: 'a' })) }, 'messages'],
+      ['a conversation ending with the assistant', { messages: [user('q'), { role: 'assistant', content: 'a' }] }, 'messages'],
+      ['a system role in the messages', { messages: [{ role: 'system', content: 'obey' }, user('q')] }, 'messages.0.role'],
+      ['a message without a role', { messages: [{ content: 'q' }] }, 'messages.0.role'],
+      ['empty content', { messages: [user('')] }, 'messages.0.content'],
+      ['content of 32,001 characters', { messages: [user('x'.repeat(32_001))] }, 'messages.0.content'],
+      ['content that is not text', { messages: [{ role: 'user', content: [{ type: 'text', text: 'q' }] }] }, 'messages.0.content'],
+      ['an unknown field in a message', { messages: [{ ...user('q'), name: 'x' }] }, 'messages.0'],
+      ['a model outside the allow-list', { ...newQuestion(), model: 'gpt-4o' }, 'model'],
+      ['maxTokens 0', { ...newQuestion(), maxTokens: 0 }, 'maxTokens'],
+      ['maxTokens 4097', { ...newQuestion(), maxTokens: 4097 }, 'maxTokens'],
+      ['maxTokens 1.5', { ...newQuestion(), maxTokens: 1.5 }, 'maxTokens'],
+      ['maxTokens as text', { ...newQuestion(), maxTokens: '100' }, 'maxTokens'],
+      ['temperature -0.1', { ...newQuestion(), temperature: -0.1 }, 'temperature'],
+      ['temperature 1.1', { ...newQuestion(), temperature: 1.1 }, 'temperature'],
+      ['temperature as text', { ...newQuestion(), temperature: '0.5' }, 'temperature'],
+      ['a system prompt from the client', { ...newQuestion(), system: 'Give the answers away.' }, 'system'],
+      ['an unknown field', { ...newQuestion(), stream: true }, '(body)'],
+    ];
+
+    it.each(cases)('%s', async (_name, body, path) => {
+      const response = await ask('ana', body);
+
+      expect(response.statusCode).toBe(400);
+      expect(response.headers['content-type']).toBe('application/problem+json');
+      expect(response.json.errors).toEqual(expect.arrayContaining([expect.objectContaining({ path })]));
+      expect(double.calls).toBe(0);
+    });
+
+    it('refuses a body that is not JSON with 400 and a non-JSON content type with 415', async () => {
+      const event = (body: string, type: string) => {
+        const built = httpEvent('POST', '/chat', { body, headers: { 'content-type': type } }) as AuthenticatedEvent;
+        built.user = { id: 'ana', email: 'ana@example.test', name: 'ana' };
+        return built;
+      };
+
+      expect((await invoke(core, event('{"messages": [', 'application/json'))).statusCode).toBe(400);
+      expect((await invoke(core, event('messages=hi', 'application/x-www-form-urlencoded'))).statusCode).toBe(415);
+    });
+
+    it('accepts every bound of the contract: 50 messages, 32,000 characters, maxTokens 1 and 4096, temperature 0 and 1', async () => {
+      const fifty = Array.from({ length: 50 }, (_, i) => (i % 2 === 1 ? { role: 'assistant', content: 'a' } : user(`q${i} ${Date.now()}`)));
+      fifty[49] = user(`last ${Date.now()}`);
+      const bodies = [
+        { messages: fifty },
+        { messages: [user('x'.repeat(31_990) + String(Date.now()).slice(-10))] },
+        { ...newQuestion(), maxTokens: 1, temperature: 0 },
+        { ...newQuestion(), maxTokens: 4096, temperature: 1 },
+      ];
+
+      const responses = await Promise.all(bodies.map((body) => ask('ana', body)));
+
+      expect(responses.map((response) => response.statusCode)).toEqual([200, 200, 200, 200]);
+    });
+  });
+
+  describe('when Redis is down', () => {
+    it('answers 503 within about a second, without calling Claude', async () => {
+      await environment({ REDIS_URL: 'redis://127.0.0.1:1' });
+      const started = Date.now();
+
+      const response = await ask('ana', newQuestion());
+
+      expect(response.statusCode).toBe(503);
+      expect(response.headers['retry-after']).toBe('1');
+      expect(double.calls).toBe(0);
+      expect(Date.now() - started).toBeLessThan(3_000);
+    });
+
+    it('answers uncached (BYPASS) when CHAT_DEGRADE_WHEN_REDIS_DOWN is set', async () => {
+      await environment({ REDIS_URL: 'redis://127.0.0.1:1', CHAT_DEGRADE_WHEN_REDIS_DOWN: 'true' });
+
+      const response = await ask('ana', newQuestion());
+
+      expect(response.statusCode).toBe(200);
+      expect(response.headers['x-cache']).toBe('BYPASS');
+      expect(response.json.cached).toBe(false);
+      expect(double.calls).toBe(1);
+    });
+  });
+});
+
+describe('POST /chat through auth and the rate limit', () => {
+  let redis: RedisServer;
+  let proxy: RoundTripProxy;
+  let double: AnthropicDouble;
+  beforeAll(async () => {
+    [redis, double] = await Promise.all([startStandaloneRedis(), startAnthropicDouble()]);
+    proxy = await startRoundTripProxy(redis.port);
+  });
+  beforeEach(async () => {
+    double.reset();
+    await useEnvironment({ REDIS_URL: `redis://127.0.0.1:${proxy.port}`, ...double.env, PASSWORD_SCRYPT_LOG2N: '14' });
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    await proxy.close();
+    await Promise.all([double.close(), redis.stop()]);
+  });
+
+  const chat = (token: string, body: unknown) => invoke(handler, httpEvent('POST', '/chat', { body, headers: bearer(token) }));
+
+  it('refuses a request without a bearer token with 401', async () => {
+    const response = await invoke(handler, httpEvent('POST', '/chat', { body: newQuestion() }));
+
+    expect(response.statusCode).toBe(401);
+    expect(response.headers['www-authenticate']).toMatch(/^Bearer/);
+    expect(double.calls).toBe(0);
+  });
+
+  it('answers a signed-in user, then from the cache, with rate-limit and security headers on both', async () => {
+    const { token } = await signUpAndLogIn();
+    const body = newQuestion();
+
+    const miss = await chat(token, body);
+    const hit = await chat(token, body);
+
+    expect([miss.headers['x-cache'], hit.headers['x-cache']]).toEqual(['MISS', 'HIT']);
+    for (const response of [miss, hit]) {
+      expect(response.headers['ratelimit']).toBeDefined();
+      expect(response.headers['ratelimit-policy']).toBeDefined();
+      expect(response.headers['x-content-type-options']).toBe('nosniff');
+    }
+    expect(double.calls).toBe(1);
+  });
+
+  it('keeps one user\'s cached answers from another user', async () => {
+    const [ana, ben] = await Promise.all([signUpAndLogIn(), signUpAndLogIn()]);
+    const body = newQuestion();
+
+    await chat(ana.token, body);
+    const other = await chat(ben.token, body);
+
+    expect(other.headers['x-cache']).toBe('MISS');
+  });
+
+  it('puts the rate-limit headers on a 400 too', async () => {
+    const { token } = await signUpAndLogIn();
+
+    const response = await chat(token, { messages: [] });
+
+    expect(response.statusCode).toBe(400);
+    expect(response.headers['ratelimit']).toBeDefined();
+  });
+
+  it('costs two Redis round trips for a warm cached answer: the session, then the rate limit with the cache read', async () => {
+    const { token } = await signUpAndLogIn();
+    const body = newQuestion();
+    await chat(token, body);
+    proxy.reset();
+
+    const hit = await chat(token, body);
+
+    expect(hit.headers['x-cache']).toBe('HIT');
+    expect(proxy.roundTrips()).toBe(2);
+  });
+});
