@@ -123,6 +123,16 @@ describe('POST /auth/login', () => {
     expect(await storedParameters()).toBe('scrypt$15$8$1');
   });
 
+  it('answers 401, not 500, when the stored hash is unreadable', async () => {
+    await environment();
+    const email = await registered();
+    await (await getRedis()).hset(userKey(digest(email)), 'passwordHash', 'scrypt$99$8$1$not-base64$');
+
+    const response = await callLogin({ email, password: PASSWORD });
+
+    expect(response.statusCode).toBe(401);
+  });
+
   describe('throttling', () => {
     it('refuses an account with 429 and Retry-After after its allowed failures, whatever the address, even with the right password', async () => {
       await environment({ RATE_LIMIT_LOGIN_ACCOUNT: '3/1h' });
