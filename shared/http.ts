@@ -6,7 +6,7 @@ import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context
 import { config, ConfigError } from './config.ts';
 import { log, withLogContext } from './logger.ts';
 import { HttpProblem, unavailable } from './problem.ts';
-import { isRedisUnavailableError } from './redis.ts';
+import { isRedisUnavailableError } from './redis-errors.ts';
 import { flushTelemetry, startTelemetry } from './telemetry/export.ts';
 
 export interface HttpEvent extends APIGatewayProxyEventV2 {

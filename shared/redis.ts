@@ -8,11 +8,14 @@
 
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import { config, ConfigError } from './config.ts';
 import { log, registerSecret } from './logger.ts';
 import { HttpProblem, unavailable } from './problem.ts';
 import { describeRedisUrl, resolveRedisEndpoint, type RedisEndpoint } from './redis-endpoint.ts';
+import { isRedisUnavailableError } from './redis-errors.ts';
+
+export { isRedisUnavailableError };
 
 export type RedisClient = Redis | Cluster;
 
@@ -28,16 +31,6 @@ let current: Promise<Connection> | undefined;
 let latestClient: RedisClient | undefined;
 
 const AUTH_ERROR = /WRONGPASS|NOAUTH|invalid password|invalid username-password/i;
-
-/** Errors that mean "Redis cannot be reached right now", as opposed to a bug in a command. */
-const UNAVAILABLE_ERROR =
-  /Command timed out|Connection is closed|Socket timeout|MaxRetriesPerRequest|Reached the max retries|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|EPIPE|connect ETIMEDOUT|Stream isn't writeable|None of startup nodes is available|Failed to refresh slots cache|CLUSTERDOWN|TRYAGAIN|LOADING|MASTERDOWN|Cluster isn't ready|WRONGPASS|NOAUTH/i;
-
-export function isRedisUnavailableError(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  const code = (error as { code?: string }).code ?? '';
-  return UNAVAILABLE_ERROR.test(`${error.name} ${error.message} ${code}`);
-}
 
 function tlsOptions(url: URL): RedisOptions['tls'] {
   if (url.protocol !== 'rediss:') return undefined;
@@ -90,7 +83,10 @@ export function redisClusterOptions(url: URL): ClusterOptions {
   };
 }
 
-function createClient(endpoint: RedisEndpoint): RedisClient {
+async function createClient(endpoint: RedisEndpoint): Promise<RedisClient> {
+  // Imported on first connection, not at init: evaluating ioredis costs tens of milliseconds
+  // that a cold start would otherwise pay before the handler can even run.
+  const { Cluster, Redis } = await import('ioredis');
   const url = new URL(endpoint.url);
   const options = redisClientOptions(url);
   registerSecret(options.password);
@@ -103,7 +99,7 @@ function createClient(endpoint: RedisEndpoint): RedisClient {
 
 async function connect(refreshSecret: boolean): Promise<Connection> {
   const endpoint = await resolveRedisEndpoint({ refresh: refreshSecret });
-  const client = createClient(endpoint);
+  const client = await createClient(endpoint);
   latestClient = client;
   const connection: Connection = { client, endpoint, authRejected: false };
   let lastLogged = '';

@@ -1,0 +1,12 @@
+// Which errors mean "Redis cannot be reached right now" (a 503), as opposed to a bug in a command
+// (a 500). Kept apart from the connection so that modules which only classify errors, such as the
+// HTTP middleware, do not pull the Redis client into their bundle.
+
+const UNAVAILABLE_ERROR =
+  /Command timed out|Connection is closed|Socket timeout|MaxRetriesPerRequest|Reached the max retries|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|EPIPE|connect ETIMEDOUT|Stream isn't writeable|None of startup nodes is available|Failed to refresh slots cache|CLUSTERDOWN|TRYAGAIN|LOADING|MASTERDOWN|Cluster isn't ready|WRONGPASS|NOAUTH/i;
+
+export function isRedisUnavailableError(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as { code?: string }).code ?? '';
+  return UNAVAILABLE_ERROR.test(`${error.name} ${error.message} ${code}`);
+}
