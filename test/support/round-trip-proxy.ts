@@ -1,9 +1,17 @@
 // A loopback TCP proxy that counts round trips between clients and a Redis server: a round trip
-// starts each time a client sends data after the server has answered (or on a new connection).
+// starts each time a client sends data after it has received an answer (or on a new connection).
 // A pipeline of any length written at once is one round trip; commands that wait for each
 // other's replies are one each.
+//
+// Redis answers the first commands of a large pipeline while the rest is still arriving. So that
+// those early answers do not split one pipeline into several "round trips", answers are held
+// back while the client is still sending (until it has sent nothing for QUIET_MS; a large write
+// reaches the proxy in pieces, with gaps while the client waits for its socket to drain): a
+// client cannot react to an answer it has not received. Each round trip costs QUIET_MS more.
 
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+
+const QUIET_MS = 10;
 
 export interface RoundTripProxy {
   port: number;
@@ -19,19 +27,41 @@ export async function startRoundTripProxy(targetPort: number): Promise<RoundTrip
   const server = createServer((client) => {
     const upstream = connect({ port: targetPort, host: '127.0.0.1' });
     let answered = true; // the first bytes of a connection start a round trip
+    let clientSending = false;
+    let heldAnswers: Buffer[] = [];
+    let deliveryScheduled = false;
     for (const socket of [client, upstream]) {
       sockets.add(socket);
       socket.on('close', () => sockets.delete(socket));
       socket.on('error', () => {});
     }
+    const deliver = () => {
+      deliveryScheduled = false;
+      if (clientSending) {
+        clientSending = false;
+        scheduleDelivery();
+        return;
+      }
+      if (heldAnswers.length === 0) return;
+      answered = true;
+      client.write(Buffer.concat(heldAnswers));
+      heldAnswers = [];
+    };
+    const scheduleDelivery = () => {
+      if (deliveryScheduled) return;
+      deliveryScheduled = true;
+      setTimeout(deliver, QUIET_MS);
+    };
     client.on('data', (chunk) => {
       if (answered) roundTrips += 1;
       answered = false;
+      clientSending = true;
       upstream.write(chunk);
+      scheduleDelivery();
     });
     upstream.on('data', (chunk) => {
-      answered = true;
-      client.write(chunk);
+      heldAnswers.push(chunk);
+      scheduleDelivery();
     });
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
