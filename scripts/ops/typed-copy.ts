@@ -1,0 +1,123 @@
+// The copy for a target that cannot RESTORE the source's DUMP payloads (its Redis is older and
+// reads only older RDB formats): every key is read with its type's own commands and written
+// again with the same commands, which every Redis version understands. Slower than RESTORE, and
+// it copies values, not encodings; for streams it copies the entries but not consumer groups.
+
+import type { ChainableCommander, Redis } from 'ioredis';
+import type { RedisClient } from '../../shared/redis.ts';
+import { pipelinePerNode, readPerKey, showKey, valueOf } from './keyspace.ts';
+
+/** Elements per write command, so that a large hash or list never becomes one huge command. */
+const CHUNK = 1000;
+
+export const COPYABLE_TYPES = ['string', 'hash', 'list', 'set', 'zset', 'stream'] as const;
+
+interface TypedValue {
+  key: Buffer;
+  type: string;
+  /** Remaining TTL in ms; 0: none. */
+  ttl: number;
+  value: Buffer | Buffer[] | StreamEntry[];
+}
+
+type StreamEntry = [id: Buffer, fields: Buffer[]];
+
+/** Queues the command that reads a whole value of `type`. */
+export function queueRead(pipeline: ChainableCommander, key: Buffer, type: string): void {
+  switch (type) {
+    case 'string':
+      pipeline.getBuffer(key);
+      break;
+    case 'hash':
+      pipeline.callBuffer('HGETALL', key);
+      break;
+    case 'list':
+      pipeline.lrangeBuffer(key, 0, -1);
+      break;
+    case 'set':
+      pipeline.smembersBuffer(key);
+      break;
+    case 'zset':
+      pipeline.callBuffer('ZRANGE', key, 0, -1, 'WITHSCORES');
+      break;
+    case 'stream':
+      pipeline.callBuffer('XRANGE', key, '-', '+');
+      break;
+    default:
+      throw new Error(`the key "${showKey(key)}" has the type ${type}, which only RESTORE can copy`);
+  }
+}
+
+function isEmpty(value: TypedValue['value'] | null): boolean {
+  return value === null || (Array.isArray(value) && value.length === 0);
+}
+
+function chunks<T>(items: T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+function queueWrite(pipeline: ChainableCommander, { key, type, ttl, value }: TypedValue): void {
+  if (type === 'string') {
+    if (ttl > 0) pipeline.set(key, value as Buffer, 'PX', ttl);
+    else pipeline.set(key, value as Buffer);
+    return;
+  }
+  pipeline.del(key);
+  const items = value as Buffer[];
+  switch (type) {
+    case 'hash':
+      for (const part of chunks(items, 2 * CHUNK)) pipeline.hset(key, ...part);
+      break;
+    case 'list':
+      for (const part of chunks(items, CHUNK)) pipeline.rpush(key, ...part);
+      break;
+    case 'set':
+      for (const part of chunks(items, CHUNK)) pipeline.sadd(key, ...part);
+      break;
+    case 'zset': {
+      // ZRANGE WITHSCORES answers member, score; ZADD wants score, member.
+      const pairs: Buffer[] = [];
+      for (let i = 0; i < items.length; i += 2) pairs.push(items[i + 1]!, items[i]!);
+      for (const part of chunks(pairs, 2 * CHUNK)) pipeline.callBuffer('ZADD', key, ...part);
+      break;
+    }
+    case 'stream':
+      for (const [id, fields] of value as StreamEntry[]) pipeline.callBuffer('XADD', key, id, ...fields);
+      break;
+  }
+  if (ttl > 0) pipeline.pexpire(key, ttl);
+}
+
+/**
+ * Copies `keys` from `node` (a source server or master) to `target`, type by type; keys that
+ * expire on the way are skipped. Returns how many were copied and how many had expired.
+ */
+export async function copyByType(node: Redis, target: RedisClient, keys: Buffer[]): Promise<{ copied: number; expired: number }> {
+  const described = await readPerKey(node, keys, ['TYPE', 'PTTL']);
+  const live: Array<{ key: Buffer; type: string; ttl: number }> = [];
+  described.forEach((replies, index) => {
+    const type = String(replies[0]);
+    const ttl = replies[1] as number;
+    if (type !== 'none' && ttl !== -2) live.push({ key: keys[index]!, type, ttl: ttl === -1 ? 0 : ttl });
+  });
+  const read = await pipelinePerNode(
+    node,
+    live.map((entry) => entry.key),
+    (pipeline, key, index) => queueRead(pipeline, key, live[index]!.type),
+  );
+  const values: TypedValue[] = [];
+  live.forEach((entry, index) => {
+    const value = valueOf<TypedValue['value'] | null>(read[index]![0]);
+    // Empty now: the key expired between its TTL and its value were read.
+    if (!isEmpty(value)) values.push({ ...entry, value: value! });
+  });
+  const written = await pipelinePerNode(
+    target,
+    values.map((entry) => entry.key),
+    (pipeline, _key, index) => queueWrite(pipeline, values[index]!),
+  );
+  for (const replies of written) for (const reply of replies) valueOf(reply);
+  return { copied: values.length, expired: keys.length - values.length };
+}

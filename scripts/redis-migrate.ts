@@ -1,0 +1,236 @@
+// `npm run redis:migrate -- --from URL --to URL`: copies keys from one Redis to another (SCAN,
+// DUMP and PTTL pipelined, RESTORE ... REPLACE with the remaining TTL), optionally verifies the
+// copy, and falls back to a copy by type when the target's Redis is older than the source's.
+// (`redis-cli --rdb` cannot do this: it only downloads a dump.)
+//
+// Exit codes: 0 done (and equal, with --verify), 1 failed, 2 bad arguments, 3 --verify found differences.
+
+import { parseArgs } from 'node:util';
+import type { RedisClient } from '../shared/redis.ts';
+import { connectTo } from './ops/connection.ts';
+import { planCopy } from './ops/copy-plan.ts';
+import { explainFailure } from './ops/diagnosis.ts';
+import { describeEndpoint, secretEndpoint, urlEndpoint, type OperatorEndpoint } from './ops/endpoint.ts';
+import { copyKeys, DumpFormatRejected, WriteRefused, type CopyStats } from './ops/migration.ts';
+import { complain, say } from './ops/output.ts';
+import { startProgress } from './ops/progress.ts';
+import { keyCounts, serverInfo, type NodeInfo } from './ops/server-info.ts';
+import { verifyCopy } from './ops/verification.ts';
+
+const USAGE = `Usage: npm run redis:migrate -- (--from URL | --from-secret ID) (--to URL | --to-secret ID) [options]
+
+  --from URL, --to URL         redis:// or rediss:// URLs (REDIS_TLS_CA_FILE is honoured for rediss://)
+  --from-secret ID, --to-secret ID
+                               Secrets Manager secrets holding the URL, in the forms the functions accept
+  --from-cluster, --to-cluster connect as a Redis Cluster client (detected by itself when omitted)
+  --match PATTERN              copy only the keys matching PATTERN (SCAN MATCH syntax; default *)
+  --dry-run                    count what would be copied; write nothing
+  --verify                     afterwards, compare key count, types, TTLs and values; exit 3 on a difference
+  --ttl-tolerance MS           TTL difference --verify accepts (default 2000)
+  --fallback-copy              copy type by type instead of DUMP/RESTORE (for a target on an older Redis)
+  --no-fallback                fail instead of switching to the copy by type when RESTORE rejects the format
+  --batch N                    keys per SCAN and per pipeline (default 1000)
+  --parallel N                 batches in flight at once (default 4)
+  --timeout MS                 time-out of one command or pipeline (default 10000)
+  --progress                   print the progress line even when stderr is not a terminal
+
+Exit codes: 0 done, 1 failed, 2 bad arguments, 3 --verify found differences.
+Prefer --from-secret/--to-secret on shared machines: a URL on the command line is visible to ps.`;
+
+class UsageError extends Error {}
+
+const OPTIONS = {
+  from: { type: 'string' },
+  'from-secret': { type: 'string' },
+  'from-cluster': { type: 'boolean' },
+  to: { type: 'string' },
+  'to-secret': { type: 'string' },
+  'to-cluster': { type: 'boolean' },
+  match: { type: 'string', default: '*' },
+  'dry-run': { type: 'boolean' },
+  verify: { type: 'boolean' },
+  'ttl-tolerance': { type: 'string', default: '2000' },
+  'fallback-copy': { type: 'boolean' },
+  'no-fallback': { type: 'boolean' },
+  batch: { type: 'string', default: '1000' },
+  parallel: { type: 'string', default: '4' },
+  timeout: { type: 'string', default: '10000' },
+  progress: { type: 'boolean' },
+  help: { type: 'boolean' },
+} as const;
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS }>>['values'];
+
+function wholeNumber(values: Values, name: 'ttl-tolerance' | 'batch' | 'parallel' | 'timeout', min: number, max: number): number {
+  const value = Number(values[name]);
+  if (!Number.isInteger(value) || value < min || value > max) throw new UsageError(`--${name}: expected a whole number from ${min} to ${max}`);
+  return value;
+}
+
+async function endpointOf(values: Values, side: 'from' | 'to'): Promise<OperatorEndpoint> {
+  const url = values[side];
+  const secret = values[`${side}-secret`];
+  const cluster = values[`${side}-cluster`] === true;
+  if ((url === undefined) === (secret === undefined)) throw new UsageError(`give either --${side} URL or --${side}-secret ID`);
+  if (url !== undefined && !/^rediss?:\/\/\S+$/.test(url)) throw new UsageError(`--${side}: expected a redis:// or rediss:// URL`);
+  return url !== undefined ? urlEndpoint(url, `--${side}`, cluster) : secretEndpoint(secret!, cluster);
+}
+
+interface Side {
+  endpoint: OperatorEndpoint;
+  client: RedisClient;
+  nodes: NodeInfo[];
+}
+
+/** Connects; a server that turns out to be a cluster node is reached again as a cluster. */
+async function open(endpoint: OperatorEndpoint, commandTimeoutMs: number): Promise<Side> {
+  const client = await connectTo(endpoint, { commandTimeoutMs });
+  const nodes = await serverInfo(client);
+  if (!endpoint.cluster && nodes[0]?.info.get('cluster_enabled') === '1') {
+    client.disconnect();
+    return open({ ...endpoint, cluster: true }, commandTimeoutMs);
+  }
+  return { endpoint, client, nodes };
+}
+
+function describeSide(label: string, side: Side): string {
+  const version = side.nodes[0]?.info.get('redis_version') ?? '?';
+  const keys = side.nodes.reduce((sum, node) => sum + keyCounts(node.info).keys, 0);
+  const mode = side.endpoint.cluster ? `cluster of ${side.nodes.length} masters` : 'standalone';
+  return `${label} ${describeEndpoint(side.endpoint)}: Redis ${version}, ${mode}, ${keys} keys`;
+}
+
+function sameDatabase(source: Side, target: Side): boolean {
+  const id = (side: Side) => `${side.nodes[0]?.info.get('run_id')}/${new URL(side.endpoint.url).pathname.slice(1) || '0'}`;
+  return id(source) === id(target);
+}
+
+function summary(stats: CopyStats, seconds: number): string {
+  const rate = seconds > 0 ? Math.round(stats.copied / seconds) : stats.copied;
+  const byType = stats.copiedByType > 0 ? `, ${stats.copiedByType} of them type by type` : '';
+  const expired = stats.expired > 0 ? `; ${stats.expired} expired during the copy and were skipped` : '';
+  return `copied ${stats.copied} keys in ${seconds.toFixed(1)} s (${rate} keys/s)${byType}${expired}`;
+}
+
+function explainCopyFailure(error: unknown, source: Side, target: Side, copied: number): string | undefined {
+  const sourceVersion = source.nodes[0]?.info.get('redis_version') ?? '?';
+  const targetVersion = target.nodes[0]?.info.get('redis_version') ?? '?';
+  if (error instanceof DumpFormatRejected) {
+    return `The target (Redis ${targetVersion}) cannot read the DUMP payloads of the source (Redis ${sourceVersion}, RDB format ${error.rdbVersion}): RESTORE answers "DUMP payload version or checksum are wrong"; run again without --no-fallback to copy type by type, or upgrade the target.`;
+  }
+  if (error instanceof WriteRefused) {
+    if (/OOM/.test(error.message)) {
+      return `The target ran out of memory writing "${error.key}" after ${copied} keys: raise its maxmemory, or copy fewer keys with --match.`;
+    }
+    return `The target refused to write "${error.key}" (${error.message}): fix that key or leave it out with --match, then run again.`;
+  }
+  if (error instanceof Error && /Connection is closed|timed out|Socket timeout|ECONNRESET|EPIPE|max retries/i.test(error.message)) {
+    return `A connection was lost after ${copied} keys (${error.message}): run the same command again; keys already copied are overwritten, not duplicated (raise --timeout or lower --batch for large values).`;
+  }
+  return undefined;
+}
+
+async function run(values: Values): Promise<number> {
+  const ttlToleranceMs = wholeNumber(values, 'ttl-tolerance', 0, 86_400_000);
+  const batchSize = wholeNumber(values, 'batch', 1, 100_000);
+  const window = wholeNumber(values, 'parallel', 1, 64);
+  const commandTimeoutMs = wholeNumber(values, 'timeout', 100, 600_000);
+  if (values['fallback-copy'] && values['no-fallback']) throw new UsageError('--fallback-copy and --no-fallback exclude each other');
+  const [fromEndpoint, toEndpoint] = await Promise.all([endpointOf(values, 'from'), endpointOf(values, 'to')]);
+  const match = values.match;
+
+  const source = await open(fromEndpoint, commandTimeoutMs);
+  let target: Side | undefined;
+  try {
+    target = await open(toEndpoint, commandTimeoutMs);
+    say(describeSide('from', source));
+    say(describeSide('to  ', target));
+    if (sameDatabase(source, target)) throw new UsageError('--from and --to name the same server and database: there is nothing to copy');
+
+    if (values['dry-run']) {
+      const plan = await planCopy(source.client, target.client, match, batchSize);
+      const types = [...plan.byType].map(([type, count]) => `${type} ${count}`).join(', ');
+      say(`dry run: would copy ${plan.keys} keys matching "${match}"${types ? ` (${types})` : ''}, ${plan.withTtl} of them with a TTL;`);
+      say(`  ${plan.existingOnTarget} already exist on the target and would be replaced. Nothing was written.`);
+    } else {
+      const showProgress = values.progress === true || process.stderr.isTTY === true;
+      const total = match === '*' ? source.nodes.reduce((sum, node) => sum + keyCounts(node.info).keys, 0) : undefined;
+      const progress = showProgress ? startProgress(total) : undefined;
+      const started = Date.now();
+      let stats: CopyStats = { copied: 0, expired: 0, copiedByType: 0 };
+      try {
+        stats = await copyKeys(source.client, target.client, {
+          match,
+          batchSize,
+          window,
+          method: values['fallback-copy'] ? 'by-type' : 'restore',
+          fallbackToTypes: !values['no-fallback'],
+          onProgress: (now) => {
+            stats = now;
+            progress?.update(now.copied);
+          },
+          onFallback: (rdbVersion) =>
+            complain(
+              `! The target (Redis ${target!.nodes[0]?.info.get('redis_version')}) cannot read DUMP payloads of RDB format ${rdbVersion} from the source (Redis ${source.nodes[0]?.info.get('redis_version')}): copying type by type instead.`,
+            ),
+        });
+      } catch (error) {
+        progress?.finish();
+        const sentence = explainCopyFailure(error, source, target, stats.copied);
+        if (sentence === undefined) throw error;
+        complain(`✗ ${sentence}`);
+        return 1;
+      }
+      progress?.finish();
+      say(summary(stats, (Date.now() - started) / 1000));
+    }
+
+    if (values.verify) {
+      const result = await verifyCopy(source.client, target.client, { match, batchSize, ttlToleranceMs });
+      if (result.differences === 0) {
+        say(`verify: equal (${result.compared} keys compared; the target holds ${result.targetKeys} keys matching "${match}")`);
+        return 0;
+      }
+      say(`verify: ${result.differences} difference${result.differences === 1 ? '' : 's'} in ${result.compared} keys compared:`);
+      for (const example of result.examples) say(`  - ${example}`);
+      complain(`✗ The copy differs from the source in ${result.differences} keys: run the migration again (it overwrites), then verify again.`);
+      return 3;
+    }
+    return 0;
+  } finally {
+    source.client.disconnect();
+    target?.client.disconnect();
+  }
+}
+
+async function main(): Promise<number> {
+  let values: Values;
+  try {
+    values = parseArgs({ options: OPTIONS }).values;
+  } catch (error) {
+    complain(`${(error as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    say(USAGE);
+    return 0;
+  }
+  try {
+    return await run(values);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      complain(`${error.message}\n\n${USAGE}`);
+      return 2;
+    }
+    complain(`✗ ${await explainFailure(error)}`);
+    return 1;
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    complain(`✗ Unexpected failure: ${error instanceof Error ? error.message : String(error)}`);
+    process.exit(1);
+  },
+);
