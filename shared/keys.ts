@@ -93,3 +93,42 @@ export function responseCacheKeys(cache: string, questionDigest: string): { answ
 export function embeddingKey(namespace: string, text: string): string {
   return key(`e:${digest(text)}`, namespace);
 }
+
+// ── Usage counters ───────────────────────────────────────────────────────────────────────────
+// Two kinds of bucket, each a hash, each with a TTL, plus one index of buckets to flush:
+//
+//   tc:{u:<user id>}:usage:<YYYY-MM-DD>          requests, inputTokens, outputTokens, cacheHits of one user, one UTC day
+//   tc:{usage}:minute:<minute start, epoch ms>   `<route>|<counter>` fields: every route, one minute
+//   tc:{usage}:buckets                           sorted set: one member per bucket, scored by the time it closes
+//   <bucket key>:claimed                          a bucket being moved out by the scheduled flush
+//
+// A bucket and its claimed key share a hash tag (RENAME needs one slot). The user's buckets carry
+// the user's own tag, not the auth shard; the minute buckets and the index share `{usage}`, so
+// recording usage touches two slots: see shared/usage/counters.ts for how the writes are sent.
+
+const PLAIN_USER_ID = /^[\w.:@+-]{1,100}$/;
+
+/** The hash tag of one user's usage (a user id that could break the tag is replaced by its digest). */
+export function usageUserTag(userId: string): string {
+  return PLAIN_USER_ID.test(userId) ? `u:${userId}` : `u:#${digest(userId).slice(0, 40)}`;
+}
+
+/** One user's counters for one UTC day (`YYYY-MM-DD`). */
+export function userDayUsageKey(userId: string, day: string): string {
+  return key(usageUserTag(userId), 'usage', day);
+}
+
+/** Every route's counters for the minute starting at `minuteStartMs`. */
+export function minuteUsageKey(minuteStartMs: number): string {
+  return key('usage', 'minute', minuteStartMs);
+}
+
+/** The index of usage buckets waiting to be flushed once closed. */
+export function usageIndexKey(): string {
+  return key('usage', 'buckets');
+}
+
+/** Where a flusher moves a bucket while it hands it to the sinks (same hash tag as the bucket). */
+export function claimedUsageKey(bucketKey: string): string {
+  return `${bucketKey}:claimed`;
+}

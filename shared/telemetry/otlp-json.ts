@@ -46,7 +46,7 @@ function encodeMetric(metric: MetricData): Record<string, unknown> {
           dataPoints: (metric.points as SumPoint[]).map((point) => ({
             attributes: encodeAttributes(point.attributes),
             startTimeUnixNano: nanos(point.startTimeMs),
-            timeUnixNano: nanos(timeMs),
+            timeUnixNano: nanos(point.timeMs ?? timeMs),
             ...numberValue(point.value),
           })),
         },

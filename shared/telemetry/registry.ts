@@ -12,6 +12,8 @@ export interface SumPoint {
   attributes: Attributes;
   startTimeMs: number;
   value: number;
+  /** The end of the point's window when it is not the export time (a flushed usage bucket). */
+  timeMs?: number;
 }
 
 export interface HistogramPoint {

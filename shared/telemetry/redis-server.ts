@@ -1,0 +1,61 @@
+// The Redis server's own figures from INFO (used memory, connected clients, keyspace hits and
+// misses), one series per node. Read by the scheduled flush only, never on the request path:
+// INFO is a few kilobytes and every function container asking for it would only repeat it.
+
+import type { Cluster, Redis } from 'ioredis';
+import type { RedisClient } from '../redis.ts';
+import { observeRedisServer } from './metrics.ts';
+
+/** `field:value` lines of an INFO reply (sections and blank lines skipped). */
+export function parseInfo(text: string): Map<string, string> {
+  const fields = new Map<string, string>();
+  for (const line of text.split(/\r?\n/)) {
+    const at = line.indexOf(':');
+    if (at > 0 && !line.startsWith('#')) fields.set(line.slice(0, at), line.slice(at + 1).trim());
+  }
+  return fields;
+}
+
+function integer(fields: Map<string, string>, name: string): number | undefined {
+  const value = Number(fields.get(name));
+  return fields.has(name) && Number.isSafeInteger(value) ? value : undefined;
+}
+
+const startTimes = new Map<string, number>();
+
+/**
+ * When the server started, the start of its counters. Kept per `run_id` (new at each restart):
+ * computed again from the whole-second uptime it would wobble, and a moving start time looks like
+ * a counter reset.
+ */
+function startTimeOf(fields: Map<string, string>): number {
+  const runId = fields.get('run_id') ?? '';
+  let start = startTimes.get(runId);
+  if (start === undefined) {
+    start = Date.now() - (integer(fields, 'uptime_in_seconds') ?? 0) * 1000;
+    if (runId !== '') startTimes.set(runId, start);
+  }
+  return start;
+}
+
+function masters(client: RedisClient): Redis[] {
+  return (client as Cluster).isCluster ? (client as Cluster).nodes('master') : [client as Redis];
+}
+
+/** Reads INFO from every master and records it as gauges and sums. Managed services that hide some fields just omit those series. */
+export async function observeRedisServers(client: RedisClient): Promise<void> {
+  await Promise.all(
+    masters(client).map(async (node) => {
+      const fields = parseInfo(await node.info());
+      observeRedisServer({
+        serverAddress: node.options.host ?? 'localhost',
+        serverPort: node.options.port ?? 6379,
+        startTimeMs: startTimeOf(fields),
+        usedMemory: integer(fields, 'used_memory'),
+        connectedClients: integer(fields, 'connected_clients'),
+        keyspaceHits: integer(fields, 'keyspace_hits'),
+        keyspaceMisses: integer(fields, 'keyspace_misses'),
+      });
+    }),
+  );
+}

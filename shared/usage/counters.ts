@@ -1,0 +1,120 @@
+// Usage counters in Redis ("temporary metrics"): per user per UTC day (what GET /usage answers)
+// and per route per minute, incremented with HINCRBY, every bucket with a TTL so nothing stays
+// forever, and each bucket registered in the index that the scheduled flush reads once the bucket
+// has closed (shared/usage/flush.ts).
+//
+//   recordUsage ─┬─ slot {u:<user>}:  HINCRBY day bucket ×n, EXPIRE                       ┐ sent together:
+//                └─ slot {usage}:     HINCRBY minute bucket ×n, EXPIRE, ZADD NX index, EXPIRE ┘ one round trip
+//
+// Two slots, so on Redis Cluster these cannot be one explicit pipeline (ioredis refuses a cluster
+// pipeline that spans slots). `recordUsage` sends them as single commands in one tick: ioredis's
+// auto-pipelining writes them as one pipeline per node, in parallel, and together with whatever
+// else the caller sends in that tick (e.g. a cache write). `queueUsage` appends them to a
+// caller's own pipeline instead, on standalone Redis only.
+
+import type { ChainableCommander } from 'ioredis';
+import { minuteUsageKey, usageIndexKey, userDayUsageKey } from '../keys.ts';
+import type { RedisClient } from '../redis.ts';
+
+export const USAGE_COUNTERS = ['requests', 'inputTokens', 'outputTokens', 'cacheHits'] as const;
+export type UsageCounter = (typeof USAGE_COUNTERS)[number];
+export type UsageCounts = Record<UsageCounter, number>;
+
+export interface Usage extends Partial<UsageCounts> {
+  userId: string;
+  /** The route as logged, e.g. `POST /chat`. */
+  route: string;
+  /** When it happened; default now. */
+  at?: Date | number;
+}
+
+/**
+ * A user's day stays in Redis for 8 days after its last write and a minute bucket for 2 days:
+ * the flush normally moves them out within a minute of closing; these bounds only matter when
+ * the flush has been failing that long (then the oldest buckets are lost, by design).
+ */
+export const USER_DAY_TTL_SECONDS = 8 * 86_400;
+export const MINUTE_TTL_SECONDS = 2 * 86_400;
+
+const MINUTE_MS = 60_000;
+const DAY_MS = 86_400_000;
+
+/** Separates the route from the counter in a minute bucket's field names (routes have no `|`). */
+export const ROUTE_FIELD_SEPARATOR = '|';
+
+/** `YYYY-MM-DD` of the UTC day containing `ms`. */
+export function utcDay(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10);
+}
+
+export function minuteStart(ms: number): number {
+  return Math.floor(ms / MINUTE_MS) * MINUTE_MS;
+}
+
+// Index members name their bucket: `minute|<start ms>` or `day|<YYYY-MM-DD>|<user id>`.
+
+export function minuteMember(startMs: number): string {
+  return `minute|${startMs}`;
+}
+
+export function dayMember(day: string, userId: string): string {
+  return `day|${day}|${userId}`;
+}
+
+type Command = [name: string, ...args: Array<string | number>];
+
+/** The commands of one usage record: the user's slot first, then the `{usage}` slot. */
+function usageCommands(usage: Usage): Command[] {
+  const at = usage.at === undefined ? Date.now() : typeof usage.at === 'number' ? usage.at : usage.at.getTime();
+  const counts = USAGE_COUNTERS.flatMap((counter) => {
+    const value = usage[counter] ?? 0;
+    if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`usage ${counter} must be a whole number ≥ 0, got ${value}`);
+    return value > 0 ? [[counter, value] as const] : [];
+  });
+  if (counts.length === 0) return [];
+  const day = utcDay(at);
+  const dayStartMs = Date.parse(`${day}T00:00:00Z`);
+  const minuteMs = minuteStart(at);
+  const dayKey = userDayUsageKey(usage.userId, day);
+  const minuteKey = minuteUsageKey(minuteMs);
+  const index = usageIndexKey();
+  return [
+    ...counts.map(([counter, value]): Command => ['hincrby', dayKey, counter, value]),
+    ['expire', dayKey, USER_DAY_TTL_SECONDS],
+    ...counts.map(([counter, value]): Command => ['hincrby', minuteKey, `${usage.route}${ROUTE_FIELD_SEPARATOR}${counter}`, value]),
+    ['expire', minuteKey, MINUTE_TTL_SECONDS],
+    // Scored by the time each bucket closes; NX keeps the first score (it never changes anyway).
+    ['zadd', index, 'NX', minuteMs + MINUTE_MS, minuteMember(minuteMs), dayStartMs + DAY_MS, dayMember(day, usage.userId)],
+    ['expire', index, USER_DAY_TTL_SECONDS],
+  ];
+}
+
+/**
+ * Appends the usage commands to `pipeline` (or a MULTI), sharing its round trip. Standalone Redis
+ * only: the commands touch two hash slots, which a cluster pipeline cannot; use `recordUsage` there.
+ */
+export function queueUsage(pipeline: ChainableCommander, usage: Usage): void {
+  if ((pipeline as { isCluster?: boolean }).isCluster) {
+    throw new Error('queueUsage: a Redis Cluster pipeline must stay in one slot; use recordUsage');
+  }
+  for (const [name, ...args] of usageCommands(usage)) pipeline.call(name, ...args);
+}
+
+/**
+ * Writes the usage counters: one round trip (one auto-pipeline per node on a cluster), shared
+ * with any other command the caller sends in the same tick.
+ */
+export async function recordUsage(redis: RedisClient, usage: Usage): Promise<void> {
+  await Promise.all(usageCommands(usage).map(([name, ...args]) => redis.call(name, ...args)));
+}
+
+function toCounts(hash: Record<string, string>): UsageCounts {
+  const counts = {} as UsageCounts;
+  for (const counter of USAGE_COUNTERS) counts[counter] = Number(hash[counter] ?? 0);
+  return counts;
+}
+
+/** A user's counters for one UTC day; zeros when nothing was counted. */
+export async function readUserDay(redis: RedisClient, userId: string, day: string): Promise<UsageCounts> {
+  return toCounts(await redis.hgetall(userDayUsageKey(userId, day)));
+}
