@@ -12,6 +12,7 @@
 // never deletes the next holder's. Answer and lock share a hash tag: every script is one slot.
 
 import { randomUUID } from 'node:crypto';
+import { Command } from 'ioredis';
 import { defineScript } from '../auth/script.ts';
 import { log } from '../logger.ts';
 import { HttpProblem } from '../problem.ts';
@@ -95,9 +96,15 @@ export async function singleFlight(options: FlightOptions): Promise<FlightResult
   }
 }
 
-/** The cached value of an answer key, or null: one GET. */
+/**
+ * The cached value of an answer key, or null: one GET, written to the socket at once rather than
+ * through ioredis's auto-pipeline. The read is often started beside another middleware's first
+ * command, and an auto-pipeline batch knows only the custom commands (`defineCommand`) that
+ * existed when its first command was queued: a command defined just after our GET would be
+ * missing from the batch, and ioredis fails that whole batch.
+ */
 export function readAnswer(answerKey: string): Promise<string | null> {
-  return withRedis((redis) => redis.get(answerKey));
+  return withRedis((redis) => redis.sendCommand(new Command('get', [answerKey], { replyEncoding: 'utf8' })) as Promise<string | null>);
 }
 
 /** Waits for a computation of the same key already running in this container, if there is one. */

@@ -413,6 +413,16 @@ describe('POST /chat through auth and the rate limit', () => {
     expect(double.calls).toBe(1);
   });
 
+  it('answers the first request of a cold container, whose rate limiter has not run yet', async () => {
+    const { token } = await signUpAndLogIn();
+    await useEnvironment({ REDIS_URL: `redis://127.0.0.1:${proxy.port}`, ...double.env }); // a new container
+
+    const first = await chat(token, newQuestion());
+
+    expect(first.statusCode).toBe(200);
+    expect(first.headers['x-cache']).toBe('MISS');
+  });
+
   it('keeps one user\'s cached answers from another user', async () => {
     const [ana, ben] = await Promise.all([signUpAndLogIn(), signUpAndLogIn()]);
     const body = newQuestion();
