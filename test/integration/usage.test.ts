@@ -71,7 +71,7 @@ describe('usage counters', () => {
 
     await recordUsage(client, { userId: 'u1', route: 'POST /chat', requests: 1, at: AT });
 
-    expect(await client.zrange(usageIndexKey(), 0, -1, 'WITHSCORES')).toEqual([
+    expect(await client.zrange(usageIndexKey(), '0', '-1', 'WITHSCORES')).toEqual([
       minuteMember(MINUTE),
       String(MINUTE + 60_000),
       dayMember('2031-05-06', 'u1'),
