@@ -1,0 +1,53 @@
+// The official `openai` client against `npm run dev` (serverless-offline), with a session token
+// from the real login route as its API key: what a tutor's retrieval code does.
+
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LocalEmbedder } from '../../shared/embeddings/local.ts';
+import { startDevServer, type DevServer } from '../support/dev-server.ts';
+import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+
+const MODEL = 'local-hash-384';
+const local = new LocalEmbedder(MODEL, 384);
+
+async function postJson(url: string, body: unknown): Promise<Response> {
+  return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+}
+
+describe('POST /embeddings on npm run dev, through the official openai client', () => {
+  let redis: RedisServer;
+  let dev: DevServer;
+  let client: OpenAI;
+  beforeAll(async () => {
+    redis = await startStandaloneRedis();
+    dev = await startDevServer({ REDIS_URL: redis.url, PASSWORD_SCRYPT_LOG2N: '14', EMBEDDINGS_PROVIDER: 'local' });
+    const email = 'student@example.test';
+    const password = 'a long enough password';
+    expect((await postJson(`${dev.baseUrl}/auth/register`, { email, password })).status).toBe(201);
+    const login = await postJson(`${dev.baseUrl}/auth/login`, { email, password });
+    const { token } = (await login.json()) as { token: string };
+    client = new OpenAI({ baseURL: dev.baseUrl, apiKey: token, maxRetries: 0 });
+  }, 90_000);
+  afterAll(async () => {
+    await dev?.stop();
+    await redis?.stop();
+  });
+
+  it('gets the local provider’s vectors exactly, then the same vectors from the cache', async () => {
+    const texts = ['What is a fraction?', 'Explain photosynthesis'];
+
+    const first = await client.embeddings.create({ input: texts, model: MODEL }).withResponse();
+    const second = await client.embeddings.create({ input: texts, model: MODEL }).withResponse();
+
+    const expected = texts.map((text) => Array.from(local.embedOne(text)));
+    expect(first.data.data.map((entry) => entry.embedding)).toEqual(expected);
+    expect(first.response.headers.get('x-cache-hits')).toBe('0/2');
+    expect(second.data.data.map((entry) => entry.embedding)).toEqual(expected);
+    expect(second.response.headers.get('x-cache-hits')).toBe('2/2');
+    expect(second.response.headers.get('ratelimit-policy')).not.toBeNull();
+  });
+
+  it('raises BadRequestError for a model the server does not serve', async () => {
+    await expect(client.embeddings.create({ input: 'x', model: 'text-embedding-3-large' })).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+  });
+});
