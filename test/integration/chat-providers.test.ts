@@ -3,7 +3,7 @@ import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { ConfigError } from '../../shared/config.ts';
+import { ConfigError, loadConfig } from '../../shared/config.ts';
 import { anthropicProvider, ANTHROPIC_VERSION } from '../../shared/llm/anthropic.ts';
 import { LOCAL_TUTOR_LABEL, localTutor } from '../../shared/llm/local.ts';
 import { chatProvider, type CompletionRequest } from '../../shared/llm/provider.ts';
@@ -289,6 +289,12 @@ describe('provider choice and the system prompt', () => {
     await useEnvironment({ ANTHROPIC_API_KEY: undefined, CHAT_PROVIDER: 'anthropic' });
 
     expect(() => chatProvider()).toThrow(/ANTHROPIC_API_KEY/);
+  });
+
+  it('names ANTHROPIC_BASE_URL when it is not an http(s) URL, and drops a trailing slash', () => {
+    expect(() => loadConfig({ ANTHROPIC_BASE_URL: 'api.anthropic.com' })).toThrow(/ANTHROPIC_BASE_URL: expected an http:\/\/ or https:\/\/ URL/);
+    expect(loadConfig({ ANTHROPIC_BASE_URL: 'http://127.0.0.1:9999/' }).chat.anthropicBaseUrl).toBe('http://127.0.0.1:9999');
+    expect(loadConfig({}).chat.anthropicBaseUrl).toBe('https://api.anthropic.com');
   });
 
   it('uses the default tutor prompt unless configured', async () => {
