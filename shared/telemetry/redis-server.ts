@@ -38,14 +38,18 @@ function startTimeOf(fields: Map<string, string>): number {
   return start;
 }
 
-function masters(client: RedisClient): Redis[] {
-  return (client as Cluster).isCluster ? (client as Cluster).nodes('master') : [client as Redis];
+async function masters(client: RedisClient): Promise<Redis[]> {
+  if (!(client as Cluster).isCluster) return [client as Redis];
+  const cluster = client as Cluster;
+  // Until the slots are known, the node list holds only the seed.
+  if (cluster.status !== 'ready') await cluster.ping();
+  return cluster.nodes('master');
 }
 
 /** Reads INFO from every master and records it as gauges and sums. Managed services that hide some fields just omit those series. */
 export async function observeRedisServers(client: RedisClient): Promise<void> {
   await Promise.all(
-    masters(client).map(async (node) => {
+    (await masters(client)).map(async (node) => {
       const fields = parseInfo(await node.info());
       observeRedisServer({
         serverAddress: node.options.host ?? 'localhost',
