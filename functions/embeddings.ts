@@ -28,14 +28,25 @@ function encode(vector: Float32Array, encoding: EncodingFormat): string | number
   return encoding === 'base64' ? vectorToBase64(vector) : vectorToNumbers(vector);
 }
 
+interface Usage {
+  prompt_tokens: number;
+  total_tokens: number;
+}
+
+/**
+ * The one place where a request's usage is final: its tokens (the provider's count for the misses,
+ * estimates for the rest) and its cache hits out of its inputs. Usage counters for GET /usage (and
+ * cache metrics) are written from here.
+ */
+function countUsage(_event: AuthenticatedEvent, _usage: Usage, _cache: { hits: number; inputs: number }): void {}
+
 async function embeddings(event: AuthenticatedEvent, context: Context): Promise<HttpResult> {
   const provider = embeddingsProvider();
   const request = parseEmbeddingsRequest(event.jsonBody, provider);
   const outcome = await embedWithCache(request.texts, provider, { signal: deadline(context), ttlSeconds: config().cacheTtlSeconds });
 
-  // The request's token count and cache hits are final here: usage counters (GET /usage) record
-  // `usage.prompt_tokens` and `outcome.hits` for `event.user.id` at this point.
-  const usage = { prompt_tokens: outcome.promptTokens, total_tokens: outcome.promptTokens };
+  const usage: Usage = { prompt_tokens: outcome.promptTokens, total_tokens: outcome.promptTokens };
+  countUsage(event, usage, { hits: outcome.hits, inputs: request.texts.length });
 
   const body = JSON.stringify({
     object: 'list',
