@@ -1,0 +1,365 @@
+import { Cluster, Redis } from 'ioredis';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { freePort } from '../../infra/local/redis-server.ts';
+import { startNewerRedis, type NewerRedis } from '../doubles/newer-redis.ts';
+import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles/secrets-manager.ts';
+import { runTool } from '../support/operator-tool.ts';
+import { startRedisCluster, startStandaloneRedis, startTlsRedis, type RedisCluster, type RedisServer, type TlsRedis } from '../support/redis.ts';
+
+const SOURCE_PASSWORD = 'source-password-2718';
+const TARGET_PASSWORD = 'target-password-3141';
+
+const migrate = (args: string[], env: Record<string, string> = {}) => runTool('redis-migrate.ts', args, env);
+
+const BINARY_KEY = Buffer.from([0x62, 0x69, 0x6e, 0xff, 0x00, 0xfe]);
+
+/** One key of every type, binary names and values, with and without a TTL. */
+async function seedEveryType(client: Redis, prefix = ''): Promise<void> {
+  await client.set(`${prefix}string`, 'plain value');
+  await client.set(`${prefix}string:ttl`, 'expires later', 'PX', 60_000);
+  await client.hset(`${prefix}hash`, { name: 'Ada', lessons: '12' });
+  await client.rpush(`${prefix}list`, 'first', 'second', 'first');
+  await client.sadd(`${prefix}set`, 'algebra', 'geometry');
+  await client.zadd(`${prefix}zset`, 1.5, 'low', 99, 'high', -3, 'negative');
+  await client.xadd(`${prefix}stream`, '1-1', 'question', 'why', 'answer', 'because');
+  await client.xadd(`${prefix}stream`, '2-0', 'question', 'how');
+  await client.set(Buffer.concat([Buffer.from(prefix), BINARY_KEY]), Buffer.from([0, 1, 2, 0xff]));
+}
+
+async function everyTypeAsSeen(client: Redis | Cluster, prefix = ''): Promise<unknown> {
+  return {
+    string: await client.get(`${prefix}string`),
+    stringTtlKept: (await client.pttl(`${prefix}string:ttl`)) > 50_000,
+    hash: await client.hgetall(`${prefix}hash`),
+    list: await client.lrange(`${prefix}list`, 0, -1),
+    set: (await client.smembers(`${prefix}set`)).sort(),
+    zset: await client.zrange(`${prefix}zset`, 0, '-1', 'WITHSCORES'),
+    stream: await client.xrange(`${prefix}stream`, '-', '+'),
+    binary: (await client.getBuffer(Buffer.concat([Buffer.from(prefix), BINARY_KEY])))?.toString('hex'),
+    persistent: await client.pttl(`${prefix}hash`),
+  };
+}
+
+const EVERY_TYPE = {
+  string: 'plain value',
+  stringTtlKept: true,
+  hash: { name: 'Ada', lessons: '12' },
+  list: ['first', 'second', 'first'],
+  set: ['algebra', 'geometry'],
+  zset: ['negative', '-3', 'low', '1.5', 'high', '99'],
+  stream: [
+    ['1-1', ['question', 'why', 'answer', 'because']],
+    ['2-0', ['question', 'how']],
+  ],
+  binary: '000102ff',
+  persistent: -1,
+};
+
+async function fillStrings(client: Redis, count: number, prefix: string): Promise<void> {
+  for (let start = 0; start < count; start += 10_000) {
+    const pipeline = client.pipeline();
+    for (let i = start; i < Math.min(count, start + 10_000); i += 1) pipeline.set(`${prefix}${i}`, `value ${i}`);
+    await pipeline.exec();
+  }
+}
+
+describe('npm run redis:migrate', () => {
+  let source: RedisServer;
+  let target: RedisServer;
+  let tlsTarget: TlsRedis;
+  let cluster: RedisCluster;
+  let sourceClient: Redis;
+  let targetClient: Redis;
+
+  beforeAll(async () => {
+    [source, target, tlsTarget, cluster] = await Promise.all([
+      startStandaloneRedis(),
+      startStandaloneRedis({ password: TARGET_PASSWORD }),
+      startTlsRedis(),
+      startRedisCluster(),
+    ]);
+    sourceClient = new Redis({ port: source.port, host: '127.0.0.1' });
+    targetClient = new Redis({ port: target.port, host: '127.0.0.1', password: TARGET_PASSWORD });
+  });
+  afterAll(async () => {
+    sourceClient.disconnect();
+    targetClient.disconnect();
+    await Promise.all([source.stop(), target.stop(), tlsTarget.stop(), cluster.stop()]);
+  });
+  beforeEach(async () => {
+    await Promise.all([sourceClient.flushall(), targetClient.flushall()]);
+  });
+
+  describe('from one server to another', () => {
+    it('copies every type with binary names and values, and --verify finds them equal', async () => {
+      await seedEveryType(sourceClient);
+
+      const run = await migrate(['--from', source.url, '--to', target.url, '--verify']);
+
+      expect(run.code).toBe(0);
+      expect(run.stdout).toContain('copied 8 keys');
+      expect(run.stdout).toContain('verify: equal (8 keys compared; the target holds 8 keys matching "*")');
+      expect(await everyTypeAsSeen(targetClient)).toEqual(EVERY_TYPE);
+    });
+
+    it('keeps the remaining TTL of each key and leaves keys without one persistent', async () => {
+      await sourceClient.set('session', 'x', 'PX', 600_000);
+      await sourceClient.set('user', 'y');
+
+      const run = await migrate(['--from', source.url, '--to', target.url]);
+
+      expect(run.code).toBe(0);
+      const ttl = await targetClient.pttl('session');
+      expect(ttl).toBeGreaterThan(590_000);
+      expect(ttl).toBeLessThanOrEqual(600_000);
+      expect(await targetClient.pttl('user')).toBe(-1);
+    });
+
+    it('copies only the keys that --match selects', async () => {
+      await sourceClient.mset('tc:{u:1}:session', 'a', 'tc:{u:2}:session', 'b', 'other', 'c');
+
+      const run = await migrate(['--from', source.url, '--to', target.url, '--match', 'tc:*']);
+
+      expect(run.code).toBe(0);
+      expect((await targetClient.keys('*')).sort()).toEqual(['tc:{u:1}:session', 'tc:{u:2}:session']);
+    });
+
+    it('writes nothing with --dry-run and says what it would copy', async () => {
+      await seedEveryType(sourceClient);
+      await targetClient.set('hash', 'will be replaced');
+
+      const run = await migrate(['--from', source.url, '--to', target.url, '--dry-run']);
+
+      expect(run.code).toBe(0);
+      expect(run.stdout).toMatch(/dry run: would copy 8 keys matching "\*" \(.*hash 1.*\), 1 of them with a TTL;/);
+      expect(run.stdout).toContain('1 already exist on the target and would be replaced. Nothing was written.');
+      expect(await targetClient.dbsize()).toBe(1);
+      expect(await targetClient.get('hash')).toBe('will be replaced');
+    });
+
+    it('skips keys that expire during the copy instead of copying them without a TTL', async () => {
+      const pipeline = sourceClient.pipeline();
+      for (let i = 0; i < 5_000; i += 1) pipeline.set(`short:${i}`, 'x', 'PX', 20 + (i % 300));
+      await pipeline.exec();
+
+      const run = await migrate(['--from', source.url, '--to', target.url, '--batch', '50', '--parallel', '1']);
+
+      expect(run.code).toBe(0);
+      const copied = Number(/copied (\d+) keys/.exec(run.stdout)?.[1]);
+      const skipped = Number(/(\d+) expired during the copy/.exec(run.stdout)?.[1] ?? 0);
+      expect(copied + skipped).toBeLessThanOrEqual(5_000);
+      const survivors = await targetClient.keys('short:*');
+      const ttls = await Promise.all(survivors.map((key) => targetClient.pttl(key)));
+      expect(ttls.filter((ttl) => ttl === -1)).toEqual([]);
+    });
+
+    it('prints a progress line with keys, keys/s and ETA on stderr with --progress', async () => {
+      await fillStrings(sourceClient, 2_000, 'p:');
+
+      const run = await migrate(['--from', source.url, '--to', target.url, '--progress']);
+
+      expect(run.code).toBe(0);
+      expect(run.stderr).toMatch(/copied 2000 of ~2000 keys, \d+ keys\/s, ETA \d+s/);
+      expect(run.stdout).not.toContain('keys/s, ETA');
+    });
+
+    it('copies 100k keys and verifies them equal', async () => {
+      await fillStrings(sourceClient, 100_000, 'bulk:');
+
+      const run = await migrate(['--from', source.url, '--to', target.url, '--verify']);
+
+      expect(run.code).toBe(0);
+      expect(run.stdout).toContain('copied 100000 keys');
+      expect(run.stdout).toContain('verify: equal (100000 keys compared; the target holds 100000 keys matching "*")');
+      expect(await targetClient.dbsize()).toBe(100_000);
+    });
+  });
+
+  describe('--verify', () => {
+    it('exits 3 and names the keys whose value, TTL or presence differ', async () => {
+      await sourceClient.mset('same', '1', 'changed', 'before', 'gone', 'x');
+      await sourceClient.set('ttl', 'v', 'PX', 600_000);
+      await migrate(['--from', source.url, '--to', target.url]);
+      await targetClient.set('changed', 'after');
+      await targetClient.del('gone');
+      await targetClient.persist('ttl');
+      await targetClient.set('extra', 'only here');
+
+      const run = await migrate(['--from', source.url, '--to', target.url, '--dry-run', '--verify']);
+
+      expect(run.code).toBe(3);
+      expect(run.stdout).toContain('verify: 4 differences in 4 keys compared:');
+      expect(run.stdout).toContain('- changed: the values differ');
+      expect(run.stdout).toContain('- gone: missing on the target');
+      expect(run.stdout).toMatch(/- ttl: TTL \d+ ms on the source, no TTL on the target/);
+      expect(run.stdout).toContain('- extra: on the target only');
+    });
+  });
+
+  describe('to a cluster', () => {
+    let clusterClient: Cluster;
+    beforeAll(() => {
+      clusterClient = new Cluster([{ host: '127.0.0.1', port: cluster.nodes[0]!.port }]);
+    });
+    afterAll(() => clusterClient.disconnect());
+
+    it('restores each key on the node that owns its slot, and --verify finds them equal', async () => {
+      await seedEveryType(sourceClient);
+      await fillStrings(sourceClient, 3_000, 'spread:');
+
+      const run = await migrate(['--from', source.url, '--to', cluster.url, '--verify']);
+
+      expect(run.code).toBe(0);
+      expect(run.stdout).toMatch(/to {3}redis:\/\/127\.0\.0\.1:\d+: Redis [\d.]+, cluster of 3 masters/);
+      expect(run.stdout).toContain('verify: equal (3008 keys compared; the target holds 3008 keys matching "*")');
+      expect(await everyTypeAsSeen(clusterClient)).toEqual(EVERY_TYPE);
+      const perNode = await Promise.all(clusterClient.nodes('master').map((node) => node.dbsize()));
+      expect(perNode.every((count) => count > 0)).toBe(true);
+    });
+  });
+
+  describe('from a cluster', () => {
+    it('scans every master and copies their keys to a single server', async () => {
+      const clusterClient = new Cluster([{ host: '127.0.0.1', port: cluster.nodes[0]!.port }]);
+      const pipeline = clusterClient.pipeline();
+      for (let i = 0; i < 300; i += 1) pipeline.set(`{from-cluster}:${i}`, `value ${i}`);
+      await pipeline.exec();
+      for (let i = 0; i < 300; i += 1) await clusterClient.set(`from-cluster:${i}`, `value ${i}`, 'PX', 600_000);
+      clusterClient.disconnect();
+
+      const run = await migrate(['--from', cluster.url, '--to', target.url, '--match', '*from-cluster*', '--verify']);
+
+      expect(run.code).toBe(0);
+      expect(run.stdout).toContain('verify: equal (600 keys compared; the target holds 600 keys matching "*from-cluster*")');
+      expect(await targetClient.pttl('from-cluster:7')).toBeGreaterThan(590_000);
+    });
+  });
+
+  describe('to a TLS server', () => {
+    it('connects with rediss:// and REDIS_TLS_CA_FILE and copies everything', async () => {
+      await seedEveryType(sourceClient);
+
+      const run = await migrate(['--from', source.url, '--to', tlsTarget.url, '--verify'], { REDIS_TLS_CA_FILE: tlsTarget.tlsMaterial.ca });
+
+      expect(run.code).toBe(0);
+      expect(run.stdout).toContain('verify: equal (8 keys compared');
+    });
+  });
+
+  describe('with endpoints in secrets', () => {
+    let guardedSource: RedisServer;
+    let secrets: SecretsManagerDouble;
+    beforeAll(async () => {
+      [guardedSource, secrets] = await Promise.all([startStandaloneRedis({ password: SOURCE_PASSWORD }), startSecretsManagerDouble()]);
+      secrets.setSecret('migrate/source', JSON.stringify({ host: '127.0.0.1', port: guardedSource.port, password: SOURCE_PASSWORD }));
+      secrets.setSecret('migrate/target', target.url);
+    });
+    afterAll(async () => {
+      await Promise.all([guardedSource.stop(), secrets.close()]);
+    });
+
+    it('reads both URLs from Secrets Manager and never prints a password', async () => {
+      const client = new Redis({ port: guardedSource.port, host: '127.0.0.1', password: SOURCE_PASSWORD });
+      await seedEveryType(client);
+      client.disconnect();
+
+      const run = await migrate(['--from-secret', 'migrate/source', '--to-secret', 'migrate/target', '--verify'], secrets.env);
+
+      expect(run.code).toBe(0);
+      expect(run.stdout).toContain(`from redis://:***@127.0.0.1:${guardedSource.port}`);
+      expect(run.stdout).toContain('verify: equal (8 keys compared');
+      expect(run.output).not.toContain(SOURCE_PASSWORD);
+      expect(run.output).not.toContain(TARGET_PASSWORD);
+    });
+
+    it('says which secret is missing', async () => {
+      const run = await migrate(['--from-secret', 'migrate/nowhere', '--to', target.url], secrets.env);
+
+      expect(run.code).toBe(1);
+      expect(run.stderr.trim()).toBe('✗ The secret "migrate/nowhere" does not exist in eu-west-1: check REDIS_SECRET_ID and AWS_REGION.');
+    });
+  });
+
+  describe('to a target on an older Redis than the source', () => {
+    let newer: NewerRedis;
+    beforeAll(async () => {
+      newer = await startNewerRedis(source.port);
+    });
+    afterAll(() => newer.close());
+
+    it('explains that RESTORE cannot read the newer format and copies type by type instead', async () => {
+      await seedEveryType(sourceClient);
+
+      const run = await migrate(['--from', newer.url, '--to', target.url, '--verify']);
+
+      expect(run.code).toBe(0);
+      expect(run.stderr).toContain(
+        '! The target (Redis 7.0.15) cannot read DUMP payloads of RDB format 11 from the source (Redis 7.2.4): copying type by type instead.',
+      );
+      expect(run.stdout).toContain('copied 8 keys');
+      expect(run.stdout).toContain('8 of them type by type');
+      expect(run.stdout).toContain('verify: equal (8 keys compared');
+      expect(await everyTypeAsSeen(targetClient)).toEqual(EVERY_TYPE);
+    });
+
+    it('stops with a clear sentence under --no-fallback', async () => {
+      await seedEveryType(sourceClient);
+
+      const run = await migrate(['--from', newer.url, '--to', target.url, '--no-fallback']);
+
+      expect(run.code).toBe(1);
+      expect(run.stderr.trim()).toBe(
+        '✗ The target (Redis 7.0.15) cannot read the DUMP payloads of the source (Redis 7.2.4, RDB format 11): RESTORE answers "DUMP payload version or checksum are wrong"; run again without --no-fallback to copy type by type, or upgrade the target.',
+      );
+    });
+
+    it('copies type by type from the start with --fallback-copy', async () => {
+      await seedEveryType(sourceClient);
+
+      const run = await migrate(['--from', source.url, '--to', target.url, '--fallback-copy', '--verify']);
+
+      expect(run.code).toBe(0);
+      expect(run.stdout).toContain('8 of them type by type');
+      expect(run.stderr).toBe('');
+      expect(await everyTypeAsSeen(targetClient)).toEqual(EVERY_TYPE);
+    });
+  });
+
+  describe('fails with one sentence', () => {
+    it('when the target cannot be reached', async () => {
+      const port = await freePort();
+
+      const run = await migrate(['--from', source.url, '--to', `redis://127.0.0.1:${port}`]);
+
+      expect(run.code).toBe(1);
+      expect(run.stderr.trim()).toBe(
+        `✗ Nothing accepts connections on 127.0.0.1:${port} (connection refused): check the port in --to and that Redis is running there.`,
+      );
+    });
+
+    it('when the target rejects the password, without printing it', async () => {
+      const wrong = 'wrong-password-1618';
+
+      const run = await migrate(['--from', source.url, '--to', `redis://:${wrong}@127.0.0.1:${target.port}`]);
+
+      expect(run.code).toBe(1);
+      expect(run.stderr.trim()).toMatch(/^✗ Redis at 127\.0\.0\.1:\d+ rejected the user name or password: put the current credentials in --to\.$/);
+      expect(run.output).not.toContain(wrong);
+    });
+
+    it('when source and target are the same database', async () => {
+      const run = await migrate(['--from', source.url, '--to', source.url]);
+
+      expect(run.code).toBe(2);
+      expect(run.stderr).toContain('--from and --to name the same server and database: there is nothing to copy');
+    });
+
+    it('when an endpoint is missing (exit 2, with the usage)', async () => {
+      const run = await migrate(['--from', source.url]);
+
+      expect(run.code).toBe(2);
+      expect(run.stderr).toContain('give either --to URL or --to-secret ID');
+      expect(run.stderr).toContain('Usage: npm run redis:migrate');
+    });
+  });
+});
