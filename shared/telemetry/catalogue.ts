@@ -21,6 +21,8 @@ export interface MetricDescriptor {
   /** UCUM unit; `{...}` annotations are counts of things. */
   unit: string;
   description: string;
+  /** The attribute names its points may carry (the dashboard test checks its labels against them). */
+  attributes: readonly string[];
   /** Histogram bucket upper bounds. */
   boundaries?: readonly number[];
 }
@@ -35,88 +37,92 @@ const REDIS_DURATION_BOUNDARIES = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005
 const TOKEN_BOUNDARIES = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864];
 
 export const METRICS = {
-  /** Attributes: db.system.name=redis, db.operation.name, server.address, server.port, error.type (failures only). */
   redisOperationDuration: {
     name: 'db.client.operation.duration',
     kind: 'histogram',
     unit: 's',
     description: 'Duration of Redis commands as this client saw them, from write to reply.',
+    attributes: ['db.system.name', 'db.operation.name', 'server.address', 'server.port', 'error.type'],
     boundaries: REDIS_DURATION_BOUNDARIES,
   },
-  /** Attributes: db.client.connection.pool.name (node address), db.client.connection.state=used. */
   redisConnections: {
     name: 'db.client.connection.count',
     kind: 'updowncounter',
     unit: '{connection}',
     description: 'Redis connections this container holds open (one per node).',
+    attributes: ['db.client.connection.pool.name', 'db.client.connection.state'],
   },
-  /** Attributes: cache=chat|embeddings, outcome=hit|miss|bypass. */
   cacheRequests: {
     name: 'tutor.cache.requests',
     kind: 'counter',
     unit: '{request}',
     description: 'Cache lookups by cache and outcome.',
+    attributes: ['cache', 'outcome'],
   },
-  /** Attributes: route, outcome=allowed|refused|failed-open|failed-closed. */
   rateLimitDecisions: {
     name: 'tutor.rate_limit.decisions',
     kind: 'counter',
     unit: '{decision}',
     description: 'Rate-limit checks by route and outcome.',
+    attributes: ['route', 'outcome'],
   },
-  /** Attributes: gen_ai.operation.name, gen_ai.provider.name, gen_ai.request.model, gen_ai.token.type=input|output. */
   tokenUsage: {
     name: 'gen_ai.client.token.usage',
     kind: 'histogram',
     unit: '{token}',
     description: 'Tokens per model call (Claude, embeddings provider).',
+    attributes: ['gen_ai.operation.name', 'gen_ai.provider.name', 'gen_ai.request.model', 'gen_ai.token.type'],
     boundaries: TOKEN_BOUNDARIES,
   },
-  /** Attributes: server.address, server.port (one series per Redis node). */
   redisMemoryUsed: {
     name: 'redis.memory.used',
     kind: 'gauge',
     unit: 'By',
     description: 'Redis used_memory, read from INFO by the scheduled flush.',
+    attributes: ['server.address', 'server.port'],
   },
   redisClientsConnected: {
     name: 'redis.clients.connected',
     kind: 'gauge',
     unit: '{client}',
     description: 'Redis connected_clients (all clients of the server), read from INFO.',
+    attributes: ['server.address', 'server.port'],
   },
   redisKeyspaceHits: {
     name: 'redis.keyspace.hits',
     kind: 'counter',
     unit: '{hit}',
     description: 'Redis keyspace_hits since the server started, read from INFO.',
+    attributes: ['server.address', 'server.port'],
   },
   redisKeyspaceMisses: {
     name: 'redis.keyspace.misses',
     kind: 'counter',
     unit: '{miss}',
     description: 'Redis keyspace_misses since the server started, read from INFO.',
+    attributes: ['server.address', 'server.port'],
   },
-  /** Flushed usage buckets (delta, one point per route per closed minute). Attribute: route. */
+  /** Flushed usage buckets: delta sums, one point per route per closed minute. */
   usageRequests: {
     name: 'tutor.usage.requests',
     kind: 'counter',
     unit: '{request}',
     description: 'Requests counted by the usage counters, exported once per closed minute.',
+    attributes: ['route'],
   },
-  /** Attributes: route, gen_ai.token.type=input|output. */
   usageTokens: {
     name: 'tutor.usage.tokens',
     kind: 'counter',
     unit: '{token}',
     description: 'Model tokens counted by the usage counters, exported once per closed minute.',
+    attributes: ['route', 'gen_ai.token.type'],
   },
-  /** Attribute: route. */
   usageCacheHits: {
     name: 'tutor.usage.cache_hits',
     kind: 'counter',
     unit: '{hit}',
     description: 'Cache hits counted by the usage counters, exported once per closed minute.',
+    attributes: ['route'],
   },
 } as const satisfies Record<string, MetricDescriptor>;
 

@@ -10,6 +10,7 @@ import { httpBasics, json, withRequestLogging, type HttpEvent, type HttpResult }
 import { annotateRequest } from '../../shared/logger.ts';
 import { getRedis } from '../../shared/redis.ts';
 import { flushTelemetry, resetTelemetry, startTelemetry } from '../../shared/telemetry/export.ts';
+import { ALL_METRICS } from '../../shared/telemetry/catalogue.ts';
 import { countCacheRequests, countRateLimitDecision, recordTokenUsage } from '../../shared/telemetry/metrics.ts';
 import { collectMetrics } from '../../shared/telemetry/registry.ts';
 import { startOtlpReceiver, type OtlpReceiver } from '../doubles/otlp-receiver.ts';
@@ -147,6 +148,26 @@ describe('OpenTelemetry metrics', () => {
         expect.objectContaining({ attributes: { ...common, 'gen_ai.token.type': 'output' }, count: 1, sum: 30 }),
       ]),
     );
+  });
+
+  it('sends only catalogued metrics, with their catalogued kind, unit and attribute names', async () => {
+    await useEnvironment({ REDIS_URL: redis.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
+    countCacheRequests('embeddings', 'hit');
+    countRateLimitDecision('embeddings', 'allowed');
+    recordTokenUsage({ operation: 'embeddings', provider: 'local', model: 'local-hash-384', inputTokens: 12 });
+
+    await invoke(health, httpEvent('GET', '/health'));
+
+    const types = { counter: 'sum', updowncounter: 'sum', gauge: 'gauge', histogram: 'histogram' } as const;
+    expect(receiver.metrics().length).toBeGreaterThanOrEqual(4);
+    for (const metric of receiver.metrics()) {
+      const descriptor = ALL_METRICS.find((candidate) => candidate.name === metric.name);
+      expect(descriptor, metric.name).toBeDefined();
+      expect({ type: metric.type, unit: metric.unit }).toEqual({ type: types[descriptor!.kind], unit: descriptor!.unit });
+      for (const point of metric.points) {
+        for (const attribute of Object.keys(point.attributes)) expect(descriptor!.attributes, metric.name).toContain(attribute);
+      }
+    }
   });
 
   it('keeps counting across exports: each export carries the running totals', async () => {
