@@ -1,4 +1,5 @@
-// Peer embeddings handler: the full OpenAI SDK for the provider, JSON vectors in Redis, one GET per input.
+// Peer embeddings handler: the full OpenAI SDK for the provider, JSON vectors in Redis read with one
+// MGET (as LangChain's CacheBackedEmbeddings does), the misses embedded in one provider call.
 
 import OpenAI from 'openai';
 import { createHash } from 'node:crypto';
@@ -20,21 +21,25 @@ export const handler = peerHandler(async (event, context) => {
   const body = EmbeddingsBody.parse(event.body);
   const inputs = typeof body.input === 'string' ? [body.input] : body.input;
   await peerLimiter(redis, 1_000_000).consume(user.id, inputs.length);
-  const vectors: number[][] = [];
-  for (const input of inputs) {
-    const key = `peer:emb:${body.model}:${createHash('sha256').update(input).digest('hex')}`;
-    const cached = await redis.get(key);
-    if (cached) {
-      vectors.push(JSON.parse(cached) as number[]);
-      continue;
-    }
-    const result = await openai.embeddings.create({ model: body.model, input });
-    const vector = result.data[0]!.embedding;
-    await redis.set(key, JSON.stringify(vector), 'EX', 3600);
-    vectors.push(vector);
+  const keys = inputs.map((input) => `peer:emb:${body.model}:${createHash('sha256').update(input).digest('hex')}`);
+  const cached = await redis.mget(...keys);
+  const vectors = cached.map((value) => (value === null ? undefined : (JSON.parse(value) as number[])));
+  const misses = inputs.filter((_, index) => vectors[index] === undefined);
+  if (misses.length > 0) {
+    const result = await openai.embeddings.create({ model: body.model, input: misses });
+    const fresh = [...result.data].sort((a, b) => a.index - b.index).map((item) => item.embedding);
+    const writes = redis.pipeline();
+    let next = 0;
+    vectors.forEach((vector, index) => {
+      if (vector !== undefined) return;
+      vectors[index] = fresh[next++]!;
+      writes.set(keys[index]!, JSON.stringify(vectors[index]), 'EX', 3600);
+    });
+    await writes.exec();
   }
   return {
     statusCode: 200,
+    headers: { 'X-Cache-Hits': `${inputs.length - misses.length}/${inputs.length}` },
     body: JSON.stringify({ object: 'list', model: body.model, data: vectors.map((embedding, index) => ({ object: 'embedding', index, embedding })) }),
   };
 });

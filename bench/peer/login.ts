@@ -1,4 +1,5 @@
-// Peer login handler: full zod, rate-limiter-flexible, scrypt, a JSON session under the raw token.
+// Peer login handler: full zod, rate-limiter-flexible, scrypt (cost stored with the user), a JSON
+// session under the raw token.
 
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
@@ -14,8 +15,9 @@ export const handler = peerHandler(async (event, context) => {
   const body = LoginBody.parse(event.body);
   const stored = await redis.get(`peer:user:${body.email}`);
   if (!stored) return { statusCode: 401, body: '{"message":"invalid credentials"}' };
-  const user = JSON.parse(stored) as { id: string; salt: string; hash: string };
-  const hash = await scryptAsync(body.password, Buffer.from(user.salt, 'base64'), 64, { N: 2 ** 17, r: 8, p: 1, maxmem: 256 * 1024 * 1024 });
+  const user = JSON.parse(stored) as { id: string; salt: string; hash: string; log2N: number };
+  const N = 2 ** user.log2N;
+  const hash = await scryptAsync(body.password, Buffer.from(user.salt, 'base64'), 64, { N, r: 8, p: 1, maxmem: 256 * N * 8 });
   if (!timingSafeEqual(hash, Buffer.from(user.hash, 'base64'))) return { statusCode: 401, body: '{"message":"invalid credentials"}' };
   const token = randomBytes(32).toString('base64url');
   await redis.set(`peer:session:${token}`, JSON.stringify({ id: user.id }), 'EX', 7 * 86400);
