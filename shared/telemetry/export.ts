@@ -15,7 +15,7 @@ import { installRedisHook, observeConnectionsHeld } from './redis-hook.ts';
 import { collectMetrics, resetMetrics, type Attributes, type MetricData } from './registry.ts';
 
 /** One per container: each container is its own series of cumulative points. */
-const instanceId = randomUUID();
+let instanceId: string | undefined;
 
 function resource(): Attributes {
   const { otlp, version, stage } = config();
@@ -23,7 +23,7 @@ function resource(): Attributes {
   const attributes: Record<string, string> = {
     'service.name': otlp.serviceName,
     'service.version': version,
-    'service.instance.id': instanceId,
+    'service.instance.id': (instanceId ??= randomUUID()),
     'deployment.environment.name': stage,
     'telemetry.sdk.language': 'nodejs',
   };
