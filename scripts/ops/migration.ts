@@ -189,10 +189,7 @@ export async function copyKeys(source: RedisClient, target: RedisClient, options
       method = 'by-type';
       options.onFallback?.(rdbVersion);
     }
-    await byType(
-      node,
-      rejected.map((entry) => entry.key),
-    );
+    await byType(node, rejected.map((entry) => entry.key));
   };
 
   const inFlight: Array<Promise<void>> = [];

@@ -113,6 +113,13 @@ describe('npm run redis:doctor', () => {
   });
 
   describe('ends with one actionable sentence and exit code 1', () => {
+    it('when neither REDIS_URL nor REDIS_SECRET_ID is set', async () => {
+      const run = await doctor({});
+
+      expect(run.code).toBe(1);
+      expect(verdict(run)).toBe('✗ The configuration is invalid: REDIS_URL or REDIS_SECRET_ID: one of them must be set.');
+    });
+
     it('when nothing listens on the port', async () => {
       const port = await freePort();
 
