@@ -14,7 +14,10 @@ import { config, type ChatProviderName } from '#shared/config.ts';
 import { httpBasics, withRequestLogging, type HttpEvent, type HttpResult } from '#shared/http.ts';
 import { chatProvider, type ChatTurn } from '#shared/llm/provider.ts';
 import { systemPrompt } from '#shared/llm/system-prompt.ts';
-import { rateLimit } from '#shared/rate-limit/middleware.ts';
+import { annotateRequest } from '#shared/logger.ts';
+import { observeRateLimitDecisions, rateLimit } from '#shared/rate-limit/middleware.ts';
+import { countCacheRequests, countRateLimitDecision, recordTokenUsage } from '#shared/telemetry/metrics.ts';
+import { countUsageInBackground } from '#shared/usage/counters.ts';
 import { validate } from '#shared/validation.ts';
 
 export const MAX_MESSAGES = 50;
@@ -96,6 +99,7 @@ async function askTutor(question: ChatQuestion, _event: AuthenticatedEvent, budg
     },
     budget,
   );
+  recordTokenUsage({ operation: 'chat', provider: question.provider, model: question.model, ...completion.usage });
   return {
     id: completion.id,
     model: completion.model,
@@ -110,7 +114,15 @@ async function askTutor(question: ChatQuestion, _event: AuthenticatedEvent, budg
  * cache (HIT, where `answer.usage` is what the answer cost when it was made). Usage counters for
  * GET /usage are written from here.
  */
-function countUsage(_event: AuthenticatedEvent, _answer: ChatAnswer, _outcome: CacheOutcome): void {}
+function countUsage(event: AuthenticatedEvent, answer: ChatAnswer, outcome: CacheOutcome): void {
+  // A HIT (stored, or shared by a concurrent identical request) cost this user no Claude tokens.
+  const spent = outcome === 'HIT' ? { cacheHits: 1 } : { inputTokens: answer.usage.inputTokens, outputTokens: answer.usage.outputTokens };
+  countUsageInBackground({ userId: event.user.id, route: 'POST /chat', requests: 1, ...spent });
+  countCacheRequests('chat', outcome === 'HIT' ? 'hit' : outcome === 'MISS' ? 'miss' : 'bypass');
+  annotateRequest({ cache: outcome });
+}
+
+observeRateLimitDecisions(countRateLimitDecision);
 
 export const chatCache = responseCache<AuthenticatedEvent, ChatQuestion, ChatAnswer>({
   name: 'chat',

@@ -11,8 +11,11 @@ import { vectorToBase64, vectorToNumbers } from '#shared/embeddings/float32.ts';
 import { inputCount, parseEmbeddingsRequest, type EncodingFormat } from '#shared/embeddings/request.ts';
 import { embedWithCache } from '#shared/embeddings/service.ts';
 import { httpBasics, withRequestLogging, type HttpEvent, type HttpResult } from '#shared/http.ts';
+import { annotateRequest } from '#shared/logger.ts';
 import { HttpProblem } from '#shared/problem.ts';
-import { rateLimit } from '#shared/rate-limit/middleware.ts';
+import { observeRateLimitDecisions, rateLimit } from '#shared/rate-limit/middleware.ts';
+import { countCacheRequests, countRateLimitDecision } from '#shared/telemetry/metrics.ts';
+import { countUsageInBackground } from '#shared/usage/counters.ts';
 
 /** Lambda's response payload limit is 6 MB; a larger body would reach the client as an opaque 502. */
 const MAX_RESPONSE_BYTES = 6_000_000;
@@ -38,7 +41,14 @@ interface Usage {
  * estimates for the rest) and its cache hits out of its inputs. Usage counters for GET /usage (and
  * cache metrics) are written from here.
  */
-function countUsage(_event: AuthenticatedEvent, _usage: Usage, _cache: { hits: number; inputs: number }): void {}
+function countUsage(event: AuthenticatedEvent, usage: Usage, cache: { hits: number; inputs: number }): void {
+  countUsageInBackground({ userId: event.user.id, route: 'POST /embeddings', requests: 1, inputTokens: usage.prompt_tokens, cacheHits: cache.hits });
+  countCacheRequests('embeddings', 'hit', cache.hits);
+  countCacheRequests('embeddings', 'miss', cache.inputs - cache.hits);
+  annotateRequest({ cache: `${cache.hits}/${cache.inputs}` });
+}
+
+observeRateLimitDecisions(countRateLimitDecision);
 
 async function embeddings(event: AuthenticatedEvent, context: Context): Promise<HttpResult> {
   const provider = embeddingsProvider();

@@ -11,6 +11,7 @@ import { config } from '../config.ts';
 import { embeddingKey } from '../keys.ts';
 import { log } from '../logger.ts';
 import { withRedis } from '../redis.ts';
+import { recordTokenUsage } from '../telemetry/metrics.ts';
 import { readVectors, writeVectors } from './cache.ts';
 import { estimateTokens, type EmbeddingsProvider } from './provider.ts';
 
@@ -57,6 +58,7 @@ export async function embedWithCache(
       { signal: options.signal },
     );
     providerTokens = computed.promptTokens;
+    recordTokenUsage({ operation: 'embeddings', provider: config().embeddings.provider, model: provider.model, inputTokens: providerTokens });
     missing.forEach((i, n) => vectorOf.set(distinct[i]!, computed.vectors[n]!));
     await storeMisses(
       missing.map((i, n) => ({ key: keys[i]!, vector: computed.vectors[n]! })),

@@ -14,7 +14,8 @@
 
 import type { ChainableCommander } from 'ioredis';
 import { minuteUsageKey, usageIndexKey, userDayUsageKey } from '../keys.ts';
-import type { RedisClient } from '../redis.ts';
+import { log } from '../logger.ts';
+import { withRedis, type RedisClient } from '../redis.ts';
 
 export const USAGE_COUNTERS = ['requests', 'inputTokens', 'outputTokens', 'cacheHits'] as const;
 export type UsageCounter = (typeof USAGE_COUNTERS)[number];
@@ -106,6 +107,18 @@ export function queueUsage(pipeline: ChainableCommander, usage: Usage): void {
  */
 export async function recordUsage(redis: RedisClient, usage: Usage): Promise<void> {
   await Promise.all(usageCommands(usage).map(([name, ...args]) => redis.call(name, ...args)));
+}
+
+/**
+ * Counts usage without making the response wait for it: the commands leave in this tick and their
+ * reply is not awaited, so counting adds no round trip to the request (a warm cached chat request
+ * stays at two). A failure is logged. What this gives up: a container that dies in the instant
+ * between sending and Redis applying loses that one request's count.
+ */
+export function countUsageInBackground(usage: Usage): void {
+  withRedis((redis) => recordUsage(redis, usage)).catch((error: unknown) => {
+    log.warn('usage not counted', { err: error, usageRoute: usage.route });
+  });
 }
 
 function toCounts(hash: Record<string, string>): UsageCounts {
