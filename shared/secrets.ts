@@ -1,7 +1,13 @@
 // Secrets Manager reads, cached for the life of the container. Failures are never cached, so a
 // Secrets Manager outage at cold start costs one request, not the container.
+//
+// With credentials in the environment (every Lambda) the read is one signed HTTPS request
+// (aws/secrets-manager.ts): loading the AWS SDK's client would cost the first request of each
+// container about 100 ms of module loading. Any other credential source (a profile, SSO,
+// container credentials) goes through the SDK, loaded on first use.
 
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { directAccess, getSecretValue } from './aws/secrets-manager.ts';
 import { HttpProblem } from './problem.ts';
 
 let client: Promise<SecretsManagerClient> | undefined;
@@ -20,13 +26,18 @@ function secretsClient(): Promise<SecretsManagerClient> {
   return client;
 }
 
-async function fetchSecret(secretId: string): Promise<string> {
+async function readWithSdk(secretId: string): Promise<string | undefined> {
   const { GetSecretValueCommand } = await import('@aws-sdk/client-secrets-manager');
   const sm = await secretsClient();
+  const result = await sm.send(new GetSecretValueCommand({ SecretId: secretId }));
+  return result.SecretString ?? (result.SecretBinary ? Buffer.from(result.SecretBinary).toString('utf8') : undefined);
+}
+
+async function fetchSecret(secretId: string): Promise<string> {
+  const access = directAccess();
   let value: string | undefined;
   try {
-    const result = await sm.send(new GetSecretValueCommand({ SecretId: secretId }));
-    value = result.SecretString ?? (result.SecretBinary ? Buffer.from(result.SecretBinary).toString('utf8') : undefined);
+    value = access === undefined ? await readWithSdk(secretId) : await getSecretValue(secretId, access);
   } catch (error) {
     const name = (error as { name?: string }).name ?? 'Error';
     throw new HttpProblem(503, 'secrets-unavailable', {

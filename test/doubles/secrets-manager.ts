@@ -2,7 +2,7 @@
 // the real @aws-sdk/client-secrets-manager runs against it via AWS_ENDPOINT_URL_SECRETS_MANAGER.
 
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 export interface SecretsManagerDouble {
@@ -14,6 +14,10 @@ export interface SecretsManagerDouble {
   reads(id: string): number;
   /** While true every call answers 500 InternalServiceError. */
   failing: boolean;
+  /** The next `count` calls answer 500 InternalServiceError. */
+  failNext(count: number): void;
+  /** Headers of the last call (signature, session token, target). */
+  lastHeaders: IncomingHttpHeaders | undefined;
   /** Reads of this secret answer AccessDeniedException, as for a role without GetSecretValue on it. */
   denyAccess(id: string): void;
   close(): Promise<void>;
@@ -37,12 +41,17 @@ export async function startSecretsManagerDouble(): Promise<SecretsManagerDouble>
   const secrets = new Map<string, { value: string; version: string }>();
   const readCounts = new Map<string, number>();
   const denied = new Set<string>();
-  const double = { failing: false } as SecretsManagerDouble;
+  const double = { failing: false, lastHeaders: undefined } as SecretsManagerDouble;
+  let failures = 0;
 
   const server = createServer(async (request, response) => {
     const target = String(request.headers['x-amz-target'] ?? '');
     const input = JSON.parse((await readBody(request)) || '{}') as { SecretId?: string; SecretString?: string };
-    if (double.failing) return reply(response, 500, { __type: 'InternalServiceError', message: 'unavailable' });
+    double.lastHeaders = request.headers;
+    if (double.failing || failures > 0) {
+      failures = Math.max(0, failures - 1);
+      return reply(response, 500, { __type: 'InternalServiceError', message: 'unavailable' });
+    }
     const id = input.SecretId ?? '';
     if (target.endsWith('.GetSecretValue')) {
       readCounts.set(id, (readCounts.get(id) ?? 0) + 1);
@@ -84,6 +93,9 @@ export async function startSecretsManagerDouble(): Promise<SecretsManagerDouble>
     setSecret: (id: string, value: string) => secrets.set(id, { value, version: randomUUID() }),
     reads: (id: string) => readCounts.get(id) ?? 0,
     denyAccess: (id: string) => denied.add(id),
+    failNext: (count: number) => {
+      failures = count;
+    },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   });
 }

@@ -1,0 +1,131 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { HttpProblem } from '../../shared/problem.ts';
+import { getSecret } from '../../shared/secrets.ts';
+import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles/secrets-manager.ts';
+import { useEnvironment } from '../support/env.ts';
+
+/** A Lambda's environment: the role's temporary credentials and the region. */
+function lambdaCredentials(secrets: SecretsManagerDouble): Record<string, string> {
+  return { ...secrets.env, AWS_SESSION_TOKEN: 'FwoGZXIvYXdzELAMBDASESSIONTOKEN==' };
+}
+
+async function problemOf(promise: Promise<unknown>): Promise<HttpProblem> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof HttpProblem) return error;
+    throw error;
+  }
+  throw new Error('expected a problem');
+}
+
+describe('reading a secret from Secrets Manager', () => {
+  let secrets: SecretsManagerDouble;
+  beforeAll(async () => {
+    secrets = await startSecretsManagerDouble();
+  });
+  beforeEach(() => {
+    secrets.failing = false;
+    secrets.failNext(0);
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    await secrets.close();
+  });
+
+  it('signs one request with the temporary credentials of the environment, session token included', async () => {
+    secrets.setSecret('app/redis', 'redis://127.0.0.1:6379');
+    await useEnvironment(lambdaCredentials(secrets));
+
+    const value = await getSecret('app/redis');
+
+    expect(value).toBe('redis://127.0.0.1:6379');
+    expect(secrets.reads('app/redis')).toBe(1);
+    expect(secrets.lastHeaders?.['authorization']).toMatch(
+      /^AWS4-HMAC-SHA256 Credential=AKIDLOCALTEST\/\d{8}\/eu-west-1\/secretsmanager\/aws4_request, SignedHeaders=[a-z0-9;-]*x-amz-security-token[a-z0-9;-]*, Signature=[0-9a-f]{64}$/,
+    );
+    expect(secrets.lastHeaders?.['x-amz-security-token']).toBe('FwoGZXIvYXdzELAMBDASESSIONTOKEN==');
+    expect(secrets.lastHeaders?.['x-amz-target']).toBe('secretsmanager.GetSecretValue');
+  });
+
+  it('tries a second time after a server error, and answers', async () => {
+    secrets.setSecret('app/flaky', 'redis://flaky:6379');
+    await useEnvironment(lambdaCredentials(secrets));
+    secrets.failNext(1);
+
+    const value = await getSecret('app/flaky');
+
+    expect(value).toBe('redis://flaky:6379');
+  });
+
+  it('gives up with a 503 problem after two server errors, naming the error in its cause', async () => {
+    secrets.setSecret('app/down', 'redis://down:6379');
+    await useEnvironment(lambdaCredentials(secrets));
+    secrets.failNext(2);
+
+    const problem = await problemOf(getSecret('app/down'));
+
+    expect(problem.status).toBe(503);
+    expect((problem.cause as Error).message).toBe('GetSecretValue failed (InternalServiceError)');
+  });
+
+  it('does not try again when access is denied', async () => {
+    secrets.setSecret('app/forbidden', 'redis://forbidden:6379');
+    secrets.denyAccess('app/forbidden');
+    await useEnvironment(lambdaCredentials(secrets));
+
+    const problem = await problemOf(getSecret('app/forbidden'));
+
+    expect(problem.status).toBe(503);
+    expect((problem.cause as Error).message).toBe('GetSecretValue failed (AccessDeniedException)');
+    expect(secrets.reads('app/forbidden')).toBe(1);
+  });
+
+  it('reads through the AWS SDK when the credentials come from a profile rather than the environment', async () => {
+    secrets.setSecret('app/profile', 'redis://profile:6379');
+    const folder = mkdtempSync(join(tmpdir(), 'aws-profile-'));
+    writeFileSync(join(folder, 'credentials'), '[bench]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = profile-secret\n');
+    await useEnvironment({
+      ...secrets.env,
+      AWS_ACCESS_KEY_ID: undefined,
+      AWS_SECRET_ACCESS_KEY: undefined,
+      AWS_SHARED_CREDENTIALS_FILE: join(folder, 'credentials'),
+      AWS_CONFIG_FILE: join(folder, 'config'),
+      AWS_PROFILE: 'bench',
+    });
+
+    const value = await getSecret('app/profile');
+
+    expect(value).toBe('redis://profile:6379');
+    expect(secrets.lastHeaders?.['authorization']).toContain('Credential=AKIDPROFILE/');
+  });
+
+  describe('when Secrets Manager accepts connections and never answers', () => {
+    let silent: Server;
+    const sockets = new Set<Socket>();
+    beforeAll(async () => {
+      silent = createServer((socket) => sockets.add(socket));
+      await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    });
+    afterAll(async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    });
+
+    it('answers a 503 problem within a few seconds', async () => {
+      const { port } = silent.address() as { port: number };
+      await useEnvironment({ ...lambdaCredentials(secrets), AWS_ENDPOINT_URL_SECRETS_MANAGER: `http://127.0.0.1:${port}` });
+      const started = Date.now();
+
+      const problem = await problemOf(getSecret('app/silent'));
+
+      expect(problem.status).toBe(503);
+      expect((problem.cause as Error).message).toBe('GetSecretValue failed (TimeoutError)');
+      expect(Date.now() - started).toBeLessThan(5000); // a hang would reach the 20 s test time-out
+    });
+  });
+});
