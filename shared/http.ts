@@ -47,7 +47,9 @@ export function header(event: APIGatewayProxyEventV2, name: string): string | un
 
 function rawBody(event: APIGatewayProxyEventV2, maxBytes: number): string | undefined {
   if (event.body === undefined || event.body === null || event.body === '') return undefined;
-  const bytes = event.isBase64Encoded ? Buffer.from(event.body, 'base64') : Buffer.from(event.body, 'utf8');
+  // serverless-offline hands a JSON body of `0` or `false` over as that value, not as its text.
+  const body: string = typeof event.body === 'string' ? event.body : JSON.stringify(event.body);
+  const bytes = event.isBase64Encoded ? Buffer.from(body, 'base64') : Buffer.from(body, 'utf8');
   if (bytes.length > maxBytes) {
     throw new HttpProblem(413, 'body-too-large', { detail: `The request body exceeds ${maxBytes} bytes.` });
   }
