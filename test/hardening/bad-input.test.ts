@@ -193,6 +193,18 @@ describe('bad input on every route, through the handlers', () => {
     });
   });
 
+  it('a body that arrives as a JSON value rather than text (serverless-offline passes `0` and `false` so) is a 400 problem', async () => {
+    for (const value of [0, false, 1, true]) {
+      const event = httpEvent('POST', '/chat', { headers: { 'content-type': 'application/json', authorization: `Bearer ${user.token}` } });
+      (event as unknown as { body: unknown }).body = value;
+
+      const answer = await invoke(chatHandler, event);
+
+      expectClientProblem(answer, `body ${value}`);
+      expect(answer.statusCode).toBe(400);
+    }
+  });
+
   describe('headers', () => {
     it('every protected route answers a garbage Authorization header with a 401 problem and writes nothing', async () => {
       const bodies: Record<string, BodyRoute | undefined> = {
