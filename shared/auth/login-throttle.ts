@@ -22,6 +22,7 @@ import {
   type RateLimitDecision,
   type RateLimitRequest,
 } from '../rate-limit/limiter.ts';
+import { countRateLimitDecision } from '../telemetry/metrics.ts';
 
 const ADDRESS_BUCKET = 'login:address';
 const ACCOUNT_BUCKET = 'login:account';
@@ -40,13 +41,21 @@ export function loginAttempt(event: HttpEvent, accountDigest: string): Attempt {
  * configured to fail open (the account lookup that follows will then tell whether Redis is back).
  */
 async function check(request: RateLimitRequest, limit: RouteRateLimit): Promise<RateLimitDecision | undefined> {
+  // Metrics count the admission checks (peeks), not the charges that follow a failed login.
+  const count = (outcome: string) => {
+    if (request.peek) countRateLimitDecision(request.bucket, outcome);
+  };
   try {
-    return await checkRateLimit(request);
+    const decision = await checkRateLimit(request);
+    count(decision.allowed ? 'allowed' : 'refused');
+    return decision;
   } catch (error) {
     if (limit.onRedisDown === 'open' && isHttpProblem(error) && error.status === 503) {
+      count('failed-open');
       log.warn('login throttle skipped: Redis did not answer', { bucket: request.bucket });
       return undefined;
     }
+    if (isHttpProblem(error) && error.status === 503) count('failed-closed');
     throw error;
   }
 }
