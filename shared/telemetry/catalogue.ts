@@ -1,9 +1,9 @@
-// Every metric this service exports, in one list: the recording functions create their series
+// The metrics recorded on the request path (the scheduled flush's own are in flush-catalogue.ts,
+// so that the other functions do not carry them): the recording functions create their series
 // from these descriptors, and the Grafana dashboard test checks its queries against them, so a
 // renamed metric cannot silently empty a panel. Names, units and attributes follow the
 // OpenTelemetry semantic conventions where one exists (database client, GenAI client); the rest
-// are ours, under `tutor.`, and the Redis server gauges reuse the OpenTelemetry Collector's
-// `redis` receiver names so existing Redis dashboards recognise them.
+// are ours, under `tutor.`.
 
 export type InstrumentKind =
   /** Monotonic sum (Prometheus: counter, `_total`). */
@@ -74,56 +74,4 @@ export const METRICS = {
     attributes: ['gen_ai.operation.name', 'gen_ai.provider.name', 'gen_ai.request.model', 'gen_ai.token.type'],
     boundaries: TOKEN_BOUNDARIES,
   },
-  redisMemoryUsed: {
-    name: 'redis.memory.used',
-    kind: 'gauge',
-    unit: 'By',
-    description: 'Redis used_memory, read from INFO by the scheduled flush.',
-    attributes: ['server.address', 'server.port'],
-  },
-  redisClientsConnected: {
-    name: 'redis.clients.connected',
-    kind: 'gauge',
-    unit: '{client}',
-    description: 'Redis connected_clients (all clients of the server), read from INFO.',
-    attributes: ['server.address', 'server.port'],
-  },
-  redisKeyspaceHits: {
-    name: 'redis.keyspace.hits',
-    kind: 'counter',
-    unit: '{hit}',
-    description: 'Redis keyspace_hits since the server started, read from INFO.',
-    attributes: ['server.address', 'server.port'],
-  },
-  redisKeyspaceMisses: {
-    name: 'redis.keyspace.misses',
-    kind: 'counter',
-    unit: '{miss}',
-    description: 'Redis keyspace_misses since the server started, read from INFO.',
-    attributes: ['server.address', 'server.port'],
-  },
-  /** Flushed usage buckets: delta sums, one point per route per closed minute. */
-  usageRequests: {
-    name: 'tutor.usage.requests',
-    kind: 'counter',
-    unit: '{request}',
-    description: 'Requests counted by the usage counters, exported once per closed minute.',
-    attributes: ['route'],
-  },
-  usageTokens: {
-    name: 'tutor.usage.tokens',
-    kind: 'counter',
-    unit: '{token}',
-    description: 'Model tokens counted by the usage counters, exported once per closed minute.',
-    attributes: ['route', 'gen_ai.token.type'],
-  },
-  usageCacheHits: {
-    name: 'tutor.usage.cache_hits',
-    kind: 'counter',
-    unit: '{hit}',
-    description: 'Cache hits counted by the usage counters, exported once per closed minute.',
-    attributes: ['route'],
-  },
 } as const satisfies Record<string, MetricDescriptor>;
-
-export const ALL_METRICS: readonly MetricDescriptor[] = Object.values(METRICS);

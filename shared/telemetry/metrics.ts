@@ -4,7 +4,7 @@
 
 import { config } from '../config.ts';
 import { METRICS } from './catalogue.ts';
-import { addToSum, clearMetric, observeSum, recordInHistogram, setGauge, type Attributes } from './registry.ts';
+import { addToSum, clearMetric, observeSum, recordInHistogram } from './registry.ts';
 
 /** True when metrics are exported (OTEL_EXPORTER_OTLP_ENDPOINT is set). */
 export function telemetryEnabled(): boolean {
@@ -81,25 +81,4 @@ export function observeRedisConnections(pools: string[], sinceMs: number): void 
   for (const pool of pools) {
     observeSum(METRICS.redisConnections, 1, { 'db.client.connection.pool.name': pool, 'db.client.connection.state': 'used' }, sinceMs);
   }
-}
-
-export interface RedisServerStats {
-  serverAddress: string;
-  serverPort: number;
-  /** When the server started (its counters count from there). */
-  startTimeMs: number;
-  usedMemory?: number;
-  connectedClients?: number;
-  keyspaceHits?: number;
-  keyspaceMisses?: number;
-}
-
-/** One Redis node's INFO figures (read by the scheduled flush, never on the request path). */
-export function observeRedisServer(stats: RedisServerStats): void {
-  if (!telemetryEnabled()) return;
-  const attributes: Attributes = { 'server.address': stats.serverAddress, 'server.port': stats.serverPort };
-  if (stats.usedMemory !== undefined) setGauge(METRICS.redisMemoryUsed, stats.usedMemory, attributes);
-  if (stats.connectedClients !== undefined) setGauge(METRICS.redisClientsConnected, stats.connectedClients, attributes);
-  if (stats.keyspaceHits !== undefined) observeSum(METRICS.redisKeyspaceHits, stats.keyspaceHits, attributes, stats.startTimeMs);
-  if (stats.keyspaceMisses !== undefined) observeSum(METRICS.redisKeyspaceMisses, stats.keyspaceMisses, attributes, stats.startTimeMs);
 }

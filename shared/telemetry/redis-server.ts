@@ -4,7 +4,30 @@
 
 import type { Cluster, Redis } from 'ioredis';
 import type { RedisClient } from '../redis.ts';
-import { observeRedisServer } from './metrics.ts';
+import { FLUSH_METRICS } from './flush-catalogue.ts';
+import { telemetryEnabled } from './metrics.ts';
+import { observeSum, setGauge, type Attributes } from './registry.ts';
+
+export interface RedisServerStats {
+  serverAddress: string;
+  serverPort: number;
+  /** When the server started (its counters count from there). */
+  startTimeMs: number;
+  usedMemory?: number;
+  connectedClients?: number;
+  keyspaceHits?: number;
+  keyspaceMisses?: number;
+}
+
+/** One Redis node's INFO figures (read by the scheduled flush, never on the request path). */
+export function observeRedisServer(stats: RedisServerStats): void {
+  if (!telemetryEnabled()) return;
+  const attributes: Attributes = { 'server.address': stats.serverAddress, 'server.port': stats.serverPort };
+  if (stats.usedMemory !== undefined) setGauge(FLUSH_METRICS.redisMemoryUsed, stats.usedMemory, attributes);
+  if (stats.connectedClients !== undefined) setGauge(FLUSH_METRICS.redisClientsConnected, stats.connectedClients, attributes);
+  if (stats.keyspaceHits !== undefined) observeSum(FLUSH_METRICS.redisKeyspaceHits, stats.keyspaceHits, attributes, stats.startTimeMs);
+  if (stats.keyspaceMisses !== undefined) observeSum(FLUSH_METRICS.redisKeyspaceMisses, stats.keyspaceMisses, attributes, stats.startTimeMs);
+}
 
 /** `field:value` lines of an INFO reply (sections and blank lines skipped). */
 export function parseInfo(text: string): Map<string, string> {

@@ -9,7 +9,7 @@
 //   per route per minute with the minute as its time window. Per-user days are not sent there
 //   (one series per user is more than a metrics store should hold).
 
-import { METRICS } from '../telemetry/catalogue.ts';
+import { FLUSH_METRICS } from '../telemetry/flush-catalogue.ts';
 import { exportMetrics } from '../telemetry/export.ts';
 import type { MetricData, SumPoint } from '../telemetry/registry.ts';
 import type { UsageCounts } from './counters.ts';
@@ -83,9 +83,9 @@ export function otlpUsageSink(): UsageSink {
       }
       const timeMs = Date.now();
       const metrics: MetricData[] = [
-        { descriptor: METRICS.usageRequests, temporality: 'delta', timeMs, points: points.requests },
-        { descriptor: METRICS.usageTokens, temporality: 'delta', timeMs, points: points.tokens },
-        { descriptor: METRICS.usageCacheHits, temporality: 'delta', timeMs, points: points.cacheHits },
+        { descriptor: FLUSH_METRICS.usageRequests, temporality: 'delta', timeMs, points: points.requests },
+        { descriptor: FLUSH_METRICS.usageTokens, temporality: 'delta', timeMs, points: points.tokens },
+        { descriptor: FLUSH_METRICS.usageCacheHits, temporality: 'delta', timeMs, points: points.cacheHits },
       ];
       await exportMetrics(metrics.filter((metric) => metric.points.length > 0));
     },

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ALL_METRICS, type MetricDescriptor } from '../../shared/telemetry/catalogue.ts';
+import { ALL_METRICS } from '../../shared/telemetry/all-metrics.ts';
+import type { MetricDescriptor } from '../../shared/telemetry/catalogue.ts';
 
 // How Prometheus names OTLP metrics (its OTLP receiver and the Collector's Prometheus exporters,
 // default translation "UnderscoreEscapingWithSuffixes"): characters outside [a-zA-Z0-9_:] become
