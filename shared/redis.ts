@@ -152,9 +152,10 @@ export async function getRedis(): Promise<RedisClient> {
  * one retry (the operation never ran, so retrying it is safe).
  */
 export async function withRedis<T>(operation: (client: RedisClient) => Promise<T>): Promise<T> {
+  const pending = connection();
   let conn: Connection;
   try {
-    conn = await connection();
+    conn = await pending;
   } catch (error) {
     throw passThroughOrUnavailable(error);
   }
@@ -163,7 +164,7 @@ export async function withRedis<T>(operation: (client: RedisClient) => Promise<T
   } catch (error) {
     if (isAuthFailure(conn, error) && conn.endpoint.source === 'secret') {
       log.warn('redis rejected the credentials; reading the secret again');
-      const fresh = await connection(true).catch((cause: unknown) => {
+      const fresh = await renewConnection(pending).catch((cause: unknown) => {
         throw passThroughOrUnavailable(cause);
       });
       try {
@@ -174,6 +175,14 @@ export async function withRedis<T>(operation: (client: RedisClient) => Promise<T
     }
     throw toProblem(error);
   }
+}
+
+/**
+ * The connection that replaces `rejected`: made once, with the secret read again, however many
+ * concurrent requests saw `rejected` fail (each renewal would close the client the others retry on).
+ */
+function renewConnection(rejected: Promise<Connection>): Promise<Connection> {
+  return current !== undefined && current !== rejected ? current : connection(true);
 }
 
 /** Problems (secret unreadable) and configuration mistakes keep their own meaning; the rest is "Redis is down". */
