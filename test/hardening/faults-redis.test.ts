@@ -1,0 +1,266 @@
+// Redis failing under the whole service: stopped and killed mid-load, a socket that goes silent,
+// a server that answers slowly, a rotated password. Traffic is batches of concurrent requests
+// (session, chat hit and miss, embeddings, login) through the handlers of one warm container.
+//
+// Invariants: while Redis is unusable every answer is a 503 problem within about a second;
+// afterwards the same container recovers by itself; no user, session or rate-limit state is lost
+// (the Redis here keeps an append-only file, fsync every second); no cache entry is left without
+// a TTL or with a value its reader cannot use.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { handler as embeddings } from '../../functions/embeddings.ts';
+import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles/secrets-manager.ts';
+import { useEnvironment } from '../support/env.ts';
+import { httpEvent, invoke } from '../support/lambda.ts';
+import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import { bearer, callLogin, callRegister, callSession, signUpAndLogIn, uniqueEmail } from '../support/session.ts';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
+import { auditCaches } from './cache-integrity.ts';
+import { chatBody, expectContractAnswer, expectUnavailable, mixedBatch, timed, type Client, type Outcome } from './traffic.ts';
+
+type Handler = (event: any, context: any) => Promise<unknown>;
+
+/** "Within about a second": the Redis time-outs are 800 ms; this leaves room for a busy machine. */
+const FAST_FAILURE_MS = 1_500;
+const DIMENSIONS = 384;
+
+const baseEnvironment = {
+  PASSWORD_SCRYPT_LOG2N: '14',
+  CHAT_PROVIDER: 'local',
+  EMBEDDINGS_PROVIDER: 'local',
+  // High enough that the batches below are never refused: these tests are about Redis, not quotas.
+  RATE_LIMIT_CHAT: '100000/1m',
+  RATE_LIMIT_LOGIN: '100000/1m',
+  RATE_LIMIT_LOGIN_ACCOUNT: '100000/1m',
+};
+
+let chat: Handler;
+
+async function signUpClients(count: number): Promise<Client[]> {
+  const clients: Client[] = [];
+  for (let i = 0; i < count; i += 1) {
+    const email = uniqueEmail();
+    const signedIn = await signUpAndLogIn({ email });
+    const knownQuestion = `What is a prime number? (client ${i}, ${Date.now()})`;
+    const asked = await invoke(chat, httpEvent('POST', '/chat', { headers: bearer(signedIn.token), body: chatBody(knownQuestion) }));
+    expect(asked.statusCode).toBe(200);
+    clients.push({ ...signedIn, email, knownQuestion });
+  }
+  return clients;
+}
+
+async function runBatches(count: number, clients: Client[]): Promise<Outcome[][]> {
+  const batches: Outcome[][] = [];
+  for (let i = 0; i < count; i += 1) batches.push(await Promise.all(mixedBatch(clients, chat)));
+  return batches;
+}
+
+const statuses = (batch: Outcome[]) => [...new Set(batch.map((outcome) => outcome.status))].sort();
+const allSucceeded = (batch: Outcome[]) => batch.every((outcome) => outcome.status >= 200 && outcome.status < 300);
+
+describe('Redis failing under load', () => {
+  let dataDir: string;
+  let redis: RedisServer;
+  let admin: Redis;
+
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'tc-faults-'));
+    redis = await startStandaloneRedis({ dir: dataDir, extraArgs: ['--enable-debug-command', 'yes'] });
+    admin = new Redis({ port: redis.port, host: '127.0.0.1', maxRetriesPerRequest: null });
+    admin.on('error', () => {}); // it reconnects by itself after each restart
+    await useEnvironment({ REDIS_URL: redis.url, ...baseEnvironment });
+    ({ handler: chat } = await import('../../functions/chat.ts'));
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    admin.disconnect();
+    await redis.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  for (const how of ['stopped (SIGTERM)', 'killed (SIGKILL)'] as const) {
+    it(`Redis ${how} and restarted mid-load: fast 503s meanwhile, recovery without a new container, nothing lost`, async () => {
+      await useEnvironment({ REDIS_URL: redis.url, ...baseEnvironment });
+      const clients = await signUpClients(3);
+      const before = await runBatches(3, clients);
+
+      if (how === 'stopped (SIGTERM)') await redis.stop();
+      else await redis.kill();
+      const during = await runBatches(4, clients);
+      await redis.restart();
+      const after = await runBatches(8, clients);
+
+      for (const outcome of [...before, ...during, ...after].flat()) expectContractAnswer(outcome);
+      for (const batch of before) expect(statuses(batch)).toEqual([200]);
+      for (const outcome of during.flat()) {
+        expectUnavailable(outcome);
+        expect(outcome.status, outcome.route).toBe(503);
+        expect(outcome.ms, `${outcome.route} answered in ${Math.round(outcome.ms)} ms`).toBeLessThan(FAST_FAILURE_MS);
+      }
+      // Recovery is automatic: within two batches of the restart, and for good.
+      const firstGood = after.findIndex(allSucceeded);
+      expect(firstGood).toBeGreaterThanOrEqual(0);
+      expect(firstGood).toBeLessThanOrEqual(2);
+      for (const batch of after.slice(firstGood)) expect(statuses(batch)).toEqual([200]);
+      // Users and sessions made before the failure are all there.
+      for (const client of clients) {
+        expect((await callSession(client.token)).statusCode).toBe(200);
+        expect((await callLogin({ email: client.email, password: client.password })).statusCode).toBe(200);
+      }
+      const audit = await auditCaches(admin, DIMENSIONS);
+      expect(audit.faults).toEqual([]);
+      expect(audit.answers).toBeGreaterThan(0);
+      expect(audit.vectors).toBeGreaterThan(0);
+    });
+  }
+
+  it('a user registered just before Redis is killed survives the crash (the append-only file is written before the reply)', async () => {
+    await useEnvironment({ REDIS_URL: redis.url, ...baseEnvironment });
+    const password = 'registered right before the crash';
+    const email = uniqueEmail();
+
+    expect((await callRegister({ email, password })).statusCode).toBe(201);
+    await redis.kill();
+    await redis.restart();
+
+    expect((await callLogin({ email, password })).statusCode).toBe(200);
+  });
+
+  it('admits no request twice across a Redis crash: the rate limit is persisted with the data', async () => {
+    await useEnvironment({ REDIS_URL: redis.url, ...baseEnvironment, RATE_LIMIT_EMBEDDINGS: '6/1m' });
+    const { token } = await signUpAndLogIn();
+    let sent = 0;
+    const embed = () => {
+      sent += 1;
+      const body = { input: `limited ${sent}` };
+      return timed('POST /embeddings', () => invoke(embeddings, httpEvent('POST', '/embeddings', { headers: bearer(token), body })));
+    };
+    const send = (count: number) => Promise.all(Array.from({ length: count }, embed));
+
+    const beforeCrash = await send(4);
+    await redis.kill();
+    const whileDown = await send(3);
+    await redis.restart();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const afterRestart = [...(await send(3)), ...(await send(3)), ...(await send(3))];
+
+    const admitted = (outcomes: Outcome[]) => outcomes.filter((outcome) => outcome.status === 200).length;
+    for (const outcome of [...beforeCrash, ...whileDown, ...afterRestart]) expectContractAnswer(outcome);
+    expect(admitted(beforeCrash)).toBe(4);
+    expect(admitted(whileDown)).toBe(0);
+    expect(admitted(afterRestart)).toBe(2);
+    expect(afterRestart.filter((outcome) => outcome.status === 429)).toHaveLength(7);
+  });
+
+  describe('behind a socket that goes silent', () => {
+    let proxy: TcpProxy;
+    beforeAll(async () => {
+      proxy = await startTcpProxy(redis.port);
+    });
+    afterEach(() => proxy.thaw());
+    afterAll(() => proxy.close());
+
+    it('answers every route with a 503 within about a second while silent, and recovers once it speaks again', async () => {
+      await useEnvironment({ REDIS_URL: `redis://127.0.0.1:${proxy.port}`, ...baseEnvironment });
+      const clients = await signUpClients(2);
+      const warm = await runBatches(1, clients);
+
+      proxy.freeze();
+      const silent = await runBatches(2, clients);
+      proxy.thaw();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const after = await runBatches(3, clients);
+
+      expect(statuses(warm[0]!)).toEqual([200]);
+      for (const outcome of silent.flat()) {
+        expectUnavailable(outcome);
+        expect(outcome.status, outcome.route).toBe(503);
+        expect(outcome.ms, `${outcome.route} answered in ${Math.round(outcome.ms)} ms`).toBeLessThan(FAST_FAILURE_MS);
+      }
+      expect(after.findIndex(allSucceeded)).toBeLessThanOrEqual(1);
+      expect(statuses(after.at(-1)!)).toEqual([200]);
+    });
+  });
+
+  describe('answering slowly', () => {
+    it('answers 503 within about a second while Redis is stuck (DEBUG SLEEP 2), then serves again', async () => {
+      await useEnvironment({ REDIS_URL: redis.url, ...baseEnvironment });
+      const clients = await signUpClients(2);
+      const blocker = new Redis({ port: redis.port, host: '127.0.0.1' });
+
+      const sleeping = blocker.call('DEBUG', 'SLEEP', '2');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const stuck = await runBatches(1, clients);
+      await sleeping;
+      blocker.disconnect();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const after = await runBatches(2, clients);
+
+      for (const outcome of stuck.flat()) {
+        expectUnavailable(outcome);
+        expect(outcome.status, outcome.route).toBe(503);
+        expect(outcome.ms, `${outcome.route} answered in ${Math.round(outcome.ms)} ms`).toBeLessThan(FAST_FAILURE_MS);
+      }
+      expect(statuses(after.at(-1)!)).toEqual([200]);
+      const audit = await auditCaches(admin, DIMENSIONS);
+      expect(audit.faults).toEqual([]);
+    });
+
+    it('a registration answered 503 while Redis was stuck either made the whole account or nothing', async () => {
+      await useEnvironment({ REDIS_URL: redis.url, ...baseEnvironment });
+      const blocker = new Redis({ port: redis.port, host: '127.0.0.1' });
+      const credentials = { email: uniqueEmail(), password: 'a password typed while Redis slept' };
+
+      const sleeping = blocker.call('DEBUG', 'SLEEP', '1.5');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const during = await callRegister(credentials);
+      await sleeping;
+      blocker.disconnect();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const again = await callRegister(credentials);
+
+      expect(during.statusCode).toBe(503);
+      expect([201, 409]).toContain(again.statusCode);
+      expect((await callLogin(credentials)).statusCode).toBe(200);
+    });
+  });
+});
+
+describe('a rotated Redis password', () => {
+  let redis: RedisServer;
+  let secrets: SecretsManagerDouble;
+  const SECRET_ID = 'tutor/redis';
+
+  beforeAll(async () => {
+    redis = await startStandaloneRedis({ password: 'first-password-0123456789' });
+    secrets = await startSecretsManagerDouble();
+    secrets.setSecret(SECRET_ID, redis.url);
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    await secrets.close();
+    await redis.stop();
+  });
+
+  it('is followed by every route without a failed request: the secret is read again, the client reconnects', async () => {
+    await useEnvironment({ REDIS_URL: undefined, REDIS_SECRET_ID: SECRET_ID, ...secrets.env, ...baseEnvironment });
+    if (chat === undefined) ({ handler: chat } = await import('../../functions/chat.ts'));
+    const clients = await signUpClients(2);
+    const admin = new Redis({ port: redis.port, host: '127.0.0.1', password: 'first-password-0123456789' });
+
+    const rotated = 'second-password-9876543210';
+    await admin.config('SET', 'requirepass', rotated);
+    secrets.setSecret(SECRET_ID, `redis://:${rotated}@127.0.0.1:${redis.port}`);
+    await admin.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+    const batches = await runBatches(3, clients);
+    admin.disconnect();
+
+    for (const outcome of batches.flat()) expectContractAnswer(outcome);
+    expect(batches.map(statuses)).toEqual([[200], [200], [200]]);
+    expect(secrets.reads(SECRET_ID)).toBeGreaterThanOrEqual(2);
+  });
+});
