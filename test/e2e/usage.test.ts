@@ -1,0 +1,45 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startDevServer, type DevServer } from '../support/dev-server.ts';
+
+describe('GET /usage on npm run dev', () => {
+  let dev: DevServer;
+  let token: string;
+  beforeAll(async () => {
+    dev = await startDevServer({ REDIS_URL: '', CHAT_PROVIDER: 'local', PASSWORD_SCRYPT_LOG2N: '14' });
+    const credentials = { email: `usage-${Date.now()}@example.test`, password: 'a long enough password' };
+    const post = (path: string, body: unknown) =>
+      fetch(`${dev.baseUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    expect((await post('/auth/register', credentials)).status).toBe(201);
+    token = ((await (await post('/auth/login', credentials)).json()) as { token: string }).token;
+  }, 90_000);
+  afterAll(async () => {
+    await dev?.stop();
+  });
+
+  const usage = () => fetch(`${dev.baseUrl}/usage`, { headers: { authorization: `Bearer ${token}` } });
+
+  it('answers the day’s counters of the caller over HTTP, counting a chat request', async () => {
+    const before = (await (await usage()).json()) as Record<string, unknown>;
+    const chat = await fetch(`${dev.baseUrl}/chat`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ messages: [{ role: 'user', content: `What is a fraction? (${Date.now()})` }] }),
+    });
+    const chatBody = (await chat.json()) as { usage: { inputTokens: number; outputTokens: number } };
+
+    const response = await usage();
+
+    expect(before).toEqual({ day: new Date().toISOString().slice(0, 10), requests: 0, inputTokens: 0, outputTokens: 0, cacheHits: 0 });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toContain('application/json');
+    expect(await response.json()).toMatchObject({ requests: 1, inputTokens: chatBody.usage.inputTokens, outputTokens: chatBody.usage.outputTokens, cacheHits: 0 });
+  });
+
+  it('answers 401 problem+json with WWW-Authenticate without a token', async () => {
+    const response = await fetch(`${dev.baseUrl}/usage`);
+
+    expect(response.status).toBe(401);
+    expect(response.headers.get('content-type')).toBe('application/problem+json');
+    expect(response.headers.get('www-authenticate')).toMatch(/^Bearer/);
+  });
+});
