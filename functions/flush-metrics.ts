@@ -3,6 +3,7 @@
 // figures as metrics. A failure throws, so the invocation counts as failed; every claim it held
 // is given back or taken over by a later run, and nothing is lost.
 
+import { randomUUID } from 'node:crypto';
 import type { Context } from 'aws-lambda';
 import { config } from '#shared/config.ts';
 import { log, withLogContext } from '#shared/logger.ts';
@@ -18,7 +19,8 @@ async function flush(context: Context): Promise<FlushReport> {
   const report = await withRedis(async (redis) => {
     const flushed = await flushUsage(redis, {
       sinks: configuredSinks(config().otlpEndpoint !== undefined),
-      claimer: context.awsRequestId,
+      // Unique per run, not the request id: Lambda's retry of a failed run keeps the request id.
+      claimer: `${context.awsRequestId}/${randomUUID()}`,
       // Leave half the time for the batch under way and the metrics export.
       deadlineMs: Date.now() + context.getRemainingTimeInMillis() / 2,
     });
