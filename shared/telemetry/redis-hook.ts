@@ -66,7 +66,7 @@ const createdAt = new WeakMap<object, number>();
 
 /** The ready connections of the container's client, one per node, as `host:port`. */
 function readyConnections(client: Redis | Cluster): string[] {
-  const nodes: Redis[] = 'nodes' in client && typeof client.nodes === 'function' && client.isCluster ? client.nodes('all') : [client as Redis];
+  const nodes: Redis[] = (client as Cluster).isCluster ? (client as Cluster).nodes('all') : [client as Redis];
   return nodes
     .filter((node) => node.status === 'ready')
     .map((node) => `${node.options.host ?? 'localhost'}:${node.options.port ?? 6379}`);

@@ -24,6 +24,7 @@
 import { randomUUID } from 'node:crypto';
 import { defineScript } from '../auth/script.ts';
 import { claimedUsageKey, minuteUsageKey, usageIndexKey, userDayUsageKey } from '../keys.ts';
+import { log } from '../logger.ts';
 import type { RedisClient } from '../redis.ts';
 import { ROUTE_FIELD_SEPARATOR, USAGE_COUNTERS, type UsageCounter, type UsageCounts } from './counters.ts';
 
@@ -229,6 +230,9 @@ async function flushBatch(redis: RedisClient, buckets: Bucket[], options: Requir
   report.records += claimed.reduce((sum, bucket) => sum + bucket.records.length, 0);
   const released = await Promise.all(claimed.map((bucket) => RELEASE(redis, [bucket.claimedKey], [claimer])));
   report.flushed += released.filter((deleted) => deleted === 1).length;
+  const lost = claimed.filter((_, i) => released[i] !== 1).map((bucket) => bucket.member);
+  // Only a flusher slower than the stale time gets here; the one that took over will send again.
+  if (lost.length > 0) log.warn('usage claims taken over before release; these buckets may be counted twice', { buckets: lost });
   await Promise.all(claimed.map((bucket) => forget(redis, bucket)));
 }
 
