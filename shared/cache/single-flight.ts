@@ -12,7 +12,6 @@
 // never deletes the next holder's. Answer and lock share a hash tag: every script is one slot.
 
 import { randomUUID } from 'node:crypto';
-import { Command } from 'ioredis';
 import { defineScript } from '../auth/script.ts';
 import { log } from '../logger.ts';
 import { HttpProblem } from '../problem.ts';
@@ -104,7 +103,12 @@ export async function singleFlight(options: FlightOptions): Promise<FlightResult
  * missing from the batch, and ioredis fails that whole batch.
  */
 export function readAnswer(answerKey: string): Promise<string | null> {
-  return withRedis((redis) => redis.sendCommand(new Command('get', [answerKey], { replyEncoding: 'utf8' })) as Promise<string | null>);
+  return withRedis(async (redis) => {
+    // Imported here, where the client (and so ioredis) is loaded already: a static import would
+    // evaluate ioredis during init, which the connection module defers to the first connection.
+    const { Command } = await import('ioredis');
+    return redis.sendCommand(new Command('get', [answerKey], { replyEncoding: 'utf8' })) as Promise<string | null>;
+  });
 }
 
 /** Waits for a computation of the same key already running in this container, if there is one. */
