@@ -13,6 +13,8 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { handler as embeddings } from '../../functions/embeddings.ts';
+import { checkRateLimit } from '../../shared/rate-limit/limiter.ts';
+import { withRedis } from '../../shared/redis.ts';
 import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles/secrets-manager.ts';
 import { useEnvironment } from '../support/env.ts';
 import { httpEvent, invoke } from '../support/lambda.ts';
@@ -262,5 +264,34 @@ describe('a rotated Redis password', () => {
     for (const outcome of batches.flat()) expectContractAnswer(outcome);
     expect(batches.map(statuses)).toEqual([[200], [200], [200]]);
     expect(secrets.reads(SECRET_ID)).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe('a cold container serving concurrent requests (npm run dev does; a Lambda container serves one at a time)', () => {
+  let redis: RedisServer;
+  beforeAll(async () => {
+    redis = await startStandaloneRedis();
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    await redis.stop();
+  });
+
+  // Skipped until shared/rate-limit/gcra.ts stops defining its script with ioredis `defineCommand`
+  // lazily: an auto-pipeline opened in the same tick before the definition lacks the command, and
+  // ioredis then throws "pipeline[functionName] is not a function" and, from its pipeline
+  // callback, an uncaught "results[i] is not iterable" that ends the process (or, under vitest,
+  // leaves the other requests of that pipeline hanging). EVALSHA (shared/auth/script.ts) has no
+  // such window.
+  it.skip('KNOWN BUG, skipped: the first rate-limit check of a new Redis client in the same tick as another command crashes the process', async () => {
+    await useEnvironment({ REDIS_URL: redis.url });
+    const policies = [{ name: '5-per-1m', limit: 5, windowMs: 60_000 }];
+
+    const settled = await Promise.allSettled([
+      withRedis((client) => client.get('any key')),
+      checkRateLimit({ bucket: 'cold', identity: 'someone', policies }),
+    ]);
+
+    expect(settled.map((result) => result.status)).toEqual(['fulfilled', 'fulfilled']);
   });
 });
