@@ -257,7 +257,7 @@ describe('a rotated Redis password', () => {
     const rotated = 'second-password-9876543210';
     await admin.config('SET', 'requirepass', rotated);
     secrets.setSecret(SECRET_ID, `redis://:${rotated}@127.0.0.1:${redis.port}`);
-    await admin.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+    await admin.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
     const batches = await runBatches(3, clients);
     admin.disconnect();
 
