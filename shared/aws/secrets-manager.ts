@@ -5,7 +5,7 @@
 // fraction of its cold start. Other credential sources (profiles, SSO, container credentials)
 // and endpoint variants (FIPS, dual-stack) are left to the SDK: see secrets.ts.
 
-import type { ClientRequest, IncomingMessage } from 'node:http';
+import { Http1Error, http1Request } from './http1.ts';
 import { signRequest, type AwsCredentials } from './sigv4.ts';
 
 const CONNECT_TIMEOUT_MS = 500;
@@ -65,10 +65,9 @@ export async function getSecretValue(secretId: string, access: DirectAccess): Pr
   }
 }
 
-/** A socket failure, named by its code (`ECONNREFUSED`, `ENOTFOUND`, …). */
+/** No answer: named by the socket's code (`ECONNREFUSED`, `TimeoutError`, …). */
 function networkError(error: unknown): SecretsManagerError {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  return new SecretsManagerError(typeof code === 'string' ? code : 'NetworkingError', true);
+  return new SecretsManagerError(error instanceof Http1Error ? error.code : 'NetworkingError', true);
 }
 
 async function attemptOnce(secretId: string, { credentials, region, endpoint }: DirectAccess): Promise<string | undefined> {
@@ -83,8 +82,15 @@ async function attemptOnce(secretId: string, { credentials, region, endpoint }: 
     service: 'secretsmanager',
     credentials,
   });
-  const response = await post(endpoint, headers, body);
-  if (response.status !== 200) throw errorOf(response);
+  const response = await http1Request({
+    url: endpoint,
+    method: 'POST',
+    headers,
+    body,
+    connectTimeoutMs: CONNECT_TIMEOUT_MS,
+    idleTimeoutMs: RESPONSE_TIMEOUT_MS,
+  });
+  if (response.status !== 200) throw errorOf(response.status, response.body, response.headers.get('x-amzn-errortype'));
   const parsed = JSON.parse(response.body) as { SecretString?: string; SecretBinary?: string };
   if (typeof parsed.SecretString === 'string') return parsed.SecretString;
   // JSON 1.1 carries blobs as base64.
@@ -92,47 +98,14 @@ async function attemptOnce(secretId: string, { credentials, region, endpoint }: 
   return undefined;
 }
 
-function errorOf(response: { status: number; body: string; errorType: string | undefined }): SecretsManagerError {
-  let type = response.errorType;
+function errorOf(status: number, body: string, errorType: string | undefined): SecretsManagerError {
+  let type = errorType;
   try {
-    type ??= (JSON.parse(response.body) as { __type?: string }).__type;
+    type ??= (JSON.parse(body) as { __type?: string }).__type;
   } catch {
     // not JSON: a proxy's page; named by the status below
   }
   // `com.amazonaws.secretsmanager#AccessDeniedException:http://...` → `AccessDeniedException`
-  const name = type?.split('#').pop()?.split(':')[0] || `HttpStatus${response.status}`;
-  return new SecretsManagerError(name, response.status >= 500 || response.status === 429 || THROTTLING.has(name));
-}
-
-interface RawResponse {
-  status: number;
-  body: string;
-  errorType: string | undefined;
-}
-
-async function post(endpoint: URL, headers: Record<string, string>, body: string): Promise<RawResponse> {
-  // node:https (and TLS with it) is loaded on the first call, not at init: most containers make one.
-  const { request } = endpoint.protocol === 'http:' ? await import('node:http') : await import('node:https');
-  return new Promise<RawResponse>((resolve, reject) => {
-    const call: ClientRequest = request(endpoint, { method: 'POST', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) } });
-    const fail = (name: string) => call.destroy(new SecretsManagerError(name, true));
-    call.setTimeout(RESPONSE_TIMEOUT_MS, () => fail('TimeoutError'));
-    call.on('socket', (socket) => {
-      if (!socket.connecting) return;
-      const timer = setTimeout(() => fail('TimeoutError'), CONNECT_TIMEOUT_MS);
-      socket.once('connect', () => clearTimeout(timer));
-      socket.once('close', () => clearTimeout(timer));
-    });
-    call.on('error', reject);
-    call.on('response', (response: IncomingMessage) => {
-      const chunks: Buffer[] = [];
-      response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('error', reject);
-      response.on('end', () => {
-        const errorType = response.headers['x-amzn-errortype'];
-        resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), errorType: Array.isArray(errorType) ? errorType[0] : errorType });
-      });
-    });
-    call.end(body);
-  });
+  const name = type?.split('#').pop()?.split(':')[0] || `HttpStatus${status}`;
+  return new SecretsManagerError(name, status >= 500 || status === 429 || THROTTLING.has(name));
 }

@@ -1,5 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -7,10 +9,22 @@ import { HttpProblem } from '../../shared/problem.ts';
 import { getSecret } from '../../shared/secrets.ts';
 import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles/secrets-manager.ts';
 import { useEnvironment } from '../support/env.ts';
+import { makeTlsMaterial, type TlsMaterial } from '../support/redis.ts';
 
 /** A Lambda's environment: the role's temporary credentials and the region. */
 function lambdaCredentials(secrets: SecretsManagerDouble): Record<string, string> {
   return { ...secrets.env, AWS_SESSION_TOKEN: 'FwoGZXIvYXdzELAMBDASESSIONTOKEN==' };
+}
+
+/** getSecret(id) in a fresh process with `env` (NODE_EXTRA_CA_CERTS is read at process start only). */
+function getSecretInChild(id: string, env: Record<string, string>): Promise<string> {
+  const module = new URL('../../shared/secrets.ts', import.meta.url).href;
+  const script = `const { getSecret } = await import(${JSON.stringify(module)}); process.stdout.write(await getSecret(${JSON.stringify(id)}));`;
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, ...env } }, (error, stdout, stderr) =>
+      error ? reject(new Error(`${error.message}: ${stderr}`)) : resolve(stdout),
+    );
+  });
 }
 
 async function problemOf(promise: Promise<unknown>): Promise<HttpProblem> {
@@ -102,6 +116,46 @@ describe('reading a secret from Secrets Manager', () => {
 
     expect(value).toBe('redis://profile:6379');
     expect(secrets.lastHeaders?.['authorization']).toContain('Credential=AKIDPROFILE/');
+  });
+
+  describe('over HTTPS, as in AWS', () => {
+    let tls: TlsMaterial;
+    let server: ReturnType<typeof createHttpsServer>;
+    let endpoint: string;
+    beforeAll(async () => {
+      tls = makeTlsMaterial();
+      server = createHttpsServer({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) }, (request, response) => {
+        request.resume();
+        request.on('end', () => {
+          response.writeHead(200, { 'Content-Type': 'application/x-amz-json-1.1' });
+          response.end(JSON.stringify({ Name: 'app/tls', SecretString: 'rediss://tls.example:6380' }));
+        });
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      endpoint = `https://localhost:${(server.address() as AddressInfo).port}`;
+    });
+    afterAll(async () => {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    });
+
+    it('reads the secret from a server whose certificate names the endpoint and is trusted', async () => {
+      const value = await getSecretInChild('app/tls', {
+        ...lambdaCredentials(secrets),
+        AWS_ENDPOINT_URL_SECRETS_MANAGER: endpoint,
+        NODE_EXTRA_CA_CERTS: tls.ca,
+      });
+
+      expect(value).toBe('rediss://tls.example:6380');
+    });
+
+    it('refuses a server whose certificate it does not trust, with a 503 problem', async () => {
+      await useEnvironment({ ...lambdaCredentials(secrets), AWS_ENDPOINT_URL_SECRETS_MANAGER: endpoint });
+
+      const problem = await problemOf(getSecret('app/tls'));
+
+      expect(problem.status).toBe(503);
+      expect((problem.cause as Error).message).toMatch(/^GetSecretValue failed \((UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)\)$/);
+    });
   });
 
   describe('when Secrets Manager accepts connections and never answers', () => {
