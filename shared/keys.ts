@@ -33,6 +33,12 @@ export function rateLimitKey(identity: string, bucket: string, policyName: strin
   return key(rateLimitTag(identity), bucket, policyName);
 }
 
+/** The keys of several policies of one identity in one bucket (the keys of one check). */
+export function rateLimitKeys(identity: string, bucket: string, policyNames: readonly string[]): string[] {
+  const base = key(rateLimitTag(identity), bucket);
+  return policyNames.map((name) => `${base}:${name}`);
+}
+
 // ── Auth (users and sessions) ────────────────────────────────────────────────────────────────
 // Every key of one account shares the hash tag `auth:<shard>`, so registration, login, logout
 // and "log out everywhere" are each one single-slot script on Redis Cluster. The shard is read

@@ -28,8 +28,9 @@ export function blockKey(bucket: string, identity: string): string {
 }
 
 /** Remembers a refusal for `anyMs` (the time until one unit fits, as Redis computed it). */
-export function rememberBlock(key: string, decision: RateLimitDecision, cost: number, anyMs: number): void {
+export function rememberBlock(bucket: string, identity: string, decision: RateLimitDecision, cost: number, anyMs: number): void {
   if (anyMs <= 0) return;
+  const key = blockKey(bucket, identity);
   const now = performance.now();
   if (!blocks.has(key) && blocks.size >= MAX_REMEMBERED_BLOCKS) evictOldest();
   blocks.delete(key); // re-inserted last: Map order is the eviction order
@@ -43,7 +44,9 @@ export function rememberBlock(key: string, decision: RateLimitDecision, cost: nu
 }
 
 /** The refusal to answer from memory, or undefined when Redis must be asked. */
-export function recallBlock(key: string, cost: number): RateLimitDecision | undefined {
+export function recallBlock(bucket: string, identity: string, cost: number): RateLimitDecision | undefined {
+  if (blocks.size === 0) return undefined; // the usual case: no key to build
+  const key = blockKey(bucket, identity);
   const block = blocks.get(key);
   if (block === undefined) return undefined;
   const now = performance.now();

@@ -1,87 +1,142 @@
 // The rate-limit check as one Lua script: GCRA (generic cell rate algorithm) over every policy of
-// a request at once, with the time read from Redis `TIME`, so one check is one round trip, a
-// refused request spends nothing from any policy, and the callers' clocks do not matter.
+// a check at once, with the time read from Redis `TIME`, so a check is one round trip, a refused
+// check spends nothing from any policy, and the callers' clocks do not matter.
 //
 // GCRA in one paragraph: a policy of `limit` units per `window` emits one unit every
 // `interval = window / limit`. Each key stores the theoretical arrival time (TAT): the instant at
-// which everything admitted so far would have been paid for at that pace. A request of `cost`
-// units fits when `TAT + cost·interval - window <= now`, and admitting it moves TAT forward by
-// `cost·interval`. Nothing is stored once `TAT <= now` (the quota is full), which is why the key
-// can expire at TAT.
+// which everything admitted so far would have been paid for at that pace. A check of `cost`
+// units fits when `TAT + cost·interval - window <= now`; admitting it moves TAT forward by
+// `cost·interval`. Once `TAT <= now` the quota is full and the key says nothing, so it expires
+// exactly at TAT.
 //
-//   now ───┬───────────────── window ─────────────────┐
-//          TAT(after 3 of 5)  ▲ each unit pushes TAT by one interval; refused once TAT > now + window - cost·interval
+//        now                              now + window
+//   ──────┼───────────────────────────────────┼──────▶ time
+//         ├─ TAT - now: spent, refilling ─┤
+//         after 3 of 5 units: ███████████████░░░░░░░░░  2 left; a 3rd would push TAT past now + window
 //
-// Precision: TAT is stored in *intervals* since an epoch close to today, not in microseconds, so
-// admitting a request adds a small whole number to it (exact in a double) and a burst of N
-// requests in one instant admits exactly `limit` of them, however the window divides.
+// Precision: TAT is a whole number of microseconds (since an epoch close to today, so that it
+// stays far below 2^53), and the interval is rounded down to whole microseconds, the window being
+// taken as `limit · interval`. All arithmetic in the script is then on whole numbers, exact in a
+// double: a burst in one instant admits exactly `limit` units, and the stored numbers format as
+// integers (`%d`), several times cheaper in Redis than a fractional `%.17g`. The window is
+// shortened by less than `limit` µs (none at all when it divides evenly: 20/1m, 500/1d, 5/500ms).
 
+// One script run may carry several checks (those issued in the same event-loop turn, see
+// batch.ts): each is decided and spent on its own, one after the other, inside one atomic run
+// and under one `TIME`, so sharing a run changes nothing for any check but the cost of the trip.
+
+import type { RateLimitPolicy } from '../config.ts';
 import type { RedisClient } from '../redis.ts';
 
 /**
- * KEYS[i]: the TAT of policy i, all under one hash tag.
- * ARGV[1]: cost; ARGV[2]: '1' to evaluate without consuming; then per policy: limit, window in µs.
- * Reply: allowed (1/0), µs until `cost` fits, µs until 1 unit fits, then per policy the
- * remaining units and the µs until its quota is full again.
+ * KEYS: the TAT keys of every check, check after check (the keys of a check share a hash tag;
+ * in a cluster, a run carries only checks of one tag).
+ * ARGV[1]: the number of checks; then per check: its number of policies, its cost (a whole
+ * number), '1' to evaluate without spending, then per policy: limit and interval in whole µs.
+ * Reply per check: 1 when admitted, else 0; then per policy the µs until its quota is full again
+ * (after spending, when admitted).
  *
  * Redis ≥ 5 replicates scripts by their effects, so writing after TIME needs no
- * `redis.replicate_commands()`.
+ * `redis.replicate_commands()`. A key that holds anything but a number (never written by this
+ * script) reads as empty and is overwritten, rather than failing the run for every check in it.
  */
 export const GCRA_SCRIPT = `
 local clock = redis.call('TIME')
-local now_us = (tonumber(clock[1]) - 1700000000) * 1000000 + tonumber(clock[2])
-local cost = tonumber(ARGV[1])
-local consume = ARGV[2] ~= '1' and cost > 0
-local n = #KEYS
-local limits, intervals, nows, tats = {}, {}, {}, {}
-local wait, block = 0, 0
-for i = 1, n do
-  local limit = tonumber(ARGV[1 + 2 * i])
-  local interval = tonumber(ARGV[2 + 2 * i]) / limit
-  local now = now_us / interval
-  local stored = redis.call('GET', KEYS[i])
-  local tat = stored and tonumber(stored) or now
-  if tat < now then tat = now end
-  local fits_in = (tat + cost - limit - now) * interval
-  -- more than the whole quota never fits: say "a window" rather than a wait that would not help
-  if cost > limit and fits_in < limit * interval then fits_in = limit * interval end
-  if fits_in > wait then wait = fits_in end
-  local one_in = (tat + 1 - limit - now) * interval
-  if one_in > block then block = one_in end
-  limits[i], intervals[i], nows[i], tats[i] = limit, interval, now, tat
-end
-local allowed = wait <= 0
-local reply = { allowed and 1 or 0, math.ceil(wait), math.ceil(block) }
-for i = 1, n do
-  local tat, now = tats[i], nows[i]
-  if allowed and consume then
-    tat = tat + cost
-    -- the key says nothing once TAT has passed: it expires then
-    redis.call('SET', KEYS[i], string.format('%.17g', tat), 'PX', math.ceil((tat - now) * intervals[i] / 1000))
+local now = (clock[1] - 1700000000) * 1000000 + clock[2]
+local format, ceil = string.format, math.ceil
+local reply, r = {}, 0
+local k, a = 0, 2
+local tats = {}
+for _ = 1, ARGV[1] do
+  local n, cost, peek = ARGV[a] + 0, ARGV[a + 1] + 0, ARGV[a + 2]
+  a = a + 3
+  local allowed = 1
+  for i = 1, n do
+    local tat = tonumber(redis.pcall('GET', KEYS[k + i])) or now
+    if tat < now then tat = now end
+    if tat + (cost - ARGV[a + 2 * i - 2]) * ARGV[a + 2 * i - 1] > now then allowed = 0 end
+    tats[i] = tat
   end
-  local remaining = math.floor(now + limits[i] - tat + 1e-9)
-  if remaining < 0 then remaining = 0 end
-  reply[2 + 2 * i] = remaining
-  reply[3 + 2 * i] = math.ceil((tat - now) * intervals[i])
+  r = r + 1
+  reply[r] = allowed
+  local spend = allowed == 1 and peek ~= '1' and cost > 0
+  for i = 1, n do
+    local tat = tats[i]
+    if spend then
+      tat = tat + cost * ARGV[a + 2 * i - 1]
+      redis.call('SET', KEYS[k + i], format('%d', tat), 'PX', format('%d', ceil((tat - now) / 1000)))
+    end
+    r = r + 1
+    reply[r] = tat - now
+  end
+  k = k + n
+  a = a + 2 * n
 end
 return reply
 `;
 
+/** One check as the script sees it. */
+export interface GcraCheck {
+  keys: readonly string[];
+  policies: readonly RateLimitPolicy[];
+  cost: number;
+  peek: boolean;
+}
+
 const COMMAND = 'tcRateLimitGcra';
 
-type GcraCommand = (keysCount: number, ...args: Array<string | number>) => Promise<number[]>;
+type GcraCommand = (...args: Array<string | number>) => Promise<number[]>;
 
 const prepared = new WeakSet<RedisClient>();
 
+/** Per configured policy list: the script's arguments for it, built once. */
+const policyArgs = new WeakMap<readonly RateLimitPolicy[], string[]>();
+
+function argsFor(policies: readonly RateLimitPolicy[]): string[] {
+  let args = policyArgs.get(policies);
+  if (args === undefined) {
+    args = [];
+    for (const policy of policies) args.push(String(policy.limit), String(intervalUs(policy)));
+    policyArgs.set(policies, args);
+  }
+  return args;
+}
+
 /**
- * Runs the script on `client` by EVALSHA; ioredis sends the full script once per connection and
- * again on NOSCRIPT (a Redis restart or SCRIPT FLUSH), so callers never see that error.
+ * Runs the script for `checks` on `client` by EVALSHA; ioredis sends the full script once per
+ * connection and again on NOSCRIPT (a Redis restart or SCRIPT FLUSH), so callers never see that
+ * error. The reply holds, check after check, 1 + (number of policies) numbers.
  */
-export function runGcra(client: RedisClient, keys: string[], args: Array<string | number>): Promise<number[]> {
+export function runGcra(client: RedisClient, checks: readonly GcraCheck[]): Promise<number[]> {
   if (!prepared.has(client)) {
     client.defineCommand(COMMAND, { lua: GCRA_SCRIPT });
     prepared.add(client);
   }
+  const keys: string[] = [];
+  const args: Array<string | number> = [checks.length];
+  for (const check of checks) {
+    for (const key of check.keys) keys.push(key);
+    args.push(check.keys.length, check.cost, check.peek ? '1' : '0');
+    for (const arg of argsFor(check.policies)) args.push(arg);
+  }
   const command = (client as unknown as Record<string, GcraCommand>)[COMMAND]!;
   return command.call(client, keys.length, ...keys, ...args);
+}
+
+/** The policy's interval in whole µs (at least 1): what the script works with. */
+export function intervalUs(policy: RateLimitPolicy): number {
+  return Math.max(1, Math.floor((policy.windowMs * 1000) / policy.limit));
+}
+
+/** Units left in a policy, from its µs until full. */
+export function unitsLeft(policy: RateLimitPolicy, untilFullUs: number): number {
+  return Math.max(0, Math.floor(policy.limit - untilFullUs / intervalUs(policy)));
+}
+
+/** µs until `cost` units fit in a policy, from its µs until full (0 when they fit now). */
+export function waitUs(policy: RateLimitPolicy, untilFullUs: number, cost: number): number {
+  const interval = intervalUs(policy);
+  // More than the whole quota never fits: answer "a window" rather than a wait that would not help.
+  if (cost > policy.limit) return policy.limit * interval;
+  return Math.max(0, untilFullUs + (cost - policy.limit) * interval);
 }

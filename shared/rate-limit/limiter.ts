@@ -1,27 +1,29 @@
-// The rate-limit check: one GCRA script per check over all the policies of a request (see
-// gcra.ts for the algorithm and why GCRA), answered from the in-process block memory when the
-// identity is known to be refused, and bounded in time so that a slow Redis cannot hold a request.
+// The rate-limit check: one GCRA script run over all the policies of a check (see gcra.ts for the
+// algorithm and why GCRA; batch.ts for how concurrent checks share a run), answered from the
+// in-process block memory when the identity is known to be refused, and bounded in time so that
+// a slow Redis cannot hold a request.
 //
 //   checkRateLimit ─ blocked here? ── yes → refused, no round trip
 //                          └ no → EVALSHA (≤ timeoutMs, 200 ms) ─ refused → remember until a unit fits
 //                                        └ too slow / down → throws a 503 problem (the caller picks open or closed)
 
-import type { RateLimitPolicy } from '../config.ts';
-import { rateLimitKey } from '../keys.ts';
-import { unavailable } from '../problem.ts';
-import { isRedisUnavailableError, withRedis, type RedisClient } from '../redis.ts';
+import { config, type RateLimitPolicy } from '../config.ts';
+import { rateLimitKeys, rateLimitTag } from '../keys.ts';
+import { withRedis, type RedisClient } from '../redis.ts';
+import { enqueue } from './batch.ts';
 import { blockKey, forgetBlocks, recallBlock, rememberBlock } from './blocked.ts';
-import { runGcra } from './gcra.ts';
+import { withinTime } from './deadline.ts';
+import { unitsLeft, waitUs } from './gcra.ts';
 
 export { rateLimitHeaders, rateLimitedProblem } from './headers.ts';
 
 export interface RateLimitRequest {
-  /** What is limited, e.g. 'chat', 'login:account', 'login:address'. */
+  /** What is limited, e.g. 'chat', 'login:account', 'login:address'. Use one policy list per bucket. */
   bucket: string;
   /** Who is limited: a user id, a client address, an email digest. */
   identity: string;
   policies: RateLimitPolicy[];
-  /** Units this request spends (default 1), e.g. the number of embedding inputs. */
+  /** Units this request spends (a whole number, default 1), e.g. the number of embedding inputs. */
   cost?: number;
   /** Only evaluate "would `cost` more be allowed?"; nothing is spent. */
   peek?: boolean;
@@ -48,46 +50,44 @@ export interface RateLimitDecision {
 export interface CheckOptions {
   /** Give up after this long (default 200 ms) rather than wait for Redis's command time-out. */
   timeoutMs?: number;
-  /** Use this client instead of the container's (benchmarks, operator tools). */
-  client?: RedisClient;
 }
 
 export const DEFAULT_CHECK_TIMEOUT_MS = 200;
 
-/** Per policy list: the script's arguments after the cost, built once per configured array. */
-const policyArgs = new WeakMap<RateLimitPolicy[], string[]>();
+const policyNames = new WeakMap<readonly RateLimitPolicy[], string[]>();
 
-function argsFor(policies: RateLimitPolicy[]): string[] {
-  let args = policyArgs.get(policies);
-  if (args === undefined) {
-    args = policies.flatMap((policy) => [String(policy.limit), String(policy.windowMs * 1000)]);
-    policyArgs.set(policies, args);
+function namesOf(policies: RateLimitPolicy[]): string[] {
+  let names = policyNames.get(policies);
+  if (names === undefined) {
+    names = policies.map((policy) => policy.name);
+    policyNames.set(policies, names);
   }
-  return args;
+  return names;
 }
 
 function assertValid(request: RateLimitRequest, cost: number): void {
   if (request.policies.length === 0) throw new Error('checkRateLimit: at least one policy is needed');
-  if (!Number.isFinite(cost) || cost < 0) throw new Error(`checkRateLimit: cost must be a number >= 0, got ${cost}`);
+  if (!Number.isSafeInteger(cost) || cost < 0) throw new Error(`checkRateLimit: cost must be a whole number >= 0, got ${cost}`);
 }
 
 export async function checkRateLimit(request: RateLimitRequest, options: CheckOptions = {}): Promise<RateLimitDecision> {
+  const { bucket, identity, policies } = request;
   const cost = request.cost ?? 1;
   assertValid(request, cost);
-  const memoryKey = blockKey(request.bucket, request.identity);
   if (cost > 0) {
-    const remembered = recallBlock(memoryKey, cost);
+    const remembered = recallBlock(bucket, identity, cost);
     if (remembered !== undefined) return remembered;
   }
-  const keys = request.policies.map((policy) => rateLimitKey(request.identity, request.bucket, policy.name));
-  const args = [String(cost), request.peek === true ? '1' : '0', ...argsFor(request.policies)];
-  const reply = await withinTime(
-    options.client === undefined ? withRedis((client) => runGcra(client, keys, args)) : onClient(options.client, keys, args),
-    options.timeoutMs ?? DEFAULT_CHECK_TIMEOUT_MS,
-  );
-  const decision = decode(reply, request.policies);
-  if (!decision.allowed && cost > 0) rememberBlock(memoryKey, decision, cost, (reply[2] ?? 0) / 1000);
-  return decision;
+  const keys = rateLimitKeys(identity, bucket, namesOf(policies));
+  return new Promise<RateLimitDecision>((resolve, reject) => {
+    const settle = (reply: number[], offset: number) => {
+      const decision = decode(reply, offset, policies, cost);
+      if (!decision.allowed && cost > 0) rememberBlock(bucket, identity, decision, cost, oneUnitWaitMs(reply, offset, policies));
+      resolve(decision);
+    };
+    const check = { keys, policies, cost, peek: request.peek === true, settle, fail: reject };
+    enqueue(check, options.timeoutMs ?? DEFAULT_CHECK_TIMEOUT_MS, config().redis.cluster ? rateLimitTag(identity) : undefined);
+  });
 }
 
 /**
@@ -96,44 +96,37 @@ export async function checkRateLimit(request: RateLimitRequest, options: CheckOp
  */
 export async function resetRateLimit(request: Omit<RateLimitRequest, 'cost' | 'peek'>, options: CheckOptions = {}): Promise<void> {
   forgetBlocks(blockKey(request.bucket, request.identity));
-  const keys = request.policies.map((policy) => rateLimitKey(request.identity, request.bucket, policy.name));
-  const unlink = (client: RedisClient) => client.del(...keys);
-  await withinTime(options.client === undefined ? withRedis(unlink) : unlink(options.client), options.timeoutMs ?? DEFAULT_CHECK_TIMEOUT_MS);
+  const keys = rateLimitKeys(request.identity, request.bucket, namesOf(request.policies));
+  await withinTime(
+    withRedis((client: RedisClient) => client.del(...keys)),
+    options.timeoutMs ?? DEFAULT_CHECK_TIMEOUT_MS,
+  );
 }
 
-async function onClient(client: RedisClient, keys: string[], args: string[]): Promise<number[]> {
-  try {
-    return await runGcra(client, keys, args);
-  } catch (error) {
-    throw isRedisUnavailableError(error) ? unavailable('redis', error) : error;
+function decode(reply: number[], offset: number, policies: RateLimitPolicy[], cost: number): RateLimitDecision {
+  const allowed = reply[offset] === 1;
+  let waitMs = 0;
+  const states: PolicyState[] = new Array(policies.length);
+  for (let i = 0; i < policies.length; i += 1) {
+    const policy = policies[i]!;
+    const untilFullUs = reply[offset + 1 + i] ?? 0;
+    const resetMs = untilFullUs / 1000;
+    states[i] = { policy, remaining: unitsLeft(policy, untilFullUs), resetMs, resetSeconds: Math.ceil(resetMs / 1000) };
+    if (!allowed) waitMs = Math.max(waitMs, waitUs(policy, untilFullUs, cost) / 1000);
   }
+  return {
+    allowed,
+    retryAfterSeconds: allowed ? 0 : Math.max(1, Math.ceil(waitMs / 1000)),
+    retryAfterMs: waitMs,
+    states,
+  };
 }
 
-function decode(reply: number[], policies: RateLimitPolicy[]): RateLimitDecision {
-  const allowed = reply[0] === 1;
-  const retryAfterMs = allowed ? 0 : (reply[1] ?? 0) / 1000;
-  const states: PolicyState[] = policies.map((policy, index) => {
-    const resetMs = (reply[4 + 2 * index] ?? 0) / 1000;
-    return { policy, remaining: reply[3 + 2 * index] ?? 0, resetMs, resetSeconds: Math.ceil(resetMs / 1000) };
-  });
-  return { allowed, retryAfterSeconds: allowed ? 0 : Math.max(1, Math.ceil(retryAfterMs / 1000)), retryAfterMs, states };
-}
-
-/** The check's own deadline: Redis's command time-out (800 ms) is far too long for a gate. */
-function withinTime<T>(operation: Promise<T>, timeoutMs: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      reject(unavailable('redis', new Error(`the rate-limit check took more than ${timeoutMs} ms`)));
-    }, timeoutMs);
-    operation.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
+/** How long no check of any cost can fit: the block worth remembering in process. */
+function oneUnitWaitMs(reply: number[], offset: number, policies: RateLimitPolicy[]): number {
+  let waitMs = 0;
+  for (let i = 0; i < policies.length; i += 1) {
+    waitMs = Math.max(waitMs, waitUs(policies[i]!, reply[offset + 1 + i] ?? 0, 1) / 1000);
+  }
+  return waitMs;
 }

@@ -56,6 +56,21 @@ export function defaultIdentity(event: HttpEvent): string {
   return `address:${event.requestContext?.http?.sourceIp ?? 'unknown'}`;
 }
 
+/**
+ * The route's cost of a request, rounded up to whole units. The body is not validated yet (the
+ * handler does that), so a cost that cannot be read from it counts as 1 rather than failing with a
+ * 500: the handler answers such a request with its 400.
+ */
+function costOf(event: HttpEvent, cost: RateLimitOptions['cost']): number {
+  if (cost === undefined) return 1;
+  try {
+    const units = Math.ceil(cost(event));
+    return Number.isSafeInteger(units) && units >= 0 ? units : 1;
+  } catch {
+    return 1;
+  }
+}
+
 type Request = Parameters<NonNullable<MiddlewareObj<HttpEvent, HttpResult>['before']>>[0];
 
 export function rateLimit(options: RateLimitOptions): MiddlewareObj<HttpEvent, HttpResult> {
@@ -70,7 +85,7 @@ export function rateLimit(options: RateLimitOptions): MiddlewareObj<HttpEvent, H
         bucket: route,
         identity: identify(request.event),
         policies: limit.policies,
-        cost: options.cost?.(request.event) ?? 1,
+        cost: costOf(request.event, options.cost),
       });
     } catch (error) {
       if (!(error instanceof HttpProblem) || error.status !== 503) throw error;

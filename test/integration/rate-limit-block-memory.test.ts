@@ -75,11 +75,11 @@ describe('the in-process block memory', () => {
     forgetBlocks();
     const refusal: RateLimitDecision = { allowed: false, retryAfterSeconds: 60, retryAfterMs: 60_000, states: [] };
 
-    for (let i = 0; i <= MAX_REMEMBERED_BLOCKS; i += 1) rememberBlock(`identity-${i}`, refusal, 1, 60_000);
+    for (let i = 0; i <= MAX_REMEMBERED_BLOCKS; i += 1) rememberBlock('bounded', `identity-${i}`, refusal, 1, 60_000);
 
     expect(rememberedBlockCount()).toBe(MAX_REMEMBERED_BLOCKS);
-    expect(recallBlock('identity-0', 1)).toBeUndefined();
-    expect(recallBlock(`identity-${MAX_REMEMBERED_BLOCKS}`, 1)?.allowed).toBe(false);
+    expect(recallBlock('bounded', 'identity-0', 1)).toBeUndefined();
+    expect(recallBlock('bounded', `identity-${MAX_REMEMBERED_BLOCKS}`, 1)?.allowed).toBe(false);
     forgetBlocks();
   });
 });
