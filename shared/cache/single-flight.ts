@@ -96,6 +96,13 @@ export async function singleFlight(options: FlightOptions): Promise<FlightResult
 }
 
 /**
+ * ioredis's Command, imported where the client (and so ioredis) is loaded already: a static
+ * import would evaluate ioredis during init, which the connection module defers to the first
+ * connection. Kept once imported: each import() of the bundled module builds a new namespace.
+ */
+let Command: typeof import('ioredis').Command | undefined;
+
+/**
  * The cached value of an answer key, or null: one GET, written to the socket at once rather than
  * through ioredis's auto-pipeline. The read is often started beside another middleware's first
  * command, and an auto-pipeline batch knows only the custom commands (`defineCommand`) that
@@ -104,9 +111,7 @@ export async function singleFlight(options: FlightOptions): Promise<FlightResult
  */
 export function readAnswer(answerKey: string): Promise<string | null> {
   return withRedis(async (redis) => {
-    // Imported here, where the client (and so ioredis) is loaded already: a static import would
-    // evaluate ioredis during init, which the connection module defers to the first connection.
-    const { Command } = await import('ioredis');
+    Command ??= (await import('ioredis')).Command;
     return redis.sendCommand(new Command('get', [answerKey], { replyEncoding: 'utf8' })) as Promise<string | null>;
   });
 }
