@@ -31,8 +31,10 @@ import type { RedisClient } from '../redis.ts';
 /**
  * KEYS: the TAT keys of every check, check after check (the keys of a check share a hash tag;
  * in a cluster, a run carries only checks of one tag).
- * ARGV[1]: the number of checks; then per check: its number of policies, its cost (a whole
- * number), '1' to evaluate without spending, then per policy: limit and interval in whole µs.
+ * ARGV[1]: the number of checks; ARGV[2]: the number of distinct policy lists among them; then
+ * per list: its number of policies, then per policy its limit and interval in whole µs; then per
+ * check: the index of its list (from 1) and its cost, a whole number, negative to evaluate
+ * `-cost` without spending. (Few arguments per check: each costs a write here and a parse there.)
  * Reply per check: 1 when admitted, else 0; then per policy the µs until its quota is full again
  * (after spending, when admitted).
  *
@@ -44,33 +46,41 @@ export const GCRA_SCRIPT = `
 local clock = redis.call('TIME')
 local now = (clock[1] - 1700000000) * 1000000 + clock[2]
 local format, ceil = string.format, math.ceil
-local reply, r = {}, 0
-local k, a = 0, 2
+local lists, a = {}, 3
+for j = 1, ARGV[2] do
+  local list = {}
+  for i = 1, 2 * ARGV[a] do list[i] = ARGV[a + i] + 0 end
+  lists[j] = list
+  a = a + 1 + #list
+end
+local reply, r, k = {}, 0, 0
 local tats = {}
 for _ = 1, ARGV[1] do
-  local n, cost, peek = ARGV[a] + 0, ARGV[a + 1] + 0, ARGV[a + 2]
-  a = a + 3
+  local list, cost = lists[ARGV[a] + 0], ARGV[a + 1] + 0
+  a = a + 2
+  local spend = cost > 0
+  if cost < 0 then cost = -cost end
+  local n = #list / 2
   local allowed = 1
   for i = 1, n do
     local tat = tonumber(redis.pcall('GET', KEYS[k + i])) or now
     if tat < now then tat = now end
-    if tat + (cost - ARGV[a + 2 * i - 2]) * ARGV[a + 2 * i - 1] > now then allowed = 0 end
+    if tat + (cost - list[2 * i - 1]) * list[2 * i] > now then allowed = 0 end
     tats[i] = tat
   end
   r = r + 1
   reply[r] = allowed
-  local spend = allowed == 1 and peek ~= '1' and cost > 0
+  spend = spend and allowed == 1
   for i = 1, n do
     local tat = tats[i]
     if spend then
-      tat = tat + cost * ARGV[a + 2 * i - 1]
+      tat = tat + cost * list[2 * i]
       redis.call('SET', KEYS[k + i], format('%d', tat), 'PX', format('%d', ceil((tat - now) / 1000)))
     end
     r = r + 1
     reply[r] = tat - now
   end
   k = k + n
-  a = a + 2 * n
 end
 return reply
 `;
@@ -89,17 +99,27 @@ type GcraCommand = (...args: Array<string | number>) => Promise<number[]>;
 
 const prepared = new WeakSet<RedisClient>();
 
-/** Per configured policy list: the script's arguments for it, built once. */
-const policyArgs = new WeakMap<readonly RateLimitPolicy[], string[]>();
+/** Per configured policy list: its part of the script's arguments, built once. */
+const listArgs = new WeakMap<readonly RateLimitPolicy[], string[]>();
 
-function argsFor(policies: readonly RateLimitPolicy[]): string[] {
-  let args = policyArgs.get(policies);
+function argsOfList(policies: readonly RateLimitPolicy[]): string[] {
+  let args = listArgs.get(policies);
   if (args === undefined) {
-    args = [];
+    args = [String(policies.length)];
     for (const policy of policies) args.push(String(policy.limit), String(intervalUs(policy)));
-    policyArgs.set(policies, args);
+    listArgs.set(policies, args);
   }
   return args;
+}
+
+function prepare(client: RedisClient): void {
+  client.defineCommand(COMMAND, { lua: GCRA_SCRIPT });
+  // A run is a batch already. Auto-pipelining would hold each run until the previous pipeline is
+  // answered, so Redis and this process would take turns; sent at once, the next run is on its
+  // way while Redis works on this one. (A new array: the default one is shared by all clients.)
+  const options = client.options as { autoPipeliningIgnoredCommands?: string[] };
+  options.autoPipeliningIgnoredCommands = [...(options.autoPipeliningIgnoredCommands ?? []), COMMAND];
+  prepared.add(client);
 }
 
 /**
@@ -108,19 +128,22 @@ function argsFor(policies: readonly RateLimitPolicy[]): string[] {
  * error. The reply holds, check after check, 1 + (number of policies) numbers.
  */
 export function runGcra(client: RedisClient, checks: readonly GcraCheck[]): Promise<number[]> {
-  if (!prepared.has(client)) {
-    client.defineCommand(COMMAND, { lua: GCRA_SCRIPT });
-    prepared.add(client);
-  }
+  if (!prepared.has(client)) prepare(client);
   const keys: string[] = [];
-  const args: Array<string | number> = [checks.length];
+  const lists: Array<readonly RateLimitPolicy[]> = [];
+  const perCheck: number[] = [];
   for (const check of checks) {
     for (const key of check.keys) keys.push(key);
-    args.push(check.keys.length, check.cost, check.peek ? '1' : '0');
-    for (const arg of argsFor(check.policies)) args.push(arg);
+    // A run usually carries one route, hence one list: a linear search beats a Map here.
+    let list = lists.indexOf(check.policies);
+    if (list === -1) list = lists.push(check.policies) - 1;
+    perCheck.push(list + 1, check.peek ? -check.cost : check.cost);
   }
+  const args: Array<string | number> = [keys.length, ...keys, checks.length, lists.length];
+  for (const list of lists) for (const arg of argsOfList(list)) args.push(arg);
+  for (const arg of perCheck) args.push(arg);
   const command = (client as unknown as Record<string, GcraCommand>)[COMMAND]!;
-  return command.call(client, keys.length, ...keys, ...args);
+  return command.apply(client, args);
 }
 
 /** The policy's interval in whole µs (at least 1): what the script works with. */
