@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RouteRateLimit } from '../../shared/config.ts';
 import { httpBasics, json, type HttpEvent, type HttpResult } from '../../shared/http.ts';
 import { HttpProblem } from '../../shared/problem.ts';
+import { checkRateLimit } from '../../shared/rate-limit/limiter.ts';
 import { observeRateLimitDecisions, rateLimit, type RateLimitOutcome } from '../../shared/rate-limit/middleware.ts';
 import { captureOutput } from '../support/logs.ts';
 import { useEnvironment } from '../support/env.ts';
@@ -115,6 +116,16 @@ describe('the rateLimit middleware', () => {
     expect(three.headers['ratelimit']).toBe('"10-per-1h";r=0;t=3600');
   });
 
+  it('counts a request whose cost cannot be read from its body as 1, leaving the 400 to the handler', async () => {
+    await useEnvironment({ REDIS_URL: redis.url });
+    const handler = limitedHandler(perHour(10), { cost: (event) => (event.jsonBody as { inputs: string[] }).inputs.length });
+
+    const response = await invoke(handler, post({ user: randomUUID() }, { fail: true }));
+
+    expect(response.statusCode).toBe(400);
+    expect(response.headers['ratelimit']).toBe('"10-per-1h";r=9;t=360');
+  });
+
   it('keeps the headers on a problem raised by the handler', async () => {
     await useEnvironment({ REDIS_URL: redis.url });
     const handler = limitedHandler(perHour(5));
@@ -184,6 +195,21 @@ describe('the rateLimit middleware when Redis cannot answer', () => {
     expect(response.statusCode).toBe(200);
     expect(response.headers['ratelimit']).toBeUndefined();
     expect(output.text()).toContain('rate limit not checked');
+  });
+
+  it('makes checkRateLimit throw a 503 problem within about 200 ms when Redis is silent', async () => {
+    await useEnvironment({ REDIS_URL: `redis://127.0.0.1:${proxy.port}` });
+    const request = { bucket: 'silent', identity: randomUUID(), policies: perHour(5).policies };
+    await checkRateLimit(request);
+    proxy.freeze();
+    const started = Date.now();
+
+    const failure = await checkRateLimit(request).catch((error: unknown) => error);
+    proxy.thaw();
+
+    expect(failure).toBeInstanceOf(HttpProblem);
+    expect((failure as HttpProblem).status).toBe(503);
+    expect(Date.now() - started).toBeLessThan(800);
   });
 
   it('gives up on a silent Redis within about 200 ms, failing closed', async () => {

@@ -202,6 +202,47 @@ describe.each(targets)('checkRateLimit on %s Redis', (_name, start) => {
     expect(plain).toEqual([true]);
   });
 
+  it('decides checks issued together one after the other: exactly the limit is admitted', async () => {
+    await useEnvironment(target.env);
+    const burst = request([policy(7, '1h', 3_600_000)]);
+
+    const decisions = await Promise.all(Array.from({ length: 12 }, () => checkRateLimit(burst)));
+
+    expect(decisions.filter((decision) => decision.allowed)).toHaveLength(7);
+    expect(decisions.map((decision) => decision.states[0]!.remaining).slice(0, 7)).toEqual([6, 5, 4, 3, 2, 1, 0]);
+  });
+
+  it('keeps checks of different identities, buckets, costs and policies apart when issued together', async () => {
+    await useEnvironment(target.env);
+    const tight = request([policy(1, '1h', 3_600_000)]);
+    const loose = request([policy(5, '1h', 3_600_000), policy(50, '1d', 86_400_000)], { cost: 2 });
+    const peeking = request([policy(1, '1h', 3_600_000)], { peek: true });
+
+    const [a, b, c, d, e] = await Promise.all([
+      checkRateLimit(tight),
+      checkRateLimit(loose),
+      checkRateLimit({ ...tight, bucket: 'other' }),
+      checkRateLimit(tight),
+      checkRateLimit(peeking),
+    ]);
+
+    expect([a.allowed, b.allowed, c.allowed, d.allowed, e.allowed]).toEqual([true, true, true, false, true]);
+    expect(b.states.map((state) => state.remaining)).toEqual([3, 48]);
+  });
+
+  it('still works after Redis forgot the script (NOSCRIPT is answered by sending it again)', async () => {
+    await useEnvironment(target.env);
+    const limited = request([policy(3, '1h', 3_600_000)]);
+    await checkRateLimit(limited);
+
+    const nodes = target.inspector instanceof Cluster ? target.inspector.nodes('master') : [target.inspector];
+    await Promise.all(nodes.map((node) => node.script('FLUSH')));
+    const afterFlush = await checkRateLimit(limited);
+
+    expect(afterFlush.allowed).toBe(true);
+    expect(afterFlush.states[0]!.remaining).toBe(1);
+  });
+
   it('formats the IETF headers for every policy', async () => {
     await useEnvironment(target.env);
     const limited = request([policy(20, '1m', 60_000), policy(500, '1d', 86_400_000)]);
