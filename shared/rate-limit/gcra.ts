@@ -14,6 +14,11 @@
 //         ├─ TAT - now: spent, refilling ─┤
 //         after 3 of 5 units: ███████████████░░░░░░░░░  2 left; a 3rd would push TAT past now + window
 //
+// Why GCRA rather than a sliding window: exact and smooth (no window edge where twice the limit
+// passes, no estimate from two counters, no log of timestamps growing with the limit), one small
+// number per policy whatever its limit, a key that expires exactly when it stops carrying
+// information, and a cost per check for free (docs/rate-limiting.md says more).
+//
 // Precision: TAT is a whole number of microseconds (since an epoch close to today, so that it
 // stays far below 2^53), and the interval is rounded down to whole microseconds, the window being
 // taken as `limit · interval`. All arithmetic in the script is then on whole numbers, exact in a
