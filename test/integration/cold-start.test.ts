@@ -1,0 +1,50 @@
+import { execFile } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const functionsDir = fileURLToPath(new URL('../../functions/', import.meta.url));
+
+/** Packages whose evaluation a cold start pays only once a request needs them (see bench/cold-start.bench.ts). */
+const LOADED_ON_FIRST_USE = ['ioredis', '@aws-sdk/', '@smithy/', '@anthropic-ai/sdk', 'openai'];
+
+/**
+ * In a fresh process, imports each function in turn and lists, for each, the packages of
+ * node_modules that its import loaded (module hooks see every file as it is loaded).
+ */
+function packagesLoadedByImports(files: string[]): Promise<Record<string, string[]>> {
+  const script = `
+import { registerHooks } from 'node:module';
+const loaded = new Set();
+registerHooks({ load(url, context, next) { loaded.add(url); return next(url, context); } });
+const report = {};
+for (const file of ${JSON.stringify(files)}) {
+  const before = new Set(loaded);
+  await import(file);
+  const packages = [...loaded].filter((url) => !before.has(url) && url.includes('/node_modules/'))
+    .map((url) => url.split('/node_modules/').pop().split('/').slice(0, url.split('/node_modules/').pop().startsWith('@') ? 2 : 1).join('/'));
+  report[file.split('/').pop()] = [...new Set(packages)];
+}
+process.stdout.write(JSON.stringify(report));`;
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, LOG_LEVEL: 'error' } }, (error, stdout, stderr) =>
+      error ? reject(new Error(`${error.message}: ${stderr}`)) : resolve(JSON.parse(stdout) as Record<string, string[]>),
+    );
+  });
+}
+
+describe('the init phase of every function', () => {
+  it('loads neither the Redis client nor an SDK: they wait for the first request that needs them', async () => {
+    const files = readdirSync(functionsDir)
+      .filter((file) => file.endsWith('.ts'))
+      .map((file) => `${functionsDir}${file}`);
+
+    const loaded = await packagesLoadedByImports(files);
+
+    const eager = Object.entries(loaded).flatMap(([file, packages]) =>
+      packages.filter((name) => LOADED_ON_FIRST_USE.some((lazy) => name === lazy || name.startsWith(lazy))).map((name) => `${file}: ${name}`),
+    );
+    expect(Object.keys(loaded)).toHaveLength(files.length);
+    expect(eager).toEqual([]);
+  });
+});
