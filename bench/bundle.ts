@@ -7,6 +7,9 @@ import { fileURLToPath } from 'node:url';
 
 export const root = fileURLToPath(new URL('..', import.meta.url));
 
+/** What serverless.yml sets for every function (provider.environment.NODE_OPTIONS). */
+export const LAMBDA_NODE_OPTIONS = '--enable-source-maps';
+
 /** Bundles `entry` (relative to the project root) to `bench/.out/<folder>/<name>.mjs`; returns its path. */
 export async function bundle(entry: string, name: string, folder: string): Promise<string> {
   const outDir = `${root}bench/.out/${folder}/`;
@@ -17,6 +20,7 @@ export async function bundle(entry: string, name: string, folder: string): Promi
     outfile,
     bundle: true,
     minify: true,
+    sourcemap: 'external',
     platform: 'node',
     target: 'node22',
     format: 'esm',

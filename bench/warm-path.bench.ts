@@ -1,0 +1,215 @@
+// The warm cached chat request, ours beside the peer's (bench/peer/chat.ts), both bundled with the
+// settings of serverless.yml and run in processes of their own (bench/warm-path-worker.ts):
+//   4. latency of one request at a time (p50, p99) and the Redis round trips of each request,
+//      counted by a proxy that sees every byte between the client and Redis;
+//   5. throughput with 50 invocations in flight in one process.
+// The answer is in the cache (each side's own key format) before anything is measured; every
+// measured response is checked to be a 200 from the cache.
+
+import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { rmSync } from 'node:fs';
+import type { APIGatewayProxyEventV2 } from 'aws-lambda';
+import { startRedisServer, type RedisServer } from '../infra/local/redis-server.ts';
+import { startAnthropicDouble } from '../test/doubles/anthropic.ts';
+import { startSecretsManagerDouble } from '../test/doubles/secrets-manager.ts';
+import { httpEvent } from '../test/support/lambda.ts';
+import { startRoundTripProxy } from '../test/support/round-trip-proxy.ts';
+import { bundle, LAMBDA_NODE_OPTIONS, root } from './bundle.ts';
+import { machineLine, median, percentile, writeSection } from './report.ts';
+
+// `npx node bench/warm-path.bench.ts [runs] [seconds per run]`
+const RUNS = Number(process.argv[2] ?? 5);
+const SECONDS = Number(process.argv[3] ?? 1.5);
+const CONCURRENCY = 50;
+const COUNTED_REQUESTS = 100;
+const OUT = 'warm-path';
+const WORKER = `${root}bench/warm-path-worker.ts`;
+const QUESTION = { messages: [{ role: 'user', content: 'What is the difference between a list and a tuple in Python?' }] };
+
+interface Side {
+  name: string;
+  file: string;
+  event: APIGatewayProxyEventV2;
+  latencies: number[][];
+  /** CPU time of the function's process per request, µs, one figure a run. */
+  cpuUs: number[];
+  throughput: number[];
+  roundTrips: number;
+}
+
+function startWorker(side: Side, mode: string, env: NodeJS.ProcessEnv): ChildProcess {
+  return fork(WORKER, [], {
+    // stdout ignored: ours writes its request log line (LOG_LEVEL=info, as deployed) there.
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    env: {
+      ...env,
+      BENCH_FILE: side.file,
+      BENCH_EVENT: JSON.stringify(side.event),
+      BENCH_MODE: mode,
+      BENCH_SECONDS: String(SECONDS),
+      BENCH_CONCURRENCY: String(CONCURRENCY),
+      BENCH_REQUESTS: String(COUNTED_REQUESTS),
+    },
+  });
+}
+
+/** Runs a worker to its end and returns its one report. */
+async function report<T>(side: Side, mode: string, env: NodeJS.ProcessEnv): Promise<T> {
+  const worker = startWorker(side, mode, env);
+  const [message] = (await once(worker, 'message')) as [T];
+  const [code] = (await once(worker, 'exit')) as [number | null];
+  if (code !== 0) throw new Error(`${side.name} ${mode} exited with ${code}`);
+  return message;
+}
+
+/** Round trips per request: the proxy's count between the worker's 'warm' and its 'done'. */
+async function countRoundTrips(side: Side, env: NodeJS.ProcessEnv, proxy: { reset(): void; roundTrips(): number }): Promise<number> {
+  const worker = startWorker(side, 'round-trips', env);
+  const exited = once(worker, 'exit');
+  await once(worker, 'message'); // warm
+  proxy.reset();
+  worker.send('go');
+  const [done] = (await once(worker, 'message')) as [{ requests: number }];
+  const count = proxy.roundTrips();
+  await exited;
+  return count / done.requests;
+}
+
+/** A signed-in user of our own, made through our register and login code (source, in this process). */
+async function ourToken(redis: RedisServer): Promise<string> {
+  const { useEnvironment } = await import('../test/support/env.ts');
+  const { signUpAndLogIn } = await import('../test/support/session.ts');
+  await useEnvironment({ REDIS_URL: redis.url, PASSWORD_SCRYPT_LOG2N: '14', LOG_LEVEL: 'error' });
+  const { token } = await signUpAndLogIn();
+  await useEnvironment({});
+  return token;
+}
+
+/** The peer's session, in its key format. */
+async function peerToken(redis: RedisServer): Promise<string> {
+  const { Redis } = await import('ioredis');
+  const client = new Redis(redis.url);
+  const token = randomBytes(32).toString('base64url');
+  await client.set(`peer:session:${token}`, JSON.stringify({ id: randomUUID() }), 'EX', 86_400);
+  client.disconnect();
+  return token;
+}
+
+const fixed = (value: number, digits = 2) => value.toFixed(digits);
+const range = (values: number[], digits = 2) => `${fixed(Math.min(...values), digits)}–${fixed(Math.max(...values), digits)}`;
+
+function latencyRow(side: Side): string {
+  const p50 = side.latencies.map((run) => percentile(run, 50));
+  const p99 = side.latencies.map((run) => percentile(run, 99));
+  const samples = side.latencies.reduce((sum, run) => sum + run.length, 0);
+  return `| ${side.name} | ${fixed(median(p50), 3)} ms (${range(p50, 3)}) | ${fixed(median(p99), 3)} ms (${range(p99, 3)}) | ${Math.round(median(side.cpuUs))} µs (${range(side.cpuUs, 0)}) | ${samples} | ${fixed(side.roundTrips)} |`;
+}
+
+function throughputRow(side: Side): string {
+  return `| ${side.name} | ${Math.round(median(side.throughput))} (${range(side.throughput, 0)}) |`;
+}
+
+async function main(): Promise<void> {
+  const baseEnv = { ...process.env };
+  delete baseEnv['REDIS_URL'];
+  const redis = await startRedisServer();
+  const proxy = await startRoundTripProxy(redis.port);
+  const [secrets, anthropic] = await Promise.all([startSecretsManagerDouble(), startAnthropicDouble()]);
+  secrets.setSecret('redis', redis.url);
+  secrets.setSecret('redis-counted', `redis://127.0.0.1:${proxy.port}`);
+  const env: NodeJS.ProcessEnv = {
+    ...baseEnv,
+    ...secrets.env,
+    ...anthropic.env,
+    // As deployed: the URL from the secret, source maps on, a log line per request.
+    NODE_OPTIONS: LAMBDA_NODE_OPTIONS,
+    REDIS_SECRET_ID: 'redis',
+    LOG_LEVEL: 'info',
+    // High limits of the production shape (a burst and a daily policy): every request is admitted.
+    RATE_LIMIT_CHAT: '100000000/1m,100000000/1d',
+  };
+  const counted = { ...env, REDIS_SECRET_ID: 'redis-counted' };
+
+  rmSync(`${root}bench/.out/${OUT}`, { recursive: true, force: true });
+  const [ours, peer] = [
+    { name: 'ours', file: await bundle('functions/chat.ts', 'chat', OUT), token: await ourToken(redis) },
+    { name: 'peer', file: await bundle('bench/peer/chat.ts', 'peer-chat', OUT), token: await peerToken(redis) },
+  ].map(({ name, file, token }): Side => ({
+    name,
+    file,
+    event: httpEvent('POST', '/chat', { body: QUESTION, headers: { authorization: `Bearer ${token}` } }),
+    latencies: [],
+    cpuUs: [],
+    throughput: [],
+    roundTrips: 0,
+  }));
+  const sides = [ours!, peer!];
+
+  // Fill each side's cache: one request, a miss answered by the Anthropic double.
+  for (const side of sides) await report(side, 'seed', env);
+  const callsAfterSeeding = anthropic.calls;
+
+  for (const side of sides) side.roundTrips = await countRoundTrips(side, counted, proxy);
+  for (let run = 0; run < RUNS; run += 1) {
+    // Alternating order, so that neither side always runs just after the other.
+    const order = run % 2 === 0 ? sides : [...sides].reverse();
+    for (const side of order) {
+      const { durations, cpuUs } = await report<{ durations: number[]; cpuUs: number }>(side, 'latency', env);
+      side.latencies.push(durations);
+      side.cpuUs.push(cpuUs);
+    }
+    for (const side of order) {
+      const { throughput } = await report<{ throughput: { requests: number; seconds: number } }>(side, 'throughput', env);
+      side.throughput.push(throughput.requests / throughput.seconds);
+    }
+  }
+  if (anthropic.calls !== callsAfterSeeding) throw new Error('a measured request reached the model instead of the cache');
+
+  const p50Ratio = median(ours!.latencies.map((run) => percentile(run, 50))) / median(peer!.latencies.map((run) => percentile(run, 50)));
+  const cpuRatio = median(ours!.cpuUs) / median(peer!.cpuUs);
+  const throughputRatio = median(ours!.throughput) / median(peer!.throughput);
+  const markdown = `## Warm cached chat request
+
+${machineLine()}. The chat handler bundled as deployed (serverless.yml's esbuild settings,
+\`NODE_OPTIONS=${LAMBDA_NODE_OPTIONS}\`, \`LOG_LEVEL=info\`: ours writes its request log line), invoked in
+process with the same question, whose answer is in the cache; the peer (bench/peer/chat.ts:
+middy + @middy/secrets-manager, full zod, rate-limiter-flexible, ioredis without auto-pipelining)
+the same way. A process of its own per run and side, ${RUNS} runs of ${SECONDS} s each, ours and the
+peer alternating, after a warm-up; local redis-server. Medians over the runs (min–max).
+
+### Latency and Redis round trips, one request at a time
+
+CPU per request: user + system time of the function's process over the run, divided by its
+requests (Redis's own work not included). Round trips are counted by a TCP proxy between the client and Redis (a pipeline written at once
+is one round trip; a command that waits for another's reply is another), over ${COUNTED_REQUESTS} warm requests.
+Goal: at most 2 (the session, then the rate limit with the cache read): ${ours!.roundTrips <= 2.05 ? 'met' : '**not met**'}. The
+usage counters' write, sent in the background after the answer, leaves with the next request's
+first round trip (hence 2.01: the last request's write).
+
+| | p50 | p99 | CPU per request | requests | round trips per request |
+| --- | --- | --- | --- | --- | --- |
+${latencyRow(ours!)}
+${latencyRow(peer!)}
+
+Ours / peer: p50 **${fixed(p50Ratio)}×**, CPU per request **${fixed(cpuRatio)}×**.
+
+### Throughput, ${CONCURRENCY} invocations in flight
+
+| | requests/s |
+| --- | --- |
+${throughputRow(ours!)}
+${throughputRow(peer!)}
+
+Ours / peer: **${fixed(throughputRatio)}×**.
+
+Reproduce: \`npx node bench/warm-path.bench.ts [runs] [seconds per run]\`.
+`;
+  writeSection('warm-path', markdown);
+  console.log(markdown);
+  await Promise.all([secrets.close(), anthropic.close(), proxy.close()]);
+  await redis.stop();
+}
+
+await main();
