@@ -28,6 +28,16 @@ interface Run {
 /** Bounds the time one run holds Redis (a few µs a check). */
 export const MAX_CHECKS_PER_RUN = 64;
 
+let maxChecksPerRun = MAX_CHECKS_PER_RUN;
+
+/**
+ * Caps the checks a run may carry; 1 makes every check its own run, as a Lambda container serving
+ * one request at a time does (the benchmark measures both).
+ */
+export function setMaxChecksPerRun(count: number): void {
+  maxChecksPerRun = Math.max(1, Math.min(MAX_CHECKS_PER_RUN, Math.floor(count)));
+}
+
 let queued = new Map<string, Run>();
 let scheduled = false;
 
@@ -43,7 +53,7 @@ export function enqueue(check: QueuedCheck, timeoutMs: number, slotTag: string |
     queued.set(group, run);
   }
   run.checks.push(check);
-  if (run.checks.length >= MAX_CHECKS_PER_RUN) {
+  if (run.checks.length >= maxChecksPerRun) {
     queued.delete(group);
     send(run);
   }
