@@ -140,7 +140,8 @@ function expectHeader(name: string, value: string, what: string): (response: Chi
 }
 
 const PASSWORD = 'correct horse battery staple';
-const CHAT_BODY = { messages: [{ role: 'user', content: 'Explain recursion to a beginner with one short example.' }] };
+// A model the Anthropic SDK does not warn about (it prints a deprecation notice for some).
+const CHAT_BODY = { model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'Explain recursion to a beginner with one short example.' }] };
 const EMBEDDING_INPUTS = ['photosynthesis', 'the Pythagorean theorem', 'mitosis and meiosis', 'supply and demand'];
 
 /** A user and a session of our own, made through our register and login code (source, in this process). */

@@ -26,7 +26,8 @@ const CONCURRENCY = 50;
 const COUNTED_REQUESTS = 100;
 const OUT = 'warm-path';
 const WORKER = `${root}bench/warm-path-worker.ts`;
-const QUESTION = { messages: [{ role: 'user', content: 'What is the difference between a list and a tuple in Python?' }] };
+// A model the Anthropic SDK does not warn about (it prints a deprecation notice for some).
+const QUESTION = { model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'What is the difference between a list and a tuple in Python?' }] };
 
 interface Side {
   name: string;
