@@ -63,7 +63,9 @@ export function http1Request(request: Http1Request): Promise<Http1Response> {
       if (response !== undefined) finish(response);
     });
     socket.on('end', () => finish(parseResponse(received, true) ?? new Http1Error('InvalidResponse', 'the connection closed before a complete response')));
-    socket.end(head(request) + request.body);
+    // write, not end: a server may take the client's half-close for a hang-up and drop the
+    // request; `Connection: close` has the server end the exchange once it has answered.
+    socket.write(head(request) + request.body);
   });
 }
 

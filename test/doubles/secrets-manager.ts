@@ -16,6 +16,8 @@ export interface SecretsManagerDouble {
   failing: boolean;
   /** The next `count` calls answer 500 InternalServiceError. */
   failNext(count: number): void;
+  /** Milliseconds every call waits before it is answered (a slow or distant Secrets Manager). */
+  delayMs: number;
   /** Headers of the last call (signature, session token, target). */
   lastHeaders: IncomingHttpHeaders | undefined;
   /** Reads of this secret answer AccessDeniedException, as for a role without GetSecretValue on it. */
@@ -41,13 +43,14 @@ export async function startSecretsManagerDouble(): Promise<SecretsManagerDouble>
   const secrets = new Map<string, { value: string; version: string }>();
   const readCounts = new Map<string, number>();
   const denied = new Set<string>();
-  const double = { failing: false, lastHeaders: undefined } as SecretsManagerDouble;
+  const double = { failing: false, lastHeaders: undefined, delayMs: 0 } as SecretsManagerDouble;
   let failures = 0;
 
   const server = createServer(async (request, response) => {
     const target = String(request.headers['x-amz-target'] ?? '');
     const input = JSON.parse((await readBody(request)) || '{}') as { SecretId?: string; SecretString?: string };
     double.lastHeaders = request.headers;
+    if (double.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, double.delayMs));
     if (double.failing || failures > 0) {
       failures = Math.max(0, failures - 1);
       return reply(response, 500, { __type: 'InternalServiceError', message: 'unavailable' });

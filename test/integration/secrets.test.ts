@@ -45,6 +45,7 @@ describe('reading a secret from Secrets Manager', () => {
   beforeEach(() => {
     secrets.failing = false;
     secrets.failNext(0);
+    secrets.delayMs = 0;
   });
   afterAll(async () => {
     await useEnvironment({});
@@ -64,6 +65,17 @@ describe('reading a secret from Secrets Manager', () => {
     );
     expect(secrets.lastHeaders?.['x-amz-security-token']).toBe('FwoGZXIvYXdzELAMBDASESSIONTOKEN==');
     expect(secrets.lastHeaders?.['x-amz-target']).toBe('secretsmanager.GetSecretValue');
+  });
+
+  it('waits for an answer that takes its time, within the time-out', async () => {
+    secrets.setSecret('app/slow', 'redis://slow:6379');
+    await useEnvironment(lambdaCredentials(secrets));
+    secrets.delayMs = 400;
+
+    const value = await getSecret('app/slow');
+
+    expect(value).toBe('redis://slow:6379');
+    expect(secrets.reads('app/slow')).toBe(1);
   });
 
   it('tries a second time after a server error, and answers', async () => {
