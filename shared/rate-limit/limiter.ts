@@ -97,10 +97,7 @@ export async function checkRateLimit(request: RateLimitRequest, options: CheckOp
 export async function resetRateLimit(request: Omit<RateLimitRequest, 'cost' | 'peek'>, options: CheckOptions = {}): Promise<void> {
   forgetBlocks(blockKey(request.bucket, request.identity));
   const keys = rateLimitKeys(request.identity, request.bucket, namesOf(request.policies));
-  await withinTime(
-    withRedis((client: RedisClient) => client.del(...keys)),
-    options.timeoutMs ?? DEFAULT_CHECK_TIMEOUT_MS,
-  );
+  await withRedis((client: RedisClient) => withinTime(client.del(...keys), options.timeoutMs ?? DEFAULT_CHECK_TIMEOUT_MS));
 }
 
 function decode(reply: number[], offset: number, policies: RateLimitPolicy[], cost: number): RateLimitDecision {

@@ -1,7 +1,11 @@
 import { execFile } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles/secrets-manager.ts';
+import { useEnvironment } from '../support/env.ts';
+import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import { callLogin, callRegister, uniqueEmail } from '../support/session.ts';
 
 const functionsDir = fileURLToPath(new URL('../../functions/', import.meta.url));
 
@@ -46,5 +50,31 @@ describe('the init phase of every function', () => {
     );
     expect(Object.keys(loaded)).toHaveLength(files.length);
     expect(eager).toEqual([]);
+  });
+});
+
+describe('the first request of a cold container', () => {
+  let redis: RedisServer;
+  let secrets: SecretsManagerDouble;
+  beforeAll(async () => {
+    [redis, secrets] = await Promise.all([startStandaloneRedis(), startSecretsManagerDouble()]);
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    await Promise.all([redis.stop(), secrets.close()]);
+  });
+
+  it('is not refused by the rate-limit deadline while the Redis URL is still being read from Secrets Manager', async () => {
+    const email = uniqueEmail();
+    const password = 'correct horse battery staple';
+    await useEnvironment({ REDIS_URL: redis.url, PASSWORD_SCRYPT_LOG2N: '14' });
+    expect((await callRegister({ email, password })).statusCode).toBe(201);
+    secrets.setSecret('cold/redis', redis.url);
+    secrets.delayMs = 400; // longer than the 200 ms a rate-limit check may take
+    await useEnvironment({ ...secrets.env, REDIS_SECRET_ID: 'cold/redis', PASSWORD_SCRYPT_LOG2N: '14' });
+
+    const response = await callLogin({ email, password });
+
+    expect(response.statusCode).toBe(200);
   });
 });
