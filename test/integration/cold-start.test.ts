@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles/secrets-manager.ts';
 import { useEnvironment } from '../support/env.ts';
@@ -50,6 +51,35 @@ describe('the init phase of every function', () => {
     );
     expect(Object.keys(loaded)).toHaveLength(files.length);
     expect(eager).toEqual([]);
+  });
+});
+
+describe('the bundle of every function', () => {
+  it('stays under 250 KB minified (chat under 300 KB), built with the settings of serverless.yml', async () => {
+    const names = readdirSync(functionsDir)
+      .filter((file) => file.endsWith('.ts'))
+      .map((file) => file.slice(0, -3));
+
+    const sizes = await Promise.all(
+      names.map(async (name) => {
+        const result = await build({
+          entryPoints: [`${functionsDir}${name}.ts`],
+          bundle: true,
+          minify: true,
+          platform: 'node',
+          target: 'node22',
+          format: 'esm',
+          mainFields: ['module', 'main'],
+          external: ['@aws-sdk/*'],
+          write: false,
+          logLevel: 'error',
+        });
+        return { name, kilobytes: result.outputFiles[0]!.contents.byteLength / 1024 };
+      }),
+    );
+
+    const overBudget = sizes.filter(({ name, kilobytes }) => kilobytes >= (name === 'chat' ? 300 : 250));
+    expect(overBudget).toEqual([]);
   });
 });
 
