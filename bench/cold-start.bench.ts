@@ -198,7 +198,7 @@ async function main(): Promise<void> {
     ...secrets.env,
     ...anthropic.env,
     ...openai.env(1536),
-    // As deployed: source maps on, so each bundle's map is read when it loads.
+    // As deployed (serverless.yml's provider.environment).
     NODE_OPTIONS: LAMBDA_NODE_OPTIONS,
     REDIS_SECRET_ID: 'redis',
     LOG_LEVEL: process.env['BENCH_LOG_LEVEL'] ?? 'error',
@@ -291,8 +291,7 @@ async function main(): Promise<void> {
   const markdown = `## Cold start: bundle size, init time, first request
 
 ${machineLine()}. Bundles built as deployed (serverless.yml: esbuild, minified, ESM, external
-source maps, AWS SDK left to the runtime) and run as deployed (\`NODE_OPTIONS=${LAMBDA_NODE_OPTIONS}\`, so
-each bundle's source map is read when it loads). The peer is the same handler assembled from
+source maps, AWS SDK left to the runtime) and run as deployed (\`NODE_OPTIONS=${LAMBDA_NODE_OPTIONS}\`). The peer is the same handler assembled from
 popular parts (bench/peer/: middy with @middy/secrets-manager, full zod, rate-limiter-flexible,
 the full Anthropic and OpenAI SDKs, eager imports), built and run the same way, measured in the
 same run, interleaved with ours.
