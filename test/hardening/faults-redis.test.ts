@@ -232,6 +232,34 @@ describe('Redis failing under load', () => {
   });
 });
 
+describe('a Redis without persistence', () => {
+  let volatile: RedisServer;
+  beforeAll(async () => {
+    volatile = await startStandaloneRedis();
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    await volatile.stop();
+  });
+
+  it('loses every account, session and rate-limit state in a restart, and the service says so with 401s and fresh quotas, not errors', async () => {
+    await useEnvironment({ REDIS_URL: volatile.url, ...baseEnvironment, RATE_LIMIT_EMBEDDINGS: '2/1m' });
+    const email = uniqueEmail();
+    const { token, password } = await signUpAndLogIn({ email });
+    const embed = () => invoke(embeddings, httpEvent('POST', '/embeddings', { headers: bearer(token), body: { input: 'spent quota' } }));
+    const quotaBefore = [(await embed()).statusCode, (await embed()).statusCode, (await embed()).statusCode];
+
+    await volatile.kill();
+    await volatile.restart();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+
+    expect(quotaBefore).toEqual([200, 200, 429]);
+    expect((await callSession(token)).statusCode).toBe(401);
+    expect((await callLogin({ email, password })).statusCode).toBe(401);
+    expect((await callRegister({ email, password })).statusCode).toBe(201);
+  });
+});
+
 describe('a rotated Redis password', () => {
   let redis: RedisServer;
   let secrets: SecretsManagerDouble;
