@@ -146,6 +146,6 @@ export const handler = withRequestLogging(
     .use(httpBasics())
     .use(authenticate())
     .use(chatCache.prefetch())
-    .use(rateLimit({ route: 'chat', limit: config().rateLimits.chat }))
+    .use(rateLimit({ route: 'chat', limit: () => config().rateLimits.chat }))
     .handler(answerChat),
 );

@@ -2,15 +2,15 @@
 // LangChain, LlamaIndex) pointed at this base URL, with a session token as its API key, gets
 // vectors from the cache, or from the configured provider for the texts not cached yet.
 
-import middy, { type MiddlewareObj } from '@middy/core';
+import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { authenticate, type AuthenticatedEvent } from '#shared/auth/middleware.ts';
-import { config, type RouteRateLimit } from '#shared/config.ts';
+import { config } from '#shared/config.ts';
 import { embeddingsProvider } from '#shared/embeddings/configured-provider.ts';
 import { vectorToBase64, vectorToNumbers } from '#shared/embeddings/float32.ts';
 import { inputCount, parseEmbeddingsRequest, type EncodingFormat } from '#shared/embeddings/request.ts';
 import { embedWithCache } from '#shared/embeddings/service.ts';
-import { httpBasics, withRequestLogging, type HttpEvent, type HttpResult } from '#shared/http.ts';
+import { httpBasics, withRequestLogging, type HttpResult } from '#shared/http.ts';
 import { annotateRequest } from '#shared/logger.ts';
 import { HttpProblem } from '#shared/problem.ts';
 import { observeRateLimitDecisions, rateLimit } from '#shared/rate-limit/middleware.ts';
@@ -76,43 +76,12 @@ async function embeddings(event: AuthenticatedEvent, context: Context): Promise<
   };
 }
 
-/**
- * The shared rate limiter, built from the configuration on the first request rather than at
- * import: the init phase reads nothing, and a configuration error becomes a problem response.
- * Cost: one unit an input.
- */
-function embeddingsRateLimit(): MiddlewareObj<HttpEvent, HttpResult> {
-  const built = new WeakMap<RouteRateLimit, MiddlewareObj<HttpEvent, HttpResult>>();
-  const current = () => {
-    const limit = config().rateLimits.embeddings;
-    let middleware = built.get(limit);
-    if (middleware === undefined) {
-      middleware = rateLimit({ route: 'embeddings', limit, cost: (event) => inputCount(event.jsonBody) });
-      built.set(limit, middleware);
-    }
-    return middleware;
-  };
-  return {
-    name: 'rateLimit',
-    before: (request) => current().before?.(request),
-    after: (request) => current().after?.(request),
-    onError: (request) => {
-      let middleware: MiddlewareObj<HttpEvent, HttpResult>;
-      try {
-        middleware = current();
-      } catch {
-        return; // the configuration error is being answered already
-      }
-      return middleware.onError?.(request);
-    },
-  };
-}
-
 export const handler = withRequestLogging(
   'POST /embeddings',
   middy<AuthenticatedEvent, HttpResult>()
     .use(httpBasics())
     .use(authenticate())
-    .use(embeddingsRateLimit())
+    // Cost: one unit an input.
+    .use(rateLimit({ route: 'embeddings', limit: () => config().rateLimits.embeddings, cost: (event) => inputCount(event.jsonBody) }))
     .handler(embeddings),
 );

@@ -17,8 +17,12 @@ import { checkRateLimit, rateLimitedProblem, rateLimitHeaders, type RateLimitDec
 export interface RateLimitOptions {
   /** The bucket name, e.g. 'chat'. */
   route: string;
-  /** From `config().rateLimits.<route>`: the policies and what to do when Redis is down. */
-  limit: RouteRateLimit;
+  /**
+   * The policies and what to do when Redis is down, from `config().rateLimits.<route>`. Pass a
+   * function (`() => config().rateLimits.chat`) so that it is read on each request, not at import:
+   * a function's init then reads no configuration, and a bad value becomes a problem response.
+   */
+  limit: RouteRateLimit | (() => RouteRateLimit);
   /** Units a request spends (default 1), e.g. the number of embedding inputs. */
   cost?: (event: HttpEvent) => number;
   /** Who is limited; default: the signed-in user, else the client address from API Gateway. */
@@ -74,11 +78,13 @@ function costOf(event: HttpEvent, cost: RateLimitOptions['cost']): number {
 type Request = Parameters<NonNullable<MiddlewareObj<HttpEvent, HttpResult>['before']>>[0];
 
 export function rateLimit(options: RateLimitOptions): MiddlewareObj<HttpEvent, HttpResult> {
-  const { route, limit } = options;
+  const { route } = options;
+  const currentLimit = typeof options.limit === 'function' ? options.limit : () => options.limit as RouteRateLimit;
   const identify = options.identify ?? defaultIdentity;
   const decisions = new WeakMap<Request, RateLimitDecision>();
 
   const before = async (request: Request): Promise<void> => {
+    const limit = currentLimit();
     let decision: RateLimitDecision;
     try {
       decision = await checkRateLimit({

@@ -279,6 +279,23 @@ describe('POST /chat', () => {
     });
   });
 
+  describe('with a malformed configuration', () => {
+    it('answers a 500 problem and logs the variable to fix, RATE_LIMIT_CHAT=abc', async () => {
+      await environment({ RATE_LIMIT_CHAT: 'abc' });
+      const output = captureOutput();
+      let response: InvokeResult;
+      try {
+        response = await invoke(handler, httpEvent('POST', '/chat', { body: newQuestion(), headers: { authorization: 'Bearer any-token' } }));
+      } finally {
+        output.restore();
+      }
+
+      expect(response.statusCode).toBe(500);
+      expect(response.headers['content-type']).toContain('application/problem+json');
+      expect(output.text()).toContain('RATE_LIMIT_CHAT');
+    });
+  });
+
   describe('refuses bad bodies with a 400 problem naming the field', () => {
     const user = (content: string) => ({ role: 'user', content });
     const cases: Array<[string, unknown, string]> = [

@@ -17,7 +17,7 @@ const LOADED_ON_FIRST_USE = ['ioredis', '@aws-sdk/', '@smithy/', '@anthropic-ai/
  * In a fresh process, imports each function in turn and lists, for each, the packages of
  * node_modules that its import loaded (module hooks see every file as it is loaded).
  */
-function packagesLoadedByImports(files: string[]): Promise<Record<string, string[]>> {
+function packagesLoadedByImports(files: string[], environment: Record<string, string> = {}): Promise<Record<string, string[]>> {
   const script = `
 import { registerHooks } from 'node:module';
 const loaded = new Set();
@@ -32,7 +32,7 @@ for (const file of ${JSON.stringify(files)}) {
 }
 process.stdout.write(JSON.stringify(report));`;
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, LOG_LEVEL: 'error' } }, (error, stdout, stderr) =>
+    execFile(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, LOG_LEVEL: 'error', ...environment } }, (error, stdout, stderr) =>
       error ? reject(new Error(`${error.message}: ${stderr}`)) : resolve(JSON.parse(stdout) as Record<string, string[]>),
     );
   });
@@ -51,6 +51,19 @@ describe('the init phase of every function', () => {
     );
     expect(Object.keys(loaded)).toHaveLength(files.length);
     expect(eager).toEqual([]);
+  });
+
+  it('reads no configuration: every function imports even when every rate limit is malformed', async () => {
+    const files = readdirSync(functionsDir)
+      .filter((file) => file.endsWith('.ts'))
+      .map((file) => `${functionsDir}${file}`);
+    const malformed = Object.fromEntries(
+      ['RATE_LIMIT_CHAT', 'RATE_LIMIT_EMBEDDINGS', 'RATE_LIMIT_LOGIN', 'RATE_LIMIT_LOGIN_ACCOUNT'].map((name) => [name, 'abc']),
+    );
+
+    const loaded = await packagesLoadedByImports(files, malformed);
+
+    expect(Object.keys(loaded).sort()).toEqual(files.map((file) => file.split('/').pop()).sort());
   });
 });
 
