@@ -19,8 +19,9 @@ function secretsClient(): Promise<SecretsManagerClient> {
     ({ SecretsManagerClient }) =>
       new SecretsManagerClient({
         maxAttempts: 2,
-        // A Lambda must answer in about a second when Secrets Manager is unreachable.
-        requestHandler: { connectionTimeout: 500, requestTimeout: 1500 },
+        // A Lambda must answer in about a second when Secrets Manager is unreachable (the same
+        // limits as aws/secrets-manager.ts).
+        requestHandler: { connectionTimeout: 300, requestTimeout: 500 },
       }),
   );
   return client;

@@ -113,7 +113,7 @@ describe('the first request of a cold container', () => {
     await useEnvironment({ REDIS_URL: redis.url, PASSWORD_SCRYPT_LOG2N: '14' });
     expect((await callRegister({ email, password })).statusCode).toBe(201);
     secrets.setSecret('cold/redis', redis.url);
-    secrets.delayMs = 400; // longer than the 200 ms a rate-limit check may take
+    secrets.delayMs = 300; // longer than the 200 ms a rate-limit check may take
     await useEnvironment({ ...secrets.env, REDIS_SECRET_ID: 'cold/redis', PASSWORD_SCRYPT_LOG2N: '14' });
 
     const response = await callLogin({ email, password });
