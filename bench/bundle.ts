@@ -3,32 +3,24 @@
 
 import { build } from 'esbuild';
 import { mkdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { lambdaBuildOptions, projectRoot } from '../infra/bundling/options.ts';
 
-export const root = fileURLToPath(new URL('..', import.meta.url));
+export const root = projectRoot;
 
 /** What serverless.yml sets for every function (provider.environment.NODE_OPTIONS). */
 export const LAMBDA_NODE_OPTIONS = '--enable-source-maps';
 
-/** Bundles `entry` (relative to the project root) to `bench/.out/<folder>/<name>.mjs`; returns its path. */
-export async function bundle(entry: string, name: string, folder: string): Promise<string> {
+/**
+ * Bundles `entry` (relative to the project root) to `bench/.out/<folder>/<name>.mjs`; returns its
+ * path. The peer is built with the same settings minus our own bundling choice (the stand-in for
+ * `debug`), as a team assembling popular parts would build it.
+ */
+export async function bundle(entry: string, name: string, folder: string, builtAs: 'ours' | 'peer' = 'ours'): Promise<string> {
   const outDir = `${root}bench/.out/${folder}/`;
   mkdirSync(outDir, { recursive: true });
   const outfile = `${outDir}${name}.mjs`;
-  await build({
-    entryPoints: [`${root}${entry}`],
-    outfile,
-    bundle: true,
-    minify: true,
-    sourcemap: 'external',
-    platform: 'node',
-    target: 'node22',
-    format: 'esm',
-    mainFields: ['module', 'main'],
-    // The Lambda runtime ships the AWS SDK v3: left out of the bundle, loaded from node_modules.
-    external: ['@aws-sdk/*'],
-    banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
-    logLevel: 'error',
-  });
+  const options = lambdaBuildOptions();
+  if (builtAs === 'peer') delete options.alias;
+  await build({ ...options, entryPoints: [`${root}${entry}`], outfile });
   return outfile;
 }

@@ -212,7 +212,7 @@ async function main(): Promise<void> {
   const peers = readdirSync(`${root}bench/peer`).filter((file) => file.endsWith('.ts') && file !== 'common.ts').map((file) => file.slice(0, -3));
   const targets: Bundled[] = [];
   for (const name of functions) targets.push({ name, file: await bundle(`functions/${name}.ts`, name, OUT), kilobytes: 0, initMs: [] });
-  for (const name of peers) targets.push({ name: `peer-${name}`, file: await bundle(`bench/peer/${name}.ts`, `peer-${name}`, OUT), kilobytes: 0, initMs: [] });
+  for (const name of peers) targets.push({ name: `peer-${name}`, file: await bundle(`bench/peer/${name}.ts`, `peer-${name}`, OUT, 'peer'), kilobytes: 0, initMs: [] });
   for (const target of targets) target.kilobytes = statSync(target.file).size / 1024;
   const byName = new Map(targets.map((target) => [target.name, target]));
 

@@ -136,7 +136,7 @@ async function main(): Promise<void> {
   rmSync(`${root}bench/.out/${OUT}`, { recursive: true, force: true });
   const [ours, peer] = [
     { name: 'ours', file: await bundle('functions/chat.ts', 'chat', OUT), token: await ourToken(redis) },
-    { name: 'peer', file: await bundle('bench/peer/chat.ts', 'peer-chat', OUT), token: await peerToken(redis) },
+    { name: 'peer', file: await bundle('bench/peer/chat.ts', 'peer-chat', OUT, 'peer'), token: await peerToken(redis) },
   ].map(({ name, file, token }): Side => ({
     name,
     file,
