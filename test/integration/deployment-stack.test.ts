@@ -1,0 +1,106 @@
+// The stack `sls package` builds, offline, for each stage, and what a deploy relies on in it
+// (runtime, stage defaults, log retention, the Redis connection budget, a secret-scoped IAM
+// statement). Packaged from a copy of serverless.yml beside links to the sources, so that the
+// build folder of serverless-esbuild never meets the one of a running `npm run dev`.
+
+import { execFile } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { projectRoot } from '../../infra/bundling/options.ts';
+
+const SLS = join(projectRoot, 'node_modules/osls/bin/serverless.js');
+const SOURCES = ['functions', 'shared', 'infra', 'node_modules', 'package.json', 'tsconfig.json'];
+const EXISTING_SECRET = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:tutor/redis-AbCdEf';
+
+/** Functions that never open a Redis connection (they hold none of the connection budget). */
+const WITHOUT_REDIS = new Set(['NotFoundLambdaFunction']);
+
+interface Resource {
+  Type: string;
+  Properties: Record<string, any>;
+}
+type Template = { Resources: Record<string, Resource> };
+
+let workDir: string;
+
+function packageStack(stage: string, ...extra: string[]): Promise<Template> {
+  const out = join(workDir, `out-${stage}-${extra.length}`);
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [SLS, 'package', '--stage', stage, '--package', out, ...extra], { cwd: workDir }, (error, stdout, stderr) => {
+      if (error) return reject(new Error(`sls package --stage ${stage} failed: ${stdout}${stderr}`));
+      resolve(JSON.parse(readFileSync(join(out, 'cloudformation-template-update-stack.json'), 'utf8')) as Template);
+    });
+  });
+}
+
+const resourcesOf = (template: Template, type: string) => Object.entries(template.Resources).filter(([, resource]) => resource.Type === type);
+const functionsOf = (template: Template) => resourcesOf(template, 'AWS::Lambda::Function');
+
+function secretStatements(template: Template): Array<Record<string, any>> {
+  const [[, role]] = resourcesOf(template, 'AWS::IAM::Role') as [[string, Resource]];
+  return (role.Properties['Policies'] as Array<{ PolicyDocument: { Statement: Array<Record<string, any>> } }>)
+    .flatMap((policy) => policy.PolicyDocument.Statement)
+    .filter((statement) => JSON.stringify(statement.Action).includes('secretsmanager'));
+}
+
+describe('the packaged stack', () => {
+  let dev: Template;
+  let prod: Template;
+  let prodWithExistingSecret: Template;
+
+  beforeAll(async () => {
+    workDir = mkdtempSync(join(tmpdir(), 'tutor-stack-'));
+    for (const source of SOURCES) symlinkSync(join(projectRoot, source), join(workDir, source));
+    copyFileSync(join(projectRoot, 'serverless.yml'), join(workDir, 'serverless.yml'));
+    // One after the other: the packagings share the build folder of the copy.
+    dev = await packageStack('dev');
+    prod = await packageStack('prod');
+    prodWithExistingSecret = await packageStack('prod', `--param=redisSecretArn=${EXISTING_SECRET}`);
+  }, 120_000);
+  afterAll(() => rmSync(workDir, { recursive: true, force: true }));
+
+  it('runs every function on nodejs22.x with its stage and the stage\'s cache TTL (1 h dev, 6 h prod)', () => {
+    for (const [template, stage, ttl] of [[dev, 'dev', '3600'], [prod, 'prod', '21600']] as const) {
+      const functions = functionsOf(template);
+      expect(functions.length).toBeGreaterThan(0);
+      for (const [, lambda] of functions) {
+        expect(lambda.Properties['Runtime']).toBe('nodejs22.x');
+        expect(lambda.Properties['Environment'].Variables).toMatchObject({ STAGE: stage, CACHE_TTL_SECONDS: ttl });
+      }
+    }
+  });
+
+  it('reserves concurrency so that Redis connections stay within about 10 in dev and 100 in prod', () => {
+    const connections = (template: Template) =>
+      functionsOf(template)
+        .filter(([name]) => !WITHOUT_REDIS.has(name))
+        .map(([name, lambda]) => {
+          expect(lambda.Properties['ReservedConcurrentExecutions'], name).toBeGreaterThan(0);
+          return lambda.Properties['ReservedConcurrentExecutions'] as number;
+        })
+        .reduce((sum, reserved) => sum + reserved, 0);
+
+    expect(connections(dev)).toBeLessThanOrEqual(10);
+    expect(connections(prod)).toBeLessThanOrEqual(100);
+  });
+
+  it('keeps logs 14 days in dev and 90 days in prod', () => {
+    const retention = (template: Template) => new Set(resourcesOf(template, 'AWS::Logs::LogGroup').map(([, group]) => group.Properties['RetentionInDays']));
+
+    expect(retention(dev)).toEqual(new Set([14]));
+    expect(retention(prod)).toEqual(new Set([90]));
+  });
+
+  it('allows GetSecretValue on the Redis secret only: the one the stack creates, or the one named', () => {
+    const created = secretStatements(prod);
+    const named = secretStatements(prodWithExistingSecret);
+
+    expect(created).toEqual([{ Effect: 'Allow', Action: ['secretsmanager:GetSecretValue'], Resource: { 'Fn::If': ['CreateRedisSecret', { Ref: 'RedisSecret' }, ''] } }]);
+    expect(named).toEqual([{ Effect: 'Allow', Action: ['secretsmanager:GetSecretValue'], Resource: { 'Fn::If': ['CreateRedisSecret', { Ref: 'RedisSecret' }, EXISTING_SECRET] } }]);
+    for (const [, lambda] of functionsOf(prodWithExistingSecret)) {
+      expect(lambda.Properties['Environment'].Variables['REDIS_SECRET_ID']).toEqual(named[0]!['Resource']);
+    }
+  });
+});
