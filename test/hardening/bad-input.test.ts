@@ -14,6 +14,7 @@
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { handler as chat } from '../../functions/chat.ts';
 import { handler as embeddings } from '../../functions/embeddings.ts';
 import { handler as health } from '../../functions/health.ts';
 import { handler as login } from '../../functions/auth-login.ts';
@@ -45,8 +46,6 @@ import { redisState, stateDifference, type KeyFilter } from './redis-state.ts';
 
 type Handler = (event: any, context: any) => Promise<unknown>;
 
-let chatHandler: Handler;
-
 interface Route {
   name: string;
   method: string;
@@ -61,8 +60,7 @@ const ROUTES = {
   login: { name: 'POST /auth/login', method: 'POST', path: '/auth/login', handler: login, protected: false },
   session: { name: 'GET /auth/session', method: 'GET', path: '/auth/session', handler: session, protected: true },
   logout: { name: 'POST /auth/logout', method: 'POST', path: '/auth/logout', handler: logout, protected: true },
-  // Imported once the environment is set: the route reads its rate limits when its module loads.
-  chat: { name: 'POST /chat', method: 'POST', path: '/chat', handler: (event, context) => chatHandler(event, context), protected: true },
+  chat: { name: 'POST /chat', method: 'POST', path: '/chat', handler: chat, protected: true },
   embeddings: { name: 'POST /embeddings', method: 'POST', path: '/embeddings', handler: embeddings, protected: true },
   usage: { name: 'GET /usage', method: 'GET', path: '/usage', handler: usage, protected: true },
   health: { name: 'GET /health', method: 'GET', path: '/health', handler: health, protected: false },
@@ -106,7 +104,6 @@ describe('bad input on every route, through the handlers', () => {
       CHAT_PROVIDER: 'local',
       EMBEDDINGS_PROVIDER: 'local',
     });
-    ({ handler: chatHandler } = await import('../../functions/chat.ts'));
     user = await signUpAndLogIn();
   });
 
@@ -198,7 +195,7 @@ describe('bad input on every route, through the handlers', () => {
       const event = httpEvent('POST', '/chat', { headers: { 'content-type': 'application/json', authorization: `Bearer ${user.token}` } });
       (event as unknown as { body: unknown }).body = value;
 
-      const answer = await invoke(chatHandler, event);
+      const answer = await invoke(chat, event);
 
       expectClientProblem(answer, `body ${value}`);
       expect(answer.statusCode).toBe(400);

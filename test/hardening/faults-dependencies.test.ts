@@ -7,6 +7,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { handler as chat } from '../../functions/chat.ts';
 import { handler as embeddings } from '../../functions/embeddings.ts';
 import { startAnthropicDouble, type AnthropicDouble } from '../doubles/anthropic.ts';
 import { startOpenAiEmbeddingsDouble, type OpenAiEmbeddingsDouble, type Failure } from '../doubles/openai-embeddings.ts';
@@ -18,20 +19,15 @@ import { bearer, callLogin, callRegister, callSession, signUpAndLogIn, uniqueEma
 import { auditCaches } from './cache-integrity.ts';
 import { chatBody, expectUnavailable, timed, type Outcome } from './traffic.ts';
 
-type Handler = (event: any, context: any) => Promise<unknown>;
-
 const FAST_FAILURE_MS = 1_500;
 const FAST_AUTH = { PASSWORD_SCRYPT_LOG2N: '14' };
 
-let chat: Handler;
 let redis: RedisServer;
 let admin: Redis;
 
 beforeAll(async () => {
   redis = await startStandaloneRedis();
   admin = new Redis({ port: redis.port, host: '127.0.0.1' });
-  await useEnvironment({ REDIS_URL: redis.url, ...FAST_AUTH, RATE_LIMIT_CHAT: '100000/1m' });
-  ({ handler: chat } = await import('../../functions/chat.ts'));
 });
 afterAll(async () => {
   await useEnvironment({});

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { handler as chat } from '../../functions/chat.ts';
 import { handler as embeddings } from '../../functions/embeddings.ts';
 import { checkRateLimit } from '../../shared/rate-limit/limiter.ts';
 import { withRedis } from '../../shared/redis.ts';
@@ -23,8 +24,6 @@ import { bearer, callLogin, callRegister, callSession, signUpAndLogIn, uniqueEma
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
 import { auditCaches } from './cache-integrity.ts';
 import { chatBody, expectContractAnswer, expectUnavailable, mixedBatch, timed, type Client, type Outcome } from './traffic.ts';
-
-type Handler = (event: any, context: any) => Promise<unknown>;
 
 /** "Within about a second": the Redis time-outs are 800 ms; this leaves room for a busy machine. */
 const FAST_FAILURE_MS = 1_500;
@@ -39,8 +38,6 @@ const baseEnvironment = {
   RATE_LIMIT_LOGIN: '100000/1m',
   RATE_LIMIT_LOGIN_ACCOUNT: '100000/1m',
 };
-
-let chat: Handler;
 
 async function signUpClients(count: number): Promise<Client[]> {
   const clients: Client[] = [];
@@ -57,7 +54,7 @@ async function signUpClients(count: number): Promise<Client[]> {
 
 async function runBatches(count: number, clients: Client[]): Promise<Outcome[][]> {
   const batches: Outcome[][] = [];
-  for (let i = 0; i < count; i += 1) batches.push(await Promise.all(mixedBatch(clients, chat)));
+  for (let i = 0; i < count; i += 1) batches.push(await Promise.all(mixedBatch(clients)));
   return batches;
 }
 
@@ -75,7 +72,6 @@ describe('Redis failing under load', () => {
     admin = new Redis({ port: redis.port, host: '127.0.0.1', maxRetriesPerRequest: null });
     admin.on('error', () => {}); // it reconnects by itself after each restart
     await useEnvironment({ REDIS_URL: redis.url, ...baseEnvironment });
-    ({ handler: chat } = await import('../../functions/chat.ts'));
   });
   afterAll(async () => {
     await useEnvironment({});
@@ -283,7 +279,6 @@ describe('a rotated Redis password', () => {
 
   it('is followed by every route without a failed request: the secret is read again, the client reconnects', async () => {
     await useEnvironment({ REDIS_URL: undefined, REDIS_SECRET_ID: SECRET_ID, ...secrets.env, ...baseEnvironment });
-    if (chat === undefined) ({ handler: chat } = await import('../../functions/chat.ts'));
     const clients = await signUpClients(2);
     const admin = new Redis({ port: redis.port, host: '127.0.0.1', password: 'first-password-0123456789' });
 

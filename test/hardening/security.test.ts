@@ -1,16 +1,24 @@
 // Security checks across the whole service: no secret (Redis password, Anthropic key, embeddings
 // key, session tokens, user passwords) in any log line or response, whatever happens; session
 // tokens and passwords never at rest in Redis; one user's cached answers never served to another;
-// the prod stage never talks plain text to Redis.
+// the prod stage never talks plain text to Redis; a deployed bundle never prints ioredis's command
+// trace (AUTH with the password), whatever DEBUG says.
 
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { inspect } from 'node:util';
+import { build } from 'esbuild';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { handler as chat } from '../../functions/chat.ts';
 import { handler as embeddings } from '../../functions/embeddings.ts';
 import { handler as health } from '../../functions/health.ts';
+import { handler as session } from '../../functions/auth-session.ts';
 import { handler as usage } from '../../functions/usage.ts';
+import { lambdaBuildOptions, projectRoot } from '../../infra/bundling/options.ts';
 import { startAnthropicDouble, type AnthropicDouble } from '../doubles/anthropic.ts';
 import { startOpenAiEmbeddingsDouble, type OpenAiEmbeddingsDouble } from '../doubles/openai-embeddings.ts';
 import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles/secrets-manager.ts';
@@ -22,18 +30,20 @@ import { bearer, callLogin, callLogout, callRegister, callSession, uniqueEmail }
 import { startTcpProxy } from '../support/tcp-proxy.ts';
 import { chatBody } from './traffic.ts';
 
-type Handler = (event: any, context: any) => Promise<unknown>;
-
 /** A Redis password with characters that URLs, JSON and shells all treat specially. */
 const REDIS_PASSWORD = 'r3dis"pa$$:w@rd/\\%é';
 const ROTATED_PASSWORD = 'rotated"Pa55:w@rd/\\%ü';
 const SECRET_ID = 'tutor/redis-security';
 const FAST_AUTH = { PASSWORD_SCRYPT_LOG2N: '14' };
 
-/** Every form a secret could take in a log line or a body: as is, URL-encoded, JSON-escaped, base64. */
+/**
+ * Every form a secret could take in a log line or a body: as is, URL-encoded, JSON-escaped,
+ * escaped as util.inspect quotes it (console.log, `debug`'s %o), base64.
+ */
 function formsOf(secret: string): string[] {
   const json = JSON.stringify(secret).slice(1, -1);
-  return [...new Set([secret, encodeURIComponent(secret), json, JSON.stringify(json).slice(1, -1), Buffer.from(secret).toString('base64')])];
+  const inspected = inspect(secret).slice(1, -1);
+  return [...new Set([secret, encodeURIComponent(secret), json, JSON.stringify(json).slice(1, -1), inspected, Buffer.from(secret).toString('base64')])];
 }
 
 function findSecrets(text: string, secrets: Record<string, string>): string[] {
@@ -46,16 +56,6 @@ function findSecrets(text: string, secrets: Record<string, string>): string[] {
 
 /** The whole response as a client sees it. */
 const wire = (answer: InvokeResult) => `${answer.statusCode}\n${JSON.stringify(answer.headers)}\n${answer.body}`;
-
-let chat: Handler;
-let session: Handler;
-
-beforeAll(async () => {
-  // The chat route reads its rate limits when its module loads.
-  await useEnvironment({ RATE_LIMIT_CHAT: '100000/1m' });
-  ({ handler: chat } = await import('../../functions/chat.ts'));
-  ({ handler: session } = await import('../../functions/auth-session.ts'));
-});
 
 describe('secrets never leave the service', () => {
   let redis: RedisServer;
@@ -340,3 +340,51 @@ describe('the prod stage and plain-text Redis', () => {
     expect(allowed.statusCode).toBe(200);
   });
 });
+
+describe('ioredis\'s command trace (DEBUG=ioredis:*) in a deployed function', () => {
+  let redis: RedisServer;
+  let buildDir: string;
+  const bundle = () => pathToFileURL(join(buildDir, 'health.mjs')).href;
+  const source = pathToFileURL(join(projectRoot, 'functions/health.ts')).href;
+  const traced = () => ({ DEBUG: 'ioredis:*', REDIS_URL: redis.url, LOG_LEVEL: 'debug' });
+
+  beforeAll(async () => {
+    buildDir = mkdtempSync(join(tmpdir(), 'tc-bundle-'));
+    redis = await startStandaloneRedis({ password: REDIS_PASSWORD });
+    await build({ ...lambdaBuildOptions(), entryPoints: [join(projectRoot, 'functions/health.ts')], outfile: join(buildDir, 'health.mjs') });
+  }, 30_000);
+  afterAll(async () => {
+    await redis?.stop();
+    rmSync(buildDir, { recursive: true, force: true });
+  });
+
+  it('prints no Redis password from the Lambda bundle, whose `debug` is always off, while the function authenticates to Redis', async () => {
+    const run = await healthInFreshProcess(bundle(), traced());
+
+    expect(run.statusCode, run.stderr).toBe(200);
+    expect(findSecrets(`${run.stdout}\n${run.stderr}`, { 'Redis password': REDIS_PASSWORD })).toEqual([]);
+  });
+
+  it('prints AUTH with the password from the source, where `debug` is the real package (the check above is not vacuous)', async () => {
+    const run = await healthInFreshProcess(source, traced());
+
+    expect(run.statusCode, run.stderr).toBe(200);
+    expect(run.stderr).toContain('auth(');
+    expect(findSecrets(run.stderr, { 'Redis password': REDIS_PASSWORD })).not.toEqual([]);
+  });
+});
+
+/** GET /health through the handler of `moduleUrl`, in a fresh process (as a Lambda container) with `env` added. */
+function healthInFreshProcess(moduleUrl: string, env: Record<string, string>): Promise<{ statusCode: number; stdout: string; stderr: string }> {
+  const script = `
+const { handler } = await import(${JSON.stringify(moduleUrl)});
+const answer = await handler(${JSON.stringify(httpEvent('GET', '/health'))}, { awsRequestId: 'trace', getRemainingTimeInMillis: () => 10_000 });
+process.stdout.write('\\n' + JSON.stringify({ statusCode: answer.statusCode }) + '\\n');
+process.exit(0); // the open Redis connection would keep the process alive`;
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, ...env }, timeout: 20_000 }, (error, stdout, stderr) => {
+      if (error) reject(new Error(`${error.message}: ${stderr}`));
+      else resolve({ statusCode: JSON.parse(stdout.trimEnd().split('\n').at(-1) ?? '{}').statusCode, stdout, stderr });
+    });
+  });
+}

@@ -2,12 +2,11 @@
 // clients at once. Used by the fault tests to send batches while a dependency fails.
 
 import { expect } from 'vitest';
+import { handler as chat } from '../../functions/chat.ts';
 import { handler as embeddings } from '../../functions/embeddings.ts';
 import { httpEvent, invoke, type InvokeResult } from '../support/lambda.ts';
 import { bearer, callLogin, callSession, type SignedIn } from '../support/session.ts';
 import { expectClientProblem } from './problems.ts';
-
-type Handler = (event: any, context: any) => Promise<unknown>;
 
 export interface Outcome {
   route: string;
@@ -32,12 +31,8 @@ let sequence = 0;
 
 export const chatBody = (content: string) => ({ messages: [{ role: 'user', content }] });
 
-/**
- * One request of each kind for each client: session, chat hit, chat miss, embeddings, login.
- * `chat` is the chat handler, imported by the caller once its environment is set (the route
- * reads its rate limits when its module loads).
- */
-export function mixedBatch(clients: Client[], chat: Handler): Array<Promise<Outcome>> {
+/** One request of each kind for each client: session, chat hit, chat miss, embeddings, login. */
+export function mixedBatch(clients: Client[]): Array<Promise<Outcome>> {
   return clients.flatMap((client) => {
     sequence += 1;
     const auth = bearer(client.token);
