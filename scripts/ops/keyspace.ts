@@ -23,6 +23,17 @@ export async function* scanKeys(node: Redis, match: string, count: number): Asyn
   } while (cursor !== '0');
 }
 
+/**
+ * The TTL to give a copy, from the source's PTTL reply: 0 for a key without expiry (RESTORE's and
+ * the typed copy's "none"), the remaining milliseconds otherwise, or undefined for a key that is
+ * gone: -2, and also 0, which Redis answers in the last millisecond before the key expires (copied
+ * with a TTL of 0, such a key would live forever on the target).
+ */
+export function ttlOfCopy(pttl: number): number | undefined {
+  if (pttl === -1) return 0;
+  return pttl > 0 ? pttl : undefined;
+}
+
 export type Reply = [error: Error | null, value: unknown];
 
 /**

@@ -11,7 +11,7 @@
 
 import type { Redis } from 'ioredis';
 import type { RedisClient } from '../../shared/redis.ts';
-import { pipelinePerNode, readPerKey, runScript, scanKeys, scriptsRefused, scriptsUsable, showKey, stopUsingScripts } from './keyspace.ts';
+import { pipelinePerNode, readPerKey, runScript, scanKeys, scriptsRefused, scriptsUsable, showKey, stopUsingScripts, ttlOfCopy } from './keyspace.ts';
 import { dataNodes } from './server-info.ts';
 import { copyByType } from './typed-copy.ts';
 
@@ -89,9 +89,10 @@ return refused`;
 async function dumpBatch(node: Redis, keys: Buffer[]): Promise<{ dumped: Dumped[]; expired: number }> {
   const replies = await readPerKey(node, keys, ['PTTL', 'DUMP']);
   const dumped: Dumped[] = [];
-  replies.forEach(([ttl, payload], index) => {
-    // Gone since SCAN: PTTL -2, or DUMP nil when it expired between the two.
-    if (payload !== null && ttl !== -2) dumped.push({ key: keys[index]!, ttl: ttl === -1 ? 0 : (ttl as number), payload: payload as Buffer });
+  replies.forEach(([pttl, payload], index) => {
+    // Gone since SCAN (or in its last millisecond), or DUMP nil when it expired between the two.
+    const ttl = ttlOfCopy(pttl as number);
+    if (payload !== null && ttl !== undefined) dumped.push({ key: keys[index]!, ttl, payload: payload as Buffer });
   });
   return { dumped, expired: keys.length - dumped.length };
 }

@@ -5,7 +5,7 @@
 
 import type { ChainableCommander, Redis } from 'ioredis';
 import type { RedisClient } from '../../shared/redis.ts';
-import { pipelinePerNode, readPerKey, showKey, valueOf } from './keyspace.ts';
+import { pipelinePerNode, readPerKey, showKey, ttlOfCopy, valueOf } from './keyspace.ts';
 
 /** Elements per write command, so that a large hash or list never becomes one huge command. */
 const CHUNK = 1000;
@@ -99,8 +99,8 @@ export async function copyByType(node: Redis, target: RedisClient, keys: Buffer[
   const live: Array<{ key: Buffer; type: string; ttl: number }> = [];
   described.forEach((replies, index) => {
     const type = String(replies[0]);
-    const ttl = replies[1] as number;
-    if (type !== 'none' && ttl !== -2) live.push({ key: keys[index]!, type, ttl: ttl === -1 ? 0 : ttl });
+    const ttl = ttlOfCopy(replies[1] as number);
+    if (type !== 'none' && ttl !== undefined) live.push({ key: keys[index]!, type, ttl });
   });
   const read = await pipelinePerNode(
     node,
