@@ -68,7 +68,10 @@ describe('Redis failing under load', () => {
 
   beforeAll(async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'tc-faults-'));
-    redis = await startStandaloneRedis({ dir: dataDir, extraArgs: ['--enable-debug-command', 'yes'] });
+    // `appendfsync always`: each write reaches the file before its reply, whatever the disk does.
+    // (With `everysec`, Redis postpones the write by up to 2 s while an fsync is slow, and a
+    // SIGKILL then loses acknowledged writes: a busy CI disk made the crash tests fail that way.)
+    redis = await startStandaloneRedis({ dir: dataDir, extraArgs: ['--enable-debug-command', 'yes', '--appendfsync', 'always'] });
     admin = new Redis({ port: redis.port, host: '127.0.0.1', maxRetriesPerRequest: null });
     admin.on('error', () => {}); // it reconnects by itself after each restart
     await useEnvironment({ REDIS_URL: redis.url, ...baseEnvironment });
