@@ -55,12 +55,18 @@ export async function startRedisCluster(): Promise<RedisCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'tc-cluster-'));
   const ports = [await freePort(), await freePort(), await freePort()];
   const nodes = await Promise.all(
-    ports.map((port) =>
-      startRedisServer({
+    ports.map(async (port) => {
+      // A bus port of its own: the default, port + 10000, is past 65535 for any port above 55535
+      // (a quarter of the ephemeral range, where free ports come from), and Redis then refuses to start.
+      const busPort = await freePort();
+      return startRedisServer({
         port,
-        extraArgs: ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-node-timeout', '2000'],
-      }),
-    ),
+        extraArgs: [
+          ...['--cluster-enabled', 'yes', '--cluster-port', String(busPort)],
+          ...['--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-node-timeout', '2000'],
+        ],
+      });
+    }),
   );
   execFileSync('redis-cli', ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '0', '--cluster-yes'], {
     stdio: 'ignore',
