@@ -14,7 +14,7 @@ import { authShard, sessionKey, userKey, userSessionsKey } from '../keys.ts';
 import { config } from '../config.ts';
 import { HttpProblem } from '../problem.ts';
 import { withRedis } from '../redis.ts';
-import { defineScript } from './script.ts';
+import { defineScript } from '../redis-script.ts';
 import { newTokenInShard, tokenDigest } from './tokens.ts';
 import type { UserRecord } from './users.ts';
 

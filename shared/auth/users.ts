@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { digest, userKey } from '../keys.ts';
 import { withRedis } from '../redis.ts';
-import { defineScript } from './script.ts';
+import { defineScript } from '../redis-script.ts';
 
 export interface User {
   id: string;

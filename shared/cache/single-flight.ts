@@ -12,7 +12,7 @@
 // never deletes the next holder's. Answer and lock share a hash tag: every script is one slot.
 
 import { randomUUID } from 'node:crypto';
-import { defineScript } from '../auth/script.ts';
+import { defineScript } from '../redis-script.ts';
 import { log } from '../logger.ts';
 import { HttpProblem } from '../problem.ts';
 import { withRedis, type RedisClient } from '../redis.ts';

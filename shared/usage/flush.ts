@@ -22,7 +22,7 @@
 // half the stale time, so a slow flusher cannot race the one that takes its claims over.
 
 import { randomUUID } from 'node:crypto';
-import { defineScript } from '../auth/script.ts';
+import { defineScript } from '../redis-script.ts';
 import { claimedUsageKey, minuteUsageKey, usageIndexKey, userDayUsageKey } from '../keys.ts';
 import { log } from '../logger.ts';
 import type { RedisClient } from '../redis.ts';

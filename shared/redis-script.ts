@@ -9,7 +9,7 @@
 // keys ioredis finds correctly.
 
 import { createHash } from 'node:crypto';
-import type { RedisClient } from '../redis.ts';
+import type { RedisClient } from './redis.ts';
 
 export type Script = (client: RedisClient, keys: string[], args: Array<string | number>) => Promise<unknown>;
 
