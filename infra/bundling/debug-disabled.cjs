@@ -2,8 +2,9 @@
 // ioredis traces through `debug`, and DEBUG=ioredis:* would print each command with its
 // arguments: AUTH with the Redis password, session digests, cached answers. A function's logs
 // must never hold those, whatever its environment says; and the real package, with its
-// terminal-colour detection, costs about 10 KB of every bundle. Operators who want ioredis's
-// trace run `npm run redis:doctor` or the tests, which load the real package.
+// terminal-colour detection, costs about 10 KB of every bundle. The operator tools and the tests
+// run from source with the real package: there DEBUG=ioredis:* traces every command, AUTH's
+// password included (docs/operations.md warns).
 'use strict';
 
 function createDebug(namespace) {
