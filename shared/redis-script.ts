@@ -2,11 +2,10 @@
 // when the node answers NOSCRIPT (first use, Redis restart, SCRIPT FLUSH). Each script lives next
 // to the code that calls it; every key it touches is passed in KEYS and shares one hash tag.
 //
-// Why not ioredis `defineCommand`: with `enableAutoPipelining` on a Cluster, ioredis groups a
-// custom command by the slot of its first argument, which is the key count, not a key, so two
-// concurrent scripts on different nodes can land in one pipeline and fail with "All keys in the
-// pipeline should belong to the same slots allocation group". EVALSHA is a known command, whose
-// keys ioredis finds correctly.
+// Why not ioredis `defineCommand`: in a Cluster pipeline ioredis groups a custom command by the
+// slot of its first argument, which is the key count, not a key, so two scripts for different
+// nodes can land in one pipeline and fail with "All keys in the pipeline should belong to the
+// same slots allocation group". EVALSHA is a known command, whose keys ioredis finds correctly.
 
 import { createHash } from 'node:crypto';
 import type { RedisClient } from './redis.ts';

@@ -63,7 +63,13 @@ export function redisClientOptions(url: URL): RedisOptions {
     retryStrategy: (attempt) => Math.min(25 * 2 ** attempt, 250),
     enableReadyCheck: false,
     disableClientInfo: true,
-    enableAutoPipelining: true,
+    // Commands are written to the socket as they are issued. Auto-pipelining would hold each one
+    // until the next turn of the event loop to batch it with others: a Lambda container serves one
+    // request at a time, so there is nothing to batch, and the extra turn and pipeline cost about
+    // a fifth of a warm request's time (BENCHMARKS.md). Commands issued in the same tick still
+    // share one round trip; batches that matter are explicit (MGET, pipelines, the rate limiter's
+    // runs, one script per slot for the usage counters).
+    enableAutoPipelining: false,
     lazyConnect: true,
   };
 }
@@ -73,7 +79,7 @@ export function redisClusterOptions(url: URL): ClusterOptions {
   return {
     redisOptions: redisClientOptions(url),
     lazyConnect: true,
-    enableAutoPipelining: true,
+    enableAutoPipelining: false,
     enableOfflineQueue: true,
     maxRedirections: 4,
     slotsRefreshTimeout: config().redis.connectTimeoutMs,

@@ -61,9 +61,9 @@ async function check(request: RateLimitRequest, limit: RouteRateLimit): Promise<
 }
 
 /**
- * Both checks, one after the other rather than in parallel: the limiter's script is an ioredis
- * custom command, and ioredis auto-pipelining on a Cluster can put two of them for different
- * nodes into one pipeline (it groups custom commands by their first argument, the key count).
+ * Both checks, one after the other rather than in parallel: a refused address answers the 429
+ * without touching the account's state (and, on a Cluster, the two identities live on different
+ * nodes, which one script run cannot span).
  */
 async function checkBoth({ address, accountDigest }: Attempt, peek: boolean): Promise<RateLimitDecision[]> {
   const { login, loginAccount } = config().rateLimits;

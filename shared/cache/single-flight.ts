@@ -95,25 +95,9 @@ export async function singleFlight(options: FlightOptions): Promise<FlightResult
   }
 }
 
-/**
- * ioredis's Command, imported where the client (and so ioredis) is loaded already: a static
- * import would evaluate ioredis during init, which the connection module defers to the first
- * connection. Kept once imported: each import() of the bundled module builds a new namespace.
- */
-let Command: typeof import('ioredis').Command | undefined;
-
-/**
- * The cached value of an answer key, or null: one GET, written to the socket at once rather than
- * through ioredis's auto-pipeline. The read is often started beside another middleware's first
- * command, and an auto-pipeline batch knows only the custom commands (`defineCommand`) that
- * existed when its first command was queued: a command defined just after our GET would be
- * missing from the batch, and ioredis fails that whole batch.
- */
+/** The cached value of an answer key, or null: one GET. */
 export function readAnswer(answerKey: string): Promise<string | null> {
-  return withRedis(async (redis) => {
-    Command ??= (await import('ioredis')).Command;
-    return redis.sendCommand(new Command('get', [answerKey], { replyEncoding: 'utf8' })) as Promise<string | null>;
-  });
+  return withRedis((redis) => redis.get(answerKey));
 }
 
 /** Waits for a computation of the same key already running in this container, if there is one. */

@@ -119,14 +119,6 @@ function argsOfList(policies: readonly RateLimitPolicy[]): string[] {
 
 function prepare(client: RedisClient): void {
   client.defineCommand(COMMAND, { lua: GCRA_SCRIPT });
-  // Never through auto-pipelining, for two reasons. Correctness: an auto-pipeline opened in this
-  // tick before the definition copied the client's scripts without this one, and ioredis fails
-  // ("pipeline[functionName] is not a function", then an uncaught error from its callback). Speed:
-  // a run is a batch already, and auto-pipelining would hold it until the previous pipeline is
-  // answered, so Redis and this process would take turns; sent at once, the next run is on its way
-  // while Redis works on this one. (A new array: the default one is shared by all clients.)
-  const options = client.options as { autoPipeliningIgnoredCommands?: string[] };
-  options.autoPipeliningIgnoredCommands = [...(options.autoPipeliningIgnoredCommands ?? []), COMMAND];
   prepared.add(client);
 }
 

@@ -8,9 +8,9 @@
 //
 // One script per hash slot: on Redis Cluster a script may only touch keys of one slot, and two
 // commands cost ioredis and Redis far less than the eight they replace (this runs on every
-// request). `recordUsage` sends both in one tick: ioredis's auto-pipelining writes them as one
-// pipeline per node, together with whatever else the caller sends in that tick (e.g. a cache
-// write). `queueUsage` appends them to a caller's own pipeline instead, on standalone Redis only.
+// request). `recordUsage` writes both at once: one round trip of latency, on a cluster to two
+// nodes in parallel. `queueUsage` appends them to a caller's own pipeline instead, on standalone
+// Redis only.
 
 import type { ChainableCommander } from 'ioredis';
 import { minuteUsageKey, usageIndexKey, userDayUsageKey } from '../keys.ts';
@@ -137,8 +137,8 @@ export function queueUsage(pipeline: ChainableCommander, usage: Usage): void {
 }
 
 /**
- * Writes the usage counters: one round trip (one auto-pipeline per node on a cluster), shared
- * with any other command the caller sends in the same tick.
+ * Writes the usage counters: both scripts written at once, one round trip of latency (on a
+ * cluster, one per node, in parallel).
  */
 export async function recordUsage(redis: RedisClient, usage: Usage): Promise<void> {
   const [userDay, minute] = usageScripts(usage);

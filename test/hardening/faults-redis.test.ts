@@ -308,8 +308,8 @@ describe('a cold container serving concurrent requests (npm run dev does; a Lamb
     await redis.stop();
   });
 
-  // The rate-limit script must be usable even by a client whose first auto-pipeline is already
-  // open in this tick (ioredis copies a client's defined commands into a pipeline when it opens).
+  // The rate-limit script is defined on the client at its first check: a command issued just
+  // before in the same tick must not break it (under ioredis auto-pipelining it crashed the process).
   it('answers the first rate-limit check of a new Redis client made in the same tick as another command', async () => {
     await useEnvironment({ REDIS_URL: redis.url });
     const policies = [{ name: '5-per-1m', limit: 5, windowMs: 60_000 }];

@@ -1,6 +1,7 @@
 // The first check of a brand-new Redis client, issued in the same tick as another command of
 // that client (a cold container serving concurrent requests, as `npm run dev` does). The script is
-// defined on the client at that moment; an auto-pipeline opened just before must not be involved.
+// defined on the client at that moment (under ioredis auto-pipelining, a batch opened just before
+// lacked it and failed: the client must not batch that way).
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkRateLimit } from '../../shared/rate-limit/limiter.ts';
