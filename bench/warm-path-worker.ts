@@ -9,7 +9,9 @@
 //                   throughput   BENCH_CONCURRENCY invocations in flight for BENCH_SECONDS: requests/s
 //                   seed         one invocation, which may miss the cache (and fill it)
 //                   round-trips  tells the parent when warm ('warm'), waits for 'go', then
-//                                BENCH_REQUESTS sequential invocations ('done'): the parent counts
+//                                BENCH_REQUESTS sequential invocations, each followed by a pause
+//                                (as between a Lambda container's invocations), and reports their
+//                                durations ('done'): the parent counts the round trips
 
 import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 
@@ -104,8 +106,16 @@ if (mode === 'throughput') {
   await send('warm');
   await nextMessage();
   const requests = Number(env['BENCH_REQUESTS'] ?? 100);
-  await sequential(requests);
-  await send({ requests });
+  const pauseMs = Number(env['BENCH_PAUSE_MS'] ?? 50);
+  const durations: number[] = [];
+  for (let i = 0; i < requests; i += 1) {
+    const started = performance.now();
+    await ask(freshEvent());
+    durations.push(performance.now() - started);
+    // What the invocation left running (the usage counters' write) ends before the next one.
+    await new Promise((resolve) => setTimeout(resolve, pauseMs));
+  }
+  await send({ requests, durations });
 } else {
   throw new Error(`unknown BENCH_MODE ${mode}`);
 }

@@ -7,11 +7,15 @@
 // those early answers do not split one pipeline into several "round trips", answers are held
 // back while the client is still sending (until it has sent nothing for QUIET_MS; a large write
 // reaches the proxy in pieces, with gaps while the client waits for its socket to drain): a
-// client cannot react to an answer it has not received. Each round trip costs QUIET_MS more.
+// client cannot react to an answer it has not received. Each round trip costs 2 × QUIET_MS more
+// (one quiet period to see the client stop sending, one more to be sure).
 
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 
 const QUIET_MS = 10;
+
+/** What each round trip adds to a request's duration through the proxy. */
+export const DELAY_PER_ROUND_TRIP_MS = 2 * QUIET_MS;
 
 export interface RoundTripProxy {
   port: number;
