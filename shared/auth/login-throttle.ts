@@ -62,8 +62,7 @@ async function check(request: RateLimitRequest, limit: RouteRateLimit): Promise<
 
 /**
  * Both checks, one after the other rather than in parallel: a refused address answers the 429
- * without touching the account's state (and, on a Cluster, the two identities live on different
- * nodes, which one script run cannot span).
+ * without touching the account's state.
  */
 async function checkBoth({ address, accountDigest }: Attempt, peek: boolean): Promise<RateLimitDecision[]> {
   const { login, loginAccount } = config().rateLimits;
