@@ -49,6 +49,17 @@ describe('usage counters', () => {
     });
   });
 
+  it('counts after Redis forgot its scripts (SCRIPT FLUSH, a restart): they are sent again', async () => {
+    const client = await getRedis();
+    await recordUsage(client, { userId: 'u1', route: 'POST /chat', requests: 1, at: AT });
+    await client.script('FLUSH');
+
+    await recordUsage(client, { userId: 'u1', route: 'POST /chat', requests: 1, at: AT });
+
+    expect(await readUserDay(client, 'u1', '2031-05-06')).toMatchObject({ requests: 2 });
+    expect(await client.hget(minuteUsageKey(MINUTE), 'POST /chat|requests')).toBe('2');
+  });
+
   it('gives every bucket and the index a TTL, so nothing stays forever', async () => {
     const client = await getRedis();
 
