@@ -96,6 +96,9 @@ export class ConfigError extends Error {
 
 type Env = Record<string, string | undefined>;
 
+/** What Lambda accepts as a synchronous request: a larger body never reaches a function. */
+const LAMBDA_PAYLOAD_BYTES = 6 * 1024 * 1024;
+
 const STAGE_DEFAULTS: Record<Stage, { cacheTtlSeconds: number }> = {
   dev: { cacheTtlSeconds: 3600 },
   prod: { cacheTtlSeconds: 21600 },
@@ -255,7 +258,9 @@ export function loadConfig(env: Env = process.env): Config {
     },
     cacheTtlSeconds: readInteger(env, 'CACHE_TTL_SECONDS', STAGE_DEFAULTS[stage].cacheTtlSeconds, 1, 30 * 86_400),
     http: {
-      maxBodyBytes: readInteger(env, 'MAX_BODY_BYTES', 512 * 1024, 1024, 6 * 1024 * 1024),
+      // Default: Lambda's own limit for a request (6 MB), so every request within the contract's
+      // bounds fits (50 messages of 32,000 characters; 256 inputs of 8,192).
+      maxBodyBytes: readInteger(env, 'MAX_BODY_BYTES', LAMBDA_PAYLOAD_BYTES, 1024, LAMBDA_PAYLOAD_BYTES),
       corsOrigins: readList(env, 'CORS_ORIGINS') ?? [],
     },
     rateLimits: {

@@ -25,6 +25,7 @@ import { startDevServer, type DevServer } from '../support/dev-server.ts';
 import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
 import {
   badBodies,
+  TEST_BODY_LIMIT_BYTES,
   chatRoute,
   embeddingsRoute,
   garbageAll,
@@ -92,6 +93,7 @@ describe('bad input over HTTP (npm run dev)', () => {
       CHAT_PROVIDER: 'local',
       EMBEDDINGS_PROVIDER: 'local',
       LOG_LEVEL: 'error',
+      MAX_BODY_BYTES: String(TEST_BODY_LIMIT_BYTES),
     });
     const credentials = Buffer.from(JSON.stringify({ email: `http-fuzz-${Date.now()}@example.test`, password: 'correct horse battery staple' }));
     const json = { 'content-type': 'application/json' };

@@ -31,6 +31,7 @@ import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
 import { callSession, signUpAndLogIn, type SignedIn } from '../support/session.ts';
 import {
   badBodies,
+  TEST_BODY_LIMIT_BYTES,
   chatRoute,
   embeddingsRoute,
   garbageAll,
@@ -103,6 +104,7 @@ describe('bad input on every route, through the handlers', () => {
       RATE_LIMIT_EMBEDDINGS: '1000000/1m',
       CHAT_PROVIDER: 'local',
       EMBEDDINGS_PROVIDER: 'local',
+      MAX_BODY_BYTES: String(TEST_BODY_LIMIT_BYTES),
     });
     user = await signUpAndLogIn();
   });

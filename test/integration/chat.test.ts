@@ -296,6 +296,15 @@ describe('POST /chat', () => {
     });
   });
 
+  it('answers a conversation at the contract\'s bounds: 50 messages of 32,000 characters (1.6 MB)', async () => {
+    const turn = (role: string, i: number) => ({ role, content: `${i} ${'x'.repeat(32_000 - String(i).length - 1)}` });
+    const messages = Array.from({ length: 50 }, (_, i) => turn(i % 2 === 0 ? 'assistant' : 'user', i + questions++));
+
+    const response = await ask('ana', { messages });
+
+    expect(response.statusCode, response.body.slice(0, 300)).toBe(200);
+  });
+
   describe('refuses bad bodies with a 400 problem naming the field', () => {
     const user = (content: string) => ({ role: 'user', content });
     const cases: Array<[string, unknown, string]> = [
