@@ -1,12 +1,35 @@
-// Every request that matches no route: a 404 problem instead of API Gateway's bare message.
+// Every request that matches no route (API Gateway's catch-all), answered as a problem instead of
+// API Gateway's bare message: a path the API serves, asked with another method, is a 405 with
+// `Allow` (a plain OPTIONS gets 204 with `Allow`); any other path is a 404.
 
 import middy from '@middy/core';
 import { httpBasics, withRequestLogging, type HttpEvent, type HttpResult } from '#shared/http.ts';
 import { HttpProblem } from '#shared/problem.ts';
 
+/** The routes serverless.yml declares, by path (the stack test keeps the two equal). */
+export const ROUTES: Readonly<Record<string, readonly string[]>> = {
+  '/health': ['GET'],
+  '/auth/register': ['POST'],
+  '/auth/login': ['POST'],
+  '/auth/session': ['GET'],
+  '/auth/logout': ['POST'],
+  '/chat': ['POST'],
+  '/embeddings': ['POST'],
+  '/usage': ['GET'],
+};
+
 async function notFound(event: HttpEvent): Promise<HttpResult> {
-  throw new HttpProblem(404, 'not-found', {
-    detail: `No route for ${event.requestContext?.http?.method ?? 'this method'} ${event.rawPath ?? ''}.`,
+  const method = event.requestContext?.http?.method ?? '';
+  const path = event.rawPath ?? '';
+  const methods = Object.hasOwn(ROUTES, path) ? ROUTES[path] : undefined;
+  if (methods === undefined) {
+    throw new HttpProblem(404, 'not-found', { detail: `No route for ${method || 'this method'} ${path}.` });
+  }
+  const allow = [...methods, 'OPTIONS'].join(', ');
+  if (method === 'OPTIONS') return { statusCode: 204, headers: { Allow: allow } };
+  throw new HttpProblem(405, 'method-not-allowed', {
+    detail: `${path} answers ${methods.join(', ')}, not ${method || 'this method'}.`,
+    headers: { Allow: allow },
   });
 }
 

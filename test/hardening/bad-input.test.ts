@@ -19,7 +19,7 @@ import { handler as embeddings } from '../../functions/embeddings.ts';
 import { handler as health } from '../../functions/health.ts';
 import { handler as login } from '../../functions/auth-login.ts';
 import { handler as logout } from '../../functions/auth-logout.ts';
-import { handler as notFound } from '../../functions/not-found.ts';
+import { handler as notFound, ROUTES as KNOWN_ROUTES } from '../../functions/not-found.ts';
 import { handler as register } from '../../functions/auth-register.ts';
 import { handler as session } from '../../functions/auth-session.ts';
 import { handler as usage } from '../../functions/usage.ts';
@@ -280,6 +280,7 @@ describe('bad input on every route, through the handlers', () => {
 
       await fc.assert(
         fc.asyncProperty(requests, async ({ method, path, body }) => {
+          fc.pre(!Object.hasOwn(KNOWN_ROUTES, path)); // a known path with another method is a 405 (tested with the handlers)
           const answer = await invoke(notFound, httpEvent(method, path, { body, headers: { 'content-type': 'text/plain' } }));
           count('not-found (any route)', answer.statusCode);
           expectClientProblem(answer, `${method} ${path}`);

@@ -8,6 +8,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ROUTES } from '../../functions/not-found.ts';
 import { projectRoot } from '../../infra/bundling/options.ts';
 
 const SLS = join(projectRoot, 'node_modules/osls/bin/serverless.js');
@@ -84,6 +85,14 @@ describe('the packaged stack', () => {
 
     expect(connections(dev)).toBeLessThanOrEqual(10);
     expect(connections(prod)).toBeLessThanOrEqual(100);
+  });
+
+  it('declares exactly the routes the catch-all knows (its 405s name the methods of each path)', () => {
+    const declared = resourcesOf(prod, 'AWS::ApiGatewayV2::Route').map(([, route]) => route.Properties['RouteKey'] as string);
+    const known = Object.entries(ROUTES).flatMap(([path, methods]) => methods.map((method) => `${method} ${path}`));
+
+    expect(declared.filter((key) => key !== '$default').sort()).toEqual(known.sort());
+    expect(declared).toContain('$default');
   });
 
   it('keeps logs 14 days in dev and 90 days in prod', () => {

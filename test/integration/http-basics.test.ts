@@ -133,6 +133,22 @@ describe('the HTTP basics of every route', () => {
     for (const line of lines) expect(line.requestId).toBe(response.headers['x-request-id']);
   });
 
+  it('answers a known path asked with another method with a 405 problem and Allow', async () => {
+    const response = await invoke(notFound, httpEvent('POST', '/health'));
+
+    expect(response.statusCode).toBe(405);
+    expect(response.headers['content-type']).toBe('application/problem+json');
+    expect(response.headers['allow']).toBe('GET, OPTIONS');
+    expect(response.json).toMatchObject({ status: 405, title: 'Method Not Allowed' });
+  });
+
+  it('answers a plain OPTIONS on a known path with 204 and Allow', async () => {
+    const response = await invoke(notFound, httpEvent('OPTIONS', '/chat'));
+
+    expect(response.statusCode).toBe(204);
+    expect(response.headers['allow']).toBe('POST, OPTIONS');
+  });
+
   it('answers an unknown route with a 404 problem, whatever its body', async () => {
     const response = await invoke(notFound, httpEvent('POST', '/nowhere', { body: 'not json', headers: { 'content-type': 'text/plain' } }));
 
