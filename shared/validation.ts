@@ -15,13 +15,16 @@ interface Issue {
   keys?: string[];
   format?: string;
   message?: string;
+  /** The value at fault (validated with `reportInput`); undefined when the field was missing. */
+  input?: unknown;
 }
 
 function describe(issue: Issue): string {
   const unit = issue.origin === 'string' ? ' characters' : issue.origin === 'array' ? ' items' : '';
   switch (issue.code) {
     case 'invalid_type':
-      return issue.expected === 'never' ? 'is not allowed' : `must be ${article(issue.expected ?? 'value')}`;
+      if (issue.expected === 'never') return 'is not allowed';
+      return issue.input !== undefined ? `must be ${article(issue.expected ?? 'value')}` : `is required: ${article(issue.expected ?? 'value')}`;
     case 'too_small':
       return issue.origin === 'string' || issue.origin === 'array'
         ? `must have at least ${issue.minimum}${unit}`
@@ -34,8 +37,6 @@ function describe(issue: Issue): string {
       return `must be one of ${(issue.values ?? []).map((value) => JSON.stringify(value)).join(', ')}`;
     case 'invalid_format':
       return `must be a valid ${issue.format ?? 'value'}`;
-    case 'unrecognized_keys':
-      return `has unknown field${(issue.keys ?? []).length === 1 ? '' : 's'} ${(issue.keys ?? []).join(', ')}`;
     case 'custom':
       return issue.message ?? 'is invalid';
     default:
@@ -48,16 +49,20 @@ function article(type: string): string {
   return /^[aeiou]/.test(type) ? `an ${type}` : `a ${type}`;
 }
 
+const pathOf = (path: readonly PropertyKey[]) => path.map(String).join('.') || '(body)';
+
 export function toFieldErrors(issues: readonly Issue[]): FieldError[] {
-  return issues.map((issue) => ({
-    path: issue.path.map(String).join('.') || '(body)',
-    message: describe(issue),
-  }));
+  return issues.flatMap((issue) =>
+    // An unknown field is named by its own path, one error each, as a missing one is.
+    issue.code === 'unrecognized_keys'
+      ? (issue.keys ?? []).map((key) => ({ path: pathOf([...issue.path, key]), message: 'is not a known field' }))
+      : [{ path: pathOf(issue.path), message: describe(issue) }],
+  );
 }
 
 /** Validates `value` against `schema`; a failure is a 400 problem listing every field at fault. */
 export function validate<S extends z.ZodMiniType>(schema: S, value: unknown): z.infer<S> {
-  const result = schema.safeParse(value);
+  const result = schema.safeParse(value, { reportInput: true });
   if (result.success) return result.data;
   throw new HttpProblem(400, 'validation', {
     detail: 'The request body is not valid.',

@@ -143,6 +143,15 @@ describe('POST /auth/register', () => {
     });
   });
 
+  it('says in words that a missing field is required', async () => {
+    await fastHashing();
+
+    const response = await callRegister({ email: 'ada@example.org' });
+
+    expect(response.statusCode).toBe(400);
+    expect(response.json.errors).toEqual([{ path: 'password', message: 'is required: a string' }]);
+  });
+
   it('accepts the bounds themselves: a 12- and a 256-character password, a 100-character name', async () => {
     await fastHashing();
 
