@@ -19,8 +19,12 @@ export const LoginBody = z.object({
   password: z.string().check(z.minLength(1), z.maxLength(1024)),
 });
 
+/** The same for an unknown email and a wrong password. A 401 carries a challenge (RFC 9110). */
 function invalidCredentials(headers: Record<string, string>): HttpProblem {
-  return new HttpProblem(401, 'invalid-credentials', { detail: 'The email or password is incorrect.', headers });
+  return new HttpProblem(401, 'invalid-credentials', {
+    detail: 'The email or password is incorrect.',
+    headers: { ...headers, 'WWW-Authenticate': 'Bearer' },
+  });
 }
 
 async function login(event: HttpEvent): Promise<HttpResult> {
