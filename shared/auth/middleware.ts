@@ -1,8 +1,9 @@
 // The auth middleware of protected routes: `Authorization: Bearer <token>` → the session in Redis
 // (one round trip, which also slides its expiry) → `event.user` for the handler. Anything else is
-// a 401 problem with `WWW-Authenticate: Bearer` (RFC 6750): without an error code when no bearer
-// token was sent, with `error="invalid_token"` when one was sent but is malformed, expired or
-// revoked. Redis down is a 503 (from withRedis), never a 401.
+// a 401 problem with `WWW-Authenticate: Bearer`, exactly as the contract writes it (RFC 6750's
+// `error="invalid_token"` attribute is optional; the problem's type, `unauthorized` or
+// `invalid-token`, tells a missing token from a malformed, expired or revoked one). Redis down is
+// a 503 (from withRedis), never a 401.
 
 import type { MiddlewareObj } from '@middy/core';
 import { header, type HttpEvent, type HttpResult } from '../http.ts';
@@ -31,7 +32,7 @@ function missingToken(): HttpProblem {
 function invalidToken(): HttpProblem {
   return new HttpProblem(401, 'invalid-token', {
     detail: 'The bearer token is malformed, expired or revoked; log in again.',
-    headers: { 'WWW-Authenticate': 'Bearer error="invalid_token"' },
+    headers: { 'WWW-Authenticate': 'Bearer' },
   });
 }
 
