@@ -1,6 +1,7 @@
 // POST /embeddings, OpenAI-compatible: a client of the OpenAI embeddings API (the official SDKs,
 // LangChain, LlamaIndex) pointed at this base URL, with a session token as its API key, gets
-// vectors from the cache, or from the configured provider for the texts not cached yet.
+// vectors from the cache, or from the configured provider for the inputs not cached yet. Whatever
+// model the client names, the configured one embeds, and the answer says so.
 
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
@@ -8,6 +9,7 @@ import { authenticate, type AuthenticatedEvent } from '#shared/auth/middleware.t
 import { config } from '#shared/config.ts';
 import { embeddingsProvider } from '#shared/embeddings/configured-provider.ts';
 import { vectorToBase64, vectorToNumbers } from '#shared/embeddings/float32.ts';
+import { openAiErrorMember } from '#shared/embeddings/openai-error.ts';
 import { inputCount, parseEmbeddingsRequest, type EncodingFormat } from '#shared/embeddings/request.ts';
 import { embedWithCache } from '#shared/embeddings/service.ts';
 import { httpBasics, withRequestLogging, type HttpResult } from '#shared/http.ts';
@@ -53,10 +55,10 @@ observeRateLimitDecisions(countRateLimitDecision);
 async function embeddings(event: AuthenticatedEvent, context: Context): Promise<HttpResult> {
   const provider = embeddingsProvider();
   const request = parseEmbeddingsRequest(event.jsonBody, provider);
-  const outcome = await embedWithCache(request.texts, provider, { signal: deadline(context), ttlSeconds: config().cacheTtlSeconds });
+  const outcome = await embedWithCache(request.inputs, provider, { signal: deadline(context), ttlSeconds: config().cacheTtlSeconds });
 
   const usage: Usage = { prompt_tokens: outcome.promptTokens, total_tokens: outcome.promptTokens };
-  countUsage(event, usage, { hits: outcome.hits, inputs: request.texts.length });
+  countUsage(event, usage, { hits: outcome.hits, inputs: request.inputs.length });
 
   const body = JSON.stringify({
     object: 'list',
@@ -71,7 +73,7 @@ async function embeddings(event: AuthenticatedEvent, context: Context): Promise<
   }
   return {
     statusCode: 200,
-    headers: { 'Content-Type': 'application/json; charset=utf-8', 'X-Cache-Hits': `${outcome.hits}/${request.texts.length}` },
+    headers: { 'Content-Type': 'application/json; charset=utf-8', 'X-Cache-Hits': `${outcome.hits}/${request.inputs.length}` },
     body,
   };
 }
@@ -79,6 +81,8 @@ async function embeddings(event: AuthenticatedEvent, context: Context): Promise<
 export const handler = withRequestLogging(
   'POST /embeddings',
   middy<AuthenticatedEvent, HttpResult>()
+    // Before httpBasics, so that its onError runs after the problem response is built.
+    .use(openAiErrorMember())
     .use(httpBasics())
     .use(authenticate())
     // Cost: one unit an input.

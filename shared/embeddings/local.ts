@@ -3,10 +3,15 @@
 // dimensions (signed feature hashing, L2-normalised). Texts that share words, phrases or word
 // pieces (typos, inflections) get a high cosine similarity; synonyms and paraphrases with
 // different words do not. It is honest retrieval by overlapping wording, not by meaning.
+//
+// A token sequence gets the same treatment with token ids for words: ids, id bigrams and id
+// trigrams, hashed from prefixes of their own. Without the client's tokenizer the ids cannot be
+// read back as text, so a token sequence and a text live in different feature spaces: the tokens
+// of "photosynthesis" are not close to the text "photosynthesis". Compare like with like.
 
-import { estimateTokens, type EmbedResult, type EmbeddingsProvider } from './provider.ts';
+import { estimateTokens, type EmbeddingInput, type EmbedResult, type EmbeddingsProvider } from './provider.ts';
 
-/** Bumped whenever a text would get a different vector, so that old cache entries are not served. */
+/** Bumped whenever a text or a token sequence would get a different vector, so that old cache entries are not served. */
 const ALGORITHM = 'lexical-v1';
 
 /**
@@ -16,6 +21,11 @@ const ALGORITHM = 'lexical-v1';
 const WEIGHT = { word: 1, bigram: 0.8, charGram: 0.25 } as const;
 const MIN_GRAM = 3;
 const MAX_GRAM = 5;
+/**
+ * Weights of token-id n-grams, by length. A subword tokenizer splits words into pieces, so id
+ * bigrams and trigrams stand for words and short phrases, as word bigrams do for text.
+ */
+const TOKEN_GRAM_WEIGHTS = [1, 0.8, 0.5] as const;
 
 const WORD = /[\p{L}\p{N}]+/gu;
 
@@ -45,6 +55,12 @@ function finalise(h: number): number {
 const WORD_SEED = fnvText(FNV_OFFSET, 'w\u0000');
 const BIGRAM_SEED = fnvText(FNV_OFFSET, 'b\u0000');
 const CHAR_SEED = fnvText(FNV_OFFSET, 'c\u0000');
+const TOKEN_GRAM_SEEDS = TOKEN_GRAM_WEIGHTS.map((_, i) => fnvText(FNV_OFFSET, `t${i + 1}\u0000`));
+
+/** Token ids are safe integers, up to 53 bits: hashed as their low and high 32-bit halves. */
+function fnvTokenId(h: number, id: number): number {
+  return fnvAdd(fnvAdd(h, id >>> 0), Math.floor(id / 2 ** 32));
+}
 
 export function wordsOf(text: string): string[] {
   const words = text.normalize('NFKC').toLowerCase().match(WORD) ?? [];
@@ -63,14 +79,14 @@ export class LocalEmbedder implements EmbeddingsProvider {
     this.cacheNamespace = `${model}:${dimensions}:${ALGORITHM}`;
   }
 
-  async embed(texts: string[]): Promise<EmbedResult> {
+  async embed(inputs: readonly EmbeddingInput[]): Promise<EmbedResult> {
     return {
-      vectors: texts.map((text) => this.embedOne(text)),
-      promptTokens: texts.reduce((sum, text) => sum + estimateTokens(text), 0),
+      vectors: inputs.map((input) => this.embedOne(input)),
+      promptTokens: inputs.reduce((sum, input) => sum + estimateTokens(input), 0),
     };
   }
 
-  embedOne(text: string): Float32Array {
+  embedOne(input: EmbeddingInput): Float32Array {
     const sums = new Float64Array(this.dimensions);
     const add = (h: number, weight: number) => {
       const index = h % this.dimensions;
@@ -78,14 +94,29 @@ export class LocalEmbedder implements EmbeddingsProvider {
       const sign = Math.floor(h / this.dimensions) % 2 === 0 ? 1 : -1;
       sums[index]! += sign * weight;
     };
-    const words = wordsOf(text);
-    words.forEach((word, i) => {
-      add(finalise(fnvText(WORD_SEED, word)), WEIGHT.word);
-      if (i > 0) add(finalise(fnvText(BIGRAM_SEED, `${words[i - 1]} ${word}`)), WEIGHT.bigram);
-      addCharGrams(`<${word}>`, (h) => add(h, WEIGHT.charGram));
-    });
+    if (typeof input === 'string') addTextFeatures(input, add);
+    else addTokenFeatures(input, add);
     return normalise(sums);
   }
+}
+
+function addTextFeatures(text: string, add: (hash: number, weight: number) => void): void {
+  const words = wordsOf(text);
+  words.forEach((word, i) => {
+    add(finalise(fnvText(WORD_SEED, word)), WEIGHT.word);
+    if (i > 0) add(finalise(fnvText(BIGRAM_SEED, `${words[i - 1]} ${word}`)), WEIGHT.bigram);
+    addCharGrams(`<${word}>`, (h) => add(h, WEIGHT.charGram));
+  });
+}
+
+function addTokenFeatures(ids: readonly number[], add: (hash: number, weight: number) => void): void {
+  TOKEN_GRAM_WEIGHTS.forEach((weight, n) => {
+    for (let start = 0; start + n < ids.length; start += 1) {
+      let h = TOKEN_GRAM_SEEDS[n]!;
+      for (let i = start; i <= start + n; i += 1) h = fnvTokenId(h, ids[i]!);
+      add(finalise(h), weight);
+    }
+  });
 }
 
 /** Hashes of every 3-, 4- and 5-gram of UTF-16 code units (astral characters count as two; harmless for hashing). */

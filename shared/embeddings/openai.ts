@@ -1,6 +1,7 @@
 // The remote provider: any server speaking the OpenAI embeddings wire format (OpenAI, Azure-style
-// proxies, vLLM, LiteLLM, Voyage's compatible endpoint...). One POST for all the texts of a
-// request, a hard time-out, and upstream failures turned into problems a client can act on:
+// proxies, vLLM, LiteLLM, Voyage's compatible endpoint...). One POST for all the misses of a
+// request, texts or token sequences passed on as they came, a hard time-out, and upstream failures
+// turned into problems a client can act on:
 //
 //   upstream 429            -> 429, Retry-After passed on (default 1 s)
 //   upstream 503            -> 503, Retry-After passed on (default 1 s)
@@ -13,7 +14,7 @@
 import { log } from '../logger.ts';
 import { HttpProblem } from '../problem.ts';
 import { base64ToVector } from './float32.ts';
-import { estimateTokens, type EmbedOptions, type EmbedResult, type EmbeddingsProvider } from './provider.ts';
+import { estimateTokens, type EmbeddingInput, type EmbedOptions, type EmbedResult, type EmbeddingsProvider } from './provider.ts';
 
 export interface OpenAiEmbeddingsOptions {
   /** e.g. `https://api.openai.com/v1`; `/embeddings` is appended. */
@@ -53,10 +54,10 @@ export class OpenAiEmbeddings implements EmbeddingsProvider {
     this.#url = `${options.baseUrl.replace(/\/+$/, '')}/embeddings`;
   }
 
-  async embed(texts: string[], options: EmbedOptions = {}): Promise<EmbedResult> {
-    const batches: string[][] = [];
-    for (let start = 0; start < texts.length; start += MAX_INPUTS_PER_CALL) {
-      batches.push(texts.slice(start, start + MAX_INPUTS_PER_CALL));
+  async embed(inputs: readonly EmbeddingInput[], options: EmbedOptions = {}): Promise<EmbedResult> {
+    const batches: Array<readonly EmbeddingInput[]> = [];
+    for (let start = 0; start < inputs.length; start += MAX_INPUTS_PER_CALL) {
+      batches.push(inputs.slice(start, start + MAX_INPUTS_PER_CALL));
     }
     const results = await Promise.all(batches.map((batch) => this.#call(batch, options.signal)));
     return {
@@ -65,7 +66,7 @@ export class OpenAiEmbeddings implements EmbeddingsProvider {
     };
   }
 
-  async #call(texts: string[], callerSignal: AbortSignal | undefined): Promise<EmbedResult> {
+  async #call(inputs: readonly EmbeddingInput[], callerSignal: AbortSignal | undefined): Promise<EmbedResult> {
     const timeout = AbortSignal.timeout(this.#options.timeoutMs);
     const signal = callerSignal ? AbortSignal.any([timeout, callerSignal]) : timeout;
     let status: number;
@@ -81,7 +82,7 @@ export class OpenAiEmbeddings implements EmbeddingsProvider {
         },
         // base64: exact float32 bytes, a quarter of the JSON size, and supported by every server that
         // the official SDKs work with (they ask for base64 by default).
-        body: JSON.stringify({ input: texts, model: this.model, encoding_format: 'base64', dimensions: this.dimensions }),
+        body: JSON.stringify({ input: inputs, model: this.model, encoding_format: 'base64', dimensions: this.dimensions }),
         signal,
       });
       status = response.status;
@@ -91,7 +92,7 @@ export class OpenAiEmbeddings implements EmbeddingsProvider {
       throw this.#transportProblem(error, signal);
     }
     if (status < 200 || status > 299) throw this.#statusProblem(status, headers, text);
-    return this.#parse(text, texts);
+    return this.#parse(text, inputs);
   }
 
   #transportProblem(error: unknown, signal: AbortSignal): HttpProblem {
@@ -129,7 +130,7 @@ export class OpenAiEmbeddings implements EmbeddingsProvider {
     });
   }
 
-  #parse(text: string, texts: string[]): EmbedResult {
+  #parse(text: string, inputs: readonly EmbeddingInput[]): EmbedResult {
     const invalid = (why: string) => {
       log.warn('embeddings provider sent an unusable answer', { why, upstreamBody: text.slice(0, MAX_LOGGED_BODY) });
       return new HttpProblem(502, 'embeddings-upstream-error', { detail: 'The embeddings provider sent an unusable answer.' });
@@ -140,8 +141,8 @@ export class OpenAiEmbeddings implements EmbeddingsProvider {
     } catch {
       throw invalid('not JSON');
     }
-    if (!Array.isArray(body?.data) || body.data.length !== texts.length) throw invalid('data is not one entry per input');
-    const vectors = new Array<Float32Array | undefined>(texts.length);
+    if (!Array.isArray(body?.data) || body.data.length !== inputs.length) throw invalid('data is not one entry per input');
+    const vectors = new Array<Float32Array | undefined>(inputs.length);
     (body.data as WireEmbedding[]).forEach((entry, position) => {
       const index = typeof entry?.index === 'number' ? entry.index : position;
       const vector = toVector(entry?.embedding);
@@ -149,7 +150,7 @@ export class OpenAiEmbeddings implements EmbeddingsProvider {
       if (vector.length !== this.dimensions) {
         throw invalid(`an embedding has ${vector.length} dimensions, EMBEDDINGS_DIMENSIONS is ${this.dimensions}`);
       }
-      if (!Number.isInteger(index) || index < 0 || index >= texts.length || vectors[index] !== undefined) {
+      if (!Number.isInteger(index) || index < 0 || index >= inputs.length || vectors[index] !== undefined) {
         throw invalid('indexes are not 0..n-1');
       }
       vectors[index] = vector;
@@ -157,7 +158,7 @@ export class OpenAiEmbeddings implements EmbeddingsProvider {
     const counted = body.usage?.prompt_tokens;
     return {
       vectors: vectors as Float32Array[],
-      promptTokens: typeof counted === 'number' && Number.isFinite(counted) ? counted : texts.reduce((sum, t) => sum + estimateTokens(t), 0),
+      promptTokens: typeof counted === 'number' && Number.isFinite(counted) ? counted : inputs.reduce((sum, input) => sum + estimateTokens(input), 0),
     };
   }
 }

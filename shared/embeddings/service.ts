@@ -1,9 +1,9 @@
-// Embeddings through the cache: identical texts of a request are looked up and computed once,
+// Embeddings through the cache: identical inputs of a request are looked up and computed once,
 // every lookup goes out in one round trip, only the misses reach the provider (in one call), and
 // the misses are written back in one round trip before the answer leaves.
 //
-//   texts ─ distinct ─ read all keys (1 round trip) ─┬─ all hits ─────────────────────────┐
-//                                                    └─ misses ─ provider (1 call) ─ write ─┴─ vectors in input order
+//   inputs ─ distinct ─ read all keys (1 round trip) ─┬─ all hits ─────────────────────────┐
+//                                                     └─ misses ─ provider (1 call) ─ write ─┴─ vectors in input order
 //
 // Nothing is written when the provider fails: the error propagates before the write.
 
@@ -13,16 +13,17 @@ import { log } from '../logger.ts';
 import { withRedis } from '../redis.ts';
 import { recordTokenUsage } from '../telemetry/metrics.ts';
 import { readVectors, writeVectors } from './cache.ts';
-import { estimateTokens, type EmbeddingsProvider } from './provider.ts';
+import { estimateTokens, type EmbeddingInput, type EmbeddingsProvider } from './provider.ts';
 
 export interface EmbedOutcome {
-  /** One vector per input text, in input order. */
+  /** One vector per input, in input order. */
   vectors: Float32Array[];
-  /** Inputs whose vector came from the cache (repeats of a cached text count, repeats of a miss do not). */
+  /** Inputs whose vector came from the cache (repeats of a cached input count, repeats of a miss do not). */
   hits: number;
   /**
-   * Tokens of the request: the provider's count for the texts it embedded, an estimate
-   * (characters / 4) for every other input (cache hits, repeats within the request).
+   * Tokens of the request: the provider's count for the inputs it embedded, an estimate for every
+   * other input (cache hits, repeats within the request): a token sequence's length, a text's
+   * characters / 4.
    */
   promptTokens: number;
 }
@@ -33,49 +34,63 @@ export interface EmbedWithCacheOptions {
   ttlSeconds?: number;
 }
 
+/**
+ * A text and a token sequence never share a key, not even a text that spells the ids: a token
+ * sequence is hashed as its ids joined by commas, under a namespace of its own. Text keys stay as
+ * they were, so vectors cached before token sequences were accepted are still served.
+ */
+function cacheKey(namespace: string, input: EmbeddingInput): string {
+  return typeof input === 'string' ? embeddingKey(namespace, input) : embeddingKey(`${namespace}:tokens`, input.join(','));
+}
+
 export async function embedWithCache(
-  texts: string[],
+  inputs: readonly EmbeddingInput[],
   provider: EmbeddingsProvider,
   options: EmbedWithCacheOptions = {},
 ): Promise<EmbedOutcome> {
-  const distinct = [...new Set(texts)];
-  const keys = distinct.map((text) => embeddingKey(provider.cacheNamespace, text));
-  const cached = await withRedis((redis) => readVectors(redis, keys, provider.dimensions));
+  // The key names an input: equal keys are equal inputs, computed once.
+  const keys = inputs.map((input) => cacheKey(provider.cacheNamespace, input));
+  const inputOf = new Map<string, EmbeddingInput>();
+  keys.forEach((key, position) => {
+    if (!inputOf.has(key)) inputOf.set(key, inputs[position]!);
+  });
+  const distinct = [...inputOf.keys()];
+  const cached = await withRedis((redis) => readVectors(redis, distinct, provider.dimensions));
 
   const vectorOf = new Map<string, Float32Array>();
-  const missing: number[] = [];
-  distinct.forEach((text, i) => {
+  const missing: string[] = [];
+  distinct.forEach((key, i) => {
     const vector = cached[i];
-    if (vector === undefined) missing.push(i);
-    else vectorOf.set(text, vector);
+    if (vector === undefined) missing.push(key);
+    else vectorOf.set(key, vector);
   });
-  const hitTexts = new Set(vectorOf.keys());
+  const hitKeys = new Set(vectorOf.keys());
 
   let providerTokens = 0;
   if (missing.length > 0) {
     const computed = await provider.embed(
-      missing.map((i) => distinct[i]!),
+      missing.map((key) => inputOf.get(key)!),
       { signal: options.signal },
     );
     providerTokens = computed.promptTokens;
     recordTokenUsage({ operation: 'embeddings', provider: config().embeddings.provider, model: provider.model, inputTokens: providerTokens });
-    missing.forEach((i, n) => vectorOf.set(distinct[i]!, computed.vectors[n]!));
+    missing.forEach((key, n) => vectorOf.set(key, computed.vectors[n]!));
     await storeMisses(
-      missing.map((i, n) => ({ key: keys[i]!, vector: computed.vectors[n]! })),
+      missing.map((key, n) => ({ key, vector: computed.vectors[n]! })),
       options.ttlSeconds ?? config().cacheTtlSeconds,
     );
   }
 
-  const countedByProvider = new Set(missing.map((i) => distinct[i]!));
+  const countedByProvider = new Set(missing);
   let estimatedTokens = 0;
   let hits = 0;
-  for (const text of texts) {
-    if (hitTexts.has(text)) hits += 1;
-    // The provider counted each missing text once; its repeats and the hits are estimated.
-    if (countedByProvider.has(text)) countedByProvider.delete(text);
-    else estimatedTokens += estimateTokens(text);
-  }
-  return { vectors: texts.map((text) => vectorOf.get(text)!), hits, promptTokens: providerTokens + estimatedTokens };
+  keys.forEach((key, position) => {
+    if (hitKeys.has(key)) hits += 1;
+    // The provider counted each missing input once; its repeats and the hits are estimated.
+    if (countedByProvider.has(key)) countedByProvider.delete(key);
+    else estimatedTokens += estimateTokens(inputs[position]!);
+  });
+  return { vectors: keys.map((key) => vectorOf.get(key)!), hits, promptTokens: providerTokens + estimatedTokens };
 }
 
 /** The vectors are computed and paid for: a failed write costs a future recomputation, not this answer. */

@@ -1,7 +1,8 @@
 // A local server speaking the OpenAI embeddings wire format (POST <base>/embeddings), so the real
 // remote provider runs against it through EMBEDDINGS_BASE_URL. Its vectors are deterministic and
 // unlike the local provider's (unit vectors seeded by the text's SHA-256), so a test can tell
-// which side computed a vector. It counts calls and inputs, and can fail or answer slowly.
+// which side computed a vector. Like OpenAI it takes texts or token arrays, not a mix of both. It
+// counts calls and inputs, and can fail or answer slowly.
 
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -30,7 +31,7 @@ export interface OpenAiEmbeddingsDouble {
   env(dimensions?: number): Record<string, string>;
   /** Requests received, in order. */
   requests: ReceivedRequest[];
-  /** Total texts received over all requests. */
+  /** Total inputs (texts or token arrays) received over all requests. */
   inputs(): number;
   /** While set, every request is answered with this failure. */
   failure: Failure | undefined;
@@ -58,10 +59,18 @@ export function doubleVector(text: string, dimensions: number): Float32Array {
   return vector.map((value) => value / norm);
 }
 
-/** Tokens the double reports for a text: its words, plus one. */
-export function doubleTokens(text: string): number {
-  return text.split(/\s+/).filter(Boolean).length + 1;
+/** Tokens the double reports for a text: its words, plus one; for a token array, its length. */
+export function doubleTokens(input: string | number[]): number {
+  return typeof input === 'string' ? input.split(/\s+/).filter(Boolean).length + 1 : input.length;
 }
+
+/** The vector the double returns for a token array: unlike any text's, however the ids are spelt. */
+export function doubleTokenVector(ids: number[], dimensions: number): Float32Array {
+  return doubleVector(`tokens\u0000${ids.join(' ')}`, dimensions);
+}
+
+const isTokenArray = (input: unknown): input is number[] =>
+  Array.isArray(input) && input.length > 0 && input.every((id) => Number.isSafeInteger(id) && id >= 0);
 
 function readBody(request: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -117,8 +126,8 @@ export async function startOpenAiEmbeddingsDouble(apiKey = 'sk-test-double-01234
       return openAiError(response, 401, 'Incorrect API key provided.');
     }
     const inputs = body.input;
-    if (!Array.isArray(inputs) || !inputs.every((input) => typeof input === 'string')) {
-      return openAiError(response, 400, 'input must be an array of strings');
+    if (!Array.isArray(inputs) || !(inputs.every((input) => typeof input === 'string') || inputs.every(isTokenArray))) {
+      return openAiError(response, 400, 'input must be an array of strings or an array of token arrays');
     }
     const dimensions = double.forceDimensions ?? (typeof body.dimensions === 'number' ? body.dimensions : 1536);
     const base64 = body.encoding_format === 'base64' && !double.ignoreEncodingFormat;
@@ -129,7 +138,7 @@ export async function startOpenAiEmbeddingsDouble(apiKey = 'sk-test-double-01234
       // Reversed, with explicit indexes: a client must order by index, not by position.
       data: inputs
         .map((input, index) => {
-          const vector = doubleVector(input, dimensions);
+          const vector = typeof input === 'string' ? doubleVector(input, dimensions) : doubleTokenVector(input, dimensions);
           return {
             object: 'embedding',
             index,

@@ -47,7 +47,17 @@ describe('POST /embeddings on npm run dev, through the official openai client', 
     expect(second.response.headers.get('ratelimit-policy')).not.toBeNull();
   });
 
-  it('raises BadRequestError for a model the server does not serve', async () => {
-    await expect(client.embeddings.create({ input: 'x', model: 'text-embedding-3-large' })).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+  it('works with the model name OpenAI SDK users send, and answers with the configured model', async () => {
+    const result = await client.embeddings.create({ input: 'What is a fraction?', model: 'text-embedding-3-small' });
+
+    expect(result.model).toBe(MODEL);
+    expect(result.data[0]!.embedding).toEqual(Array.from(local.embedOne('What is a fraction?')));
+  });
+
+  it('raises BadRequestError whose message carries our detail, not "(no body)"', async () => {
+    const error = await client.embeddings.create({ input: '', model: MODEL }).catch((reason: unknown) => reason);
+
+    expect(error).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((error as Error).message).toBe('400 The request body is not valid. input must have at least 1 characters');
   });
 });

@@ -91,15 +91,43 @@ describe('the official openai client against POST /embeddings', () => {
     expect(result.data[0]!.embedding).toEqual(Array.from(local.embedOne('one string')));
   });
 
-  it('raises BadRequestError for a model the server does not serve', async () => {
-    const attempt = client.embeddings.create({ input: 'x', model: 'text-embedding-3-large' });
+  it('works with the model name OpenAI SDK users send, and answers with the configured model', async () => {
+    const result = await client.embeddings.create({ input: ['an SDK default'], model: 'text-embedding-3-small' });
 
-    await expect(attempt).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+    expect(result.model).toBe(MODEL);
+    expect(result.data[0]!.embedding).toEqual(Array.from(local.embedOne('an SDK default')));
+  });
+
+  it('embeds token arrays, as LangChain Python sends them by default', async () => {
+    const arrays = [[791, 32013, 315], [53363, 30]];
+
+    const result = await client.embeddings.create({ input: arrays, model: 'text-embedding-ada-002' });
+
+    expect(result.data.map((entry) => entry.embedding)).toEqual(arrays.map((ids) => Array.from(local.embedOne(ids))));
+  });
+
+  it('raises BadRequestError whose message, param and code carry what was wrong', async () => {
+    const error = await client.embeddings.create({ input: ['fine', ''], model: MODEL }).catch((reason: unknown) => reason);
+
+    expect(error).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(error).toMatchObject({
+      message: '400 The request body is not valid. input.1 must have at least 1 characters',
+      param: 'input.1',
+      code: 'validation',
+    });
   });
 
   it('raises AuthenticationError for an API key that is not a session token', async () => {
     const stranger = new OpenAI({ baseURL: gateway.baseUrl, apiKey: 'not-a-session-token', maxRetries: 0 });
 
     await expect(stranger.embeddings.create({ input: 'x', model: MODEL })).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+  });
+
+  it('shows our detail, not "(no body)", in the AuthenticationError message', async () => {
+    const stranger = new OpenAI({ baseURL: gateway.baseUrl, apiKey: 'not-a-session-token', maxRetries: 0 });
+
+    const error = await stranger.embeddings.create({ input: 'x', model: MODEL }).catch((reason: unknown) => reason);
+
+    expect((error as Error).message).toBe('401 The bearer token is malformed, expired or revoked; log in again.');
   });
 });

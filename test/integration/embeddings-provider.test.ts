@@ -4,7 +4,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { embeddingsProvider } from '../../shared/embeddings/configured-provider.ts';
 import { OpenAiEmbeddings } from '../../shared/embeddings/openai.ts';
 import { HttpProblem } from '../../shared/problem.ts';
-import { DOUBLE_MODEL, doubleTokens, doubleVector, startOpenAiEmbeddingsDouble, type OpenAiEmbeddingsDouble } from '../doubles/openai-embeddings.ts';
+import { DOUBLE_MODEL, doubleTokens, doubleTokenVector, doubleVector, startOpenAiEmbeddingsDouble, type OpenAiEmbeddingsDouble } from '../doubles/openai-embeddings.ts';
 import { useEnvironment } from '../support/env.ts';
 import { captureOutput } from '../support/logs.ts';
 
@@ -58,6 +58,23 @@ describe('the OpenAI-compatible embeddings provider', () => {
 
     expect(result.vectors.map((vector) => Array.from(vector))).toEqual(texts.map((text) => Array.from(doubleVector(text, 32))));
     expect(result.promptTokens).toBe(texts.reduce((sum, text) => sum + doubleTokens(text), 0));
+  });
+
+  it('sends token arrays upstream unchanged, in one request', async () => {
+    const arrays = [[791, 32013, 315], [0], [Number.MAX_SAFE_INTEGER, 7]];
+
+    await provider().embed(arrays);
+
+    expect(upstream.requests.map((request) => request.body.input)).toEqual([arrays]);
+  });
+
+  it('gives the upstream vectors of token arrays in their order, with the upstream token count', async () => {
+    const arrays = [[791, 32013, 315], [42]];
+
+    const result = await provider().embed(arrays);
+
+    expect(result.vectors.map((vector) => Array.from(vector))).toEqual(arrays.map((ids) => Array.from(doubleTokenVector(ids, 32))));
+    expect(result.promptTokens).toBe(3 + 1);
   });
 
   it('reads number arrays as well as base64, for servers that ignore encoding_format', async () => {

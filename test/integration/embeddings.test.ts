@@ -3,7 +3,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { handler } from '../../functions/embeddings.ts';
 import { base64ToVector } from '../../shared/embeddings/float32.ts';
 import { LocalEmbedder } from '../../shared/embeddings/local.ts';
-import { DOUBLE_MODEL, doubleTokens, doubleVector, startOpenAiEmbeddingsDouble, type OpenAiEmbeddingsDouble } from '../doubles/openai-embeddings.ts';
+import { DOUBLE_MODEL, doubleTokens, doubleTokenVector, doubleVector, startOpenAiEmbeddingsDouble, type OpenAiEmbeddingsDouble } from '../doubles/openai-embeddings.ts';
 import { useEnvironment } from '../support/env.ts';
 import { httpEvent, invoke, type InvokeResult } from '../support/lambda.ts';
 import { startRedisCluster, startStandaloneRedis, type RedisCluster, type RedisServer } from '../support/redis.ts';
@@ -14,7 +14,8 @@ const local = new LocalEmbedder(LOCAL_MODEL, 384);
 const FAST_AUTH = { PASSWORD_SCRYPT_LOG2N: '14' };
 
 const bits = (vector: ArrayLike<number>) => Array.from(new Uint32Array(Float32Array.from(vector).buffer));
-const localBits = (text: string) => bits(local.embedOne(text));
+const localBits = (input: string | number[]) => bits(local.embedOne(input));
+const vectorBits = (response: InvokeResult) => response.json.data.map((entry: { embedding: number[] }) => bits(entry.embedding));
 
 async function embeddingKeys(admin: Redis): Promise<string[]> {
   return (await admin.keys('tc:{e:*')).sort();
@@ -64,6 +65,53 @@ describe('POST /embeddings with the local provider', () => {
     expect(response.statusCode).toBe(200);
     expect(bits(response.json.data[0].embedding)).toEqual(localBits('just one'));
     expect(response.headers['x-cache-hits']).toBe('0/1');
+  });
+
+  it.each(['text-embedding-3-small', 'text-embedding-ada-002'])(
+    'accepts the model name %s that OpenAI clients send, and answers with the configured model',
+    async (model) => {
+      const response = await post({ input: ['any model name'], model });
+
+      expect(response.statusCode).toBe(200);
+      expect(response.json.model).toBe(LOCAL_MODEL);
+      expect(vectorBits(response)).toEqual([localBits('any model name')]);
+    },
+  );
+
+  it('embeds one array of token ids as one input, as the local embedder computes it', async () => {
+    const response = await post({ input: [791, 32013, 315] });
+
+    expect(response.statusCode).toBe(200);
+    expect(vectorBits(response)).toEqual([localBits([791, 32013, 315])]);
+    expect(response.headers['x-cache-hits']).toBe('0/1');
+  });
+
+  it('embeds a batch of token arrays, each repeated array computed once, hits counted per array', async () => {
+    const cold = await post({ input: [[1, 2], [3, 4], [1, 2]] });
+    const warm = await post({ input: [[3, 4], [5], [1, 2]] });
+
+    expect(cold.headers['x-cache-hits']).toBe('0/3');
+    expect(warm.headers['x-cache-hits']).toBe('2/3');
+    expect(vectorBits(warm)).toEqual([localBits([3, 4]), localBits([5]), localBits([1, 2])]);
+    expect(await embeddingKeys(admin)).toHaveLength(3);
+  });
+
+  it('keeps token arrays and text apart in the cache, even when the text spells the ids', async () => {
+    await post({ input: ['1,2,3'] });
+
+    const tokens = await post({ input: [[1, 2, 3]] });
+
+    expect(tokens.headers['x-cache-hits']).toBe('0/1');
+    expect(vectorBits(tokens)).toEqual([localBits([1, 2, 3])]);
+    expect(await embeddingKeys(admin)).toHaveLength(2);
+  });
+
+  it('counts the usage of a token array as its number of ids, cached or not', async () => {
+    await post({ input: [[1, 2, 3]] });
+
+    const response = await post({ input: [[1, 2, 3], [4, 5], [4, 5]] });
+
+    expect(response.json.usage).toEqual({ prompt_tokens: 3 + 2 + 2, total_tokens: 3 + 2 + 2 });
   });
 
   it('computes a repeated text once and gives its vector at every position', async () => {
@@ -118,8 +166,7 @@ describe('POST /embeddings with the local provider', () => {
     ['257 inputs', { input: Array.from({ length: 257 }, (_, i) => `t${i}`) }],
     ['8193 characters', { input: ['x'.repeat(8193)] }],
     ['a number among the texts', { input: ['fine', 3] }],
-    ['token arrays', { input: [[101, 102]] }],
-    ['another model', { input: 'x', model: 'text-embedding-3-large' }],
+    ['a model that is not a string', { input: 'x', model: 3 }],
     ['other dimensions', { input: 'x', dimensions: 1536 }],
   ])('refuses %s with a 400 problem and caches nothing', async (_, body) => {
     const response = await post(body);
@@ -128,6 +175,45 @@ describe('POST /embeddings with the local provider', () => {
     expect(response.headers['content-type']).toBe('application/problem+json');
     expect(response.json.errors.length).toBeGreaterThan(0);
     expect(await embeddingKeys(admin)).toEqual([]);
+  });
+
+  it.each([
+    ['an empty token array', { input: [[1], []] }, 'input.1'],
+    ['8193 token ids', { input: Array.from({ length: 8193 }, (_, i) => i) }, 'input'],
+    ['257 token arrays', { input: Array.from({ length: 257 }, (_, i) => [i]) }, 'input'],
+    ['a negative token id', { input: [[7, -1]] }, 'input.0.1'],
+    ['a fractional token id', { input: [7, 1.5] }, 'input.1'],
+    ['a text among token arrays', { input: [[7], 'seven'] }, 'input.1'],
+  ])('refuses %s with a 400 problem naming the field at fault, and caches nothing', async (_, body, path) => {
+    const response = await post(body);
+
+    expect(response.statusCode).toBe(400);
+    expect(response.json.errors.map((error: { path: string }) => error.path)).toEqual([path]);
+    expect(await embeddingKeys(admin)).toEqual([]);
+  });
+
+  it("adds OpenAI's error member to a 400 problem, keeping the problem's own fields", async () => {
+    const response = await post({ input: ['fine', ''] });
+
+    expect(response.json).toMatchObject({
+      type: expect.stringMatching(/\/validation$/),
+      title: 'Bad Request',
+      status: 400,
+      detail: 'The request body is not valid.',
+      errors: [{ path: 'input.1', message: 'must have at least 1 characters' }],
+      error: {
+        message: 'The request body is not valid. input.1 must have at least 1 characters',
+        type: 'invalid_request_error',
+        param: 'input.1',
+        code: 'validation',
+      },
+    });
+  });
+
+  it("adds OpenAI's error member to the 401 of a request without a bearer token", async () => {
+    const response = await post({ input: 'x' }, {});
+
+    expect(response.json.error).toMatchObject({ type: 'invalid_request_error', code: 'unauthorized', message: response.json.detail });
   });
 
   it('refuses a request without a bearer token with a 401 and WWW-Authenticate', async () => {
@@ -153,6 +239,17 @@ describe('POST /embeddings with the local provider', () => {
     expect(third.statusCode).toBe(200);
   });
 
+  it("adds OpenAI's error member to the rate limiter's 429", async () => {
+    await useEnvironment({ REDIS_URL: redis.url, ...FAST_AUTH, RATE_LIMIT_EMBEDDINGS: '1/1h' });
+    const { token: fresh } = await signUpAndLogIn();
+    await post({ input: 'first' }, bearer(fresh));
+
+    const refused = await post({ input: 'second' }, bearer(fresh));
+
+    expect(refused.statusCode).toBe(429);
+    expect(refused.json.error).toMatchObject({ type: 'invalid_request_error', code: 'rate-limited', message: refused.json.detail });
+  });
+
   it('answers 413 rather than a response over the 6 MB Lambda limit', async () => {
     await useEnvironment({ REDIS_URL: redis.url, ...FAST_AUTH, EMBEDDINGS_DIMENSIONS: '8192' });
 
@@ -170,6 +267,14 @@ describe('POST /embeddings with the local provider', () => {
 
     expect(response.statusCode).toBe(503);
     expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  it("adds OpenAI's server_error member to the 503 of a Redis that is down", async () => {
+    await useEnvironment({ REDIS_URL: 'redis://127.0.0.1:1', ...FAST_AUTH });
+
+    const response = await post({ input: 'x' });
+
+    expect(response.json).toMatchObject({ status: 503, error: { type: 'server_error', code: 'redis-unavailable' } });
   });
 });
 
@@ -211,6 +316,24 @@ describe('POST /embeddings with an OpenAI-compatible provider', () => {
     expect(upstream.requests.map((request) => request.body.input)).toEqual([['gamma', 'delta']]);
     expect(vectorsOf(response)).toEqual(['gamma', 'alpha', 'gamma', 'beta', 'delta'].map((text) => bits(doubleVector(text, DIMENSIONS))));
     expect(response.headers['x-cache-hits']).toBe('2/5');
+  });
+
+  it('embeds with the configured model whatever model the client names, and answers with it', async () => {
+    const response = await post({ input: ['named otherwise'], model: 'text-embedding-ada-002' });
+
+    expect(upstream.requests.map((request) => request.body.model)).toEqual([DOUBLE_MODEL]);
+    expect(response.json.model).toBe(DOUBLE_MODEL);
+  });
+
+  it('passes token arrays upstream as they are, only the distinct misses, in one call', async () => {
+    await post({ input: [[1, 2]] });
+    upstream.requests.length = 0;
+
+    const response = await post({ input: [[3], [1, 2], [3], [4, 5]] });
+
+    expect(upstream.requests.map((request) => request.body.input)).toEqual([[[3], [4, 5]]]);
+    expect(vectorsOf(response)).toEqual([[3], [1, 2], [3], [4, 5]].map((ids) => bits(doubleTokenVector(ids, DIMENSIONS))));
+    expect(response.headers['x-cache-hits']).toBe('1/4');
   });
 
   it('makes no upstream call when every input is cached', async () => {

@@ -3,7 +3,7 @@ import { LocalEmbedder } from '../../shared/embeddings/local.ts';
 
 const embedder = new LocalEmbedder('local-hash-384', 384);
 const cosine = (a: Float32Array, b: Float32Array) => a.reduce((sum, value, i) => sum + value * b[i]!, 0);
-const similarity = (a: string, b: string) => cosine(embedder.embedOne(a), embedder.embedOne(b));
+const similarity = (a: string | number[], b: string | number[]) => cosine(embedder.embedOne(a), embedder.embedOne(b));
 
 describe('the local lexical embedder', () => {
   it('gives the same vector for the same text, every time', async () => {
@@ -54,5 +54,43 @@ describe('the local lexical embedder', () => {
     const { promptTokens } = await embedder.embed(['abcd', 'abcde']);
 
     expect(promptTokens).toBe(1 + 2);
+  });
+
+  it('gives the same unit vector for the same token ids, every time', async () => {
+    const ids = [791, 32013, 315, 865, 53363, 30];
+
+    const first = await embedder.embed([ids]);
+    const second = await new LocalEmbedder('local-hash-384', 384).embed([ids]);
+
+    expect(Array.from(second.vectors[0]!)).toEqual(Array.from(first.vectors[0]!));
+    expect(Math.hypot(...first.vectors[0]!)).toBeCloseTo(1, 5);
+  });
+
+  it('scores token sequences that share ids and id runs higher than unrelated ones', () => {
+    const question = [4438, 656, 358, 12849, 279, 32905, 315, 865, 53363, 30];
+
+    const related = similarity(question, [3923, 374, 279, 32905, 315, 865, 53363, 30]);
+    const unrelated = similarity(question, [791, 8753, 22910, 6137, 304, 220, 11128, 24, 13]);
+
+    expect(related).toBeGreaterThan(0.4);
+    expect(unrelated).toBeLessThan(0.2);
+  });
+
+  it('distinguishes the order of token ids through id bigrams', () => {
+    expect(similarity([11, 22, 33], [33, 22, 11])).toBeLessThan(0.9);
+  });
+
+  it('keeps token ids and text apart: ids written out as text are not close to the ids (documented)', () => {
+    expect(similarity([1917, 3290], '1917 3290')).toBeLessThan(0.2);
+  });
+
+  it('tells large token ids apart by their high bits', () => {
+    expect(similarity([2 ** 40 + 7], [7])).toBeLessThan(0.2);
+  });
+
+  it('counts a token sequence as its number of ids', async () => {
+    const { promptTokens } = await embedder.embed([[1, 2, 3], [4]]);
+
+    expect(promptTokens).toBe(3 + 1);
   });
 });

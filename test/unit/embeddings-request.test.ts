@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { inputCount, parseEmbeddingsRequest } from '../../shared/embeddings/request.ts';
 import { HttpProblem } from '../../shared/problem.ts';
 
-const accepted = { model: 'local-hash-384', dimensions: 384 };
+const accepted = { dimensions: 384 };
 
 function problemOf(body: unknown): HttpProblem {
   try {
@@ -16,10 +16,10 @@ function problemOf(body: unknown): HttpProblem {
 
 describe('the POST /embeddings body', () => {
   it('accepts one string as a batch of one, float encoded by default', () => {
-    expect(parseEmbeddingsRequest({ input: 'hello' }, accepted)).toEqual({ texts: ['hello'], encoding: 'float' });
+    expect(parseEmbeddingsRequest({ input: 'hello' }, accepted)).toEqual({ inputs: ['hello'], encoding: 'float' });
   });
 
-  it('accepts 256 strings, the configured model and dimensions, base64, a user, and ignores unknown fields', () => {
+  it('accepts 256 strings, the configured dimensions, base64, a user, and ignores unknown fields', () => {
     const input = Array.from({ length: 256 }, (_, i) => `text ${i}`);
 
     const request = parseEmbeddingsRequest(
@@ -27,7 +27,34 @@ describe('the POST /embeddings body', () => {
       accepted,
     );
 
-    expect(request).toEqual({ texts: input, encoding: 'base64' });
+    expect(request).toEqual({ inputs: input, encoding: 'base64' });
+  });
+
+  it.each(['text-embedding-3-small', 'text-embedding-ada-002', 'local-hash-384', 'anything at all'])(
+    'accepts the model name %s, whatever the configured model',
+    (model) => {
+      expect(parseEmbeddingsRequest({ input: 'x', model }, accepted).inputs).toEqual(['x']);
+    },
+  );
+
+  it('accepts one array of token ids as one input', () => {
+    expect(parseEmbeddingsRequest({ input: [1917, 3290, 0] }, accepted).inputs).toEqual([[1917, 3290, 0]]);
+  });
+
+  it('accepts an array of token-id arrays as one input each', () => {
+    expect(parseEmbeddingsRequest({ input: [[1917], [3290, 11]] }, accepted).inputs).toEqual([[1917], [3290, 11]]);
+  });
+
+  it('accepts 256 token arrays of 8192 ids each, up to the largest safe integer', () => {
+    const longest = Array.from({ length: 8192 }, (_, i) => (i === 0 ? Number.MAX_SAFE_INTEGER : i));
+
+    const request = parseEmbeddingsRequest({ input: Array.from({ length: 256 }, () => longest) }, accepted);
+
+    expect(request.inputs).toHaveLength(256);
+  });
+
+  it('accepts one token array longer than 256 ids (the input limit counts arrays, not ids)', () => {
+    expect(parseEmbeddingsRequest({ input: Array.from({ length: 1000 }, (_, i) => i) }, accepted).inputs).toHaveLength(1);
   });
 
   it('accepts 8192 characters, counting an emoji as one', () => {
@@ -45,7 +72,17 @@ describe('the POST /embeddings body', () => {
     ['a number in the batch', { input: ['ok', 7] }, 'input.1'],
     ['8193 characters', { input: ['a'.repeat(8193)] }, 'input.0'],
     ['an object as input', { input: { text: 'x' } }, 'input'],
-    ['another model', { input: 'x', model: 'text-embedding-3-large' }, 'model'],
+    ['a single number as input', { input: 1917 }, 'input'],
+    ['a model that is not a string', { input: 'x', model: 42 }, 'model'],
+    ['an empty model name', { input: 'x', model: '' }, 'model'],
+    ['an empty token array', { input: [[1], []] }, 'input.1'],
+    ['8193 tokens in one array', { input: Array.from({ length: 8193 }, () => 1) }, 'input'],
+    ['8193 tokens in a batch', { input: [[1], Array.from({ length: 8193 }, () => 1)] }, 'input.1'],
+    ['257 token arrays', { input: Array.from({ length: 257 }, () => [1]) }, 'input'],
+    ['a negative token id', { input: [5, -1] }, 'input.1'],
+    ['a fractional token id in a batch', { input: [[5], [6, 1.5]] }, 'input.1.1'],
+    ['a token id beyond the safe integers', { input: [[2 ** 53]] }, 'input.0.0'],
+    ['a token array that is not an array in a batch', { input: [[5], 6] }, 'input.1'],
     ['other dimensions', { input: 'x', dimensions: 1536 }, 'dimensions'],
     ['an unknown encoding', { input: 'x', encoding_format: 'int8' }, 'encoding_format'],
     ['a user that is not a string', { input: 'x', user: 42 }, 'user'],
@@ -57,11 +94,15 @@ describe('the POST /embeddings body', () => {
   });
 
   it.each([
-    ['one token array', { input: [1917, 3290] }],
-    ['a batch of token arrays', { input: [[1917], [3290, 11]] }],
-    ['a single token', { input: 1917 }],
-  ])('refuses %s, saying that token arrays are not supported', (_, body) => {
-    expect(problemOf(body).errors?.[0]?.message).toMatch(/token arrays are not supported/);
+    ['a token array among texts', { input: ['text', [1917]] }, 'input.1'],
+    ['a text among token arrays', { input: [[1917], 'text'] }, 'input.1'],
+    ['a text among token ids', { input: [1917, 'text'] }, 'input.1'],
+  ])('refuses %s, saying that text and token arrays cannot be mixed', (_, body, path) => {
+    expect(problemOf(body).errors).toEqual([{ path, message: expect.stringMatching(/cannot be mixed/) }]);
+  });
+
+  it('lists at most 20 errors for a token array of 8192 bad ids', () => {
+    expect(problemOf({ input: [Array.from({ length: 8192 }, () => -1)] }).errors).toHaveLength(20);
   });
 
   it('lists at most 20 errors for a batch of 256 bad inputs', () => {
@@ -75,5 +116,10 @@ describe('the POST /embeddings body', () => {
     expect(inputCount({ input: Array.from({ length: 100_000 }, () => 'x') })).toBe(1);
     expect(inputCount('garbage')).toBe(1);
     expect(inputCount(undefined)).toBe(1);
+  });
+
+  it('costs the rate limiter one unit a token array, however many ids it holds', () => {
+    expect(inputCount({ input: [[1], [2, 3], [4]] })).toBe(3);
+    expect(inputCount({ input: Array.from({ length: 1000 }, (_, i) => i) })).toBe(1);
   });
 });
