@@ -78,15 +78,16 @@ export function userSessionsKey(shard: number, userId: string): string {
 }
 
 // ── Response cache (chat) ────────────────────────────────────────────────────────────────────
-// One question = one hash tag: `tc:{rc:<cache>:<question digest>}:answer` holds the answer and
-// `...:lock` the single-flight lock, so the script that stores the answer and releases the lock
-// touches one cluster slot, while different questions spread over the cluster. The digest covers
-// the scope owner (user id or `*`), so user-scoped answers of two users never share a key.
+// One question = one hash tag: `tc:{rc:<cache>:<question digest>}:answer` holds the answer,
+// `...:lock` the single-flight lock and `...:failure` (a few seconds) the problem its last holder
+// failed with, so the script that stores the answer and releases the lock touches one cluster
+// slot, while different questions spread over the cluster. The digest covers the scope owner
+// (user id or `*`), so user-scoped answers of two users never share a key.
 
-/** The answer and lock keys of one question in one response cache, e.g. `chat`. */
-export function responseCacheKeys(cache: string, questionDigest: string): { answer: string; lock: string } {
+/** The answer, lock and failure keys of one question in one response cache, e.g. `chat`. */
+export function responseCacheKeys(cache: string, questionDigest: string): { answer: string; lock: string; failure: string } {
   const tag = `rc:${cache}:${questionDigest}`;
-  return { answer: key(tag, 'answer'), lock: key(tag, 'lock') };
+  return { answer: key(tag, 'answer'), lock: key(tag, 'lock'), failure: key(tag, 'failure') };
 }
 
 // ── Embedding cache ──────────────────────────────────────────────────────────────────────────

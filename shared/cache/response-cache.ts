@@ -16,8 +16,10 @@
 // The key is a digest of the validated question (model, prompt version, messages, parameters)
 // and of its owner: the user (default) or `*` for a route configured as global. Values are the
 // answer as one compact JSON string, with a TTL. Errors are never stored, nor answers the route
-// calls uncacheable (refusals). `Cache-Control: no-cache` skips the read; the fresh answer is
-// still stored. Redis down: 503 (from withRedis), or an uncached answer when configured.
+// calls uncacheable (refusals); a failure of the computation is only shared, for a few seconds,
+// with the identical requests that were waiting for it (see single-flight.ts).
+// `Cache-Control: no-cache` skips the read; the fresh answer is still stored. Redis down: 503
+// (from withRedis), or an uncached answer when configured.
 
 import type { MiddlewareObj } from '@middy/core';
 import type { Context } from 'aws-lambda';
@@ -25,7 +27,7 @@ import type { CacheScope } from '../config.ts';
 import { header, type HttpEvent, type HttpResult } from '../http.ts';
 import { digest, responseCacheKeys } from '../keys.ts';
 import { log } from '../logger.ts';
-import { readAnswer, singleFlight, type FlightOutcome } from './single-flight.ts';
+import { readAnswer, singleFlight, type FlightOptions, type FlightOutcome } from './single-flight.ts';
 
 export type CacheOutcome = 'HIT' | 'MISS' | 'BYPASS';
 
@@ -60,7 +62,7 @@ export interface ResponseCache<E extends HttpEvent, Q, A> {
 
 interface Lookup<Q> {
   question: Q;
-  keys: { answer: string; lock: string };
+  keys: FlightOptions['keys'];
   /** Skip the read: the client asked for a fresh answer. */
   fresh: boolean;
   read?: Promise<string | null>;

@@ -5,11 +5,22 @@
 //   container B  GET answer: miss ─ answer-or-lock: busy ─ 25 ms ─ 50 ─ 100 ─ 200 ─ … ─ answer → served
 //   A crashes    its lock expires after lockMs ─ B's next answer-or-lock takes it ─ B computes
 //   B waited     waitMs without an answer: B computes without the lock (a slow holder never fails B)
-//   A fails      (Claude error, refusal) nothing is stored; A releases the lock, a waiter takes it over
+//   A fails      (a 429/502/503/504 problem: Claude failed) ─ record the failure + unlock (one script)
+//   container B  … ─ answer-or-lock: failed → B answers A's problem (same status, Retry-After)
+//   A throws     (any other error, e.g. a bug) nothing is recorded; A unlocks, a waiter takes over
 //
 // The lock is `SET lock token NX PX lockMs`; the holder deletes it only while it still holds
 // the same token (compare-and-delete in the store script), so a holder that outlived its lock
-// never deletes the next holder's. Answer and lock share a hash tag: every script is one slot.
+// never deletes the next holder's. Answer, lock and failure record share a hash tag: every
+// script is one slot.
+//
+// Why the failure record: without it each waiter, finding the lock free, would call Claude in
+// turn, one after another, to hear the same 429 or 5xx (and the provider's own retry doubles
+// each). The record is the problem as our code built it (status, type, title, fixed detail,
+// Retry-After; never its cause, which holds Claude's text) and lives the Retry-After, at most
+// FAILURE_MAX_MS, else FAILURE_MS; it is never the answer key. Only a request that waited for
+// the failed computation answers it: one arriving afterwards takes the lock (which clears the
+// record) and asks Claude again, as after any failure.
 
 import { randomUUID } from 'node:crypto';
 import { defineScript } from '../redis-script.ts';
@@ -29,7 +40,7 @@ export interface Computed {
 }
 
 export interface FlightOptions {
-  keys: { answer: string; lock: string };
+  keys: { answer: string; lock: string; failure: string };
   ttlSeconds: number;
   /** How long a holder may compute before its lock expires (its compute budget plus a margin). */
   lockMs: number;
@@ -51,21 +62,50 @@ export interface FlightResult {
 
 const FIRST_POLL_MS = 25;
 const MAX_POLL_MS = 200;
+/** A failure record without Retry-After lives this long: several polls of every waiter (MAX_POLL_MS). */
+const FAILURE_MS = 1_000;
+/** ... and never longer than this, whatever Claude's Retry-After: it is not a cache of errors. */
+const FAILURE_MAX_MS = 5_000;
+/** Claude's failures (our problems for them), as opposed to bugs and refusals of the request itself. */
+const SHARED_FAILURE_STATUSES = new Set([429, 502, 503, 504]);
 
-// The answer if it is there; else the lock, if nobody holds it.
-// Returns the answer (a string), 1 (this caller holds the lock now) or 0 (someone else does).
+/** What a waiter needs to answer the holder's problem: nothing secret, nothing of its cause. */
+interface FailureRecord {
+  status: number;
+  type: string;
+  title: string;
+  detail?: string;
+  retryAfter?: string;
+}
+
+// The answer if it is there; else, for a caller that has been waiting (ARGV[3] = '1'), the
+// failure record of the computation it waited for; else the lock, if nobody holds it, clearing
+// an earlier holder's failure record so that it is never mistaken for the new holder's.
+// Returns the answer (a string), {record} (a failure), 1 (this caller holds the lock now) or 0
+// (someone else does).
 const answerOrLock = defineScript(
   `local answer = redis.call('GET', KEYS[1])
 if answer then return answer end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if ARGV[3] == '1' then
+  local failure = redis.call('GET', KEYS[3])
+  if failure then return {failure} end
+end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('DEL', KEYS[3])
+  return 1
+end
 return 0`,
 );
 
-// Stores the answer (unless ARGV[1] is empty: a failure or a refusal) and deletes the lock only
-// if it still holds this caller's token.
+// Stores the answer (unless ARGV[1] is empty: a failure or a refusal); then, only if the lock
+// still holds this caller's token, records the failure (unless ARGV[4] is empty) and deletes
+// the lock. A holder that outlived its lock records nothing: the waiters now wait for another.
 const storeAndUnlock = defineScript(
   `if ARGV[1] ~= '' then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end
-if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+if redis.call('GET', KEYS[2]) == ARGV[3] then
+  if ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5]) end
+  redis.call('DEL', KEYS[2])
+end
 return 1`,
 );
 
@@ -134,12 +174,17 @@ function lead(options: FlightOptions): Promise<FlightResult> {
 async function acrossContainers(options: FlightOptions): Promise<FlightResult> {
   const { keys, lockMs } = options;
   const token = randomUUID();
-  const tryOnce = () => withRedis((redis) => answerOrLock(redis, [keys.answer, keys.lock], [token, lockMs])) as Promise<string | number>;
+  const scriptKeys = [keys.answer, keys.lock, keys.failure];
+  let waiting = false;
+  const tryOnce = () =>
+    withRedis((redis) => answerOrLock(redis, scriptKeys, [token, lockMs, waiting ? '1' : '0'])) as Promise<string | [string] | number>;
   const waitUntil = Date.now() + options.waitMs;
   let pause = FIRST_POLL_MS;
   for (let state = await tryOnce(); ; state = await tryOnce()) {
     if (typeof state === 'string') return { value: state, outcome: 'shared' };
+    if (Array.isArray(state)) throw problemOf(state[0]);
     if (state === 1) return computeAsHolder(options, token);
+    waiting = true;
     if (Date.now() + pause > waitUntil) {
       log.warn('response cache: gave up waiting for another computation; computing here', { waitedMs: options.waitMs });
       return computeUnlocked(options);
@@ -151,17 +196,50 @@ async function acrossContainers(options: FlightOptions): Promise<FlightResult> {
 
 async function computeAsHolder(options: FlightOptions, token: string): Promise<FlightResult> {
   const { keys } = options;
+  const scriptKeys = [keys.answer, keys.lock, keys.failure];
   let computed: Computed;
   try {
     computed = await options.compute();
   } catch (error) {
-    // Release at once so that a waiter can take over instead of waiting for the lock to expire.
-    await bestEffort('release the lock', (redis) => storeAndUnlock(redis, [keys.answer, keys.lock], ['', 0, token]));
+    // Release at once: the waiters answer a recorded failure, or one takes over after a bug
+    // instead of waiting for the lock to expire.
+    const failure = failureRecordOf(error);
+    const record = failure ? [JSON.stringify(failure.record), failure.ttlMs] : ['', 0];
+    await bestEffort('release the lock', (redis) => storeAndUnlock(redis, scriptKeys, ['', 0, token, ...record]));
     throw error;
   }
   const value = computed.store ? computed.value : '';
-  await bestEffort('store the answer', (redis) => storeAndUnlock(redis, [keys.answer, keys.lock], [value, options.ttlSeconds, token]));
+  await bestEffort('store the answer', (redis) => storeAndUnlock(redis, scriptKeys, [value, options.ttlSeconds, token, '', 0]));
   return { value: computed.value, outcome: 'computed' };
+}
+
+/** The record of a failure worth sharing with the waiters, and how long it lives; undefined for any other error. */
+function failureRecordOf(error: unknown): { record: FailureRecord; ttlMs: number } | undefined {
+  if (!(error instanceof HttpProblem) || !SHARED_FAILURE_STATUSES.has(error.status) || isRedisDown(error)) return undefined;
+  const retryAfter = error.headers['Retry-After'];
+  const record: FailureRecord = {
+    status: error.status,
+    type: error.type,
+    title: error.title,
+    ...(error.detail === undefined ? {} : { detail: error.detail }),
+    ...(retryAfter === undefined ? {} : { retryAfter }),
+  };
+  const retryAfterMs = Number(retryAfter) * 1000;
+  const ttlMs = Number.isFinite(retryAfterMs) && retryAfterMs > 0 ? Math.min(retryAfterMs, FAILURE_MAX_MS) : FAILURE_MS;
+  return { record, ttlMs };
+}
+
+/** The holder's problem, as this waiter answers it: the same status, type, detail and Retry-After. */
+function problemOf(text: string): HttpProblem {
+  const record = JSON.parse(text) as FailureRecord;
+  const problem = new HttpProblem(record.status, 'upstream-error', {
+    ...(record.detail === undefined ? {} : { detail: record.detail }),
+    ...(record.retryAfter === undefined ? {} : { headers: { 'Retry-After': record.retryAfter } }),
+    cause: new Error('the concurrent identical request this one waited for failed'),
+  });
+  // The type and title are the holder's, whatever problem it was.
+  Object.defineProperties(problem, { type: { value: record.type }, title: { value: record.title } });
+  return problem;
 }
 
 async function computeUnlocked(options: FlightOptions): Promise<FlightResult> {

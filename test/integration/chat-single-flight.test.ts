@@ -100,6 +100,101 @@ describe('single-flight over a standalone Redis', () => {
     expect(await inspect.exists(keys.answer, keys.lock)).toBe(0);
   });
 
+  it('records an upstream failure beside the lock as the problem the client sees, without its cause', async () => {
+    const keys = freshKeys();
+    const failure = new HttpProblem(429, 'upstream-rate-limited', {
+      detail: 'Claude is rate limiting this service; try again later.',
+      retryAfterSeconds: 30,
+      cause: new Error('anthropic 429 rate_limit_error: key sk-ant-secret'),
+    });
+
+    await flight(keys, () => Promise.reject(failure)).catch(() => {});
+
+    expect(JSON.parse((await inspect.get(keys.failure)) ?? 'null')).toEqual({
+      status: 429,
+      type: failure.type,
+      title: 'Too Many Requests',
+      detail: 'Claude is rate limiting this service; try again later.',
+      retryAfter: '30',
+    });
+  });
+
+  it('keeps a failure record no longer than the Retry-After, and never beyond five seconds', async () => {
+    const [short, long] = [freshKeys(), freshKeys()];
+
+    await flight(short, () => Promise.reject(new HttpProblem(503, 'upstream-overloaded', { retryAfterSeconds: 2 }))).catch(() => {});
+    await flight(long, () => Promise.reject(new HttpProblem(429, 'upstream-rate-limited', { retryAfterSeconds: 30 }))).catch(() => {});
+
+    expect(await inspect.pttl(short.failure)).toBeGreaterThan(1_500);
+    expect(await inspect.pttl(short.failure)).toBeLessThanOrEqual(2_000);
+    expect(await inspect.pttl(long.failure)).toBeGreaterThan(4_500);
+    expect(await inspect.pttl(long.failure)).toBeLessThanOrEqual(5_000);
+  });
+
+  it('keeps a failure record without Retry-After for about a second', async () => {
+    const keys = freshKeys();
+
+    await flight(keys, () => Promise.reject(new HttpProblem(502, 'upstream-error'))).catch(() => {});
+
+    expect(await inspect.pttl(keys.failure)).toBeGreaterThan(500);
+    expect(await inspect.pttl(keys.failure)).toBeLessThanOrEqual(1_000);
+  });
+
+  it('records nothing for an error that is not an upstream failure', async () => {
+    const [bug, refusal] = [freshKeys(), freshKeys()];
+
+    await flight(bug, () => Promise.reject(new TypeError('undefined is not a function'))).catch(() => {});
+    await flight(refusal, () => Promise.reject(new HttpProblem(422, 'conversation-too-long'))).catch(() => {});
+
+    expect(await inspect.exists(bug.failure, bug.lock, refusal.failure, refusal.lock)).toBe(0);
+  });
+
+  it('answers the recorded problem of the holder it waited for, without computing', async () => {
+    const keys = freshKeys();
+    await inspect.set(keys.lock, 'another-container', 'PX', 5_000);
+    const compute = countedCompute();
+    const record = { status: 429, type: 'https://example.test/problems/upstream-rate-limited', title: 'Too Many Requests', detail: 'Later.', retryAfter: '30' };
+    setTimeout(() => void inspect.multi().set(keys.failure, JSON.stringify(record), 'PX', 5_000).del(keys.lock).exec(), 300);
+
+    const error = (await flight(keys, compute).catch((caught: unknown) => caught)) as HttpProblem;
+
+    expect(compute.calls).toBe(0);
+    expect(error).toBeInstanceOf(HttpProblem);
+    expect(error.toResponse()).toEqual({
+      statusCode: 429,
+      headers: { 'Retry-After': '30', 'Content-Type': 'application/problem+json' },
+      body: JSON.stringify({ type: record.type, title: record.title, status: 429, detail: 'Later.' }),
+    });
+  });
+
+  it('computes when it finds a failure record but no lock, and clears the record as it takes the lock', async () => {
+    const keys = freshKeys();
+    await inspect.set(keys.failure, JSON.stringify({ status: 502, type: 'earlier', title: 'Bad Gateway' }), 'PX', 5_000);
+    const compute = countedCompute();
+
+    const result = await flight(keys, compute);
+
+    expect(result.outcome).toBe('computed');
+    expect(compute.calls).toBe(1);
+    expect(await inspect.exists(keys.failure)).toBe(0);
+  });
+
+  it('records no failure once its lock expired under it and belongs to someone else', async () => {
+    const keys = freshKeys();
+    const slowFailure = async (): Promise<Computed> => {
+      await sleep(400);
+      throw new HttpProblem(502, 'upstream-error');
+    };
+    const running = flight(keys, slowFailure, { lockMs: 100 }).catch(() => {});
+    await sleep(200);
+    await inspect.set(keys.lock, 'next-holder', 'PX', 10_000);
+
+    await running;
+
+    expect(await inspect.exists(keys.failure)).toBe(0);
+    expect(await inspect.get(keys.lock)).toBe('next-holder');
+  });
+
   it('computes once for 20 identical concurrent requests in one container', async () => {
     const keys = freshKeys();
     const compute = countedCompute('{"answer":"once"}', 100);

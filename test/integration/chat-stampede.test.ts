@@ -15,10 +15,17 @@ import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
 const WORKER = fileURLToPath(new URL('./chat-worker.ts', import.meta.url));
 const core = middy<AuthenticatedEvent, HttpResult>().use(httpBasics()).handler(answerChat);
 
+interface WorkerResult {
+  status: number;
+  cache: string;
+  id: string;
+  retryAfter?: string;
+}
+
 interface Worker {
   child: ChildProcess;
   ready: Promise<void>;
-  result: Promise<Array<{ status: number; cache: string; id: string }>>;
+  result: Promise<WorkerResult[]>;
   go(): void;
 }
 
@@ -31,7 +38,7 @@ function startWorker(env: Record<string, string>, userId: string, count: number,
   let output = '';
   let markReady!: () => void;
   const ready = new Promise<void>((resolve) => (markReady = resolve));
-  const result = new Promise<Array<{ status: number; cache: string; id: string }>>((resolve, reject) => {
+  const result = new Promise<WorkerResult[]>((resolve, reject) => {
     child.stdout!.on('data', (chunk: Buffer) => {
       output += chunk.toString();
       if (output.includes('READY\n')) markReady();
@@ -50,15 +57,15 @@ function ask(userId: string, body: unknown) {
   return invoke(core, event);
 }
 
-/** The lock key of a question, as the route names it. */
-function lockKeyOf(userId: string, body: unknown): string {
+/** The answer, lock and failure keys of a question, as the route names them. */
+function keysOf(userId: string, body: unknown) {
   const question = chatQuestion({ ...httpEvent('POST', '/chat', { body }), jsonBody: body });
-  return responseCacheKeys('chat', digest(JSON.stringify([userId, question]))).lock;
+  return responseCacheKeys('chat', digest(JSON.stringify([userId, question])));
 }
 
-async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
+async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
+  while (!(await condition())) {
     if (Date.now() > deadline) throw new Error('condition not met in time');
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
@@ -85,20 +92,70 @@ describe('POST /chat single flight across containers', () => {
     await Promise.all([double.close(), redis.stop()]);
   });
 
+  /** Two processes (two containers) send `perProcess` identical requests each, all at once. */
+  async function askFromTwoProcesses(body: unknown, perProcess: number): Promise<WorkerResult[]> {
+    const pair = [startWorker(sharedEnv(), 'ana', perProcess, body), startWorker(sharedEnv(), 'ana', perProcess, body)];
+    workers.push(...pair);
+    await Promise.all(pair.map((worker) => worker.ready));
+    for (const worker of pair) worker.go();
+    return (await Promise.all(pair.map((worker) => worker.result))).flat();
+  }
+
   it('calls Claude exactly once for 20 identical concurrent requests from two processes', async () => {
     double.defaultDelayMs = 400; // long enough for every request of both processes to arrive meanwhile
     const body = { messages: [{ role: 'user', content: `Explain photosynthesis step by step (${Date.now()})` }] };
-    workers.push(startWorker(sharedEnv(), 'ana', 10, body), startWorker(sharedEnv(), 'ana', 10, body));
-    await Promise.all(workers.map((worker) => worker.ready));
 
-    for (const worker of workers) worker.go();
-    const results = (await Promise.all(workers.map((worker) => worker.result))).flat();
+    const results = await askFromTwoProcesses(body, 10);
 
     expect(results).toHaveLength(20);
     expect(results.every((result) => result.status === 200)).toBe(true);
     expect(new Set(results.map((result) => result.id)).size).toBe(1);
     expect(results.filter((result) => result.cache === 'MISS')).toHaveLength(1);
     expect(double.calls).toBe(1);
+  });
+
+  it('calls Claude once for identical concurrent requests from two processes when Claude answers 429, and passes its Retry-After to each', async () => {
+    double.script({ status: 429, retryAfter: 30, delayMs: 400 }); // a second call would be answered 200
+    const body = { messages: [{ role: 'user', content: `What is an integral? (${Date.now()})` }] };
+
+    const results = await askFromTwoProcesses(body, 3);
+
+    expect(double.calls).toBe(1);
+    expect(results.map((result) => [result.status, result.retryAfter])).toEqual(Array.from({ length: 6 }, () => [429, '30']));
+    expect(await inspect.exists(keysOf('ana', body).answer)).toBe(0);
+  });
+
+  it('costs Claude no more calls for identical concurrent requests from two processes than for one alone when Claude answers 500', async () => {
+    const failing = () => Array.from({ length: 12 }, () => ({ status: 500, delayMs: 400 }));
+    await useEnvironment(sharedEnv());
+    double.script(...failing());
+    const alone = await ask('ana', { messages: [{ role: 'user', content: `What is a matrix? (${Date.now()})` }] });
+    const callsAlone = double.calls; // the provider's own retry included
+    double.reset();
+    double.script(...failing());
+    const body = { messages: [{ role: 'user', content: `What is a vector? (${Date.now()})` }] };
+
+    const results = await askFromTwoProcesses(body, 3);
+
+    expect(alone.statusCode).toBe(502);
+    expect(double.calls).toBe(callsAlone);
+    expect(results.map((result) => result.status)).toEqual([502, 502, 502, 502, 502, 502]);
+  });
+
+  it('calls Claude again for an identical request once the failure has expired, and serves its answer MISS then HIT', async () => {
+    double.script({ status: 429, retryAfter: 1, delayMs: 400 });
+    const body = { messages: [{ role: 'user', content: `What is a prime number? (${Date.now()})` }] };
+    const failed = await askFromTwoProcesses(body, 2);
+    await until(async () => (await inspect.exists(keysOf('ana', body).failure)) === 0, 3_000);
+    await useEnvironment(sharedEnv());
+
+    const first = await ask('ana', body);
+    const second = await ask('ana', body);
+
+    expect(failed.map((result) => result.status)).toEqual([429, 429, 429, 429]);
+    expect([first.statusCode, first.headers['x-cache']]).toEqual([200, 'MISS']);
+    expect([second.statusCode, second.headers['x-cache']]).toEqual([200, 'HIT']);
+    expect(double.calls).toBe(2);
   });
 
   it('takes over from a holder that crashed once its lock expires, and calls Claude itself', async () => {
@@ -112,14 +169,14 @@ describe('POST /chat single flight across containers', () => {
     await until(() => double.calls === 1);
     holder.child.kill('SIGKILL');
     await useEnvironment({ ...sharedEnv(), CHAT_TIMEOUT_MS: '4000' });
-    expect(await inspect.exists(lockKeyOf('ana', body))).toBe(1);
+    expect(await inspect.exists(keysOf('ana', body).lock)).toBe(1);
 
     const response = await ask('ana', body);
 
     expect(response.statusCode).toBe(200);
     expect(response.headers['x-cache']).toBe('MISS');
     expect(double.calls).toBe(2);
-    expect(await inspect.exists(lockKeyOf('ana', body))).toBe(0); // it took the expired lock, then released it
+    expect(await inspect.exists(keysOf('ana', body).lock)).toBe(0); // it took the expired lock, then released it
   });
 
   it('calls Claude itself after waiting its budget for a holder whose lock outlives the wait', async () => {
@@ -139,6 +196,6 @@ describe('POST /chat single flight across containers', () => {
     expect(response.statusCode).toBe(200);
     expect(response.headers['x-cache']).toBe('MISS');
     expect(double.calls).toBe(2);
-    expect(await inspect.pttl(lockKeyOf('ana', body))).toBeGreaterThan(50_000); // the stuck lock was left alone
+    expect(await inspect.pttl(keysOf('ana', body).lock)).toBeGreaterThan(50_000); // the stuck lock was left alone
   });
 });

@@ -2,7 +2,7 @@
 // in-process flight map, own Redis connection) that runs the chat route's cached handler.
 // Usage: node chat-worker.ts <user id> <requests> <body as JSON>
 // Prints "READY" once loaded, waits for a line "GO" on stdin, fires the requests at once and
-// prints "RESULT <json>" with each response's status, X-Cache and answer id.
+// prints "RESULT <json>" with each response's status, X-Cache, answer id and Retry-After.
 
 import middy from '@middy/core';
 import { createInterface } from 'node:readline';
@@ -26,7 +26,12 @@ process.stdout.write('READY\n');
 for await (const line of lines) {
   if (line.trim() !== 'GO') continue;
   const responses = await Promise.all(Array.from({ length: Number(count) }, () => ask()));
-  const results = responses.map((response) => ({ status: response.statusCode, cache: response.headers['x-cache'], id: response.json?.id }));
+  const results = responses.map((response) => ({
+    status: response.statusCode,
+    cache: response.headers['x-cache'],
+    id: response.json?.id,
+    retryAfter: response.headers['retry-after'],
+  }));
   process.stdout.write(`RESULT ${JSON.stringify(results)}\n`);
   break;
 }
