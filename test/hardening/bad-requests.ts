@@ -299,14 +299,17 @@ export function embeddingsRoute(model: string, dimensions: number): BodyRoute {
       fc.oneof(fc.integer(), fc.boolean(), fc.constant(null), fc.constant({}), fc.constant(''), fc.constant([])).map((input) => ({ input })),
       fc.constantFrom({}, { model }, { inputs: 'plural is not the field' }),
       fc.integer({ min: 257, max: 400 }).map((count) => ({ input: Array.from({ length: count }, (_, i) => `text ${i}`) })),
-      fc.tuple(fc.array(fc.string({ minLength: 1, maxLength: 8 }), { maxLength: 5 }), notAString, fc.nat(5)).map(([texts, bad, at]) => {
+      // At least one text beside the bad item: alone, a whole number would be a valid token array.
+      fc.tuple(fc.array(fc.string({ minLength: 1, maxLength: 8 }), { minLength: 1, maxLength: 5 }), notAString, fc.nat(5)).map(([texts, bad, at]) => {
         const input: unknown[] = [...texts];
         input.splice(at % (texts.length + 1), 0, bad);
         return { input };
       }),
-      fc.constantFrom({ input: ['fine', ''] }, { input: [[1, 2, 3]] }, { input: [1, 2, 3] }, { input: [['nested']] }),
+      // Token arrays are valid input (OpenAI's pre-tokenised form); mixed, negative or empty ones are not.
+      fc.constantFrom({ input: ['fine', ''] }, { input: [[1, 2, 3], 'mixed'] }, { input: [1, -2, 3] }, { input: [[]] }, { input: [['nested']] }),
       chars(8193, 9000).map((text) => ({ input: text })),
-      fc.oneof(notAString, fc.string({ maxLength: 30 }).filter((name) => name !== model)).map(withField('model')),
+      // Any model name is accepted (the server embeds with its own): only a non-string or empty one is wrong.
+      fc.oneof(notAString, fc.constant('')).map(withField('model')),
       fc.oneof(fc.string({ maxLength: 10 }), fc.integer(), fc.constant(null)).filter((format) => format !== 'float' && format !== 'base64').map(withField('encoding_format')),
       fc.oneof(fc.integer().filter((n) => n !== dimensions), notANumber).map(withField('dimensions')),
       fc.oneof(fc.integer(), fc.boolean(), fc.constant(null), fc.constant({})).map(withField('user')),
