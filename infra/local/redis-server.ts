@@ -3,7 +3,7 @@
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { createServer, connect, type AddressInfo, type Server } from 'node:net';
 
 export interface RedisServer {
   port: number;
@@ -64,6 +64,26 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * `count` distinct free ports: all held open at once, then released, so that none of them is
+ * handed out twice (ports taken one after another can repeat once released).
+ */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: count }, () => {
+      const server = createServer();
+      server.unref();
+      return new Promise<Server>((resolve, reject) => {
+        server.on('error', reject);
+        server.listen(0, '127.0.0.1', () => resolve(server));
+      });
+    }),
+  );
+  const ports = servers.map((server) => (server.address() as AddressInfo).port);
+  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+  return ports;
+}
+
 function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect({ port, host: '127.0.0.1' });
@@ -106,7 +126,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   if (binary === undefined) {
     throw new Error('redis-server is not installed; on Debian or Ubuntu: sudo apt-get install -y redis-server');
   }
-  const port = options.port ?? (await freePort());
+  let port = options.port ?? (await freePort());
   let child!: ChildProcess;
 
   const launch = async (): Promise<void> => {
@@ -123,7 +143,17 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
       child.kill(signal);
     });
 
-  await launch();
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      await launch();
+      break;
+    } catch (error) {
+      // A port found free can be taken by another process before redis-server binds it.
+      const taken = error instanceof Error && error.message.includes('Address already in use');
+      if (options.port !== undefined || !taken || attempt >= 3) throw error;
+      port = await freePort();
+    }
+  }
   const auth = options.password === undefined ? '' : `:${encodeURIComponent(options.password)}@`;
   const server: RedisServer = {
     port,

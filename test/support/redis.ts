@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { freePort, startRedisServer, type RedisServer, type RedisServerOptions } from '../../infra/local/redis-server.ts';
+import { freePorts, startRedisServer, type RedisServer, type RedisServerOptions } from '../../infra/local/redis-server.ts';
 
 export type { RedisServer };
 
@@ -53,20 +53,22 @@ export interface RedisCluster {
 /** Three masters, no replicas, all 16384 slots assigned, state ok. */
 export async function startRedisCluster(): Promise<RedisCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'tc-cluster-'));
-  const ports = [await freePort(), await freePort(), await freePort()];
+  // A bus port of its own for each node: the default, port + 10000, is past 65535 for any port
+  // above 55535 (a quarter of the ephemeral range, where free ports come from), and Redis then
+  // refuses to start. All six taken together, so that none is handed out twice.
+  const allPorts = await freePorts(6);
+  const ports = allPorts.slice(0, 3);
+  const busPorts = allPorts.slice(3);
   const nodes = await Promise.all(
-    ports.map(async (port) => {
-      // A bus port of its own: the default, port + 10000, is past 65535 for any port above 55535
-      // (a quarter of the ephemeral range, where free ports come from), and Redis then refuses to start.
-      const busPort = await freePort();
-      return startRedisServer({
+    ports.map((port, index) =>
+      startRedisServer({
         port,
         extraArgs: [
-          ...['--cluster-enabled', 'yes', '--cluster-port', String(busPort)],
+          ...['--cluster-enabled', 'yes', '--cluster-port', String(busPorts[index])],
           ...['--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-node-timeout', '2000'],
         ],
-      });
-    }),
+      }),
+    ),
   );
   execFileSync('redis-cli', ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '0', '--cluster-yes'], {
     stdio: 'ignore',
