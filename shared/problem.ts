@@ -39,6 +39,8 @@ const TYPE_BASE = 'https://tutor-copiloto.dev/problems/';
 export class HttpProblem extends Error {
   override name = 'HttpProblem';
   readonly status: number;
+  /** The last part of `type`: with the status, all a copy of this problem needs (see cache/single-flight.ts). */
+  readonly slug: string;
   readonly type: string;
   readonly title: string;
   readonly detail: string | undefined;
@@ -49,6 +51,7 @@ export class HttpProblem extends Error {
   constructor(status: number, slug: string, options: ProblemOptions = {}) {
     super(options.detail ?? TITLES[status] ?? 'Error', { cause: options.cause });
     this.status = status;
+    this.slug = slug;
     this.type = TYPE_BASE + slug;
     this.title = TITLES[status] ?? 'Error';
     this.detail = options.detail;

@@ -72,8 +72,8 @@ const SHARED_FAILURE_STATUSES = new Set([429, 502, 503, 504]);
 /** What a waiter needs to answer the holder's problem: nothing secret, nothing of its cause. */
 interface FailureRecord {
   status: number;
-  type: string;
-  title: string;
+  /** The problem type's slug; with the status, it gives the same type and title. */
+  slug: string;
   detail?: string;
   retryAfter?: string;
 }
@@ -219,8 +219,7 @@ function failureRecordOf(error: unknown): { record: FailureRecord; ttlMs: number
   const retryAfter = error.headers['Retry-After'];
   const record: FailureRecord = {
     status: error.status,
-    type: error.type,
-    title: error.title,
+    slug: error.slug,
     ...(error.detail === undefined ? {} : { detail: error.detail }),
     ...(retryAfter === undefined ? {} : { retryAfter }),
   };
@@ -232,14 +231,11 @@ function failureRecordOf(error: unknown): { record: FailureRecord; ttlMs: number
 /** The holder's problem, as this waiter answers it: the same status, type, detail and Retry-After. */
 function problemOf(text: string): HttpProblem {
   const record = JSON.parse(text) as FailureRecord;
-  const problem = new HttpProblem(record.status, 'upstream-error', {
+  return new HttpProblem(record.status, record.slug, {
     ...(record.detail === undefined ? {} : { detail: record.detail }),
     ...(record.retryAfter === undefined ? {} : { headers: { 'Retry-After': record.retryAfter } }),
     cause: new Error('the concurrent identical request this one waited for failed'),
   });
-  // The type and title are the holder's, whatever problem it was.
-  Object.defineProperties(problem, { type: { value: record.type }, title: { value: record.title } });
-  return problem;
 }
 
 async function computeUnlocked(options: FlightOptions): Promise<FlightResult> {

@@ -112,8 +112,7 @@ describe('single-flight over a standalone Redis', () => {
 
     expect(JSON.parse((await inspect.get(keys.failure)) ?? 'null')).toEqual({
       status: 429,
-      type: failure.type,
-      title: 'Too Many Requests',
+      slug: 'upstream-rate-limited',
       detail: 'Claude is rate limiting this service; try again later.',
       retryAfter: '30',
     });
@@ -153,23 +152,19 @@ describe('single-flight over a standalone Redis', () => {
     const keys = freshKeys();
     await inspect.set(keys.lock, 'another-container', 'PX', 5_000);
     const compute = countedCompute();
-    const record = { status: 429, type: 'https://example.test/problems/upstream-rate-limited', title: 'Too Many Requests', detail: 'Later.', retryAfter: '30' };
+    const record = { status: 429, slug: 'upstream-rate-limited', detail: 'Later.', retryAfter: '30' };
     setTimeout(() => void inspect.multi().set(keys.failure, JSON.stringify(record), 'PX', 5_000).del(keys.lock).exec(), 300);
 
     const error = (await flight(keys, compute).catch((caught: unknown) => caught)) as HttpProblem;
 
     expect(compute.calls).toBe(0);
     expect(error).toBeInstanceOf(HttpProblem);
-    expect(error.toResponse()).toEqual({
-      statusCode: 429,
-      headers: { 'Retry-After': '30', 'Content-Type': 'application/problem+json' },
-      body: JSON.stringify({ type: record.type, title: record.title, status: 429, detail: 'Later.' }),
-    });
+    expect(error.toResponse()).toEqual(new HttpProblem(429, 'upstream-rate-limited', { detail: 'Later.', headers: { 'Retry-After': '30' } }).toResponse());
   });
 
   it('computes when it finds a failure record but no lock, and clears the record as it takes the lock', async () => {
     const keys = freshKeys();
-    await inspect.set(keys.failure, JSON.stringify({ status: 502, type: 'earlier', title: 'Bad Gateway' }), 'PX', 5_000);
+    await inspect.set(keys.failure, JSON.stringify({ status: 502, slug: 'upstream-error' }), 'PX', 5_000);
     const compute = countedCompute();
 
     const result = await flight(keys, compute);
