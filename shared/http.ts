@@ -92,7 +92,7 @@ function corsHeaders(event: APIGatewayProxyEventV2): Record<string, string> {
   return {
     'Access-Control-Allow-Origin': allowed.includes('*') ? '*' : origin,
     'Access-Control-Expose-Headers':
-      'RateLimit, RateLimit-Policy, Retry-After, X-Cache, X-Cache-Hits, X-Request-Id, WWW-Authenticate',
+      'RateLimit, RateLimit-Policy, Retry-After, X-Cache, X-Cache-Hits, X-Request-Id, WWW-Authenticate, Allow',
     Vary: 'Origin',
   };
 }

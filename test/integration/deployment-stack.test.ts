@@ -95,6 +95,14 @@ describe('the packaged stack', () => {
     expect(declared).toContain('$default');
   });
 
+  it('lets browsers read the headers the contract answers with (API Gateway answers for CORS)', () => {
+    const [[, api]] = resourcesOf(prod, 'AWS::ApiGatewayV2::Api') as [[string, Resource]];
+
+    expect(api.Properties['CorsConfiguration'].ExposeHeaders).toEqual(
+      expect.arrayContaining(['RateLimit', 'RateLimit-Policy', 'Retry-After', 'X-Cache', 'X-Cache-Hits', 'WWW-Authenticate', 'Allow']),
+    );
+  });
+
   it('keeps logs 14 days in dev and 90 days in prod', () => {
     const retention = (template: Template) => new Set(resourcesOf(template, 'AWS::Logs::LogGroup').map(([, group]) => group.Properties['RetentionInDays']));
 
