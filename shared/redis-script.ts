@@ -10,11 +10,14 @@
 import { createHash } from 'node:crypto';
 import type { RedisClient } from './redis.ts';
 
-export type Script = (client: RedisClient, keys: string[], args: Array<string | number>) => Promise<unknown>;
+/** Runs the script on `client`; `lua` is its source, for callers that queue it on a pipeline. */
+export type Script = ((client: RedisClient, keys: string[], args: Array<string | number>) => Promise<unknown>) & {
+  readonly lua: string;
+};
 
 export function defineScript(lua: string): Script {
   const sha = createHash('sha1').update(lua).digest('hex');
-  return async (client, keys, args) => {
+  const run = async (client: RedisClient, keys: string[], args: Array<string | number>) => {
     try {
       return await client.evalsha(sha, keys.length, ...keys, ...args);
     } catch (error) {
@@ -22,4 +25,5 @@ export function defineScript(lua: string): Script {
       return client.eval(lua, keys.length, ...keys, ...args);
     }
   };
+  return Object.assign(run, { lua });
 }

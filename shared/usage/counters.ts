@@ -16,7 +16,7 @@ import type { ChainableCommander } from 'ioredis';
 import { minuteUsageKey, usageIndexKey, userDayUsageKey } from '../keys.ts';
 import { log } from '../logger.ts';
 import { withRedis, type RedisClient } from '../redis.ts';
-import { defineScript } from '../redis-script.ts';
+import { defineScript, type Script } from '../redis-script.ts';
 
 export const USAGE_COUNTERS = ['requests', 'inputTokens', 'outputTokens', 'cacheHits'] as const;
 export type UsageCounter = (typeof USAGE_COUNTERS)[number];
@@ -64,34 +64,31 @@ export function dayMember(day: string, userId: string): string {
 }
 
 /** KEYS[1]: a user's day. ARGV[1]: its TTL in seconds; then field, increment pairs. */
-const USER_DAY_LUA = `
+const userDayScript = defineScript(`
 for i = 2, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
-return 1`;
+return 1`);
 
 /**
  * KEYS[1]: a minute bucket; KEYS[2]: the index of buckets to flush. ARGV[1]: the bucket's TTL,
  * ARGV[2]: the index's TTL, ARGV[3..6]: the (score, member) pairs of the minute and of the user's
  * day in the index, added if absent; then field, increment pairs.
  */
-const MINUTE_LUA = `
+const minuteScript = defineScript(`
 for i = 7, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
-return 1`;
-
-const userDayScript = defineScript(USER_DAY_LUA);
-const minuteScript = defineScript(MINUTE_LUA);
+return 1`);
 
 interface ScriptCall {
-  lua: string;
+  script: Script;
   keys: string[];
   args: Array<string | number>;
 }
 
 /** The two script calls of one usage record: the user's slot first, then the `{usage}` slot. */
-function usageScripts(usage: Usage): [userDay: ScriptCall, minute: ScriptCall] | [] {
+function usageScripts(usage: Usage): ScriptCall[] {
   const at = usage.at === undefined ? Date.now() : typeof usage.at === 'number' ? usage.at : usage.at.getTime();
   const counts = USAGE_COUNTERS.flatMap((counter) => {
     const value = usage[counter] ?? 0;
@@ -104,12 +101,12 @@ function usageScripts(usage: Usage): [userDay: ScriptCall, minute: ScriptCall] |
   const minuteMs = minuteStart(at);
   return [
     {
-      lua: USER_DAY_LUA,
+      script: userDayScript,
       keys: [userDayUsageKey(usage.userId, day)],
       args: [USER_DAY_TTL_SECONDS, ...counts.flat()],
     },
     {
-      lua: MINUTE_LUA,
+      script: minuteScript,
       keys: [minuteUsageKey(minuteMs), usageIndexKey()],
       args: [
         MINUTE_TTL_SECONDS,
@@ -133,7 +130,7 @@ export function queueUsage(pipeline: ChainableCommander, usage: Usage): void {
   if ((pipeline as { isCluster?: boolean }).isCluster) {
     throw new Error('queueUsage: a Redis Cluster pipeline must stay in one slot; use recordUsage');
   }
-  for (const { lua, keys, args } of usageScripts(usage)) pipeline.eval(lua, keys.length, ...keys, ...args);
+  for (const { script, keys, args } of usageScripts(usage)) pipeline.eval(script.lua, keys.length, ...keys, ...args);
 }
 
 /**
@@ -141,9 +138,7 @@ export function queueUsage(pipeline: ChainableCommander, usage: Usage): void {
  * cluster, one per node, in parallel).
  */
 export async function recordUsage(redis: RedisClient, usage: Usage): Promise<void> {
-  const [userDay, minute] = usageScripts(usage);
-  if (userDay === undefined || minute === undefined) return;
-  await Promise.all([userDayScript(redis, userDay.keys, userDay.args), minuteScript(redis, minute.keys, minute.args)]);
+  await Promise.all(usageScripts(usage).map(({ script, keys, args }) => script(redis, keys, args)));
 }
 
 /**
