@@ -7,7 +7,7 @@
 // container credentials) goes through the SDK, loaded on first use.
 
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { directAccess, getSecretValue } from './aws/secrets-manager.ts';
+import { ATTEMPTS, CONNECT_TIMEOUT_MS, directAccess, getSecretValue, RESPONSE_TIMEOUT_MS } from './aws/secrets-manager.ts';
 import { HttpProblem } from './problem.ts';
 
 let client: Promise<SecretsManagerClient> | undefined;
@@ -18,10 +18,9 @@ function secretsClient(): Promise<SecretsManagerClient> {
   client ??= import('@aws-sdk/client-secrets-manager').then(
     ({ SecretsManagerClient }) =>
       new SecretsManagerClient({
-        maxAttempts: 2,
-        // A Lambda must answer in about a second when Secrets Manager is unreachable (the same
-        // limits as aws/secrets-manager.ts).
-        requestHandler: { connectionTimeout: 300, requestTimeout: 500 },
+        // A Lambda must answer in about a second when Secrets Manager is unreachable.
+        maxAttempts: ATTEMPTS,
+        requestHandler: { connectionTimeout: CONNECT_TIMEOUT_MS, requestTimeout: RESPONSE_TIMEOUT_MS },
       }),
   );
   return client;

@@ -10,9 +10,10 @@ import { signRequest, type AwsCredentials } from './sigv4.ts';
 
 // GetSecretValue answers in tens of milliseconds in-region; a cold start that cannot read the secret
 // must still answer its 503 in about a second: two attempts of at most 0.8 s of waiting each.
-const CONNECT_TIMEOUT_MS = 300;
-const RESPONSE_TIMEOUT_MS = 500;
-const ATTEMPTS = 2;
+// The SDK client of secrets.ts uses the same three limits.
+export const CONNECT_TIMEOUT_MS = 300;
+export const RESPONSE_TIMEOUT_MS = 500;
+export const ATTEMPTS = 2;
 /** Error codes worth a second attempt, besides 5xx and network failures. */
 const THROTTLING = new Set(['ThrottlingException', 'TooManyRequestsException', 'RequestLimitExceeded', 'Throttling']);
 
