@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest';
+import { bytesToVector, shortestFloat32, vectorToBytes, vectorToNumbers } from '../../shared/embeddings/float32.ts';
+
+/** The reference: the first of 1 … 9 significant digits whose decimal reads back as the float32. */
+function shortestByExhaustiveSearch(value: number): number {
+  for (let digits = 1; digits < 9; digits += 1) {
+    const candidate = Number(value.toPrecision(digits));
+    if (Math.fround(candidate) === value) return candidate;
+  }
+  return Number(value.toPrecision(9));
+}
+
+/** Every 4,093rd positive float32 bit pattern and its negative: all exponents, subnormals included. */
+function float32Sweep(): number[] {
+  const float = new Float32Array(1);
+  const bits = new Uint32Array(float.buffer);
+  const values: number[] = [];
+  for (let pattern = 1; pattern < 0x7f800000; pattern += 4093) {
+    bits[0] = pattern;
+    values.push(float[0]!, -float[0]!);
+  }
+  return values;
+}
+
+describe('float32 vectors as JSON numbers', () => {
+  it('prints every float32 as the shortest decimal that reads back as it', () => {
+    const values = float32Sweep();
+
+    const mismatches = values.filter((value) => !Object.is(shortestFloat32(value), shortestByExhaustiveSearch(value)));
+
+    expect(values.length).toBeGreaterThan(1_000_000);
+    expect(mismatches.slice(0, 5)).toEqual([]);
+  });
+
+  it('reads back bit for bit, in a third less JSON than the floats printed as doubles', () => {
+    const vector = Float32Array.from({ length: 1536 }, (_, i) => Math.sin(i * 12.9898) * 0.05);
+
+    const json = JSON.stringify(vectorToNumbers(vector));
+
+    expect(Float32Array.from(JSON.parse(json) as number[])).toEqual(vector);
+    expect(json.length).toBeLessThan((JSON.stringify(Array.from(vector)).length * 2) / 3);
+  });
+
+  it('keeps zero, the extremes and the powers of ten exact', () => {
+    const values = [0, 1, -1, 10, 0.1, 1e-7, 3.4028234663852886e38, 1.401298464324817e-45, 1e6, 999999.9375];
+
+    const printed = values.map((value) => shortestFloat32(Math.fround(value)));
+
+    expect(printed).toEqual([0, 1, -1, 10, 0.1, 1e-7, 3.4028235e38, 1e-45, 1e6, 999999.94]);
+  });
+
+  it('keeps the bytes of a vector through the binary form', () => {
+    const vector = Float32Array.from([0.25, -1.5, 3.4028234663852886e38, 1.401298464324817e-45]);
+
+    expect(bytesToVector(vectorToBytes(vector))).toEqual(vector);
+  });
+});
