@@ -12,15 +12,18 @@ export const LAMBDA_NODE_OPTIONS = '--enable-source-maps';
 
 /**
  * Bundles `entry` (relative to the project root) to `bench/.out/<folder>/<name>.mjs`; returns its
- * path. The peer is built with the same settings minus our own bundling choice (the stand-in for
- * `debug`), as a team assembling popular parts would build it.
+ * path. The peer is built with the same settings minus our own bundling choices (the stand-in for
+ * `debug`, built-ins loaded by require()), as a team assembling popular parts would build it.
  */
 export async function bundle(entry: string, name: string, folder: string, builtAs: 'ours' | 'peer' = 'ours'): Promise<string> {
   const outDir = `${root}bench/.out/${folder}/`;
   mkdirSync(outDir, { recursive: true });
   const outfile = `${outDir}${name}.mjs`;
   const options = lambdaBuildOptions();
-  if (builtAs === 'peer') delete options.alias;
+  if (builtAs === 'peer') {
+    delete options.alias;
+    delete options.plugins;
+  }
   await build({ ...options, entryPoints: [`${root}${entry}`], outfile });
   return outfile;
 }

@@ -3,24 +3,28 @@
 // benchmarks that build a function build exactly what `sls package` deploys.
 
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import type { BuildOptions } from 'esbuild';
+import type { BuildOptions, Plugin } from 'esbuild';
 
 export const projectRoot = fileURLToPath(new URL('../../', import.meta.url));
 
-/** Keys of custom.esbuild that serverless-esbuild reads itself and does not pass to esbuild. */
+/** Keys of custom.esbuild that serverless-esbuild reads itself and does not pass to esbuild as they are. */
 interface PluginSettings {
   outputFileExtension: string;
   exclude: string[];
   packager: string;
+  /** A module exporting the plugins, relative to the project root (esbuild takes the plugins themselves). */
+  plugins: string;
 }
 
-function deployedSettings(): BuildOptions & PluginSettings {
-  return JSON.parse(readFileSync(new URL('./esbuild.json', import.meta.url), 'utf8')) as BuildOptions & PluginSettings;
+function deployedSettings(): Omit<BuildOptions, 'plugins'> & PluginSettings {
+  return JSON.parse(readFileSync(new URL('./esbuild.json', import.meta.url), 'utf8')) as Omit<BuildOptions, 'plugins'> & PluginSettings;
 }
 
-/** The deployed esbuild options, relative paths (the `alias` of `debug`) resolved from the project root. */
+/** The deployed esbuild options, relative paths (the `alias` of `debug`, the plugins) resolved from the project root. */
 export function lambdaBuildOptions(): BuildOptions {
-  const { outputFileExtension: _extension, exclude: _exclude, packager: _packager, ...options } = deployedSettings();
-  return { ...options, absWorkingDir: projectRoot, logLevel: 'error' };
+  const { outputFileExtension: _extension, exclude: _exclude, packager: _packager, plugins, ...options } = deployedSettings();
+  const loadPlugins = createRequire(import.meta.url);
+  return { ...options, plugins: loadPlugins(`${projectRoot}${plugins}`) as Plugin[], absWorkingDir: projectRoot, logLevel: 'error' };
 }

@@ -1,9 +1,11 @@
 import { execFile } from 'node:child_process';
-import { readdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lambdaBuildOptions } from '../../infra/bundling/options.ts';
+import { lambdaBuildOptions, projectRoot } from '../../infra/bundling/options.ts';
 import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles/secrets-manager.ts';
 import { useEnvironment } from '../support/env.ts';
 import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
@@ -84,6 +86,39 @@ describe('the bundle of every function', () => {
 
     const overBudget = sizes.filter(({ name, kilobytes }) => kilobytes >= (name === 'chat' ? 300 : 250));
     expect(overBudget).toEqual([]);
+  });
+
+  it('loads Node\'s built-ins with require(), so that no ESM facade reads their lazy exports', async () => {
+    const result = await build({ ...lambdaBuildOptions(), entryPoints: [`${functionsDir}embeddings.ts`], write: false, sourcemap: false });
+
+    const text = result.outputFiles[0]!.text;
+    const builtinImports = text.match(/\bimport\s*\{[^}]*\}\s*from\s*["']node:[a-z_/]+["']/g) ?? [];
+    // The banner's createRequire is the one import left: it is what makes require() available.
+    expect(builtinImports).toEqual(["import { createRequire as __createRequire } from 'node:module'"]);
+    // Minified: `module.exports = require("node:crypto")` with esbuild's own name for require.
+    expect(/\.exports=\w+\("node:crypto"\)/.test(text), 'node:crypto loaded by require').toBe(true);
+  });
+});
+
+describe('ioredis as bundled for Lambda', () => {
+  let outDir: string;
+  beforeAll(() => {
+    outDir = mkdtempSync(join(tmpdir(), 'tc-ioredis-bundle-'));
+  });
+  afterAll(() => rmSync(outDir, { recursive: true, force: true }));
+
+  it('defines its commands on a prototype made a dictionary first, and leaves every command and nothing else there', async () => {
+    const outfile = join(outDir, 'commands.mjs');
+    const entry = "import { Redis } from 'ioredis'; export const names = Object.getOwnPropertyNames(Object.getPrototypeOf(Redis.prototype));";
+
+    const result = await build({ ...lambdaBuildOptions(), stdin: { contents: entry, resolveDir: projectRoot, loader: 'ts' }, outfile, sourcemap: false });
+    const { names } = (await import(pathToFileURL(outfile).href)) as { names: string[] };
+
+    // A warning means the installed ioredis no longer has the loop the plugin expects.
+    expect(result.warnings).toEqual([]);
+    expect(readFileSync(outfile, 'utf8').includes('.prototype.__dictionaryMode1=0'), 'the prototype made a dictionary').toBe(true);
+    expect(names).toEqual(expect.arrayContaining(['get', 'getBuffer', 'evalsha', 'mget', 'call']));
+    expect(names.filter((name) => name.includes('dictionaryMode'))).toEqual([]);
   });
 });
 

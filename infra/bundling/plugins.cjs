@@ -1,0 +1,61 @@
+// The esbuild plugins of the Lambda bundles (custom.esbuild.plugins in infra/bundling/esbuild.json).
+// Both take work off every cold start; neither changes what the code does. Figures: BENCHMARKS.md.
+'use strict';
+
+const { readFile } = require('node:fs/promises');
+const { builtinModules } = require('node:module');
+
+// builtins-by-require: `import { x } from 'node:fs'` in the bundle becomes `require('node:fs')`.
+// When an ES module imports a Node built-in, Node builds an ESM facade of it that reads every
+// export once, and some exports are lazy getters: reading `fs.promises` loads the promise API,
+// readline and file streams; `crypto.webcrypto` loads WebCrypto. None of that is used here, and a
+// cold start paid about 2 ms for it. require() hands over the module object as is, so a getter
+// runs only if the code reads it. Imports by our dependencies' CommonJS code are require() calls
+// already; dynamic import() is left as written.
+
+const BUILTINS = new Set([...builtinModules, ...builtinModules.map((name) => `node:${name}`)]);
+const BUILTIN_NAMESPACE = 'builtin-by-require';
+
+const builtinsByRequire = {
+  name: 'builtins-by-require',
+  setup(build) {
+    build.onResolve({ filter: /^(node:)?[a-z_/]+$/ }, (args) => {
+      if (args.kind !== 'import-statement' || !BUILTINS.has(args.path)) return undefined;
+      return { path: args.path, namespace: BUILTIN_NAMESPACE };
+    });
+    // A CommonJS module of one line: esbuild gives ESM importers its exports, read on use.
+    build.onLoad({ filter: /.*/, namespace: BUILTIN_NAMESPACE }, (args) => ({
+      contents: `module.exports = require(${JSON.stringify(args.path)});`,
+      loader: 'js',
+    }));
+  },
+};
+
+// ioredis-commands-in-dictionary-mode: ioredis defines its ~600 command methods (`get`,
+// `getBuffer`, …) one by one on the prototype of its `Commander` class. V8 keeps a class
+// prototype in fast mode while it grows, copying its descriptors on each addition, which makes
+// the loop quadratic: about 6 ms of every cold start (a plain object takes 0.2 ms for the same).
+// Adding two properties and deleting them first turns the prototype into a dictionary, where an
+// addition is cheap; V8 makes it fast again when the class is first used. No property is left
+// behind. If ioredis changes that file, the bundle is built unchanged, with a warning, and the
+// bundling test fails (test/integration/cold-start.test.ts).
+
+const COMMANDER_FILE = /[\\/]node_modules[\\/]ioredis[\\/]built[\\/]utils[\\/]Commander\.js$/;
+const COMMANDS_LOOP = 'const commands = commands_1.list.filter(';
+const DICTIONARY_MODE =
+  'Commander.prototype.__dictionaryMode1 = 0; Commander.prototype.__dictionaryMode2 = 0;\n' +
+  'delete Commander.prototype.__dictionaryMode1; delete Commander.prototype.__dictionaryMode2;\n';
+const COMMANDS_WARNING = 'ioredis-commands-in-dictionary-mode: ioredis Commander.js no longer has the expected command loop; left as it is';
+
+const ioredisCommandsInDictionaryMode = {
+  name: 'ioredis-commands-in-dictionary-mode',
+  setup(build) {
+    build.onLoad({ filter: COMMANDER_FILE }, async (args) => {
+      const source = await readFile(args.path, 'utf8');
+      if (source.split(COMMANDS_LOOP).length !== 2) return { contents: source, loader: 'js', warnings: [{ text: COMMANDS_WARNING }] };
+      return { contents: source.replace(COMMANDS_LOOP, DICTIONARY_MODE + COMMANDS_LOOP), loader: 'js' };
+    });
+  },
+};
+
+module.exports = [builtinsByRequire, ioredisCommandsInDictionaryMode];
