@@ -2,7 +2,7 @@
 // (a URL string, JSON `{"url"}` or JSON `{"host","port","username","password","tls"}`).
 
 import { config, ConfigError } from './config.ts';
-import { getSecret } from './secrets.ts';
+import { getSecret, type SecretReadOptions } from './secrets.ts';
 
 export interface RedisEndpoint {
   url: string;
@@ -47,13 +47,13 @@ export function redisUrlFromSecret(text: string): string {
 }
 
 /** Resolves the endpoint; `refresh` reads the secret again (password rotation). */
-export async function resolveRedisEndpoint({ refresh = false } = {}): Promise<RedisEndpoint> {
+export async function resolveRedisEndpoint({ refresh = false, whileWaiting }: SecretReadOptions = {}): Promise<RedisEndpoint> {
   const { redis, stage } = config();
   let endpoint: RedisEndpoint;
   if (redis.url !== undefined) {
     endpoint = { url: redis.url, source: 'env' };
   } else if (redis.secretId !== undefined) {
-    endpoint = { url: redisUrlFromSecret(await getSecret(redis.secretId, { refresh })), source: 'secret' };
+    endpoint = { url: redisUrlFromSecret(await getSecret(redis.secretId, { refresh, whileWaiting })), source: 'secret' };
   } else {
     throw new ConfigError('REDIS_URL or REDIS_SECRET_ID: one of them must be set');
   }

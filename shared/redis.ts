@@ -89,10 +89,12 @@ export function redisClusterOptions(url: URL): ClusterOptions {
   };
 }
 
-async function createClient(endpoint: RedisEndpoint): Promise<RedisClient> {
-  // Imported on first connection, not at init: evaluating ioredis costs tens of milliseconds
-  // that a cold start would otherwise pay before the handler can even run.
-  const { Cluster, Redis } = await import('ioredis');
+interface Ioredis {
+  Redis: typeof Redis;
+  Cluster: typeof Cluster;
+}
+
+function createClient(endpoint: RedisEndpoint, { Cluster, Redis }: Ioredis): RedisClient {
   const url = new URL(endpoint.url);
   const options = redisClientOptions(url);
   registerSecret(options.password);
@@ -104,8 +106,14 @@ async function createClient(endpoint: RedisEndpoint): Promise<RedisClient> {
 }
 
 async function connect(refreshSecret: boolean): Promise<Connection> {
-  const endpoint = await resolveRedisEndpoint({ refresh: refreshSecret });
-  const client = await createClient(endpoint);
+  // ioredis is imported on first connection, not at init: evaluating it costs about 10 ms that a
+  // cold start would otherwise pay before the handler can even run. When the URL comes from
+  // Secrets Manager, that happens while the request for it is on the network, where a cold start
+  // would otherwise sit idle; else right after.
+  let loading: Promise<Ioredis> | undefined;
+  const loadIoredis = () => (loading ??= import('ioredis'));
+  const endpoint = await resolveRedisEndpoint({ refresh: refreshSecret, whileWaiting: loadIoredis });
+  const client = createClient(endpoint, await loadIoredis());
   latestClient = client;
   const connection: Connection = { client, endpoint, authRejected: false };
   let lastLogged = '';

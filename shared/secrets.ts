@@ -33,11 +33,11 @@ async function readWithSdk(secretId: string): Promise<string | undefined> {
   return result.SecretString ?? (result.SecretBinary ? Buffer.from(result.SecretBinary).toString('utf8') : undefined);
 }
 
-async function fetchSecret(secretId: string): Promise<string> {
+async function fetchSecret(secretId: string, whileWaiting: (() => void) | undefined): Promise<string> {
   const access = directAccess();
   let value: string | undefined;
   try {
-    value = access === undefined ? await readWithSdk(secretId) : await getSecretValue(secretId, access);
+    value = access === undefined ? await readWithSdk(secretId) : await getSecretValue(secretId, access, whileWaiting);
   } catch (error) {
     const name = (error as { name?: string }).name ?? 'Error';
     throw new HttpProblem(503, 'secrets-unavailable', {
@@ -56,11 +56,21 @@ async function fetchSecret(secretId: string): Promise<string> {
   return value;
 }
 
-/** The secret's string, fetched once per container; `refresh` forces a new read (rotation). */
-export function getSecret(secretId: string, { refresh = false } = {}): Promise<string> {
+export interface SecretReadOptions {
+  /** Read the secret again (rotation) instead of the container's copy. */
+  refresh?: boolean;
+  /**
+   * Work for the time the request is on the network: called when the signed request has been
+   * sent, before its answer is read (not on the SDK's route, nor when the container's copy is used).
+   */
+  whileWaiting?: () => void;
+}
+
+/** The secret's string, fetched once per container. */
+export function getSecret(secretId: string, { refresh = false, whileWaiting }: SecretReadOptions = {}): Promise<string> {
   const existing = cache.get(secretId);
   if (existing && !refresh) return existing;
-  const pending = fetchSecret(secretId);
+  const pending = fetchSecret(secretId, whileWaiting);
   cache.set(secretId, pending);
   pending.catch(() => {
     if (cache.get(secretId) === pending) cache.delete(secretId);

@@ -16,6 +16,8 @@ export interface Http1Request {
   body: string;
   connectTimeoutMs: number;
   idleTimeoutMs: number;
+  /** Called once the request has been handed to the network: work to do while its answer travels. */
+  onSent?: () => void;
 }
 
 export interface Http1Response {
@@ -65,7 +67,9 @@ export function http1Request(request: Http1Request): Promise<Http1Response> {
     socket.on('end', () => finish(parseResponse(received, true) ?? new Http1Error('InvalidResponse', 'the connection closed before a complete response')));
     // write, not end: a server may take the client's half-close for a hang-up and drop the
     // request; `Connection: close` has the server end the exchange once it has answered.
-    socket.write(head(request) + request.body);
+    socket.write(head(request) + request.body, (error) => {
+      if (!error) request.onSent?.();
+    });
   });
 }
 

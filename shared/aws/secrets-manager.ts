@@ -54,11 +54,14 @@ export function directAccess(env: Env = process.env): DirectAccess | undefined {
   return { credentials: { accessKeyId, secretAccessKey, sessionToken: env['AWS_SESSION_TOKEN'] }, region, endpoint };
 }
 
-/** The secret's current value (SecretString, or SecretBinary as UTF-8), undefined when it has neither. */
-export async function getSecretValue(secretId: string, access: DirectAccess): Promise<string | undefined> {
+/**
+ * The secret's current value (SecretString, or SecretBinary as UTF-8), undefined when it has neither.
+ * `whileWaiting` is called when a request has been sent, before its answer is read.
+ */
+export async function getSecretValue(secretId: string, access: DirectAccess, whileWaiting?: () => void): Promise<string | undefined> {
   for (let attempt = 1; ; attempt += 1) {
     try {
-      return await attemptOnce(secretId, access);
+      return await attemptOnce(secretId, access, whileWaiting);
     } catch (error) {
       const failure = error instanceof SecretsManagerError ? error : networkError(error);
       if (attempt >= ATTEMPTS || !failure.retryable) throw failure;
@@ -73,7 +76,7 @@ function networkError(error: unknown): SecretsManagerError {
   return new SecretsManagerError(error instanceof Http1Error ? error.code : 'NetworkingError', true);
 }
 
-async function attemptOnce(secretId: string, { credentials, region, endpoint }: DirectAccess): Promise<string | undefined> {
+async function attemptOnce(secretId: string, { credentials, region, endpoint }: DirectAccess, whileWaiting?: () => void): Promise<string | undefined> {
   const body = JSON.stringify({ SecretId: secretId });
   const headers = signRequest({
     method: 'POST',
@@ -92,6 +95,7 @@ async function attemptOnce(secretId: string, { credentials, region, endpoint }: 
     body,
     connectTimeoutMs: CONNECT_TIMEOUT_MS,
     idleTimeoutMs: RESPONSE_TIMEOUT_MS,
+    onSent: whileWaiting,
   });
   if (response.status !== 200) throw errorOf(response.status, response.body, response.headers.get('x-amzn-errortype'));
   const parsed = JSON.parse(response.body) as { SecretString?: string; SecretBinary?: string };
