@@ -36,7 +36,11 @@ console.log(performance.now());
 process.exit(0);
 `;
 
-/** A fresh process imports FILE, invokes its handler once with EVENT and prints what it got. */
+/**
+ * A fresh process imports FILE, invokes its handler once with EVENT and prints what it got. With
+ * BENCH_SCRYPT_LOG2N, it then times one scrypt derivation of that cost (r = 8, p = 1, as both
+ * logins use), once the response is in: the part of a login that is the password hash.
+ */
 const REQUEST_SCRIPT = `
 const { handler } = await import(process.env.BENCH_FILE);
 const context = {
@@ -49,7 +53,15 @@ const result = await handler(JSON.parse(process.env.BENCH_EVENT), context);
 const ms = performance.now();
 const cpu = process.cpuUsage();
 const headers = Object.fromEntries(Object.entries(result.headers ?? {}).map(([name, value]) => [name.toLowerCase(), String(value)]));
-console.log(JSON.stringify({ ms, cpuMs: (cpu.user + cpu.system) / 1000, status: result.statusCode, headers, body: result.statusCode === 200 ? '' : result.body }));
+let hashMs;
+if (process.env.BENCH_SCRYPT_LOG2N) {
+  const { scrypt } = await import('node:crypto');
+  const N = 2 ** Number(process.env.BENCH_SCRYPT_LOG2N);
+  const started = performance.now();
+  await new Promise((resolve, reject) => scrypt('a bench password', 'a bench salt', 64, { N, r: 8, p: 1, maxmem: 256 * N * 8 }, (error) => (error ? reject(error) : resolve())));
+  hashMs = performance.now() - started;
+}
+console.log(JSON.stringify({ ms, cpuMs: (cpu.user + cpu.system) / 1000, hashMs, status: result.statusCode, headers, body: result.statusCode === 200 ? '' : result.body }));
 process.exit(0);
 `;
 
@@ -102,6 +114,8 @@ interface Side {
   check: (response: ChildResponse) => void;
   ms: number[];
   cpuMs: number[];
+  /** Login only: one scrypt derivation's time in the same process, after the response. */
+  hashMs: number[];
 }
 
 interface Scenario {
@@ -113,6 +127,7 @@ interface Scenario {
 interface ChildResponse {
   ms: number;
   cpuMs: number;
+  hashMs?: number;
   status: number;
   headers: Record<string, string>;
   body: string;
@@ -174,13 +189,25 @@ async function preparePeer(redis: RedisServer, log2N: number): Promise<{ email: 
   return { email, token };
 }
 
-function formatRequestRow(scenario: Scenario): string {
+function formatRow(name: string, ours: number[], peer: number[], cpu: string): string {
   const cell = (values: number[]) => `${median(values).toFixed(0)} ms (${Math.min(...values).toFixed(0)}–${Math.max(...values).toFixed(0)})`;
-  const ratio = median(scenario.ours.ms) / median(scenario.peer.ms);
+  const ratio = median(ours) / median(peer);
   // Per-round ratios show whether the median ratio is stable or an artefact of a noisy moment.
-  const perRound = scenario.ours.ms.map((ms, index) => ms / scenario.peer.ms[index]!);
-  const cpuRatio = median(scenario.ours.cpuMs) / median(scenario.peer.cpuMs);
-  return `| ${scenario.name} | ${cell(scenario.ours.ms)} | ${cell(scenario.peer.ms)} | **${ratio.toFixed(2)}×** (${Math.min(...perRound).toFixed(2)}–${Math.max(...perRound).toFixed(2)}) | ${median(scenario.ours.cpuMs).toFixed(0)} / ${median(scenario.peer.cpuMs).toFixed(0)} ms = ${cpuRatio.toFixed(2)}× |`;
+  const perRound = ours.map((ms, index) => ms / peer[index]!);
+  return `| ${name} | ${cell(ours)} | ${cell(peer)} | **${ratio.toFixed(2)}×** (${Math.min(...perRound).toFixed(2)}–${Math.max(...perRound).toFixed(2)}) | ${cpu} |`;
+}
+
+/** The scenario's row; a login's is followed by the same without its password hash. */
+function formatRequestRows(scenario: Scenario): string {
+  const { ours, peer } = scenario;
+  const cpuRatio = median(ours.cpuMs) / median(peer.cpuMs);
+  const rows = [formatRow(scenario.name, ours.ms, peer.ms, `${median(ours.cpuMs).toFixed(0)} / ${median(peer.cpuMs).toFixed(0)} ms = ${cpuRatio.toFixed(2)}×`)];
+  if (ours.hashMs.length === ours.ms.length && peer.hashMs.length === peer.ms.length) {
+    const withoutHash = (side: Side) => side.ms.map((ms, index) => ms - side.hashMs[index]!);
+    const hashes = `hash ${median(ours.hashMs).toFixed(0)} / ${median(peer.hashMs).toFixed(0)} ms`;
+    rows.push(formatRow(`${scenario.name}, less one scrypt derivation`, withoutHash(ours), withoutHash(peer), hashes));
+  }
+  return rows.join('\n');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -235,18 +262,19 @@ async function main(): Promise<void> {
     check,
     ms: [],
     cpuMs: [],
+    hashMs: [],
   });
   const login = (email: string) => httpEvent('POST', '/auth/login', { body: { email, password: PASSWORD }, sourceIp: '198.18.0.1' });
   const scenarios: Scenario[] = [
     {
       name: 'login, scrypt N=2^17 (production)',
-      ours: side('auth-login', login(ours17.email), expectStatus(200, 'login'), { PASSWORD_SCRYPT_LOG2N: '17' }),
-      peer: side('peer-login', login(peer17.email), expectStatus(200, 'peer login')),
+      ours: side('auth-login', login(ours17.email), expectStatus(200, 'login'), { PASSWORD_SCRYPT_LOG2N: '17', BENCH_SCRYPT_LOG2N: '17' }),
+      peer: side('peer-login', login(peer17.email), expectStatus(200, 'peer login'), { BENCH_SCRYPT_LOG2N: '17' }),
     },
     {
       name: 'login, scrypt N=2^14',
-      ours: side('auth-login', login(ours14.email), expectStatus(200, 'login'), { PASSWORD_SCRYPT_LOG2N: '14' }),
-      peer: side('peer-login', login(peer14.email), expectStatus(200, 'peer login')),
+      ours: side('auth-login', login(ours14.email), expectStatus(200, 'login'), { PASSWORD_SCRYPT_LOG2N: '14', BENCH_SCRYPT_LOG2N: '14' }),
+      peer: side('peer-login', login(peer14.email), expectStatus(200, 'peer login'), { BENCH_SCRYPT_LOG2N: '14' }),
     },
     {
       name: 'chat, cached answer',
@@ -280,9 +308,10 @@ async function main(): Promise<void> {
       // Alternate who goes first, so neither always runs right after the other's disk and CPU work.
       const order = round % 2 === 0 ? [scenario.ours, scenario.peer] : [scenario.peer, scenario.ours];
       for (const measured of order) {
-        const { ms, cpuMs } = await coldRequest(measured);
+        const { ms, cpuMs, hashMs } = await coldRequest(measured);
         measured.ms.push(ms);
         measured.cpuMs.push(cpuMs);
+        if (hashMs !== undefined) measured.hashMs.push(hashMs);
       }
     }
   }
@@ -322,10 +351,14 @@ Goal: at most 0.4× the peer.
 
 | request | ours | peer | ours / peer | CPU ours / peer |
 | --- | --- | --- | --- | --- |
-${scenarios.map(formatRequestRow).join('\n')}
+${scenarios.map(formatRequestRows).join('\n')}
 
-Login runs one scrypt derivation by design (the same cost for both), which no cold-start work
-can shorten; the N=2^14 row shows the rest of the cold path with the hash made cheap.
+Login runs one scrypt derivation by design, of the same cost for both (r = 8, p = 1, N as the row
+says; N=2^17 is OWASP's minimum for scrypt), and no cold-start work can shorten it: with the
+peer's other work brought to nothing, a production login would still be about two thirds of the
+peer's. The goal of 0.4× therefore holds for what is not the hash: the rows "less one scrypt
+derivation" subtract, run by run, one derivation of the row's cost timed in the same process
+right after its response.
 
 Reproduce: \`npx node bench/cold-start.bench.ts [init runs] [request runs]\`.
 `;
