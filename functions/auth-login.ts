@@ -31,9 +31,13 @@ async function login(event: HttpEvent): Promise<HttpResult> {
   const { email, password } = validate(LoginBody, event.jsonBody);
   const accountDigest = emailDigest(email);
   const attempt = loginAttempt(event, accountDigest);
+  // The account is read alongside the limit check, in the same round trip; scrypt, the costly
+  // part, still waits for the attempt to be admitted. A refused attempt has only read a hash.
+  const lookup = findUserByEmail(email);
+  lookup.catch(() => {}); // awaited below, unless the attempt is refused first
   const rateLimitHeaders = await admitLoginAttempt(attempt);
 
-  const user = await findUserByEmail(email);
+  const user = await lookup;
   const verdict = await verifyPassword(password, user?.passwordHash);
   if (user === undefined || !verdict.ok) {
     throw invalidCredentials(await chargeFailedLogin(attempt));

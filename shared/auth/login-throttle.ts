@@ -61,18 +61,24 @@ async function check(request: RateLimitRequest, limit: RouteRateLimit): Promise<
 }
 
 /**
- * Both checks, one after the other rather than in parallel: a refused address answers the 429
+ * Both checks. Admission peeks change nothing, so both go at once (one round trip, one script run
+ * in a standalone Redis). Charges go one after the other: a refused address answers the 429
  * without touching the account's state.
  */
 async function checkBoth({ address, accountDigest }: Attempt, peek: boolean): Promise<RateLimitDecision[]> {
   const { login, loginAccount } = config().rateLimits;
-  const decisions: RateLimitDecision[] = [];
-  const byAddress = await check({ bucket: ADDRESS_BUCKET, identity: address, policies: login.policies, peek }, login);
-  if (byAddress !== undefined) decisions.push(byAddress);
-  if (byAddress !== undefined && !byAddress.allowed) return decisions;
-  const byAccount = await check({ bucket: ACCOUNT_BUCKET, identity: accountDigest, policies: loginAccount.policies, peek }, loginAccount);
-  if (byAccount !== undefined) decisions.push(byAccount);
-  return decisions;
+  const checkAddress = () => check({ bucket: ADDRESS_BUCKET, identity: address, policies: login.policies, peek }, login);
+  const checkAccount = () => check({ bucket: ACCOUNT_BUCKET, identity: accountDigest, policies: loginAccount.policies, peek }, loginAccount);
+  let byAddress: RateLimitDecision | undefined;
+  let byAccount: RateLimitDecision | undefined;
+  if (peek) {
+    [byAddress, byAccount] = await Promise.all([checkAddress(), checkAccount()]);
+  } else {
+    byAddress = await checkAddress();
+    if (byAddress === undefined || byAddress.allowed) byAccount = await checkAccount();
+  }
+  if (byAddress !== undefined && !byAddress.allowed) return [byAddress];
+  return [byAddress, byAccount].filter((decision) => decision !== undefined);
 }
 
 /** The `RateLimit` headers of the address limit (the one a client can see coming), if checked. */

@@ -7,6 +7,7 @@ import { useEnvironment } from '../support/env.ts';
 import { httpEvent, invoke } from '../support/lambda.ts';
 import { captureOutput } from '../support/logs.ts';
 import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import { startRoundTripProxy, type RoundTripProxy } from '../support/round-trip-proxy.ts';
 import {
   callLogin,
   callLogout,
@@ -292,6 +293,34 @@ describe('POST /auth/login', () => {
       expect(response.headers['retry-after']).toBe('1');
       expect(Date.now() - started).toBeLessThan(3000);
     });
+  });
+});
+
+describe('POST /auth/login and Redis', () => {
+  let redis: RedisServer;
+  let proxy: RoundTripProxy;
+  beforeAll(async () => {
+    redis = await startStandaloneRedis();
+    proxy = await startRoundTripProxy(redis.port);
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    await proxy.close();
+    await redis.stop();
+  });
+
+  it('reads the account in the round trip of the limit check: two round trips in all, the second for the session', async () => {
+    await useEnvironment({ REDIS_URL: `redis://127.0.0.1:${proxy.port}`, PASSWORD_SCRYPT_LOG2N: '14' });
+    const email = uniqueEmail();
+    expect((await callRegister({ email, password: PASSWORD })).statusCode).toBe(201);
+    // A first login has Redis load the scripts, as a server that has served logins before has.
+    expect((await callLogin({ email, password: PASSWORD })).statusCode).toBe(200);
+    proxy.reset();
+
+    const response = await callLogin({ email, password: PASSWORD });
+
+    expect(response.statusCode).toBe(200);
+    expect(proxy.roundTrips()).toBe(2);
   });
 });
 
