@@ -6,7 +6,7 @@ import middy from '@middy/core';
 import * as z from 'zod/mini';
 import { admitLoginAttempt, chargeFailedLogin, loginAttempt } from '#shared/auth/login-throttle.ts';
 import { hashPassword, verifyPassword } from '#shared/auth/passwords.ts';
-import { startSession } from '#shared/auth/sessions.ts';
+import { drawSessionToken, startSession } from '#shared/auth/sessions.ts';
 import { emailDigest, findUserByEmail } from '#shared/auth/users.ts';
 import { httpBasics, json, withRequestLogging, type HttpEvent, type HttpResult } from '#shared/http.ts';
 import { HttpProblem } from '#shared/problem.ts';
@@ -38,13 +38,17 @@ async function login(event: HttpEvent): Promise<HttpResult> {
   const rateLimitHeaders = await admitLoginAttempt(attempt);
 
   const user = await lookup;
-  const verdict = await verifyPassword(password, user?.passwordHash);
+  const verifying = verifyPassword(password, user?.passwordHash);
+  // Drawn while scrypt runs on the thread pool, where the main thread would wait idle; whatever
+  // the verdict, so that a failure takes the time a success does.
+  const sessionToken = drawSessionToken(accountDigest);
+  const verdict = await verifying;
   if (user === undefined || !verdict.ok) {
     throw invalidCredentials(await chargeFailedLogin(attempt));
   }
 
   const rehashed = verdict.needsRehash ? await hashPassword(password) : undefined;
-  const { token, expiresAt } = await startSession(user, accountDigest, rehashed);
+  const { token, expiresAt } = await startSession(user, accountDigest, sessionToken, rehashed);
   return json(
     200,
     { token, tokenType: 'Bearer', expiresAt: expiresAt.toISOString(), user: { id: user.id, email: user.email, name: user.name } },

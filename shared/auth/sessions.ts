@@ -110,17 +110,33 @@ return 1
 
 const END_ALL_ATTEMPTS = 5;
 
+/** A new session token for the account of `emailDigestOfUser`, with its digest. */
+export interface SessionToken {
+  token: string;
+  tokenDigest: string;
+}
+
 /**
- * Starts a session for `user` and returns its token (the only time the token exists in the
- * clear). `rehashedPassword`, when given, replaces the account's stored hash in the same step.
+ * A token for a session of that account, not yet stored. Drawing it takes a millisecond or more
+ * of CPU (tokens.ts), so a login draws it while scrypt runs on the thread pool.
+ */
+export function drawSessionToken(emailDigestOfUser: string): SessionToken {
+  return newTokenInShard(authShard(emailDigestOfUser));
+}
+
+/**
+ * Starts a session for `user` under `drawn` (from drawSessionToken) and returns its token (the
+ * only time the token exists in the clear). `rehashedPassword`, when given, replaces the
+ * account's stored hash in the same step.
  */
 export async function startSession(
   user: UserRecord,
   emailDigestOfUser: string,
+  drawn: SessionToken,
   rehashedPassword?: string,
 ): Promise<{ token: string; expiresAt: Date }> {
   const shard = authShard(emailDigestOfUser);
-  const { token, tokenDigest: digestOfToken } = newTokenInShard(shard);
+  const { token, tokenDigest: digestOfToken } = drawn;
   const { sessionIdleSeconds, sessionMaxSeconds } = config().auth;
   const expiresMs = await withRedis((redis) =>
     startScript(
