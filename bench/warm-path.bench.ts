@@ -1,7 +1,8 @@
 // The warm cached chat request, ours beside the peer's (bench/peer/chat.ts), both bundled with the
 // settings of serverless.yml and run in processes of their own (bench/warm-path-worker.ts):
 //   4. latency of one request at a time (p50, p99) and the Redis round trips of each request,
-//      counted by a proxy that sees every byte between the client and Redis;
+//      counted by a proxy that sees every byte between the client and Redis; then the same latency
+//      with Redis a network away (a proxy holding each answer for NETWORK_DELAY_MS);
 //   5. throughput with 50 invocations in flight in one process.
 // The answer is in the cache (each side's own key format) before anything is measured; every
 // measured response is checked to be a 200 from the cache.
@@ -16,6 +17,7 @@ import { startAnthropicDouble } from '../test/doubles/anthropic.ts';
 import { startSecretsManagerDouble } from '../test/doubles/secrets-manager.ts';
 import { httpEvent } from '../test/support/lambda.ts';
 import { DELAY_PER_ROUND_TRIP_MS, startRoundTripProxy } from '../test/support/round-trip-proxy.ts';
+import { startTcpProxy } from '../test/support/tcp-proxy.ts';
 import { bundle, LAMBDA_NODE_OPTIONS, root } from './bundle.ts';
 import { machineLine, median, percentile, writeSection } from './report.ts';
 
@@ -24,6 +26,11 @@ const RUNS = Number(process.argv[2] ?? 5);
 const SECONDS = Number(process.argv[3] ?? 1.5);
 const CONCURRENCY = 50;
 const COUNTED_REQUESTS = 100;
+/**
+ * Added to every Redis round trip for the "over a network" latency: about what a function in a
+ * VPC sees to ElastiCache in another availability zone of the region (same zone: a few tenths).
+ */
+const NETWORK_DELAY_MS = 1;
 const OUT = 'warm-path';
 const WORKER = `${root}bench/warm-path-worker.ts`;
 // A model the Anthropic SDK does not warn about (it prints a deprecation notice for some).
@@ -39,6 +46,8 @@ interface Side {
   throughput: number[];
   /** Per request: round trips sent, and those its answer waited for. */
   roundTrips: { sent: number; waited: number };
+  /** Request durations with NETWORK_DELAY_MS added to each round trip, one list a run. */
+  overNetwork: number[][];
 }
 
 function startWorker(side: Side, mode: string, env: NodeJS.ProcessEnv): ChildProcess {
@@ -123,9 +132,11 @@ async function main(): Promise<void> {
   delete baseEnv['REDIS_URL'];
   const redis = await startRedisServer();
   const proxy = await startRoundTripProxy(redis.port);
+  const network = await startTcpProxy(redis.port, { replyDelayMs: NETWORK_DELAY_MS });
   const [secrets, anthropic] = await Promise.all([startSecretsManagerDouble(), startAnthropicDouble()]);
   secrets.setSecret('redis', redis.url);
   secrets.setSecret('redis-counted', `redis://127.0.0.1:${proxy.port}`);
+  secrets.setSecret('redis-over-network', `redis://127.0.0.1:${network.port}`);
   const env: NodeJS.ProcessEnv = {
     ...baseEnv,
     ...secrets.env,
@@ -138,6 +149,7 @@ async function main(): Promise<void> {
     RATE_LIMIT_CHAT: '100000000/1m,100000000/1d',
   };
   const counted = { ...env, REDIS_SECRET_ID: 'redis-counted' };
+  const overNetwork = { ...env, REDIS_SECRET_ID: 'redis-over-network' };
 
   rmSync(`${root}bench/.out/${OUT}`, { recursive: true, force: true });
   const [ours, peer] = [
@@ -151,6 +163,7 @@ async function main(): Promise<void> {
     cpuUs: [],
     throughput: [],
     roundTrips: { sent: 0, waited: 0 },
+    overNetwork: [],
   }));
   const sides = [ours!, peer!];
 
@@ -171,12 +184,22 @@ async function main(): Promise<void> {
       const { throughput } = await report<{ throughput: { requests: number; seconds: number } }>(side, 'throughput', env);
       side.throughput.push(throughput.requests / throughput.seconds);
     }
+    for (const side of order) {
+      const { durations } = await report<{ durations: number[] }>(side, 'latency', overNetwork);
+      side.overNetwork.push(durations);
+    }
   }
   if (anthropic.calls !== callsAfterSeeding) throw new Error('a measured request reached the model instead of the cache');
 
   const p50Ratio = median(ours!.latencies.map((run) => percentile(run, 50))) / median(peer!.latencies.map((run) => percentile(run, 50)));
   const cpuRatio = median(ours!.cpuUs) / median(peer!.cpuUs);
   const throughputRatio = median(ours!.throughput) / median(peer!.throughput);
+  const networkP50 = (side: Side) => median(side.overNetwork.map((run) => percentile(run, 50)));
+  const networkRow = (side: Side) => {
+    const p50 = side.overNetwork.map((run) => percentile(run, 50));
+    const p99 = side.overNetwork.map((run) => percentile(run, 99));
+    return `| ${side.name} | ${fixed(median(p50), 3)} ms (${range(p50, 3)}) | ${fixed(median(p99), 3)} ms (${range(p99, 3)}) | ${side.roundTrips.waited} |`;
+  };
   const markdown = `## Warm cached chat request
 
 ${machineLine()}. The chat handler bundled as deployed (serverless.yml's esbuild settings,
@@ -204,6 +227,23 @@ ${latencyRow(peer!)}
 
 Ours / peer: p50 **${fixed(p50Ratio)}×**, CPU per request **${fixed(cpuRatio)}×**.
 
+On loopback a round trip costs a few tens of µs, so the table above weighs CPU. Ours does more
+per request than the peer (a sliding session expiry, a limit of two policies checked and spent
+at once, usage counters, a log line); the peer waits for one more round trip.
+
+### Latency with Redis a network away
+
+The same, through a proxy that holds each answer from Redis for ${NETWORK_DELAY_MS} ms (a function in a
+VPC to ElastiCache in another availability zone; in the same zone a few tenths of a ms): what
+a deployed function's callers see, where round trips waited for outweigh CPU.
+
+| | p50 | p99 | round trips waited for |
+| --- | --- | --- | --- |
+${networkRow(ours!)}
+${networkRow(peer!)}
+
+Ours / peer: p50 **${fixed(networkP50(ours!) / networkP50(peer!))}×**.
+
 ### Throughput, ${CONCURRENCY} invocations in flight
 
 | | requests/s |
@@ -217,7 +257,7 @@ Reproduce: \`npx node bench/warm-path.bench.ts [runs] [seconds per run]\`.
 `;
   writeSection('warm-path', markdown);
   console.log(markdown);
-  await Promise.all([secrets.close(), anthropic.close(), proxy.close()]);
+  await Promise.all([secrets.close(), anthropic.close(), proxy.close(), network.close()]);
   await redis.stop();
 }
 

@@ -1,5 +1,6 @@
 // A loopback TCP proxy that can go silent: it keeps every socket open but stops forwarding, the
-// way a frozen Lambda's connection or a half-open TCP link behaves.
+// way a frozen Lambda's connection or a half-open TCP link behaves. It can also hold every answer
+// for a while, as a network between a function and Redis does (the benchmarks' round-trip time).
 
 import { createServer, connect, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -16,7 +17,12 @@ export interface TcpProxy {
   close(): Promise<void>;
 }
 
-export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
+export interface TcpProxyOptions {
+  /** Each chunk from the target reaches the client this much later, in order. */
+  replyDelayMs?: number;
+}
+
+export async function startTcpProxy(targetPort: number, { replyDelayMs = 0 }: TcpProxyOptions = {}): Promise<TcpProxy> {
   let frozen = false;
   const sockets = new Set<Socket>();
   const silenced = new WeakSet<Socket>();
@@ -25,13 +31,16 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     proxy.connections += 1;
     const upstream = connect({ port: targetPort, host: '127.0.0.1' });
     for (const socket of [client, upstream]) {
+      // As Redis and ioredis do: no Nagle delay on small writes (which a held answer would meet).
+      socket.setNoDelay(true);
       sockets.add(socket);
       socket.on('close', () => sockets.delete(socket));
       socket.on('error', () => {});
     }
     const silent = () => frozen || silenced.has(client);
     client.on('data', (chunk) => !silent() && upstream.write(chunk));
-    upstream.on('data', (chunk) => !silent() && client.write(chunk));
+    const answer = (chunk: Buffer) => !silent() && client.write(chunk);
+    upstream.on('data', (chunk: Buffer) => (replyDelayMs > 0 ? setTimeout(answer, replyDelayMs, chunk) : answer(chunk)));
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
   });
