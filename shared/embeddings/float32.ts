@@ -44,12 +44,11 @@ const POWERS_OF_TEN = Array.from({ length: 23 }, (_, power) => 10 ** power);
  *
  * Tries 6, 7, 8 then 9 significant digits (for a normal float32, which carries 7.2 digits, a
  * decimal of fewer digits that reads back is also the 6-digit one). A try is arithmetic, not
- * `toPrecision` and a parse:
- * with m = round(|value| · 10^k), `m / 10^k` is the double nearest the decimal m·10⁻ᵏ, since m and
- * 10^k are exact doubles and division rounds correctly. A vector response does this for every
- * dimension, which made it the costliest step of a cached answer. Magnitudes outside [1e-13, 1e6),
- * where 10^k would pass 10^22 and stop being exact, and subnormals, which carry fewer digits, take
- * the string route from one digit up.
+ * `toPrecision` and a parse: with m = round(|value| · 10^k), `m / 10^k` is the double nearest the
+ * decimal m·10⁻ᵏ, since m and 10^k are exact doubles and division rounds correctly. A vector
+ * response does this for every dimension, which made it the costliest step of a cached answer.
+ * Magnitudes outside [1e-13, 1e6), where 10^k would pass 10^22 and stop being exact, and
+ * subnormals, which carry fewer digits, take the string route from one digit up.
  */
 export function shortestFloat32(value: number): number {
   const magnitude = Math.abs(value);
