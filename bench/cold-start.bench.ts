@@ -189,41 +189,41 @@ async function preparePeer(redis: RedisServer, log2N: number): Promise<{ email: 
   return { email, token };
 }
 
-function formatRow(name: string, ours: number[], peer: number[], cpu: string): string {
+/** One line of the table: a request's times, ours and the peer's, run by run. */
+interface MeasuredRow {
+  name: string;
+  ours: number[];
+  peer: number[];
+  /** The last column. */
+  cpu: string;
+}
+
+/** A scenario's rows: its requests, and for a login the same less its password hash. */
+function measuredRows(scenario: Scenario): MeasuredRow[] {
+  const { ours, peer } = scenario;
+  const cpuRatio = median(ours.cpuMs) / median(peer.cpuMs);
+  const rows = [{ name: scenario.name, ours: ours.ms, peer: peer.ms, cpu: `${median(ours.cpuMs).toFixed(0)} / ${median(peer.cpuMs).toFixed(0)} ms = ${cpuRatio.toFixed(2)}×` }];
+  if (ours.hashMs.length === ours.ms.length && peer.hashMs.length === peer.ms.length) {
+    const withoutHash = (side: Side) => side.ms.map((ms, index) => ms - side.hashMs[index]!);
+    const cpu = `hash ${median(ours.hashMs).toFixed(0)} / ${median(peer.hashMs).toFixed(0)} ms`;
+    rows.push({ name: `${scenario.name}, less one scrypt derivation`, ours: withoutHash(ours), peer: withoutHash(peer), cpu });
+  }
+  return rows;
+}
+
+const ratioOf = (row: MeasuredRow) => median(row.ours) / median(row.peer);
+
+function formatRow(row: MeasuredRow): string {
   const cell = (values: number[]) => `${median(values).toFixed(0)} ms (${Math.min(...values).toFixed(0)}–${Math.max(...values).toFixed(0)})`;
-  const ratio = median(ours) / median(peer);
   // Per-round ratios show whether the median ratio is stable or an artefact of a noisy moment.
-  const perRound = ours.map((ms, index) => ms / peer[index]!);
-  return `| ${name} | ${cell(ours)} | ${cell(peer)} | **${ratio.toFixed(2)}×** (${Math.min(...perRound).toFixed(2)}–${Math.max(...perRound).toFixed(2)}) | ${cpu} |`;
+  const perRound = row.ours.map((ms, index) => ms / row.peer[index]!);
+  return `| ${row.name} | ${cell(row.ours)} | ${cell(row.peer)} | **${ratioOf(row).toFixed(2)}×** (${Math.min(...perRound).toFixed(2)}–${Math.max(...perRound).toFixed(2)}) | ${row.cpu} |`;
 }
 
 const GOAL_RATIO = 0.4;
 
-/** Each request's ratio of medians against the goal, hash-less login rows included. */
-function goalSummary(scenarios: Scenario[]): string {
-  const verdicts = scenarios.flatMap((scenario) => {
-    const { ours, peer } = scenario;
-    const rows = [{ name: scenario.name, ratio: median(ours.ms) / median(peer.ms) }];
-    if (ours.hashMs.length === ours.ms.length && peer.hashMs.length === peer.ms.length) {
-      const withoutHash = (side: Side) => median(side.ms.map((ms, index) => ms - side.hashMs[index]!));
-      rows.push({ name: `${scenario.name}, less one scrypt derivation`, ratio: withoutHash(ours) / withoutHash(peer) });
-    }
-    return rows;
-  });
-  return verdicts.map(({ name, ratio }) => `${name}: ${ratio.toFixed(2)}× (${ratio <= GOAL_RATIO ? 'met' : '**not met**'})`).join('; ');
-}
-
-/** The scenario's row; a login's is followed by the same without its password hash. */
-function formatRequestRows(scenario: Scenario): string {
-  const { ours, peer } = scenario;
-  const cpuRatio = median(ours.cpuMs) / median(peer.cpuMs);
-  const rows = [formatRow(scenario.name, ours.ms, peer.ms, `${median(ours.cpuMs).toFixed(0)} / ${median(peer.cpuMs).toFixed(0)} ms = ${cpuRatio.toFixed(2)}×`)];
-  if (ours.hashMs.length === ours.ms.length && peer.hashMs.length === peer.ms.length) {
-    const withoutHash = (side: Side) => side.ms.map((ms, index) => ms - side.hashMs[index]!);
-    const hashes = `hash ${median(ours.hashMs).toFixed(0)} / ${median(peer.hashMs).toFixed(0)} ms`;
-    rows.push(formatRow(`${scenario.name}, less one scrypt derivation`, withoutHash(ours), withoutHash(peer), hashes));
-  }
-  return rows.join('\n');
+function goalSummary(rows: MeasuredRow[]): string {
+  return rows.map((row) => `${row.name}: ${ratioOf(row).toFixed(2)}× (${ratioOf(row) <= GOAL_RATIO ? 'met' : '**not met**'})`).join('; ');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -333,6 +333,7 @@ async function main(): Promise<void> {
   }
   if (upstreamCalls() !== callsBefore) throw new Error('a measured request was not served from the cache');
 
+  const rows = scenarios.flatMap(measuredRows);
   const markdown = `## Cold start: bundle size, init time, first request
 
 ${machineLine()}. Bundles built as deployed (serverless.yml: esbuild, minified, ESM, external
@@ -367,7 +368,7 @@ Goal: at most ${GOAL_RATIO}× the peer.
 
 | request | ours | peer | ours / peer | CPU ours / peer |
 | --- | --- | --- | --- | --- |
-${scenarios.map(formatRequestRows).join('\n')}
+${rows.map(formatRow).join('\n')}
 
 Login runs one scrypt derivation by design, of the same cost for both (r = 8, p = 1, N as the row
 says; N=2^17 is OWASP's minimum for scrypt), and no cold-start work can shorten it: with the
@@ -377,7 +378,7 @@ subtract, run by run, one derivation of the row's cost timed in the same process
 response (with N=2^17 the derivation is five sixths of the time, so that row's spread is wide; the
 N=2^14 row is the steadier measure of the same code).
 
-Against the goal, in this run: ${goalSummary(scenarios)}.
+Against the goal, in this run: ${goalSummary(rows)}.
 
 Reproduce: \`npx node bench/cold-start.bench.ts [init runs] [request runs]\`.
 `;
