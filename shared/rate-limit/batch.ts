@@ -1,6 +1,7 @@
 // Checks issued in the same event-loop turn share one script run (one EVALSHA): a container
 // serving many concurrent requests pays one command per turn instead of one per check, and a
-// Lambda container serving one request at a time simply sends runs of one. Each check is still decided and spent on its own (see gcra.ts).
+// Lambda container serving one request at a time simply sends runs of one. Each check is still
+// decided and spent on its own (see gcra.ts).
 //
 //   turn n:   check A ─┐
 //             check B ─┼─ queued ──▶ setImmediate: one EVALSHA [A, B, C] ── reply ──▶ A, B, C settled

@@ -12,6 +12,11 @@ import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
 import { callLogin, callRegister, uniqueEmail } from '../support/session.ts';
 
 const functionsDir = fileURLToPath(new URL('../../functions/', import.meta.url));
+/** One name per handler file in functions/, e.g. `chat`. */
+const functionNames = readdirSync(functionsDir)
+  .filter((file) => file.endsWith('.ts'))
+  .map((file) => file.slice(0, -3));
+const functionFiles = functionNames.map((name) => `${functionsDir}${name}.ts`);
 
 /** Packages whose evaluation a cold start pays only once a request needs them (see bench/cold-start.bench.ts). */
 const LOADED_ON_FIRST_USE = ['ioredis', '@aws-sdk/', '@smithy/', '@anthropic-ai/sdk', 'openai'];
@@ -43,41 +48,30 @@ process.stdout.write(JSON.stringify(report));`;
 
 describe('the init phase of every function', () => {
   it('loads neither the Redis client nor an SDK: they wait for the first request that needs them', async () => {
-    const files = readdirSync(functionsDir)
-      .filter((file) => file.endsWith('.ts'))
-      .map((file) => `${functionsDir}${file}`);
-
-    const loaded = await packagesLoadedByImports(files);
+    const loaded = await packagesLoadedByImports(functionFiles);
 
     const eager = Object.entries(loaded).flatMap(([file, packages]) =>
       packages.filter((name) => LOADED_ON_FIRST_USE.some((lazy) => name === lazy || name.startsWith(lazy))).map((name) => `${file}: ${name}`),
     );
-    expect(Object.keys(loaded)).toHaveLength(files.length);
+    expect(Object.keys(loaded)).toHaveLength(functionFiles.length);
     expect(eager).toEqual([]);
   });
 
   it('reads no configuration: every function imports even when every rate limit is malformed', async () => {
-    const files = readdirSync(functionsDir)
-      .filter((file) => file.endsWith('.ts'))
-      .map((file) => `${functionsDir}${file}`);
     const malformed = Object.fromEntries(
       ['RATE_LIMIT_CHAT', 'RATE_LIMIT_EMBEDDINGS', 'RATE_LIMIT_LOGIN', 'RATE_LIMIT_LOGIN_ACCOUNT'].map((name) => [name, 'abc']),
     );
 
-    const loaded = await packagesLoadedByImports(files, malformed);
+    const loaded = await packagesLoadedByImports(functionFiles, malformed);
 
-    expect(Object.keys(loaded).sort()).toEqual(files.map((file) => file.split('/').pop()).sort());
+    expect(Object.keys(loaded).sort()).toEqual(functionNames.map((name) => `${name}.ts`).sort());
   });
 });
 
 describe('the bundle of every function', () => {
   it('stays under 250 KB minified (chat under 300 KB), built as serverless.yml deploys it', async () => {
-    const names = readdirSync(functionsDir)
-      .filter((file) => file.endsWith('.ts'))
-      .map((file) => file.slice(0, -3));
-
     const sizes = await Promise.all(
-      names.map(async (name) => {
+      functionNames.map(async (name) => {
         // In memory: the source map, external when deployed, is not part of the size.
         const result = await build({ ...lambdaBuildOptions(), entryPoints: [`${functionsDir}${name}.ts`], write: false, sourcemap: false });
         return { name, kilobytes: result.outputFiles[0]!.contents.byteLength / 1024 };
