@@ -2,16 +2,24 @@
 // LangChain, LlamaIndex) pointed at this base URL, with a session token as its API key, gets
 // vectors from the cache, or from the configured provider for the inputs not cached yet. Whatever
 // model the client names, the configured one embeds, and the answer says so.
+//
+//   openAiErrorMember → httpBasics → authenticate → cache prefetch (validate, send the read) → rate limit → embeddings
+//
+// The prefetch sends the cache read while the rate-limit script is in flight, so a cached answer
+// waits for two round trips (the session, then the limit with the read), as the chat's does. Only
+// a small read is sent ahead: a request the limit refuses has its read thrown away, and a flood of
+// refused batches must not make Redis send megabytes for nothing.
 
-import middy from '@middy/core';
+import middy, { type MiddlewareObj } from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { authenticate, type AuthenticatedEvent } from '#shared/auth/middleware.ts';
 import { config } from '#shared/config.ts';
 import { embeddingsProvider } from '#shared/embeddings/configured-provider.ts';
 import { vectorToBase64, vectorToNumbers } from '#shared/embeddings/float32.ts';
 import { openAiErrorMember } from '#shared/embeddings/openai-error.ts';
-import { inputCount, parseEmbeddingsRequest, type EncodingFormat } from '#shared/embeddings/request.ts';
-import { embedWithCache } from '#shared/embeddings/service.ts';
+import type { EmbeddingsProvider } from '#shared/embeddings/provider.ts';
+import { inputCount, parseEmbeddingsRequest, type EmbeddingsRequest, type EncodingFormat } from '#shared/embeddings/request.ts';
+import { embedWithCache, lookUpCached, type CacheLookup } from '#shared/embeddings/service.ts';
 import { httpBasics, withRequestLogging, type HttpResult } from '#shared/http.ts';
 import { annotateRequest } from '#shared/logger.ts';
 import { HttpProblem } from '#shared/problem.ts';
@@ -23,6 +31,37 @@ import { countUsageInBackground } from '#shared/usage/counters.ts';
 const MAX_RESPONSE_BYTES = 6_000_000;
 /** Time kept back from the function's time-out to write the cache and answer after the provider. */
 const ANSWER_MARGIN_MS = 1000;
+/** The largest cache read sent before the rate limit has answered (vectors of 4 bytes a dimension). */
+const PREFETCH_MAX_BYTES = 64 * 1024;
+
+interface Prepared {
+  request: EmbeddingsRequest;
+  lookup: CacheLookup;
+}
+
+const prefetched = new WeakMap<AuthenticatedEvent, Prepared>();
+
+function prepare(event: AuthenticatedEvent, provider: EmbeddingsProvider): Prepared {
+  const request = parseEmbeddingsRequest(event.jsonBody, provider);
+  return { request, lookup: lookUpCached(request.inputs, provider) };
+}
+
+/** Sends the cache read of a small, valid request before the rate limit; the handler reads it. */
+function cachePrefetch(): MiddlewareObj<AuthenticatedEvent, HttpResult> {
+  return {
+    name: 'embeddingsCachePrefetch',
+    before: ({ event }) => {
+      const provider = embeddingsProvider();
+      // Counted before validation, as the rate limiter counts; a body that is not a batch counts 1.
+      if (inputCount(event.jsonBody) * provider.dimensions * 4 > PREFETCH_MAX_BYTES) return;
+      try {
+        prefetched.set(event, prepare(event, provider));
+      } catch {
+        // Bad input is answered by the handler, after the rate limit, with the rate-limit headers.
+      }
+    },
+  };
+}
 
 function deadline(context: Context): AbortSignal {
   const remaining = context?.getRemainingTimeInMillis?.() ?? config().embeddings.timeoutMs;
@@ -54,8 +93,8 @@ observeRateLimitDecisions(countRateLimitDecision);
 
 async function embeddings(event: AuthenticatedEvent, context: Context): Promise<HttpResult> {
   const provider = embeddingsProvider();
-  const request = parseEmbeddingsRequest(event.jsonBody, provider);
-  const outcome = await embedWithCache(request.inputs, provider, { signal: deadline(context), ttlSeconds: config().cacheTtlSeconds });
+  const { request, lookup } = prefetched.get(event) ?? prepare(event, provider);
+  const outcome = await embedWithCache(lookup, { signal: deadline(context), ttlSeconds: config().cacheTtlSeconds });
 
   const usage: Usage = { prompt_tokens: outcome.promptTokens, total_tokens: outcome.promptTokens };
   countUsage(event, usage, { hits: outcome.hits, inputs: request.inputs.length });
@@ -85,6 +124,7 @@ export const handler = withRequestLogging(
     .use(openAiErrorMember())
     .use(httpBasics())
     .use(authenticate())
+    .use(cachePrefetch())
     // Cost: one unit an input.
     .use(rateLimit({ route: 'embeddings', limit: () => config().rateLimits.embeddings, cost: (event) => inputCount(event.jsonBody) }))
     .handler(embeddings),

@@ -5,7 +5,9 @@
 //   inputs ─ distinct ─ read all keys (1 round trip) ─┬─ all hits ─────────────────────────┐
 //                                                     └─ misses ─ provider (1 call) ─ write ─┴─ vectors in input order
 //
-// Nothing is written when the provider fails: the error propagates before the write.
+// The read is started by lookUpCached and awaited by embedWithCache, so a route can send it before
+// it needs it (POST /embeddings sends it with its rate-limit check). Nothing is written when the
+// provider fails: the error propagates before the write.
 
 import { config } from '../config.ts';
 import { embeddingKey } from '../keys.ts';
@@ -43,19 +45,36 @@ function cacheKey(namespace: string, input: EmbeddingInput): string {
   return typeof input === 'string' ? embeddingKey(namespace, input) : embeddingKey(`${namespace}:tokens`, input.join(','));
 }
 
-export async function embedWithCache(
-  inputs: readonly EmbeddingInput[],
-  provider: EmbeddingsProvider,
-  options: EmbedWithCacheOptions = {},
-): Promise<EmbedOutcome> {
-  // The key names an input: equal keys are equal inputs, computed once.
+/** A request's inputs, their cache keys and the read of their vectors, already sent. */
+export interface CacheLookup {
+  readonly inputs: readonly EmbeddingInput[];
+  readonly provider: EmbeddingsProvider;
+  /** Each input's key, in input order; equal keys are equal inputs. */
+  readonly keys: readonly string[];
+  /** Each distinct key's first input, in order of first appearance. */
+  readonly inputOf: ReadonlyMap<string, EmbeddingInput>;
+  /** The vectors of the distinct keys, in the order of `inputOf` (undefined: not cached). */
+  readonly cached: Promise<Array<Float32Array | undefined>>;
+}
+
+/** Sends the read of the inputs' vectors (one round trip) without waiting for it. */
+export function lookUpCached(inputs: readonly EmbeddingInput[], provider: EmbeddingsProvider): CacheLookup {
   const keys = inputs.map((input) => cacheKey(provider.cacheNamespace, input));
   const inputOf = new Map<string, EmbeddingInput>();
   keys.forEach((key, position) => {
     if (!inputOf.has(key)) inputOf.set(key, inputs[position]!);
   });
   const distinct = [...inputOf.keys()];
-  const cached = await withRedis((redis) => readVectors(redis, distinct, provider.dimensions));
+  const cached = withRedis((redis) => readVectors(redis, distinct, provider.dimensions));
+  // A lookup may be left unread (a request the rate limit refuses); embedWithCache still sees a failure.
+  cached.catch(() => {});
+  return { inputs, provider, keys, inputOf, cached };
+}
+
+export async function embedWithCache(lookup: CacheLookup, options: EmbedWithCacheOptions = {}): Promise<EmbedOutcome> {
+  const { inputs, provider, keys, inputOf } = lookup;
+  const distinct = [...inputOf.keys()];
+  const cached = await lookup.cached;
 
   const vectorOf = new Map<string, Float32Array>();
   const missing: string[] = [];

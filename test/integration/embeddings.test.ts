@@ -6,6 +6,7 @@ import { LocalEmbedder } from '../../shared/embeddings/local.ts';
 import { DOUBLE_MODEL, doubleTokens, doubleTokenVector, doubleVector, startOpenAiEmbeddingsDouble, type OpenAiEmbeddingsDouble } from '../doubles/openai-embeddings.ts';
 import { useEnvironment } from '../support/env.ts';
 import { httpEvent, invoke, type InvokeResult } from '../support/lambda.ts';
+import { startRoundTripProxy, type RoundTripProxy } from '../support/round-trip-proxy.ts';
 import { startRedisCluster, startStandaloneRedis, type RedisCluster, type RedisServer } from '../support/redis.ts';
 import { bearer, signUpAndLogIn } from '../support/session.ts';
 
@@ -406,6 +407,71 @@ describe('POST /embeddings with an OpenAI-compatible provider', () => {
 
     expect(response.statusCode).toBe(502);
     expect(response.body).not.toContain(upstream.apiKey);
+  });
+});
+
+describe('POST /embeddings: the cache read sent with the rate-limit check', () => {
+  let redis: RedisServer;
+  let proxy: RoundTripProxy;
+  let admin: Redis;
+  let token: string;
+  const post = (body: unknown) => invoke(handler, httpEvent('POST', '/embeddings', { body, headers: bearer(token) }));
+  // local-hash-384: a read of more than 42 vectors (64 KiB) waits for the limit's answer.
+  const texts = (n: number, tag: string) => Array.from({ length: n }, (_, i) => `${tag} ${i}`);
+  const mgetCalls = async () => Number(/cmdstat_mget:calls=(\d+)/.exec(await admin.info('commandstats'))?.[1] ?? 0);
+
+  beforeAll(async () => {
+    redis = await startStandaloneRedis();
+    proxy = await startRoundTripProxy(redis.port);
+    admin = new Redis({ port: redis.port, host: '127.0.0.1' });
+  });
+  beforeEach(async () => {
+    await useEnvironment({ REDIS_URL: `redis://127.0.0.1:${proxy.port}`, ...FAST_AUTH, RATE_LIMIT_EMBEDDINGS: '150/1h' });
+    ({ token } = await signUpAndLogIn());
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    admin.disconnect();
+    await proxy.close();
+    await redis.stop();
+  });
+
+  it('waits for two Redis round trips for a cached batch: the session, then the rate limit with the cache read', async () => {
+    const batch = texts(4, 'cached');
+    await post({ input: batch });
+    proxy.reset();
+
+    const hit = await post({ input: batch });
+
+    expect(hit.headers['x-cache-hits']).toBe('4/4');
+    expect(proxy.roundTrips()).toBe(2);
+  });
+
+  it('reads a batch too large to send ahead only once the rate limit has admitted it: three round trips', async () => {
+    const batch = texts(60, 'large');
+    await post({ input: batch });
+    proxy.reset();
+
+    const hit = await post({ input: batch });
+
+    expect(hit.headers['x-cache-hits']).toBe('60/60');
+    expect(proxy.roundTrips()).toBe(3);
+  });
+
+  it('reads no vector for a refused batch too large to send ahead', async () => {
+    const before = await mgetCalls();
+
+    const refused = await post({ input: texts(151, 'refused') });
+
+    expect(refused.statusCode).toBe(429);
+    expect(await mgetCalls()).toBe(before);
+  });
+
+  it('answers an invalid body with a 400 after the rate limit, as without the read sent ahead', async () => {
+    const response = await post({ input: ['fine', 7] });
+
+    expect(response.statusCode).toBe(400);
+    expect(response.headers['ratelimit']).toBeDefined();
   });
 });
 
