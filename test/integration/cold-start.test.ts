@@ -116,6 +116,60 @@ describe('ioredis as bundled for Lambda', () => {
   });
 });
 
+describe('assert as bundled for Lambda', () => {
+  let outDir: string;
+  beforeAll(() => {
+    outDir = mkdtempSync(join(tmpdir(), 'tc-assert-bundle-'));
+  });
+  afterAll(() => rmSync(outDir, { recursive: true, force: true }));
+
+  /** Bundles ENTRY as deployed, runs it in a fresh process and returns what it prints as JSON. */
+  async function runBundled(entry: string): Promise<Record<string, unknown>> {
+    const outfile = join(outDir, `entry-${Math.random().toString(36).slice(2)}.mjs`);
+    await build({ ...lambdaBuildOptions(), stdin: { contents: entry, resolveDir: projectRoot, loader: 'js' }, outfile, sourcemap: false });
+    return new Promise((resolve, reject) => {
+      execFile(process.execPath, [outfile], (error, stdout, stderr) => (error ? reject(new Error(`${error.message}: ${stderr}`)) : resolve(JSON.parse(stdout))));
+    });
+  }
+
+  it("is not loaded when ioredis is imported, only when it is first used", async () => {
+    const entry = `
+      const loadedAssert = () => process.moduleLoadList.includes('NativeModule assert');
+      const { Redis } = await import('ioredis');
+      const afterImport = loadedAssert();
+      const { ParserError } = await import('redis-errors');
+      const error = new ParserError('bad reply', 'buffer', 3);
+      process.stdout.write(JSON.stringify({ redis: typeof Redis, afterImport, afterUse: loadedAssert(), offset: error.offset }));`;
+
+    const report = await runBundled(entry);
+
+    expect(report).toEqual({ redis: 'function', afterImport: false, afterUse: true, offset: 3 });
+  });
+
+  it("behaves as Node's assert: calls, methods and the errors they throw", async () => {
+    const entry = `
+      const assert = (await import('assert')).default;
+      const thrown = (action) => { try { action(); return 'none'; } catch (error) { return error.name + ':' + error.code; } };
+      process.stdout.write(JSON.stringify({
+        ok: thrown(() => assert(true)),
+        falsy: thrown(() => assert(0, 'zero')),
+        strictEqual: thrown(() => assert.strictEqual(1, 2)),
+        hasMethod: 'deepStrictEqual' in assert,
+        isAssertionError: thrown(() => assert.fail('x')) === 'AssertionError:ERR_ASSERTION',
+      }));`;
+
+    const report = await runBundled(entry);
+
+    expect(report).toEqual({
+      ok: 'none',
+      falsy: 'AssertionError:ERR_ASSERTION',
+      strictEqual: 'AssertionError:ERR_ASSERTION',
+      hasMethod: true,
+      isAssertionError: true,
+    });
+  });
+});
+
 describe('the first request of a cold container', () => {
   let redis: RedisServer;
   let secrets: SecretsManagerDouble;
