@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { Context } from 'aws-lambda';
 import { config } from '#shared/config.ts';
 import { log, withLogContext } from '#shared/logger.ts';
+import { monotonicMs } from '#shared/monotonic-clock.ts';
 import { withRedis } from '#shared/redis.ts';
 import { flushTelemetry, startTelemetry } from '#shared/telemetry/export.ts';
 import { telemetryEnabled } from '#shared/telemetry/metrics.ts';
@@ -15,7 +16,7 @@ import { flushUsage, type FlushReport } from '#shared/usage/flush.ts';
 import { configuredSinks } from '#shared/usage/sinks.ts';
 
 async function flush(context: Context): Promise<FlushReport> {
-  const started = performance.now();
+  const started = monotonicMs();
   const report = await withRedis(async (redis) => {
     const flushed = await flushUsage(redis, {
       sinks: configuredSinks(config().otlpEndpoint !== undefined),
@@ -29,7 +30,7 @@ async function flush(context: Context): Promise<FlushReport> {
     }
     return flushed;
   });
-  log.info('usage flushed', { ...report, durationMs: Math.round(performance.now() - started) });
+  log.info('usage flushed', { ...report, durationMs: Math.round(monotonicMs() - started) });
   return report;
 }
 

@@ -5,6 +5,7 @@ import type { MiddlewareObj } from '@middy/core';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import { config, ConfigError } from './config.ts';
 import { log, withLogContext } from './logger.ts';
+import { monotonicMs } from './monotonic-clock.ts';
 import { HttpProblem, unavailable } from './problem.ts';
 import { isRedisUnavailableError } from './redis-errors.ts';
 import { flushTelemetry, startTelemetry } from './telemetry/export.ts';
@@ -158,11 +159,11 @@ export function withRequestLogging<E extends APIGatewayProxyEventV2, R>(
   return (event, context) => {
     const requestId = requestIdOf(event, context);
     return withLogContext({ requestId, route }, async () => {
-      const started = performance.now();
+      const started = monotonicMs();
       startTelemetry();
       const result = await handler(event, context);
       const status = (result as { statusCode?: number } | undefined)?.statusCode;
-      log.info('request', { status, durationMs: Math.round(performance.now() - started) });
+      log.info('request', { status, durationMs: Math.round(monotonicMs() - started) });
       await flushTelemetry(); // Lambda freezes the process once the response is returned
       return result;
     });

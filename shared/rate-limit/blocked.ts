@@ -6,12 +6,13 @@
 // Exact, not approximate: while a single unit does not fit, no request of any cost fits; other
 // containers can only spend more of the quota, never give it back.
 
+import { monotonicMs } from '../monotonic-clock.ts';
 import type { RateLimitDecision } from './limiter.ts';
 
 interface Block {
-  /** performance.now() at which one unit fits again. */
+  /** monotonicMs() at which one unit fits again. */
   anyUntil: number;
-  /** performance.now() at which the refused request's cost fits again. */
+  /** monotonicMs() at which the refused request's cost fits again. */
   costUntil: number;
   cost: number;
   decision: RateLimitDecision;
@@ -31,7 +32,7 @@ export function blockKey(bucket: string, identity: string): string {
 export function rememberBlock(bucket: string, identity: string, decision: RateLimitDecision, cost: number, anyMs: number): void {
   if (anyMs <= 0) return;
   const key = blockKey(bucket, identity);
-  const now = performance.now();
+  const now = monotonicMs();
   if (!blocks.has(key) && blocks.size >= MAX_REMEMBERED_BLOCKS) evictOldest();
   blocks.delete(key); // re-inserted last: Map order is the eviction order
   blocks.set(key, {
@@ -49,7 +50,7 @@ export function recallBlock(bucket: string, identity: string, cost: number): Rat
   const key = blockKey(bucket, identity);
   const block = blocks.get(key);
   if (block === undefined) return undefined;
-  const now = performance.now();
+  const now = monotonicMs();
   if (now >= block.anyUntil) {
     blocks.delete(key);
     return undefined;

@@ -5,6 +5,7 @@
 
 import { tracingChannel } from 'node:diagnostics_channel';
 import type { Cluster, Redis } from 'ioredis';
+import { monotonicMs } from '../monotonic-clock.ts';
 import { currentRedisClient } from '../redis.ts';
 import { observeRedisConnections, recordRedisOperation } from './metrics.ts';
 
@@ -14,7 +15,7 @@ interface CommandContext {
   serverAddress?: string;
   serverPort?: number;
   error?: unknown;
-  /** Ours: performance.now() when the command was written. */
+  /** Ours: monotonicMs() when the command was written. */
   tcStartedAt?: number;
 }
 
@@ -44,7 +45,7 @@ export function installRedisHook(): void {
   installed = true;
   tracingChannel<unknown, CommandContext>('ioredis:command').subscribe({
     start(context) {
-      context.tcStartedAt = performance.now();
+      context.tcStartedAt = monotonicMs();
     },
     end() {},
     asyncStart() {},
@@ -52,7 +53,7 @@ export function installRedisHook(): void {
       if (context.tcStartedAt === undefined) return;
       recordRedisOperation({
         operation: context.command.toUpperCase(),
-        seconds: (performance.now() - context.tcStartedAt) / 1000,
+        seconds: (monotonicMs() - context.tcStartedAt) / 1000,
         serverAddress: context.serverAddress,
         serverPort: context.serverPort,
         ...(context.error === undefined ? {} : { errorType: redisErrorType(context.error) }),

@@ -82,6 +82,19 @@ describe('the bundle of every function', () => {
     expect(overBudget).toEqual([]);
   });
 
+  it('never reads the performance global, whose first read loads perf_hooks: durations use process.hrtime()', async () => {
+    const texts = await Promise.all(
+      functionNames.map(async (name) => {
+        const result = await build({ ...lambdaBuildOptions(), entryPoints: [`${functionsDir}${name}.ts`], write: false, sourcemap: false });
+        return { name, text: result.outputFiles[0]!.text };
+      }),
+    );
+
+    const readers = texts.filter(({ text }) => /\bperformance\.\w/.test(text)).map(({ name }) => name);
+
+    expect(readers).toEqual([]);
+  });
+
   it('loads Node\'s built-ins with require(), so that no ESM facade reads their lazy exports', async () => {
     const result = await build({ ...lambdaBuildOptions(), entryPoints: [`${functionsDir}embeddings.ts`], write: false, sourcemap: false });
 
