@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bytesToVector, shortestFloat32, vectorToBytes, vectorToNumbers } from '../../shared/embeddings/float32.ts';
+import { bytesToVector, vectorToBytes, vectorToNumbers } from '../../shared/embeddings/float32.ts';
 
 /** The reference: the first of 1 … 9 significant digits whose decimal reads back as the float32. */
 function shortestByExhaustiveSearch(value: number): number {
@@ -8,6 +8,11 @@ function shortestByExhaustiveSearch(value: number): number {
     if (Math.fround(candidate) === value) return candidate;
   }
   return Number(value.toPrecision(9));
+}
+
+/** Each value as a float32, printed as a response prints it. */
+function printed(values: number[]): number[] {
+  return vectorToNumbers(Float32Array.from(values));
 }
 
 /** Every 4,093rd positive float32 bit pattern and its negative: all exponents, subnormals included. */
@@ -26,7 +31,8 @@ describe('float32 vectors as JSON numbers', () => {
   it('prints every float32 as the shortest decimal that reads back as it', () => {
     const values = float32Sweep();
 
-    const mismatches = values.filter((value) => !Object.is(shortestFloat32(value), shortestByExhaustiveSearch(value)));
+    const shortest = printed(values);
+    const mismatches = values.filter((value, i) => !Object.is(shortest[i], shortestByExhaustiveSearch(value)));
 
     expect(values.length).toBeGreaterThan(1_000_000);
     expect(mismatches.slice(0, 5)).toEqual([]);
@@ -44,9 +50,33 @@ describe('float32 vectors as JSON numbers', () => {
   it('keeps zero, the extremes and the powers of ten exact', () => {
     const values = [0, 1, -1, 10, 0.1, 1e-7, 3.4028234663852886e38, 1.401298464324817e-45, 1e6, 999999.9375];
 
-    const printed = values.map((value) => shortestFloat32(Math.fround(value)));
+    const shortest = printed(values);
 
-    expect(printed).toEqual([0, 1, -1, 10, 0.1, 1e-7, 3.4028235e38, 1e-45, 1e6, 999999.94]);
+    expect(shortest).toEqual([0, 1, -1, 10, 0.1, 1e-7, 3.4028235e38, 1e-45, 1e6, 999999.94]);
+  });
+
+  it('prints the float32 neighbours of every power of ten as the exhaustive search does, where the decimal exponent changes', () => {
+    const float = new Float32Array(1);
+    const bits = new Uint32Array(float.buffer);
+    const values: number[] = [];
+    for (let power = -14; power <= 7; power += 1) {
+      float[0] = 10 ** power;
+      const nearest = bits[0]!;
+      for (let step = -3; step <= 3; step += 1) {
+        bits[0] = nearest + step;
+        values.push(float[0]!, -float[0]!);
+      }
+    }
+
+    const shortest = printed(values);
+
+    expect(values.filter((value, i) => !Object.is(shortest[i], shortestByExhaustiveSearch(value)))).toEqual([]);
+  });
+
+  it('prints negative zero as 0, as JSON would, and leaves what is not a number to JSON (null)', () => {
+    const shortest = printed([-0, Number.NaN, Number.POSITIVE_INFINITY]);
+
+    expect(JSON.stringify(shortest)).toBe('[0,null,null]');
   });
 
   it('keeps the bytes of a vector through the binary form', () => {
