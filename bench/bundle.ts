@@ -12,8 +12,8 @@ export const LAMBDA_NODE_OPTIONS = '--enable-source-maps';
 
 /**
  * Bundles `entry` (relative to the project root) to `bench/.out/<folder>/<name>.mjs`; returns its
- * path. The peer is built with the same settings minus our own bundling choices (the stand-in for
- * `debug`, built-ins loaded by require()), as a team assembling popular parts would build it.
+ * path. The peer is built with the same settings minus our own bundling choices (the stand-ins for
+ * `debug` and `assert`, the plugins), as a team assembling popular parts would build it.
  */
 export async function bundle(entry: string, name: string, folder: string, builtAs: 'ours' | 'peer' = 'ours'): Promise<string> {
   const outDir = `${root}bench/.out/${folder}/`;

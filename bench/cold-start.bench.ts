@@ -339,10 +339,11 @@ async function main(): Promise<void> {
   const markdown = `## Cold start: bundle size, init time, first request
 
 ${machineLine()}. Bundles built as deployed (serverless.yml: esbuild, minified, ESM, external
-source maps, AWS SDK left to the runtime, \`debug\` replaced by an always-off stub) and run as deployed (\`NODE_OPTIONS=${LAMBDA_NODE_OPTIONS}\`). The peer is the same handler assembled from
+source maps, AWS SDK left to the runtime, \`debug\` replaced by an always-off stub, \`assert\` loaded on
+first use, the plugins of infra/bundling/plugins.cjs) and run as deployed (\`NODE_OPTIONS=${LAMBDA_NODE_OPTIONS}\`). The peer is the same handler assembled from
 popular parts (bench/peer/: middy with @middy/secrets-manager, full zod, rate-limiter-flexible,
-the full Anthropic and OpenAI SDKs, eager imports), built the same way but with the real \`debug\`,
-run the same way, measured in the
+the full Anthropic and OpenAI SDKs, eager imports), built the same way but with the real \`debug\`
+and \`assert\` and without the plugins, as a team would build it, run the same way, measured in the
 same run, interleaved with ours.
 
 ### Bundle size and init

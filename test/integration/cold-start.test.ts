@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
@@ -126,6 +127,19 @@ describe('ioredis as bundled for Lambda', () => {
     expect(readFileSync(outfile, 'utf8').includes('.prototype.__dictionaryMode1=0'), 'the prototype made a dictionary').toBe(true);
     expect(names).toEqual(expect.arrayContaining(['get', 'getBuffer', 'evalsha', 'mget', 'call']));
     expect(names.filter((name) => name.includes('dictionaryMode'))).toEqual([]);
+  });
+
+  it("holds its table of Redis commands as JSON text for JSON.parse, with the same commands as the package", async () => {
+    const outfile = join(outDir, 'command-table.mjs');
+    const entry = "import { list, getKeyIndexes } from '@ioredis/commands'; export { list }; export const get = getKeyIndexes('get', ['k']);";
+
+    await build({ ...lambdaBuildOptions(), stdin: { contents: entry, resolveDir: projectRoot, loader: 'ts' }, outfile, sourcemap: false });
+    const bundled = (await import(pathToFileURL(outfile).href)) as { list: string[]; get: number[] };
+    const installed = createRequire(import.meta.url)('@ioredis/commands') as { list: string[] };
+
+    expect(readFileSync(outfile, 'utf8')).toMatch(/JSON\.parse\('\{"acl":/);
+    expect(bundled.list).toEqual(installed.list);
+    expect(bundled.get).toEqual([0]);
   });
 });
 
