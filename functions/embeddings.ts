@@ -92,8 +92,7 @@ function countUsage(event: AuthenticatedEvent, usage: Usage, cache: { hits: numb
 observeRateLimitDecisions(countRateLimitDecision);
 
 async function embeddings(event: AuthenticatedEvent, context: Context): Promise<HttpResult> {
-  const provider = embeddingsProvider();
-  const { request, lookup } = prefetched.get(event) ?? prepare(event, provider);
+  const { request, lookup } = prefetched.get(event) ?? prepare(event, embeddingsProvider());
   const outcome = await embedWithCache(lookup, { signal: deadline(context), ttlSeconds: config().cacheTtlSeconds });
 
   const usage: Usage = { prompt_tokens: outcome.promptTokens, total_tokens: outcome.promptTokens };
@@ -101,7 +100,7 @@ async function embeddings(event: AuthenticatedEvent, context: Context): Promise<
 
   const body = JSON.stringify({
     object: 'list',
-    model: provider.model,
+    model: lookup.provider.model,
     data: outcome.vectors.map((vector, index) => ({ object: 'embedding', index, embedding: encode(vector, request.encoding) })),
     usage,
   });
