@@ -141,6 +141,43 @@ describe('ioredis as bundled for Lambda', () => {
     expect(bundled.list).toEqual(installed.list);
     expect(bundled.get).toEqual([0]);
   });
+
+  it('leaves out the Sentinel connector, and says so to a client that asks for Sentinel', async () => {
+    const outfile = join(outDir, 'sentinel.mjs');
+    const entry = `import { Redis } from 'ioredis';
+      export function sentinelClient() {
+        try { new Redis({ sentinels: [{ host: '127.0.0.1', port: 26379 }], name: 'primary', lazyConnect: true }); return 'created'; }
+        catch (error) { return error.message; }
+      }`;
+
+    await build({ ...lambdaBuildOptions(), stdin: { contents: entry, resolveDir: projectRoot, loader: 'ts' }, outfile, sourcemap: false });
+    const { sentinelClient } = (await import(pathToFileURL(outfile).href)) as { sentinelClient: () => string };
+
+    expect(sentinelClient()).toMatch(/Sentinel is not supported/);
+    expect(readFileSync(outfile, 'utf8')).not.toContain('Requires at least one sentinel');
+  });
+
+  it('still connects to a Redis server and runs commands and scripts', async () => {
+    const redis = await startStandaloneRedis();
+    const outfile = join(outDir, 'standalone.mjs');
+    const entry = `import { Redis } from 'ioredis';
+      export async function roundTrip(url) {
+        const client = new Redis(url);
+        try {
+          await client.set('bundled:key', 'value');
+          return [await client.get('bundled:key'), await client.eval('return ARGV[1]', 0, 'from a script')];
+        } finally { client.disconnect(); }
+      }`;
+
+    try {
+      await build({ ...lambdaBuildOptions(), stdin: { contents: entry, resolveDir: projectRoot, loader: 'ts' }, outfile, sourcemap: false });
+      const { roundTrip } = (await import(pathToFileURL(outfile).href)) as { roundTrip: (url: string) => Promise<string[]> };
+
+      expect(await roundTrip(redis.url)).toEqual(['value', 'from a script']);
+    } finally {
+      await redis.stop();
+    }
+  });
 });
 
 describe('assert as bundled for Lambda', () => {
