@@ -4,11 +4,12 @@
 // test checks that each one is what its source compiles to.
 
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import wabt from 'wabt';
 
-const sharedDir = fileURLToPath(new URL('../shared/', import.meta.url));
+const projectRoot = fileURLToPath(new URL('../', import.meta.url));
+const sharedDir = join(projectRoot, 'shared');
 
 /** Every `.wat` under shared/, as absolute paths. */
 export function watSources(): string[] {
@@ -46,6 +47,6 @@ export function generatedPath(watPath: string): string {
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   for (const watPath of watSources()) {
     writeFileSync(generatedPath(watPath), await generatedModule(watPath));
-    console.log(`wrote ${generatedPath(watPath).slice(sharedDir.length - 'shared/'.length)}`);
+    console.log(`wrote ${relative(projectRoot, generatedPath(watPath))}`);
   }
 }
