@@ -108,32 +108,38 @@ describe('the bundle of every function', () => {
   });
 });
 
-describe('ioredis as bundled for Lambda', () => {
-  let outDir: string;
-  beforeAll(() => {
-    outDir = mkdtempSync(join(tmpdir(), 'tc-ioredis-bundle-'));
-  });
-  afterAll(() => rmSync(outDir, { recursive: true, force: true }));
+/** Entries built as deployed, each in a file of its own, for the describes below. */
+let entriesDir: string;
+beforeAll(() => {
+  entriesDir = mkdtempSync(join(tmpdir(), 'tc-bundled-entry-'));
+});
+afterAll(() => rmSync(entriesDir, { recursive: true, force: true }));
 
+/** Bundles the module source ENTRY with the Lambda build options; returns its file and esbuild's warnings. */
+async function bundleEntry(name: string, entry: string): Promise<{ outfile: string; warnings: unknown[] }> {
+  const outfile = join(entriesDir, `${name}.mjs`);
+  const result = await build({ ...lambdaBuildOptions(), stdin: { contents: entry, resolveDir: projectRoot, loader: 'js' }, outfile, sourcemap: false });
+  return { outfile, warnings: result.warnings };
+}
+
+describe('ioredis as bundled for Lambda', () => {
   it('defines its commands on a prototype made a dictionary first, and leaves every command and nothing else there', async () => {
-    const outfile = join(outDir, 'commands.mjs');
     const entry = "import { Redis } from 'ioredis'; export const names = Object.getOwnPropertyNames(Object.getPrototypeOf(Redis.prototype));";
 
-    const result = await build({ ...lambdaBuildOptions(), stdin: { contents: entry, resolveDir: projectRoot, loader: 'ts' }, outfile, sourcemap: false });
+    const { outfile, warnings } = await bundleEntry('commands', entry);
     const { names } = (await import(pathToFileURL(outfile).href)) as { names: string[] };
 
     // A warning means the installed ioredis no longer has the loop the plugin expects.
-    expect(result.warnings).toEqual([]);
+    expect(warnings).toEqual([]);
     expect(readFileSync(outfile, 'utf8').includes('.prototype.__dictionaryMode1=0'), 'the prototype made a dictionary').toBe(true);
     expect(names).toEqual(expect.arrayContaining(['get', 'getBuffer', 'evalsha', 'mget', 'call']));
     expect(names.filter((name) => name.includes('dictionaryMode'))).toEqual([]);
   });
 
   it("holds its table of Redis commands as JSON text for JSON.parse, with the same commands as the package", async () => {
-    const outfile = join(outDir, 'command-table.mjs');
     const entry = "import { list, getKeyIndexes } from '@ioredis/commands'; export { list }; export const get = getKeyIndexes('get', ['k']);";
 
-    await build({ ...lambdaBuildOptions(), stdin: { contents: entry, resolveDir: projectRoot, loader: 'ts' }, outfile, sourcemap: false });
+    const { outfile } = await bundleEntry('command-table', entry);
     const bundled = (await import(pathToFileURL(outfile).href)) as { list: string[]; get: number[] };
     const installed = createRequire(import.meta.url)('@ioredis/commands') as { list: string[] };
 
@@ -143,14 +149,13 @@ describe('ioredis as bundled for Lambda', () => {
   });
 
   it('leaves out the Sentinel connector, and says so to a client that asks for Sentinel', async () => {
-    const outfile = join(outDir, 'sentinel.mjs');
     const entry = `import { Redis } from 'ioredis';
       export function sentinelClient() {
         try { new Redis({ sentinels: [{ host: '127.0.0.1', port: 26379 }], name: 'primary', lazyConnect: true }); return 'created'; }
         catch (error) { return error.message; }
       }`;
 
-    await build({ ...lambdaBuildOptions(), stdin: { contents: entry, resolveDir: projectRoot, loader: 'ts' }, outfile, sourcemap: false });
+    const { outfile } = await bundleEntry('sentinel', entry);
     const { sentinelClient } = (await import(pathToFileURL(outfile).href)) as { sentinelClient: () => string };
 
     expect(sentinelClient()).toMatch(/Sentinel is not supported/);
@@ -159,7 +164,6 @@ describe('ioredis as bundled for Lambda', () => {
 
   it('still connects to a Redis server and runs commands and scripts', async () => {
     const redis = await startStandaloneRedis();
-    const outfile = join(outDir, 'standalone.mjs');
     const entry = `import { Redis } from 'ioredis';
       export async function roundTrip(url) {
         const client = new Redis(url);
@@ -170,7 +174,7 @@ describe('ioredis as bundled for Lambda', () => {
       }`;
 
     try {
-      await build({ ...lambdaBuildOptions(), stdin: { contents: entry, resolveDir: projectRoot, loader: 'ts' }, outfile, sourcemap: false });
+      const { outfile } = await bundleEntry('standalone', entry);
       const { roundTrip } = (await import(pathToFileURL(outfile).href)) as { roundTrip: (url: string) => Promise<string[]> };
 
       expect(await roundTrip(redis.url)).toEqual(['value', 'from a script']);
@@ -181,16 +185,9 @@ describe('ioredis as bundled for Lambda', () => {
 });
 
 describe('assert as bundled for Lambda', () => {
-  let outDir: string;
-  beforeAll(() => {
-    outDir = mkdtempSync(join(tmpdir(), 'tc-assert-bundle-'));
-  });
-  afterAll(() => rmSync(outDir, { recursive: true, force: true }));
-
   /** Bundles ENTRY as deployed, runs it in a fresh process and returns what it prints as JSON. */
-  async function runBundled(entry: string): Promise<Record<string, unknown>> {
-    const outfile = join(outDir, `entry-${Math.random().toString(36).slice(2)}.mjs`);
-    await build({ ...lambdaBuildOptions(), stdin: { contents: entry, resolveDir: projectRoot, loader: 'js' }, outfile, sourcemap: false });
+  async function runBundled(name: string, entry: string): Promise<Record<string, unknown>> {
+    const { outfile } = await bundleEntry(name, entry);
     return new Promise((resolve, reject) => {
       execFile(process.execPath, [outfile], (error, stdout, stderr) => (error ? reject(new Error(`${error.message}: ${stderr}`)) : resolve(JSON.parse(stdout))));
     });
@@ -205,7 +202,7 @@ describe('assert as bundled for Lambda', () => {
       const error = new ParserError('bad reply', 'buffer', 3);
       process.stdout.write(JSON.stringify({ redis: typeof Redis, afterImport, afterUse: loadedAssert(), offset: error.offset }));`;
 
-    const report = await runBundled(entry);
+    const report = await runBundled('assert-on-first-use', entry);
 
     expect(report).toEqual({ redis: 'function', afterImport: false, afterUse: true, offset: 3 });
   });
@@ -222,7 +219,7 @@ describe('assert as bundled for Lambda', () => {
         isAssertionError: thrown(() => assert.fail('x')) === 'AssertionError:ERR_ASSERTION',
       }));`;
 
-    const report = await runBundled(entry);
+    const report = await runBundled('assert-behaviour', entry);
 
     expect(report).toEqual({
       ok: 'none',
