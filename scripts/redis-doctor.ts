@@ -10,7 +10,7 @@ import { connectTo } from './ops/connection.ts';
 import { clusterExpected, explainFailure } from './ops/diagnosis.ts';
 import { describeEndpoint, functionsEndpoint, type OperatorEndpoint } from './ops/endpoint.ts';
 import { healthReport } from './ops/health-report.ts';
-import { complain, say } from './ops/output.ts';
+import { complain, runTool, say } from './ops/output.ts';
 import { serverInfo } from './ops/server-info.ts';
 
 const USAGE = `Usage: npm run redis:doctor [-- --cluster] [-- --pings N]
@@ -81,10 +81,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    complain(`✗ Unexpected failure: ${error instanceof Error ? error.message : String(error)}`);
-    process.exit(1);
-  },
-);
+runTool(main);

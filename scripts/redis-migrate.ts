@@ -12,7 +12,7 @@ import { planCopy } from './ops/copy-plan.ts';
 import { explainFailure } from './ops/diagnosis.ts';
 import { describeEndpoint, secretEndpoint, urlEndpoint, type OperatorEndpoint } from './ops/endpoint.ts';
 import { copyKeys, DumpFormatRejected, WriteRefused, type CopyStats } from './ops/migration.ts';
-import { complain, say } from './ops/output.ts';
+import { complain, runTool, say } from './ops/output.ts';
 import { startProgress } from './ops/progress.ts';
 import { keyCounts, serverInfo, type NodeInfo } from './ops/server-info.ts';
 import { verifyCopy } from './ops/verification.ts';
@@ -227,10 +227,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    complain(`✗ Unexpected failure: ${error instanceof Error ? error.message : String(error)}`);
-    process.exit(1);
-  },
-);
+runTool(main);
