@@ -31,12 +31,21 @@ export function annotateRequest(fields: Record<string, unknown>): void {
 }
 
 /**
- * Remembers a value that must never be written out. Every log line is scrubbed of it, and
- * `scrub()` does the same for text bound for a response.
+ * Remembers a value that must never be written out: every log line is scrubbed of it, and so is
+ * whatever `scrub()` is given (the operator tools' output).
  */
 export function registerSecret(value: string | undefined): void {
   // Short values would scrub ordinary words; nothing secret is that short.
-  if (value !== undefined && value.length >= 6) secrets.add(value);
+  if (value === undefined || value.length < 6) return;
+  secrets.add(value);
+  // A log line is scrubbed once serialised, where a quote, backslash or control character of the
+  // secret appears escaped: that spelling is searched for too.
+  secrets.add(JSON.stringify(value).slice(1, -1));
+}
+
+/** At most `maxChars` of `text`, scrubbed before it is cut so that no part of a secret survives the cut. */
+export function scrubbedExcerpt(text: string, maxChars: number): string {
+  return scrub(text).slice(0, maxChars);
 }
 
 const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)[^@\s]+@/gi;

@@ -11,7 +11,7 @@
 //
 // Upstream error bodies are logged (scrubbed, shortened), never returned: they can name our key.
 
-import { log } from '../logger.ts';
+import { log, scrubbedExcerpt } from '../logger.ts';
 import { HttpProblem } from '../problem.ts';
 import { base64ToVector } from './float32.ts';
 import { estimateTokens, type EmbeddingInput, type EmbedOptions, type EmbedResult, type EmbeddingsProvider } from './provider.ts';
@@ -111,7 +111,7 @@ export class OpenAiEmbeddings implements EmbeddingsProvider {
   }
 
   #statusProblem(status: number, headers: Headers, body: string): HttpProblem {
-    log.warn('embeddings provider refused', { upstreamStatus: status, upstreamBody: body.slice(0, MAX_LOGGED_BODY) });
+    log.warn('embeddings provider refused', { upstreamStatus: status, upstreamBody: scrubbedExcerpt(body, MAX_LOGGED_BODY) });
     const retryAfterSeconds = retryAfterOf(headers) ?? 1;
     if (status === 429) {
       return new HttpProblem(429, 'embeddings-rate-limited', {
@@ -132,7 +132,7 @@ export class OpenAiEmbeddings implements EmbeddingsProvider {
 
   #parse(text: string, inputs: readonly EmbeddingInput[]): EmbedResult {
     const invalid = (why: string) => {
-      log.warn('embeddings provider sent an unusable answer', { why, upstreamBody: text.slice(0, MAX_LOGGED_BODY) });
+      log.warn('embeddings provider sent an unusable answer', { why, upstreamBody: scrubbedExcerpt(text, MAX_LOGGED_BODY) });
       return new HttpProblem(502, 'embeddings-upstream-error', { detail: 'The embeddings provider sent an unusable answer.' });
     };
     let body: WireResponse;

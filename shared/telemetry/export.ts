@@ -9,7 +9,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { config } from '../config.ts';
-import { log, registerSecret } from '../logger.ts';
+import { log, registerSecret, scrubbedExcerpt } from '../logger.ts';
 import { telemetryEnabled } from './metrics.ts';
 import { installRedisHook, observeConnectionsHeld } from './redis-hook.ts';
 import { collectMetrics, resetMetrics, type Attributes, type MetricData } from './registry.ts';
@@ -61,7 +61,7 @@ export async function exportMetrics(metrics: MetricData[]): Promise<void> {
   });
   const answer = await response.text();
   if (!response.ok) throw new Error(`the OTLP endpoint answered ${response.status}`);
-  if (answer.includes('rejectedDataPoints')) log.warn('the OTLP endpoint rejected some data points', { answer: answer.slice(0, 500) });
+  if (answer.includes('rejectedDataPoints')) log.warn('the OTLP endpoint rejected some data points', { answer: scrubbedExcerpt(answer, 500) });
 }
 
 /** Call at the start of every invocation. */

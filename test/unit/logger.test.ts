@@ -1,0 +1,52 @@
+// The logger's scrubbing: a registered secret never reaches a log line or a logged excerpt,
+// whatever characters it holds and wherever an excerpt is cut.
+
+import { describe, expect, it } from 'vitest';
+import { log, registerSecret, scrubbedExcerpt } from '#shared/logger.ts';
+import { captureOutput } from '../support/logs.ts';
+
+/** The lines `act` writes (the tests run with LOG_LEVEL=error, so errors are what is written). */
+function linesWrittenBy(act: () => void): string[] {
+  const output = captureOutput();
+  try {
+    act();
+  } finally {
+    output.restore();
+  }
+  return output.text().split('\n').filter((line) => line !== '');
+}
+
+describe('the logger', () => {
+  it('scrubs a secret whose quotes and backslashes JSON escapes in the line', () => {
+    const secret = 'r3dis"pa$$:w@rd/\\%é\t';
+    registerSecret(secret);
+
+    const [line] = linesWrittenBy(() => log.error('connecting', { detail: `with ${secret} now` }));
+
+    expect(line).toBeDefined();
+    expect(JSON.parse(line!).detail).toBe('with *** now');
+  });
+
+  it('scrubs a plain secret from every field of a line', () => {
+    const secret = 'sk-plain-secret-0123456789';
+    registerSecret(secret);
+
+    const [line] = linesWrittenBy(() => log.error(`message ${secret}`, { a: secret, nested: { b: [secret] } }));
+
+    expect(line).not.toContain('sk-plain');
+    expect(JSON.parse(line!)).toMatchObject({ message: 'message ***', a: '***', nested: { b: ['***'] } });
+  });
+});
+
+describe('a scrubbed excerpt', () => {
+  it('leaves no part of a secret that the cut falls inside', () => {
+    const secret = 'sk-excerpt-secret-abcdefghijklmnop';
+    registerSecret(secret);
+    const text = `${'x'.repeat(20)}${secret}${'y'.repeat(50)}`;
+
+    const excerpt = scrubbedExcerpt(text, 30);
+
+    expect(excerpt).toBe(`${'x'.repeat(20)}***${'y'.repeat(7)}`);
+    expect(excerpt).not.toContain('sk-');
+  });
+});
