@@ -8,7 +8,8 @@
 // What the client sees when Claude fails (nothing of it is cached):
 //   Claude 429                   → 429 upstream-rate-limited   Retry-After: Claude's
 //   Claude 529 (overloaded)      → 503 upstream-overloaded     Retry-After: Claude's, else 5
-//   Claude 5xx, bad reply, network → 502 upstream-error        Retry-After: Claude's, if any
+//   Claude 503 (unavailable)     → 503 upstream-unavailable    Retry-After: Claude's, else 5
+//   Claude other 5xx, bad reply, network → 502 upstream-error  Retry-After: Claude's, if any
 //   no answer before the deadline → 503 upstream-timeout       Retry-After: 5
 //   "prompt is too long" (400)   → 422 conversation-too-long   (the client can shorten it)
 //   any other 4xx (key, model)   → 502 upstream-rejected       (logged as an error for the operator)
@@ -200,7 +201,8 @@ function toProblem(outcome: Exclude<Attempt, { kind: 'answer' }>): HttpProblem {
   }
   if (outcome.kind === 'network') {
     return new HttpProblem(502, 'upstream-error', {
-      detail: 'Claude could not be reached.',
+      // response.json() throws a SyntaxError for a reply that is not JSON; anything else is the connection.
+      detail: outcome.cause instanceof SyntaxError ? 'Claude sent an answer that could not be read.' : 'Claude could not be reached.',
       cause: outcome.cause,
     });
   }
@@ -217,6 +219,13 @@ function toProblem(outcome: Exclude<Attempt, { kind: 'answer' }>): HttpProblem {
   if (status === 529) {
     return new HttpProblem(503, 'upstream-overloaded', {
       detail: 'Claude is overloaded; try again shortly.',
+      retryAfterSeconds: retryAfterSeconds ?? DEFAULT_RETRY_AFTER_SECONDS,
+      cause,
+    });
+  }
+  if (status === 503) {
+    return new HttpProblem(503, 'upstream-unavailable', {
+      detail: 'Claude is unavailable; try again shortly.',
       retryAfterSeconds: retryAfterSeconds ?? DEFAULT_RETRY_AFTER_SECONDS,
       cause,
     });

@@ -28,6 +28,8 @@ export interface Step {
   drop?: boolean;
   /** Answer 200 with a body that is not a Messages reply. */
   garbage?: boolean;
+  /** Answer 200 with a body that is not JSON at all (a proxy's HTML page, a cut-off reply). */
+  unreadable?: boolean;
 }
 
 export interface ReceivedRequest {
@@ -138,6 +140,11 @@ export async function startAnthropicDouble(): Promise<AnthropicDouble> {
     }
     if (typeof body.model !== 'string' || typeof body.max_tokens !== 'number' || !Array.isArray(body.messages)) {
       return sendError(response, 400, 'invalid_request_error', 'model, max_tokens and messages are required');
+    }
+    if (step.unreadable) {
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end('<html>502 Bad Gateway</html>');
+      return;
     }
     if (step.garbage) {
       response.writeHead(200, { 'content-type': 'application/json' });

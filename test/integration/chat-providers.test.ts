@@ -180,6 +180,16 @@ describe('the Anthropic provider (thin client)', () => {
     expect(double.calls).toBe(2);
   });
 
+  it('passes on Claude\'s 503 and its Retry-After when Claude stays unavailable', async () => {
+    double.script({ status: 503 }, { status: 503, retryAfter: 11 });
+
+    const problem = await problemOf(claude().complete(question, inSeconds(5)));
+
+    expect(problem.status).toBe(503);
+    expect(problem.type).toMatch(/upstream-unavailable$/);
+    expect(problem.headers['Retry-After']).toBe('11');
+  });
+
   it('does not retry when Claude says x-should-retry: false', async () => {
     double.script({ status: 500, shouldRetry: false });
 
@@ -212,6 +222,15 @@ describe('the Anthropic provider (thin client)', () => {
     const problem = await problemOf(claude().complete(question, inSeconds(5)));
 
     expect(problem.status).toBe(502);
+  });
+
+  it('answers 502 saying the answer could not be read when Claude replies with something that is not JSON', async () => {
+    double.script({ unreadable: true }, { unreadable: true });
+
+    const problem = await problemOf(claude().complete(question, inSeconds(5)));
+
+    expect(problem.status).toBe(502);
+    expect(problem.detail).toBe('Claude sent an answer that could not be read.');
   });
 
   it('gives up at the deadline with a 503 and Retry-After', async () => {
