@@ -42,7 +42,6 @@ export interface Config {
   cacheTtlSeconds: number;
   http: {
     maxBodyBytes: number;
-    corsOrigins: string[];
   };
   rateLimits: {
     chat: RouteRateLimit;
@@ -261,7 +260,6 @@ export function loadConfig(env: Env = process.env): Config {
       // Default: Lambda's own limit for a request (6 MB), so every request within the contract's
       // bounds fits (50 messages of 32,000 characters; 256 inputs of 8,192).
       maxBodyBytes: readInteger(env, 'MAX_BODY_BYTES', LAMBDA_PAYLOAD_BYTES, 1024, LAMBDA_PAYLOAD_BYTES),
-      corsOrigins: readList(env, 'CORS_ORIGINS') ?? [],
     },
     rateLimits: {
       chat: readRouteLimit(env, 'CHAT', '20/1m,500/1d', 'closed'),

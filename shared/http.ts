@@ -1,5 +1,5 @@
 // HTTP basics shared by every route, as one middy middleware: the request id in every log line,
-// the JSON body (415 / 400 / 413), problem+json for every error, security and CORS headers.
+// the JSON body (415 / 400 / 413), problem+json for every error, security headers (CORS is API Gateway's, infra/cors.yml).
 
 import type { MiddlewareObj } from '@middy/core';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
@@ -80,24 +80,6 @@ function parseJsonBody(event: APIGatewayProxyEventV2, maxBytes: number): unknown
   }
 }
 
-function corsHeaders(event: APIGatewayProxyEventV2): Record<string, string> {
-  const origin = header(event, 'origin');
-  let allowed: string[];
-  try {
-    allowed = config().http.corsOrigins;
-  } catch {
-    return {}; // a configuration error is being answered; it must not fail a second time here
-  }
-  if (origin === undefined || allowed.length === 0) return {};
-  if (!allowed.includes('*') && !allowed.includes(origin)) return {};
-  return {
-    'Access-Control-Allow-Origin': allowed.includes('*') ? '*' : origin,
-    'Access-Control-Expose-Headers':
-      'RateLimit, RateLimit-Policy, Retry-After, X-Cache, X-Cache-Hits, X-Request-Id, WWW-Authenticate, Allow',
-    Vary: 'Origin',
-  };
-}
-
 /** The Lambda invocation's id: unique per request, here and in CloudWatch. */
 function requestIdOf(event: APIGatewayProxyEventV2, context: Context | undefined): string | undefined {
   return context?.awsRequestId ?? event.requestContext?.requestId;
@@ -122,7 +104,6 @@ function decorate(request: { event: APIGatewayProxyEventV2; response: unknown; c
   const requestId = requestIdOf(request.event, request.context);
   response.headers = {
     ...SECURITY_HEADERS,
-    ...corsHeaders(request.event),
     ...(requestId ? { 'X-Request-Id': requestId } : {}),
     ...response.headers,
   };

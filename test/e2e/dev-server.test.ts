@@ -17,6 +17,38 @@ describe('npm run dev', () => {
     expect(dev.output()).toContain('local redis-server on redis://127.0.0.1:');
   });
 
+  it('hands the function the body as sent: a JSON string holding an object is not an object', async () => {
+    const credentials = JSON.stringify({ email: 'double-encoded@example.test', password: 'correct horse battery staple' });
+
+    const response = await fetch(`${dev.baseUrl}/auth/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(credentials),
+    });
+
+    expect(response.status).toBe(400);
+    expect(response.headers.get('content-type')).toBe('application/problem+json');
+    expect(((await response.json()) as { errors: unknown[] }).errors).toEqual([{ path: '(body)', message: expect.stringContaining('object') }]);
+  });
+
+  it('hands the function the bytes as sent: invalid UTF-8 is a 400, not silently replaced', async () => {
+    const body = Buffer.concat([Buffer.from('{"email":"caf'), Buffer.from([0xe9]), Buffer.from('@example.test","password":"correct horse battery staple"}')]);
+
+    const response = await fetch(`${dev.baseUrl}/auth/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { type: string }).type).toMatch(/invalid-encoding$/);
+  });
+
+  it('makes up no Content-Type: a JSON body without one is a 415', async () => {
+    const body = new TextEncoder().encode(JSON.stringify({ email: 'no-type@example.test', password: 'correct horse battery staple' }));
+
+    const response = await fetch(`${dev.baseUrl}/auth/register`, { method: 'POST', body });
+
+    expect(response.status).toBe(415);
+    expect(response.headers.get('content-type')).toBe('application/problem+json');
+  });
+
   it('answers an unknown route with a 404 problem', async () => {
     const response = await fetch(`${dev.baseUrl}/no-such-route`, { method: 'POST', body: '{}' });
 
