@@ -146,6 +146,16 @@ export const handler = withRequestLogging(
     .use(httpBasics())
     .use(authenticate())
     .use(chatCache.prefetch())
-    .use(rateLimit({ route: 'chat', limit: () => config().rateLimits.chat }))
+    .use(
+      rateLimit({
+        route: 'chat',
+        limit: () => config().rateLimits.chat,
+        // An invalid question spends nothing; its 400 comes from the handler.
+        cost: (event) => {
+          chatCache.validate(event as AuthenticatedEvent);
+          return 1;
+        },
+      }),
+    )
     .handler(answerChat),
 );

@@ -18,8 +18,8 @@ import { embeddingsProvider } from '#shared/embeddings/configured-provider.ts';
 import { vectorToBase64, vectorToNumbers } from '#shared/embeddings/float32.ts';
 import { openAiErrorMember } from '#shared/embeddings/openai-error.ts';
 import type { EmbeddingsProvider } from '#shared/embeddings/provider.ts';
-import { inputCount, parseEmbeddingsRequest, type EmbeddingsRequest, type EncodingFormat } from '#shared/embeddings/request.ts';
-import { embedWithCache, lookUpCached, type CacheLookup } from '#shared/embeddings/service.ts';
+import { parseEmbeddingsRequest, type EmbeddingsRequest, type EncodingFormat } from '#shared/embeddings/request.ts';
+import { embedWithCache, lookUpCached, type CacheLookup, type EmbedOutcome } from '#shared/embeddings/service.ts';
 import { httpBasics, withRequestLogging, type HttpResult } from '#shared/http.ts';
 import { annotateRequest } from '#shared/logger.ts';
 import { HttpProblem } from '#shared/problem.ts';
@@ -34,16 +34,17 @@ const ANSWER_MARGIN_MS = 1000;
 /** The largest cache read sent before the rate limit has answered (vectors of 4 bytes a dimension). */
 const PREFETCH_MAX_BYTES = 64 * 1024;
 
-interface Prepared {
-  request: EmbeddingsRequest;
-  lookup: CacheLookup;
-}
+const validated = new WeakMap<AuthenticatedEvent, EmbeddingsRequest>();
+const prefetched = new WeakMap<AuthenticatedEvent, CacheLookup>();
 
-const prefetched = new WeakMap<AuthenticatedEvent, Prepared>();
-
-function prepare(event: AuthenticatedEvent, provider: EmbeddingsProvider): Prepared {
-  const request = parseEmbeddingsRequest(event.jsonBody, provider);
-  return { request, lookup: lookUpCached(request.inputs, provider) };
+/** The validated request (parsed once per request); throws its 400 problem. */
+function requestOf(event: AuthenticatedEvent, provider: EmbeddingsProvider): EmbeddingsRequest {
+  let request = validated.get(event);
+  if (request === undefined) {
+    request = parseEmbeddingsRequest(event.jsonBody, provider);
+    validated.set(event, request);
+  }
+  return request;
 }
 
 /** Sends the cache read of a small, valid request before the rate limit; the handler reads it. */
@@ -52,13 +53,14 @@ function cachePrefetch(): MiddlewareObj<AuthenticatedEvent, HttpResult> {
     name: 'embeddingsCachePrefetch',
     before: ({ event }) => {
       const provider = embeddingsProvider();
-      // Counted before validation, as the rate limiter counts; a body that is not a batch counts 1.
-      if (inputCount(event.jsonBody) * provider.dimensions * 4 > PREFETCH_MAX_BYTES) return;
+      let request: EmbeddingsRequest;
       try {
-        prefetched.set(event, prepare(event, provider));
+        request = requestOf(event, provider);
       } catch {
-        // Bad input is answered by the handler, after the rate limit, with the rate-limit headers.
+        return; // answered by the handler, after the rate limit, with the rate-limit headers
       }
+      if (request.inputs.length * provider.dimensions * 4 > PREFETCH_MAX_BYTES) return;
+      prefetched.set(event, lookUpCached(request.inputs, provider));
     },
   };
 }
@@ -82,8 +84,9 @@ interface Usage {
  * estimates for the rest) and its cache hits out of its inputs. Usage counters for GET /usage (and
  * cache metrics) are written from here.
  */
-function countUsage(event: AuthenticatedEvent, usage: Usage, cache: { hits: number; inputs: number }): void {
-  countUsageInBackground({ userId: event.user.id, route: 'POST /embeddings', requests: 1, inputTokens: usage.prompt_tokens, cacheHits: cache.hits });
+function countUsage(event: AuthenticatedEvent, outcome: EmbedOutcome, cache: { hits: number; inputs: number }): void {
+  // As for the chat, what came from the cache cost the user no tokens: only the provider's count is.
+  countUsageInBackground({ userId: event.user.id, route: 'POST /embeddings', requests: 1, inputTokens: outcome.providerTokens, cacheHits: cache.hits });
   countCacheRequests('embeddings', 'hit', cache.hits);
   countCacheRequests('embeddings', 'miss', cache.inputs - cache.hits);
   annotateRequest({ cache: `${cache.hits}/${cache.inputs}` });
@@ -92,11 +95,12 @@ function countUsage(event: AuthenticatedEvent, usage: Usage, cache: { hits: numb
 observeRateLimitDecisions(countRateLimitDecision);
 
 async function embeddings(event: AuthenticatedEvent, context: Context): Promise<HttpResult> {
-  const { request, lookup } = prefetched.get(event) ?? prepare(event, embeddingsProvider());
+  const provider = embeddingsProvider();
+  const request = requestOf(event, provider);
+  const lookup = prefetched.get(event) ?? lookUpCached(request.inputs, provider);
   const outcome = await embedWithCache(lookup, { signal: deadline(context), ttlSeconds: config().cacheTtlSeconds });
 
   const usage: Usage = { prompt_tokens: outcome.promptTokens, total_tokens: outcome.promptTokens };
-  countUsage(event, usage, { hits: outcome.hits, inputs: request.inputs.length });
 
   const body = JSON.stringify({
     object: 'list',
@@ -109,6 +113,7 @@ async function embeddings(event: AuthenticatedEvent, context: Context): Promise<
       detail: 'The vectors of this batch exceed the 6 MB response limit; send fewer inputs or encoding_format "base64".',
     });
   }
+  countUsage(event, outcome, { hits: outcome.hits, inputs: request.inputs.length });
   return {
     statusCode: 200,
     headers: { 'Content-Type': 'application/json; charset=utf-8', 'X-Cache-Hits': `${outcome.hits}/${request.inputs.length}` },
@@ -124,7 +129,13 @@ export const handler = withRequestLogging(
     .use(httpBasics())
     .use(authenticate())
     .use(cachePrefetch())
-    // Cost: one unit an input.
-    .use(rateLimit({ route: 'embeddings', limit: () => config().rateLimits.embeddings, cost: (event) => inputCount(event.jsonBody) }))
+    // Cost: one unit an input; an invalid request spends nothing (its 400 comes from the handler).
+    .use(
+      rateLimit({
+        route: 'embeddings',
+        limit: () => config().rateLimits.embeddings,
+        cost: (event) => requestOf(event as AuthenticatedEvent, embeddingsProvider()).inputs.length,
+      }),
+    )
     .handler(embeddings),
 );

@@ -18,7 +18,8 @@
 // answer as one compact JSON string, with a TTL. Errors are never stored, nor answers the route
 // calls uncacheable (refusals); a failure of the computation is only shared, for a few seconds,
 // with the identical requests that were waiting for it (see single-flight.ts).
-// `Cache-Control: no-cache` skips the read; the fresh answer is still stored. Redis down: 503
+// `Cache-Control: no-cache` (or `max-age=0`, or `Pragma: no-cache` without Cache-Control) skips
+// the read; the fresh answer is still stored. Redis down: 503
 // (from withRedis), or an uncached answer when configured.
 
 import type { MiddlewareObj } from '@middy/core';
@@ -57,6 +58,8 @@ export type Compute<E, Q, A> = (question: Q, event: E, budget: { deadline: numbe
 
 export interface ResponseCache<E extends HttpEvent, Q, A> {
   prefetch(): MiddlewareObj<E, HttpResult>;
+  /** Throws the request's 400 problem when its question is invalid (computed once per request). */
+  validate(event: E): void;
   handler(compute: Compute<E, Q, A>): (event: E, context: Context) => Promise<HttpResult>;
 }
 
@@ -81,8 +84,14 @@ const RESPONSE_MARGIN_MS = 500;
 /** The lock outlives the computation by this much, so the holder can still store and release it. */
 const LOCK_MARGIN_MS = 1_000;
 
+/**
+ * The client asks for a fresh answer (RFC 9111): `Cache-Control: no-cache` or `max-age=0`, or,
+ * from an HTTP/1.0 client that sends no Cache-Control, `Pragma: no-cache`.
+ */
 function wantsFresh(event: HttpEvent): boolean {
-  return /(^|,)\s*no-cache\s*(,|$)/i.test(header(event, 'cache-control') ?? '');
+  const cacheControl = header(event, 'cache-control');
+  if (cacheControl !== undefined) return /(^|,)\s*(no-cache|max-age\s*=\s*"?0"?)\s*(,|$)/i.test(cacheControl);
+  return /(^|,)\s*no-cache\s*(,|$)/i.test(header(event, 'pragma') ?? '');
 }
 
 export function responseCache<E extends HttpEvent, Q, A>(options: ResponseCacheOptions<E, Q, A>): ResponseCache<E, Q, A> {
@@ -109,8 +118,8 @@ export function responseCache<E extends HttpEvent, Q, A>(options: ResponseCacheO
         try {
           lookup = lookupOf(request.event);
         } catch {
-          // Bad input is answered by the handler, after the rate limit: a flood of invalid
-          // requests is limited like any other, and its 400s carry the rate-limit headers.
+          // Bad input is answered by the handler, after the rate limit, whose headers its 400
+          // carries (the limit spends nothing on it: see `validate`).
           return;
         }
         if (lookup.fresh) return;
@@ -133,7 +142,8 @@ export function responseCache<E extends HttpEvent, Q, A>(options: ResponseCacheO
         keys: lookup.keys,
         ttlSeconds: options.ttlSeconds(),
         lockMs: budgetMs + LOCK_MARGIN_MS,
-        waitMs: budgetMs,
+        // A waiter gives up in time to answer before the function's own time-out.
+        waitMs: Math.max(0, Math.min(budgetMs, requestEnd - Date.now())),
         fresh: lookup.fresh,
         degradeWhenRedisDown: options.degradeWhenRedisDown(),
         ...(lookup.read === undefined ? {} : { read: lookup.read }),
@@ -164,5 +174,5 @@ export function responseCache<E extends HttpEvent, Q, A>(options: ResponseCacheO
     }
   }
 
-  return { prefetch, handler };
+  return { prefetch, validate: (event) => void lookupOf(event), handler };
 }

@@ -136,14 +136,3 @@ export function parseEmbeddingsRequest(body: unknown, accepted: Accepted): Embed
     encoding: valid['encoding_format'] === 'base64' ? 'base64' : 'float',
   };
 }
-
-/**
- * What the request costs the rate limiter: one unit an input (one token sequence is one input).
- * It runs before validation, so a body that is not a batch costs 1 (a malformed one is refused
- * with a 400 anyway).
- */
-export function inputCount(body: unknown): number {
-  const input = isObject(body) ? body['input'] : undefined;
-  if (!Array.isArray(input) || typeof input[0] === 'number') return 1;
-  return input.length >= 1 && input.length <= MAX_INPUTS ? input.length : 1;
-}

@@ -28,6 +28,8 @@ export interface EmbedOutcome {
    * characters / 4.
    */
   promptTokens: number;
+  /** Tokens the provider counted for the inputs it embedded: 0 when every input came from the cache. */
+  providerTokens: number;
 }
 
 export interface EmbedWithCacheOptions {
@@ -109,7 +111,7 @@ export async function embedWithCache(lookup: CacheLookup, options: EmbedWithCach
     if (countedByProvider.has(key)) countedByProvider.delete(key);
     else estimatedTokens += estimateTokens(inputs[position]!);
   });
-  return { vectors: keys.map((key) => vectorOf.get(key)!), hits, promptTokens: providerTokens + estimatedTokens };
+  return { vectors: keys.map((key) => vectorOf.get(key)!), hits, promptTokens: providerTokens + estimatedTokens, providerTokens };
 }
 
 /** The vectors are computed and paid for: a failed write costs a future recomputation, not this answer. */

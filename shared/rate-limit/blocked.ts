@@ -7,6 +7,7 @@
 // containers can only spend more of the quota, never give it back.
 
 import { monotonicMs } from '../monotonic-clock.ts';
+import { policyState } from './gcra.ts';
 import type { RateLimitDecision } from './limiter.ts';
 
 interface Block {
@@ -62,17 +63,13 @@ export function recallBlock(bucket: string, identity: string, cost: number): Rat
     allowed: false,
     retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)),
     retryAfterMs,
-    states: block.decision.states.map((state) => {
-      const resetMs = Math.max(0, state.resetMs - elapsedMs);
-      return { ...state, resetMs, resetSeconds: Math.ceil(resetMs / 1000) };
-    }),
+    states: block.decision.states.map((state) => policyState(state.policy, Math.max(0, state.untilFullMs - elapsedMs) * 1000)),
   };
 }
 
-/** Forgets the block of one key (after a reset) or of all keys. */
-export function forgetBlocks(key?: string): void {
-  if (key === undefined) blocks.clear();
-  else blocks.delete(key);
+/** Forgets every remembered block. */
+export function forgetBlocks(): void {
+  blocks.clear();
 }
 
 export function rememberedBlockCount(): number {

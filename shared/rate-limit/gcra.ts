@@ -156,6 +156,27 @@ export function unitsLeft(policy: RateLimitPolicy, untilFullUs: number): number 
   return Math.max(0, Math.floor(policy.limit - untilFullUs / intervalUs(policy)));
 }
 
+export interface PolicyState {
+  policy: RateLimitPolicy;
+  /** Units left after this request (or, when refused or peeking, left now). */
+  remaining: number;
+  /** Whole seconds until one more unit is available; 0 when the quota is full. */
+  moreInSeconds: number;
+  /** ms until the quota is full again: what the state is derived from. */
+  untilFullMs: number;
+}
+
+/**
+ * A policy's state from its µs until full. GCRA refills one unit every interval, so more quota
+ * comes long before the whole of it: `moreInSeconds` is the wait for the next unit (the RateLimit
+ * field's `t`), which for a refused request of one unit is its Retry-After.
+ */
+export function policyState(policy: RateLimitPolicy, untilFullUs: number): PolicyState {
+  const remaining = unitsLeft(policy, untilFullUs);
+  const nextUnitUs = remaining >= policy.limit ? 0 : untilFullUs - (policy.limit - remaining - 1) * intervalUs(policy);
+  return { policy, remaining, moreInSeconds: Math.ceil(Math.max(0, nextUnitUs) / 1_000_000), untilFullMs: untilFullUs / 1000 };
+}
+
 /** µs until `cost` units fit in a policy, from its µs until full (0 when they fit now). */
 export function waitUs(policy: RateLimitPolicy, untilFullUs: number, cost: number): number {
   const interval = intervalUs(policy);

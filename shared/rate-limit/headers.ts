@@ -5,8 +5,9 @@
 //   RateLimit: "20-per-1m";r=19;t=3, "500-per-1d";r=499;t=173
 //
 // `RateLimit` lists every policy, not only the most restrictive: a client sees both its burst and
-// its daily budget. `r` is the units left now; `t` is the seconds until that policy's quota is
-// full again (GCRA refills continuously, so "reset" means "nothing is spent any more").
+// its daily budget. `r` is the units left now; `t` is the seconds until more quota is available
+// (draft -10: GCRA gives one unit back every interval, long before the whole window has passed;
+// 0 when nothing is spent), so a refused request's `t` is its Retry-After.
 
 import { HttpProblem } from '../problem.ts';
 import type { RateLimitPolicy } from '../config.ts';
@@ -27,7 +28,7 @@ export function rateLimitHeaders(decision: RateLimitDecision): Record<string, st
   return {
     'RateLimit-Policy': decision.states.map((state) => policyItem(state.policy)).join(', '),
     RateLimit: decision.states
-      .map((state) => `${sfString(state.policy.name)};r=${state.remaining};t=${state.resetSeconds}`)
+      .map((state) => `${sfString(state.policy.name)};r=${state.remaining};t=${state.moreInSeconds}`)
       .join(', '),
   };
 }

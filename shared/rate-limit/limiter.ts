@@ -9,11 +9,9 @@
 
 import { config, type RateLimitPolicy } from '../config.ts';
 import { rateLimitKeys, rateLimitTag } from '../keys.ts';
-import { withRedis, type RedisClient } from '../redis.ts';
 import { enqueue } from './batch.ts';
-import { blockKey, forgetBlocks, recallBlock, rememberBlock } from './blocked.ts';
-import { withinTime } from './deadline.ts';
-import { unitsLeft, waitUs } from './gcra.ts';
+import { recallBlock, rememberBlock } from './blocked.ts';
+import { policyState, waitUs, type PolicyState } from './gcra.ts';
 
 export { rateLimitHeaders, rateLimitedProblem } from './headers.ts';
 
@@ -27,15 +25,6 @@ export interface RateLimitRequest {
   cost?: number;
   /** Only evaluate "would `cost` more be allowed?"; nothing is spent. */
   peek?: boolean;
-}
-
-export interface PolicyState {
-  policy: RateLimitPolicy;
-  /** Units left after this request (or, when refused or peeking, left now). */
-  remaining: number;
-  /** Whole seconds until the policy's quota is full again. */
-  resetSeconds: number;
-  resetMs: number;
 }
 
 export interface RateLimitDecision {
@@ -90,15 +79,6 @@ export async function checkRateLimit(request: RateLimitRequest, options: CheckOp
   });
 }
 
-/**
- * Forgets everything spent by `identity` in `bucket` (e.g. the failed logins of an account after
- * a successful one), in Redis and in this container's block memory.
- */
-export async function resetRateLimit(request: Omit<RateLimitRequest, 'cost' | 'peek'>, options: CheckOptions = {}): Promise<void> {
-  forgetBlocks(blockKey(request.bucket, request.identity));
-  const keys = rateLimitKeys(request.identity, request.bucket, namesOf(request.policies));
-  await withRedis((client: RedisClient) => withinTime(client.del(...keys), options.timeoutMs ?? DEFAULT_CHECK_TIMEOUT_MS));
-}
 
 function decode(reply: number[], offset: number, policies: RateLimitPolicy[], cost: number): RateLimitDecision {
   const allowed = reply[offset] === 1;
@@ -107,8 +87,7 @@ function decode(reply: number[], offset: number, policies: RateLimitPolicy[], co
   for (let i = 0; i < policies.length; i += 1) {
     const policy = policies[i]!;
     const untilFullUs = reply[offset + 1 + i] ?? 0;
-    const resetMs = untilFullUs / 1000;
-    states[i] = { policy, remaining: unitsLeft(policy, untilFullUs), resetMs, resetSeconds: Math.ceil(resetMs / 1000) };
+    states[i] = policyState(policy, untilFullUs);
     if (!allowed) waitMs = Math.max(waitMs, waitUs(policy, untilFullUs, cost) / 1000);
   }
   return {

@@ -4,11 +4,13 @@
 //   before   check → refused: throw the 429 problem (headers, Retry-After)
 //                  → Redis down or too slow: 'open' lets the request through (warning logged),
 //                    'closed' answers 503 with Retry-After
+//            a request the route calls invalid (cost throws) spends nothing: its 400 comes later
+//            a cost beyond a policy's whole quota, which no wait would admit: 413, spends nothing
 //   after    RateLimit-Policy / RateLimit on the response
 //   onError  the same headers on problems raised further down (a 400, a 502 from Claude...)
 
 import type { MiddlewareObj } from '@middy/core';
-import type { RouteRateLimit } from '../config.ts';
+import type { RateLimitPolicy, RouteRateLimit } from '../config.ts';
 import type { HttpEvent, HttpResult } from '../http.ts';
 import { log } from '../logger.ts';
 import { HttpProblem, unavailable } from '../problem.ts';
@@ -23,7 +25,10 @@ export interface RateLimitOptions {
    * a function's init then reads no configuration, and a bad value becomes a problem response.
    */
   limit: RouteRateLimit | (() => RouteRateLimit);
-  /** Units a request spends (default 1), e.g. the number of embedding inputs. */
+  /**
+   * Units a request spends (default 1), e.g. the number of embedding inputs. Throws for a request
+   * the route will refuse as invalid: bad input spends nothing (its 400 still carries the headers).
+   */
   cost?: (event: HttpEvent) => number;
   /** Who is limited; default: the signed-in user, else the client address from API Gateway. */
   identify?: (event: HttpEvent) => string;
@@ -61,18 +66,24 @@ export function defaultIdentity(event: HttpEvent): string {
 }
 
 /**
- * The route's cost of a request, rounded up to whole units. The body is not validated yet (the
- * handler does that), so a cost that cannot be read from it counts as 1 rather than failing with a
- * 500: the handler answers such a request with its 400.
+ * The route's cost of a request, rounded up to whole units; 0 for a request the route finds
+ * invalid (its cost function throws), which changes nothing and gets its 400 from the handler.
  */
 function costOf(event: HttpEvent, cost: RateLimitOptions['cost']): number {
   if (cost === undefined) return 1;
   try {
     const units = Math.ceil(cost(event));
-    return Number.isSafeInteger(units) && units >= 0 ? units : 1;
+    return Number.isSafeInteger(units) && units >= 0 ? units : 0;
   } catch {
-    return 1;
+    return 0;
   }
+}
+
+/** A request that no wait would admit: a Retry-After would only send the client into a loop. */
+function costBeyondQuota(cost: number, policy: RateLimitPolicy): HttpProblem {
+  return new HttpProblem(413, 'cost-beyond-rate-limit', {
+    detail: `This request counts ${cost} units against the rate limit, more than the ${policy.limit} that policy "${policy.name}" allows in a whole window; split it into smaller requests.`,
+  });
 }
 
 type Request = Parameters<NonNullable<MiddlewareObj<HttpEvent, HttpResult>['before']>>[0];
@@ -85,13 +96,16 @@ export function rateLimit(options: RateLimitOptions): MiddlewareObj<HttpEvent, H
 
   const before = async (request: Request): Promise<void> => {
     const limit = currentLimit();
+    const cost = costOf(request.event, options.cost);
+    const exceeded = limit.policies.find((policy) => cost > policy.limit);
     let decision: RateLimitDecision;
     try {
       decision = await checkRateLimit({
         bucket: route,
         identity: identify(request.event),
         policies: limit.policies,
-        cost: costOf(request.event, options.cost),
+        // Spends nothing when the request is refused whatever the state: the check only reads it.
+        cost: exceeded === undefined ? cost : 0,
       });
     } catch (error) {
       if (!(error instanceof HttpProblem) || error.status !== 503) throw error;
@@ -104,7 +118,8 @@ export function rateLimit(options: RateLimitOptions): MiddlewareObj<HttpEvent, H
       throw unavailable('redis', error.cause);
     }
     decisions.set(request, decision);
-    notify(route, decision.allowed ? 'allowed' : 'refused');
+    notify(route, decision.allowed && exceeded === undefined ? 'allowed' : 'refused');
+    if (exceeded !== undefined) throw costBeyondQuota(cost, exceeded);
     if (!decision.allowed) throw rateLimitedProblem(decision);
   };
 

@@ -126,6 +126,28 @@ describe('POST /chat', () => {
       expect(double.calls).toBe(2);
     });
 
+    it.each<Record<string, string>>([
+      { 'cache-control': 'max-age=0' },
+      { 'cache-control': 'private, no-cache' },
+      { pragma: 'no-cache' },
+    ])('also asks for a fresh answer with %o', async (headers) => {
+      const body = newQuestion();
+      await ask('ana', body);
+
+      const fresh = await ask('ana', body, headers);
+
+      expect(fresh.headers['x-cache']).toBe('BYPASS');
+    });
+
+    it('keeps serving the cache for Pragma: no-cache when a Cache-Control says otherwise, as RFC 9111 asks', async () => {
+      const body = newQuestion();
+      await ask('ana', body);
+
+      const cached = await ask('ana', body, { 'cache-control': 'max-age=60', pragma: 'no-cache' });
+
+      expect(cached.headers['x-cache']).toBe('HIT');
+    });
+
     it('forgets answers after CACHE_TTL_SECONDS', async () => {
       await environment({ CACHE_TTL_SECONDS: '1' });
       const body = newQuestion();

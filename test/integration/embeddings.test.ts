@@ -458,19 +458,29 @@ describe('POST /embeddings: the cache read sent with the rate-limit check', () =
   });
 
   it('reads no vector for a refused batch too large to send ahead', async () => {
+    await post({ input: texts(100, 'spent') });
     const before = await mgetCalls();
 
-    const refused = await post({ input: texts(151, 'refused') });
+    const refused = await post({ input: texts(60, 'refused') });
 
     expect(refused.statusCode).toBe(429);
     expect(await mgetCalls()).toBe(before);
   });
 
-  it('answers an invalid body with a 400 after the rate limit, as without the read sent ahead', async () => {
+  it('answers an invalid body with a 400 that carries the rate-limit headers and spends nothing', async () => {
     const response = await post({ input: ['fine', 7] });
 
     expect(response.statusCode).toBe(400);
-    expect(response.headers['ratelimit']).toBeDefined();
+    expect(response.headers['ratelimit']).toBe('"150-per-1h";r=150;t=0');
+  });
+
+  it('answers a batch larger than a whole window allows with a 413 that no retry would fix, spending nothing', async () => {
+    const response = await post({ input: texts(151, 'beyond') });
+
+    expect(response.statusCode).toBe(413);
+    expect(response.json).toMatchObject({ type: expect.stringContaining('cost-beyond-rate-limit'), detail: expect.stringContaining('151') });
+    expect(response.headers['retry-after']).toBeUndefined();
+    expect(response.headers['ratelimit']).toBe('"150-per-1h";r=150;t=0');
   });
 });
 

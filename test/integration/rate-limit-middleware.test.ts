@@ -76,7 +76,8 @@ describe('the rateLimit middleware', () => {
     expect(refused.headers['content-type']).toBe('application/problem+json');
     expect(refused.json).toMatchObject({ status: 429, type: expect.stringContaining('rate-limited') });
     expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1799);
-    expect(refused.headers['ratelimit']).toBe('"2-per-1h";r=0;t=3600');
+    // `t` is when more quota comes (one unit back after 30 minutes), which is when to retry.
+    expect(refused.headers['ratelimit']).toBe(`"2-per-1h";r=0;t=${refused.headers['retry-after']}`);
     expect(refused.headers['ratelimit-policy']).toBe('"2-per-1h";q=2;w=3600');
   });
 
@@ -113,17 +114,32 @@ describe('the rateLimit middleware', () => {
     const three = await invoke(handler, post({ user }, { inputs: 3 }));
 
     expect([seven.statusCode, four.statusCode, three.statusCode]).toEqual([200, 429, 200]);
-    expect(three.headers['ratelimit']).toBe('"10-per-1h";r=0;t=3600');
+    expect(three.headers['ratelimit']).toBe('"10-per-1h";r=0;t=360');
   });
 
-  it('counts a request whose cost cannot be read from its body as 1, leaving the 400 to the handler', async () => {
+  it('spends nothing on a request whose cost the route cannot compute (invalid), leaving its 400 to the handler', async () => {
     await useEnvironment({ REDIS_URL: redis.url });
     const handler = limitedHandler(perHour(10), { cost: (event) => (event.jsonBody as { inputs: string[] }).inputs.length });
 
     const response = await invoke(handler, post({ user: randomUUID() }, { fail: true }));
 
     expect(response.statusCode).toBe(400);
-    expect(response.headers['ratelimit']).toBe('"10-per-1h";r=9;t=360');
+    expect(response.headers['ratelimit']).toBe('"10-per-1h";r=10;t=0');
+  });
+
+  it('answers a cost beyond a policy\'s whole quota with a 413 and no Retry-After, spending nothing', async () => {
+    await useEnvironment({ REDIS_URL: redis.url });
+    const handler = limitedHandler(perHour(10), { cost: (event) => (event.jsonBody as { inputs: number }).inputs });
+    const user = randomUUID();
+
+    const beyond = await invoke(handler, post({ user }, { inputs: 11 }));
+    const within = await invoke(handler, post({ user }, { inputs: 10 }));
+
+    expect(beyond.statusCode).toBe(413);
+    expect(beyond.headers['content-type']).toBe('application/problem+json');
+    expect(beyond.headers['retry-after']).toBeUndefined();
+    expect(beyond.headers['ratelimit']).toBe('"10-per-1h";r=10;t=0');
+    expect(within.statusCode).toBe(200);
   });
 
   it('keeps the headers on a problem raised by the handler', async () => {
