@@ -22,6 +22,7 @@ import {
   type RateLimitDecision,
   type RateLimitRequest,
 } from '../rate-limit/limiter.ts';
+import type { PolicyState } from '../rate-limit/gcra.ts';
 import { countRateLimitDecision } from '../telemetry/metrics.ts';
 
 const ADDRESS_BUCKET = 'login:address';
@@ -60,12 +61,17 @@ async function check(request: RateLimitRequest, limit: RouteRateLimit): Promise<
   }
 }
 
+interface Decisions {
+  byAddress?: RateLimitDecision | undefined;
+  byAccount?: RateLimitDecision | undefined;
+}
+
 /**
  * Both checks. Admission peeks change nothing, so both go at once (one round trip, one script run
  * in a standalone Redis). Charges go one after the other: a refused address answers the 429
  * without touching the account's state.
  */
-async function checkBoth({ address, accountDigest }: Attempt, peek: boolean): Promise<RateLimitDecision[]> {
+async function checkBoth({ address, accountDigest }: Attempt, peek: boolean): Promise<Decisions> {
   const { login, loginAccount } = config().rateLimits;
   const checkAddress = () => check({ bucket: ADDRESS_BUCKET, identity: address, policies: login.policies, peek }, login);
   const checkAccount = () => check({ bucket: ACCOUNT_BUCKET, identity: accountDigest, policies: loginAccount.policies, peek }, loginAccount);
@@ -77,24 +83,38 @@ async function checkBoth({ address, accountDigest }: Attempt, peek: boolean): Pr
     byAddress = await checkAddress();
     if (byAddress === undefined || byAddress.allowed) byAccount = await checkAccount();
   }
-  if (byAddress !== undefined && !byAddress.allowed) return [byAddress];
-  return [byAddress, byAccount].filter((decision) => decision !== undefined);
+  return { byAddress, byAccount };
 }
 
-/** The `RateLimit` headers of the address limit (the one a client can see coming), if checked. */
-function headersOf(decisions: RateLimitDecision[]): Record<string, string> {
-  return decisions[0] === undefined ? {} : rateLimitHeaders(decisions[0]);
+/** A policy's state under the name of what it limits: the two limits may have the same numbers. */
+function labelled(decision: RateLimitDecision | undefined, label: string): PolicyState[] {
+  return (decision?.states ?? []).map((state) => ({ ...state, policy: { ...state.policy, name: `${label}-${state.policy.name}` } }));
+}
+
+/**
+ * One decision for the headers, listing every policy of both limits (`address-10-per-15m`,
+ * `account-5-per-15m`), so that a client sees the one it is about to run out of; refused when
+ * either refuses, with that one's Retry-After.
+ */
+function combined({ byAddress, byAccount }: Decisions): RateLimitDecision {
+  const refused = [byAddress, byAccount].find((decision) => decision !== undefined && !decision.allowed);
+  return {
+    allowed: refused === undefined,
+    retryAfterSeconds: refused?.retryAfterSeconds ?? 0,
+    retryAfterMs: refused?.retryAfterMs ?? 0,
+    states: [...labelled(byAddress, 'address'), ...labelled(byAccount, 'account')],
+  };
 }
 
 /** Admits one login attempt or throws the 429 problem; returns the headers for the response. */
 export async function admitLoginAttempt(attempt: Attempt): Promise<Record<string, string>> {
-  const decisions = await checkBoth(attempt, true);
-  const refused = decisions.find((decision) => !decision.allowed);
-  if (refused !== undefined) throw rateLimitedProblem(refused);
-  return headersOf(decisions);
+  const decision = combined(await checkBoth(attempt, true));
+  if (!decision.allowed) throw rateLimitedProblem(decision);
+  return rateLimitHeaders(decision);
 }
 
 /** Charges one failed attempt to the address and to the account; returns the updated headers. */
 export async function chargeFailedLogin(attempt: Attempt): Promise<Record<string, string>> {
-  return headersOf(await checkBoth(attempt, false));
+  // An address that refuses the charge leaves the account unchecked, and so out of the headers.
+  return rateLimitHeaders(combined(await checkBoth(attempt, false)));
 }

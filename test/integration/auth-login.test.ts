@@ -152,6 +152,27 @@ describe('POST /auth/login', () => {
       expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
     });
 
+    it('lists both limits, by address and by account, on every answer, refusals included', async () => {
+      await environment({ RATE_LIMIT_LOGIN: '4/1h', RATE_LIMIT_LOGIN_ACCOUNT: '2/1h' });
+      const email = await registered();
+      const address = randomAddress();
+
+      const success = await callLogin({ email, password: PASSWORD }, address);
+      const failures = [
+        await callLogin({ email, password: 'not the password' }, address),
+        await callLogin({ email, password: 'not the password' }, address),
+      ];
+      const refused = await callLogin({ email, password: PASSWORD }, address);
+
+      const policy = '"address-4-per-1h";q=4;w=3600, "account-2-per-1h";q=2;w=3600';
+      expect([success, ...failures, refused].map((answer) => answer.headers['ratelimit-policy'])).toEqual([policy, policy, policy, policy]);
+      expect(success.headers['ratelimit']).toBe('"address-4-per-1h";r=4;t=0, "account-2-per-1h";r=2;t=0');
+      expect(failures[1]!.statusCode).toBe(401);
+      expect(failures[1]!.headers['ratelimit']).toBe('"address-4-per-1h";r=2;t=900, "account-2-per-1h";r=0;t=1800');
+      expect(refused.statusCode).toBe(429);
+      expect(refused.headers['ratelimit']).toBe(`"address-4-per-1h";r=2;t=900, "account-2-per-1h";r=0;t=${refused.headers['retry-after']}`);
+    });
+
     it('does not count successful logins against the account', async () => {
       await environment({ RATE_LIMIT_LOGIN_ACCOUNT: '2/1h' });
       const email = await registered();
