@@ -1,8 +1,10 @@
 // POST /auth/register: creates an account. 201 with the user; 409 when the email is taken (emails
-// compare trimmed and in lower case); 403 when registration is switched off by configuration.
+// compare trimmed and in lower case); 403 when registration is switched off by configuration;
+// 429 for an address that has had too many "taken" answers (shared/auth/registration-throttle.ts).
 
 import middy from '@middy/core';
 import * as z from 'zod/mini';
+import { admitRegistration, chargeTakenEmail } from '#shared/auth/registration-throttle.ts';
 import { createUser, isEmailTaken } from '#shared/auth/users.ts';
 import { hashPassword } from '#shared/auth/passwords.ts';
 import { config } from '#shared/config.ts';
@@ -18,8 +20,8 @@ export const RegisterBody = z.object({
   name: z.optional(z.nullable(z.string().check(z.trim(), z.maxLength(100)))),
 });
 
-function emailTaken(): HttpProblem {
-  return new HttpProblem(409, 'email-taken', { detail: 'An account with this email already exists.' });
+function emailTaken(headers: Record<string, string>): HttpProblem {
+  return new HttpProblem(409, 'email-taken', { detail: 'An account with this email already exists.', headers });
 }
 
 async function register(event: HttpEvent): Promise<HttpResult> {
@@ -27,13 +29,17 @@ async function register(event: HttpEvent): Promise<HttpResult> {
     throw new HttpProblem(403, 'registration-closed', { detail: 'Registration is closed.' });
   }
   const { email, password, name } = validate(RegisterBody, event.jsonBody);
-  // Checked before hashing: a taken email (or Redis down) answers at once, without the scrypt work.
-  if (await isEmailTaken(email)) throw emailTaken();
+  // Both in one round trip; checked before hashing, so a taken email (or Redis down) answers at
+  // once, without the scrypt work.
+  const taken = isEmailTaken(email);
+  taken.catch(() => {}); // awaited below, unless the address is refused first
+  const rateLimitHeaders = await admitRegistration(event);
+  if (await taken) throw emailTaken(await chargeTakenEmail(event));
   const passwordHash = await hashPassword(password);
   // Two registrations racing past the check: the atomic create lets exactly one win.
   const user = await createUser({ email, name: name ? name : null, passwordHash });
-  if (user === undefined) throw emailTaken();
-  return json(201, { user });
+  if (user === undefined) throw emailTaken(await chargeTakenEmail(event));
+  return json(201, { user }, rateLimitHeaders);
 }
 
 export const handler = withRequestLogging(

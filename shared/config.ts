@@ -49,6 +49,11 @@ export interface Config {
     login: RouteRateLimit;
     /** Failed logins of one account (email), whatever the client address. */
     loginAccount: RouteRateLimit;
+    /**
+     * Registrations refused because the email is taken, per client address (enumeration). No
+     * fail-open setting: a registration cannot be made without Redis anyway.
+     */
+    register: Pick<RouteRateLimit, 'policies'>;
   };
   auth: {
     registrationOpen: boolean;
@@ -265,7 +270,8 @@ export function loadConfig(env: Env = process.env): Config {
       chat: readRouteLimit(env, 'CHAT', '20/1m,500/1d', 'closed'),
       embeddings: readRouteLimit(env, 'EMBEDDINGS', '2000/1m', 'closed'),
       login: loginLimit,
-      loginAccount: { policies: readPolicies(env, 'RATE_LIMIT_LOGIN_ACCOUNT', '5/15m'), onRedisDown: loginLimit.onRedisDown },
+      loginAccount: readRouteLimit(env, 'LOGIN_ACCOUNT', '5/15m', loginLimit.onRedisDown),
+      register: { policies: readPolicies(env, 'RATE_LIMIT_REGISTER', '10/15m') },
     },
     auth: {
       registrationOpen: readBoolean(env, 'AUTH_REGISTRATION_OPEN', true),

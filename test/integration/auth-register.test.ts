@@ -5,7 +5,7 @@ import { getRedis } from '../../shared/redis.ts';
 import { useEnvironment } from '../support/env.ts';
 import { httpEvent, invoke } from '../support/lambda.ts';
 import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
-import { callRegister, uniqueEmail } from '../support/session.ts';
+import { callRegister, randomAddress, uniqueEmail } from '../support/session.ts';
 
 const PASSWORD = 'correct horse battery';
 
@@ -91,6 +91,46 @@ describe('POST /auth/register', () => {
     expect(again.statusCode).toBe(409);
     expect(again.headers['content-type']).toBe('application/problem+json');
     expect(again.json).toMatchObject({ status: 409, type: expect.stringContaining('email-taken') });
+  });
+
+  describe('throttling', () => {
+    const limited = () => useEnvironment({ REDIS_URL: redis.url, PASSWORD_SCRYPT_LOG2N: '14', RATE_LIMIT_REGISTER: '2/1h' });
+
+    it('refuses an address with 429 after its allowed "taken" answers, so emails cannot be tried at full speed', async () => {
+      await limited();
+      const address = randomAddress();
+      const taken = uniqueEmail();
+      await callRegister({ email: taken, password: PASSWORD });
+
+      const answers = [];
+      for (let attempt = 0; attempt < 3; attempt++) answers.push(await callRegister({ email: taken, password: PASSWORD }, address));
+      const fresh = await callRegister({ email: uniqueEmail(), password: PASSWORD }, address);
+
+      expect(answers.map((answer) => answer.statusCode)).toEqual([409, 409, 429]);
+      expect(answers[1]!.headers['ratelimit']).toBe('"2-per-1h";r=0;t=1800');
+      expect(Number(answers[2]!.headers['retry-after'])).toBeGreaterThan(1700);
+      expect(fresh.statusCode).toBe(429);
+    });
+
+    it('does not count new accounts against the address (a class registering from one school)', async () => {
+      await limited();
+      const address = randomAddress();
+
+      const answers = [];
+      for (let n = 0; n < 5; n++) answers.push((await callRegister({ email: uniqueEmail(), password: PASSWORD }, address)).statusCode);
+
+      expect(answers).toEqual([201, 201, 201, 201, 201]);
+    });
+
+    it('spends nothing on an invalid body', async () => {
+      await limited();
+      const address = randomAddress();
+
+      for (let n = 0; n < 3; n++) await callRegister({ email: 'not an email', password: PASSWORD }, address);
+      const created = await callRegister({ email: uniqueEmail(), password: PASSWORD }, address);
+
+      expect(created.headers['ratelimit']).toBe('"2-per-1h";r=2;t=0');
+    });
   });
 
   it('lets exactly one of two concurrent registrations of one email win', async () => {

@@ -38,8 +38,8 @@ export function bearer(token: string): Record<string, string> {
   return { authorization: `Bearer ${token}` };
 }
 
-export function callRegister(body: unknown): Promise<InvokeResult> {
-  return invoke(register, httpEvent('POST', '/auth/register', { body }));
+export function callRegister(body: unknown, sourceIp: string = randomAddress()): Promise<InvokeResult> {
+  return invoke(register, httpEvent('POST', '/auth/register', { body, sourceIp }));
 }
 
 export function callLogin(body: unknown, sourceIp: string = randomAddress()): Promise<InvokeResult> {
