@@ -12,7 +12,7 @@ import { writeVectors } from '../shared/embeddings/cache.ts';
 import { embeddingsProvider } from '../shared/embeddings/configured-provider.ts';
 import type { EmbeddingsProvider } from '../shared/embeddings/provider.ts';
 import { embedWithCache, lookUpCached } from '../shared/embeddings/service.ts';
-import { embeddingKey } from '../shared/keys.ts';
+import { embeddingKey, type EmbeddingOwner } from '../shared/keys.ts';
 import { resetConfig } from '../shared/config.ts';
 import { closeRedis, getRedis } from '../shared/redis.ts';
 import { startRoundTripProxy } from '../test/support/round-trip-proxy.ts';
@@ -25,6 +25,8 @@ const BATCH = 256;
 const MEMORY_SAMPLES = 200;
 const LATENCY_DIMENSIONS = 1536;
 const TTL_SECONDS = 3600;
+/** Whose vectors: a user's, as the default scope (EMBEDDINGS_CACHE_SCOPE=user) keeps them. */
+const OWNER: EmbeddingOwner = { userId: 'bench-user-0000-0000-0000-000000000000' };
 
 /** A dense unit vector like a real model's (Gaussian components), deterministic per seed. */
 function denseVector(dimensions: number, seed: number): Float32Array {
@@ -78,7 +80,7 @@ async function memoryOf(keys: string[]): Promise<number[]> {
 async function measureMemory(dimensions: number): Promise<MemoryRow[]> {
   const vectors = Array.from({ length: MEMORY_SAMPLES }, (_, i) => denseVector(dimensions, i + dimensions));
   // The same key for both formats, so the difference is the value alone.
-  const keys = vectors.map((_, i) => embeddingKey(`text-embedding-3-small:${dimensions}`, passage('memory', i)));
+  const keys = vectors.map((_, i) => embeddingKey(`text-embedding-3-small:${dimensions}`, passage('memory', i), OWNER));
   await writeVectors(client, keys.map((key, i) => ({ key, vector: vectors[i]! })), TTL_SECONDS);
   const binary: MemoryRow = { dimensions, format: 'binary float32 (this project)', valueBytes: await admin.strlen(keys[0]!), usage: await memoryOf(keys) };
   // LangChain's CacheBackedEmbeddings: JSON.stringify of the number[] the OpenAI client returns.
@@ -143,7 +145,7 @@ async function runBatch(scenario: Scenario, run: number): Promise<{ roundTrips: 
   proxy.reset();
   providerMs = 0;
   const started = performance.now();
-  const outcome = await embedWithCache(lookUpCached(texts, provider), { ttlSeconds: TTL_SECONDS });
+  const outcome = await embedWithCache(lookUpCached(texts, provider, OWNER), { ttlSeconds: TTL_SECONDS });
   const latencyMs = performance.now() - started;
   return { roundTrips: proxy.roundTrips(), latencyMs, providerMs, hits: outcome.hits };
 }
@@ -172,8 +174,8 @@ async function jsonPeerBatch(keys: string[]): Promise<{ roundTrips: number; late
 // The hits of later runs hold dense vectors, as a remote model's would (the local provider's are
 // sparser); the JSON peer stores the very same vectors.
 const cachedVectors = cachedTexts.map((_, i) => denseVector(LATENCY_DIMENSIONS, 10_000 + i));
-await writeVectors(client, cachedTexts.map((text, i) => ({ key: embeddingKey(provider.cacheNamespace, text), vector: cachedVectors[i]! })), TTL_SECONDS);
-const jsonKeys = cachedTexts.map((text) => `bench:json:${embeddingKey(provider.cacheNamespace, text)}`);
+await writeVectors(client, cachedTexts.map((text, i) => ({ key: embeddingKey(provider.cacheNamespace, text, OWNER), vector: cachedVectors[i]! })), TTL_SECONDS);
+const jsonKeys = cachedTexts.map((text) => `bench:json:${embeddingKey(provider.cacheNamespace, text, OWNER)}`);
 const jsonValues = cachedVectors.map((vector) => JSON.stringify(Array.from(vector)));
 await admin.mset(...jsonKeys.flatMap((key, i) => [key, jsonValues[i]!]));
 const jsonBytes = jsonValues.reduce((sum, value) => sum + value.length, 0);
@@ -256,7 +258,7 @@ Measured ${machineLine()}; local redis-server.
 ### Redis memory per cached vector
 
 \`MEMORY USAGE <key> SAMPLES 0\`, median over ${MEMORY_SAMPLES} dense unit vectors (Gaussian components, like a real
-model's), same key names for both formats (\`tc:{e:<sha256>}:<model>:<dims>\`, ${embeddingKey('text-embedding-3-small:768', 'x').length} characters) with a TTL.
+model's), same key names for both formats (\`tc:{eu:<sha256>}:<model>:<dims>\`, a user's vector as the default scope keeps it, ${embeddingKey('text-embedding-3-small:768', 'x', OWNER).length} characters) with a TTL.
 The peer is the value LangChain's CacheBackedEmbeddings stores: \`JSON.stringify\` of the number array the OpenAI client returns.
 
 | dims | format | value (STRLEN) | memory per vector | bytes / dim | beyond 4 B / dim | |

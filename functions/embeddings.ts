@@ -21,6 +21,7 @@ import type { EmbeddingsProvider } from '#shared/embeddings/provider.ts';
 import { parseEmbeddingsRequest, type EmbeddingsRequest, type EncodingFormat } from '#shared/embeddings/request.ts';
 import { embedWithCache, lookUpCached, type CacheLookup, type EmbedOutcome } from '#shared/embeddings/service.ts';
 import { httpBasics, withRequestLogging, type HttpResult } from '#shared/http.ts';
+import type { EmbeddingOwner } from '#shared/keys.ts';
 import { annotateRequest } from '#shared/logger.ts';
 import { HttpProblem } from '#shared/problem.ts';
 import { observeRateLimitDecisions, rateLimit } from '#shared/rate-limit/middleware.ts';
@@ -47,6 +48,14 @@ function requestOf(event: AuthenticatedEvent, provider: EmbeddingsProvider): Emb
   return request;
 }
 
+/**
+ * Whose cache a request reads and fills: its user's by default, so that a hit never tells one
+ * user what another has embedded; everyone's when EMBEDDINGS_CACHE_SCOPE is `global`.
+ */
+function cacheOwner(event: AuthenticatedEvent): EmbeddingOwner {
+  return config().embeddings.cacheScope === 'global' ? 'everyone' : { userId: event.user.id };
+}
+
 /** Sends the cache read of a small, valid request before the rate limit; the handler reads it. */
 function cachePrefetch(): MiddlewareObj<AuthenticatedEvent, HttpResult> {
   return {
@@ -60,7 +69,7 @@ function cachePrefetch(): MiddlewareObj<AuthenticatedEvent, HttpResult> {
         return; // answered by the handler, after the rate limit, with the rate-limit headers
       }
       if (request.inputs.length * provider.dimensions * 4 > PREFETCH_MAX_BYTES) return;
-      prefetched.set(event, lookUpCached(request.inputs, provider));
+      prefetched.set(event, lookUpCached(request.inputs, provider, cacheOwner(event)));
     },
   };
 }
@@ -97,7 +106,7 @@ observeRateLimitDecisions(countRateLimitDecision);
 async function embeddings(event: AuthenticatedEvent, context: Context): Promise<HttpResult> {
   const provider = embeddingsProvider();
   const request = requestOf(event, provider);
-  const lookup = prefetched.get(event) ?? lookUpCached(request.inputs, provider);
+  const lookup = prefetched.get(event) ?? lookUpCached(request.inputs, provider, cacheOwner(event));
   const outcome = await embedWithCache(lookup, { signal: deadline(context), ttlSeconds: config().cacheTtlSeconds });
 
   const usage: Usage = { prompt_tokens: outcome.promptTokens, total_tokens: outcome.promptTokens };

@@ -83,6 +83,8 @@ export interface Config {
     baseUrl: string | undefined;
     apiKey: string | undefined;
     timeoutMs: number;
+    /** `user` (default): each user's vectors are theirs; `global`: shared by every user. */
+    cacheScope: CacheScope;
   };
   otlpEndpoint: string | undefined;
   /** How metrics reach `otlpEndpoint` (the OpenTelemetry SDK's own variables). */
@@ -298,6 +300,7 @@ export function loadConfig(env: Env = process.env): Config {
       baseUrl: embeddingsBaseUrl,
       apiKey: readString(env, 'EMBEDDINGS_API_KEY'),
       timeoutMs: readInteger(env, 'EMBEDDINGS_TIMEOUT_MS', 10_000, 100, 900_000),
+      cacheScope: readEnum(env, 'EMBEDDINGS_CACHE_SCOPE', ['user', 'global'], 'user'),
     },
     otlpEndpoint: readUrl(env, 'OTEL_EXPORTER_OTLP_ENDPOINT'),
     otlp: {

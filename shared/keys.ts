@@ -91,14 +91,22 @@ export function responseCacheKeys(cache: string, questionDigest: string): { answ
 }
 
 // ── Embedding cache ──────────────────────────────────────────────────────────────────────────
-// One key per (text, model, dimensions). The hash tag is the text's digest, not the model: a
-// request's keys then spread over every slot, so the cache (the largest data set here) is shared
-// by all the nodes of a cluster instead of filling one slot on one node. A batch lookup costs one
-// round trip per node rather than one in total (see shared/embeddings/cache.ts).
+// One key per (owner, text, model, dimensions). The hash tag is a digest of the text (and of its
+// owner), not the model: a request's keys then spread over every slot, so the cache (the largest
+// data set here) is shared by all the nodes of a cluster instead of filling one slot on one node.
+// A batch lookup costs one round trip per node rather than one in total (shared/embeddings/cache.ts).
+//
+//   tc:{e:<sha256 of the text>}:<namespace>                   shared by every user (scope global)
+//   tc:{eu:<sha256 of user id, NUL, text>}:<namespace>        one user's (scope user)
+//
+// namespace = model, dimensions (and algorithm version). Two tag prefixes, so that no text of
+// one scope can ever name a key of the other.
 
-/** `tc:{e:<sha256 of the text>}:<namespace>`, namespace = model, dimensions (and algorithm version). */
-export function embeddingKey(namespace: string, text: string): string {
-  return key(`e:${digest(text)}`, namespace);
+/** Whose vectors a key holds: one user's, or every user's. */
+export type EmbeddingOwner = { userId: string } | 'everyone';
+
+export function embeddingKey(namespace: string, text: string, owner: EmbeddingOwner): string {
+  return owner === 'everyone' ? key(`e:${digest(text)}`, namespace) : key(`eu:${digest(`${owner.userId}\u0000${text}`)}`, namespace);
 }
 
 // ── Usage counters ───────────────────────────────────────────────────────────────────────────

@@ -10,7 +10,7 @@
 // provider fails: the error propagates before the write.
 
 import { config } from '../config.ts';
-import { embeddingKey } from '../keys.ts';
+import { embeddingKey, type EmbeddingOwner } from '../keys.ts';
 import { log } from '../logger.ts';
 import { withRedis } from '../redis.ts';
 import { recordTokenUsage } from '../telemetry/metrics.ts';
@@ -43,8 +43,8 @@ export interface EmbedWithCacheOptions {
  * sequence is hashed as its ids joined by commas, under a namespace of its own. Text keys stay as
  * they were, so vectors cached before token sequences were accepted are still served.
  */
-function cacheKey(namespace: string, input: EmbeddingInput): string {
-  return typeof input === 'string' ? embeddingKey(namespace, input) : embeddingKey(`${namespace}:tokens`, input.join(','));
+function cacheKey(namespace: string, input: EmbeddingInput, owner: EmbeddingOwner): string {
+  return typeof input === 'string' ? embeddingKey(namespace, input, owner) : embeddingKey(`${namespace}:tokens`, input.join(','), owner);
 }
 
 /** A request's inputs, their cache keys and the read of their vectors, already sent. */
@@ -59,9 +59,9 @@ export interface CacheLookup {
   readonly cached: Promise<Array<Float32Array | undefined>>;
 }
 
-/** Sends the read of the inputs' vectors (one round trip) without waiting for it. */
-export function lookUpCached(inputs: readonly EmbeddingInput[], provider: EmbeddingsProvider): CacheLookup {
-  const keys = inputs.map((input) => cacheKey(provider.cacheNamespace, input));
+/** Sends the read of `owner`'s vectors of the inputs (one round trip) without waiting for it. */
+export function lookUpCached(inputs: readonly EmbeddingInput[], provider: EmbeddingsProvider, owner: EmbeddingOwner): CacheLookup {
+  const keys = inputs.map((input) => cacheKey(provider.cacheNamespace, input, owner));
   const inputOf = new Map<string, EmbeddingInput>();
   keys.forEach((key, position) => {
     if (!inputOf.has(key)) inputOf.set(key, inputs[position]!);

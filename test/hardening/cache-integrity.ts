@@ -48,7 +48,7 @@ export async function auditCaches(admin: Redis, dimensions: number): Promise<Cac
       if (value !== null && !isChatAnswer(value)) audit.faults.push(`${key}: not a chat answer`);
     }
   }
-  for (const key of await keysMatching(admin, 'tc:{e:*')) {
+  for (const key of await keysMatching(admin, 'tc:{e*')) {
     const ttl = await admin.pttl(key);
     if (ttl === -2) continue;
     audit.vectors += 1;

@@ -189,7 +189,7 @@ describe('the embeddings provider failing', () => {
     provider.reset();
     await useEnvironment({ REDIS_URL: redis.url, ...FAST_AUTH, ...provider.env(DIMENSIONS), EMBEDDINGS_TIMEOUT_MS: '300' });
     user ??= await signUpAndLogIn();
-    for (const key of await keysMatching('tc:{e:*')) await admin.del(key);
+    for (const key of await keysMatching('tc:{e*')) await admin.del(key);
   });
   afterAll(() => provider.close());
 
@@ -211,7 +211,7 @@ describe('the embeddings provider failing', () => {
       const texts = [`alpha ${what}`, `beta ${what}`];
 
       const failed = await embed(texts);
-      const cachedAfterFailure = await keysMatching('tc:{e:*');
+      const cachedAfterFailure = await keysMatching('tc:{e*');
       provider.reset();
       const served = await embed(texts);
 

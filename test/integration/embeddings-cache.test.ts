@@ -29,7 +29,7 @@ const bitsOf = (vector: Float32Array | undefined) => (vector === undefined ? und
 
 function entries(count: number, dimensions: number, label: string): CacheEntry[] {
   return Array.from({ length: count }, (_, i) => ({
-    key: embeddingKey(`test-model:${dimensions}`, `${label} text ${i}`),
+    key: embeddingKey(`test-model:${dimensions}`, `${label} text ${i}`, 'everyone'),
     vector: awkwardVector(dimensions, i + 1),
   }));
 }
@@ -79,7 +79,7 @@ describe('the embedding cache on a standalone Redis', () => {
     const [short] = entries(1, 16, 'short');
     await admin.set(short!.key, Buffer.alloc(15 * 4));
 
-    const read = await withRedis((client) => readVectors(client, [short!.key, embeddingKey('test-model:16', 'never stored')], 16));
+    const read = await withRedis((client) => readVectors(client, [short!.key, embeddingKey('test-model:16', 'never stored', 'everyone')], 16));
 
     expect(read).toEqual([undefined, undefined]);
   });
@@ -122,7 +122,7 @@ describe('the embedding cache on a Redis Cluster', () => {
   const clusterEnv = () => ({ REDIS_URL: `redis://127.0.0.1:${proxies[0]!.port}`, REDIS_CLUSTER: 'true' });
 
   it('computes the slot of a key as Redis does', async () => {
-    const keys = ['plain', 'tc:{e:abc}:model:8', '{}empty-tag', 'a{b}c{d}', '{unclosed', 'ünïcödé{tåg}', embeddingKey('m:384', 'x')];
+    const keys = ['plain', 'tc:{e:abc}:model:8', '{}empty-tag', 'a{b}c{d}', '{unclosed', 'ünïcödé{tåg}', embeddingKey('m:384', 'x', 'everyone')];
 
     const slots = await Promise.all(keys.map((key) => admin.cluster('KEYSLOT', key)));
 

@@ -19,7 +19,7 @@ const localBits = (input: string | number[]) => bits(local.embedOne(input));
 const vectorBits = (response: InvokeResult) => response.json.data.map((entry: { embedding: number[] }) => bits(entry.embedding));
 
 async function embeddingKeys(admin: Redis): Promise<string[]> {
-  return (await admin.keys('tc:{e:*')).sort();
+  return (await admin.keys('tc:{e*')).sort();
 }
 
 describe('POST /embeddings with the local provider', () => {
@@ -78,6 +78,28 @@ describe('POST /embeddings with the local provider', () => {
       expect(vectorBits(response)).toEqual([localBits('any model name')]);
     },
   );
+
+  it("keeps each user's cached vectors to that user: another user's identical input is a miss", async () => {
+    const other = await signUpAndLogIn();
+    await post({ input: ['a private note'] });
+
+    const fromOther = await post({ input: ['a private note'] }, bearer(other.token));
+    const again = await post({ input: ['a private note'] });
+
+    expect(fromOther.headers['x-cache-hits']).toBe('0/1');
+    expect(again.headers['x-cache-hits']).toBe('1/1');
+    expect(vectorBits(fromOther)).toEqual(vectorBits(again));
+  });
+
+  it('shares cached vectors between users when EMBEDDINGS_CACHE_SCOPE is global', async () => {
+    await useEnvironment({ REDIS_URL: redis.url, ...FAST_AUTH, EMBEDDINGS_CACHE_SCOPE: 'global' });
+    const other = await signUpAndLogIn();
+    await post({ input: ['a shared definition'] });
+
+    const fromOther = await post({ input: ['a shared definition'] }, bearer(other.token));
+
+    expect(fromOther.headers['x-cache-hits']).toBe('1/1');
+  });
 
   it('embeds one array of token ids as one input, as the local embedder computes it', async () => {
     const response = await post({ input: [791, 32013, 315] });
