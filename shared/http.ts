@@ -8,6 +8,7 @@ import { log, withLogContext } from './logger.ts';
 import { monotonicMs } from './monotonic-clock.ts';
 import { HttpProblem, unavailable } from './problem.ts';
 import { isRedisUnavailableError } from './redis-errors.ts';
+import { assertWellFormedText } from './validation.ts';
 import { flushTelemetry, startTelemetry } from './telemetry/export.ts';
 
 export interface HttpEvent extends APIGatewayProxyEventV2 {
@@ -65,6 +66,14 @@ function parseJsonBody(event: APIGatewayProxyEventV2, maxBytes: number): unknown
   if (!METHODS_WITH_BODY.has(event.requestContext?.http?.method ?? '')) return undefined;
   const text = rawBody(event, maxBytes);
   if (text === undefined) return undefined;
+  const encoding = header(event, 'content-encoding')?.trim().toLowerCase();
+  if (encoding !== undefined && encoding !== '' && encoding !== 'identity') {
+    // RFC 9110 §15.5.16: an unsupported content coding is a 415 that names what is accepted.
+    throw new HttpProblem(415, 'unsupported-content-encoding', {
+      detail: 'Send the request body without a content coding (no gzip, br or deflate).',
+      headers: { 'Accept-Encoding': 'identity' },
+    });
+  }
   const contentType = header(event, 'content-type') ?? '';
   const mediaType = contentType.split(';')[0]?.trim().toLowerCase() ?? '';
   if (mediaType !== 'application/json' && !/^application\/[a-z0-9.+-]+\+json$/.test(mediaType)) {
@@ -73,11 +82,14 @@ function parseJsonBody(event: APIGatewayProxyEventV2, maxBytes: number): unknown
       headers: { 'Accept-Post': 'application/json' },
     });
   }
+  let body: unknown;
   try {
-    return JSON.parse(text);
+    body = JSON.parse(text);
   } catch {
     throw new HttpProblem(400, 'malformed-json', { detail: 'The request body is not valid JSON.' });
   }
+  assertWellFormedText(body);
+  return body;
 }
 
 /** The Lambda invocation's id: unique per request, here and in CloudWatch. */

@@ -60,6 +60,51 @@ export function toFieldErrors(issues: readonly Issue[]): FieldError[] {
   );
 }
 
+/**
+ * The path of a string (value or key) holding a lone surrogate; undefined when none does. A loop
+ * over an explicit stack, not recursion: a body may nest 10,000 levels deep.
+ */
+function illFormedTextPath(body: unknown): PropertyKey[] | undefined {
+  // Each node links to its parent; the path is only spelled out for the one string at fault.
+  interface Node {
+    value: unknown;
+    key?: PropertyKey;
+    parent?: Node;
+  }
+  const pathTo = (node: Node | undefined): PropertyKey[] => {
+    const path: PropertyKey[] = [];
+    for (let at = node; at?.parent !== undefined; at = at.parent) path.unshift(at.key!);
+    return path;
+  };
+  const pending: Node[] = [{ value: body }];
+  for (let node = pending.pop(); node !== undefined; node = pending.pop()) {
+    const { value } = node;
+    if (typeof value === 'string') {
+      if (!value.isWellFormed()) return pathTo(node);
+    } else if (typeof value === 'object' && value !== null) {
+      for (const [key, item] of Object.entries(value)) {
+        const child: Node = { value: item, key: Array.isArray(value) ? Number(key) : key, parent: node };
+        if (!key.isWellFormed()) return pathTo(child);
+        pending.push(child);
+      }
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Refuses a parsed JSON body that holds a lone surrogate (`"\ud800"`): valid JSON, but no text,
+ * which Claude or an embeddings API would refuse (a 502 here) and a cache key would carry.
+ */
+export function assertWellFormedText(body: unknown): void {
+  const path = illFormedTextPath(body);
+  if (path === undefined) return;
+  throw new HttpProblem(400, 'validation', {
+    detail: 'The request body is not valid.',
+    errors: [{ path: pathOf(path), message: 'must be valid Unicode text: it holds a lone surrogate' }],
+  });
+}
+
 /** Validates `value` against `schema`; a failure is a 400 problem listing every field at fault. */
 export function validate<S extends z.ZodMiniType>(schema: S, value: unknown): z.infer<S> {
   const result = schema.safeParse(value, { reportInput: true });

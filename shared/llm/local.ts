@@ -22,9 +22,19 @@ function estimateTokens(text: string): number {
   return Math.max(1, Math.ceil(text.length / 4));
 }
 
+/**
+ * At most the first `length` UTF-16 units of `text`, one fewer rather than split a surrogate pair
+ * (an emoji): the answer must stay valid text.
+ */
+function prefix(text: string, length: number): string {
+  if (text.length <= length) return text;
+  const last = text.charCodeAt(length - 1);
+  return text.slice(0, last >= 0xd800 && last <= 0xdbff ? length - 1 : length);
+}
+
 function quote(text: string): string {
   const oneLine = text.replace(/\s+/g, ' ').trim();
-  return oneLine.length > 160 ? `${oneLine.slice(0, 157)}...` : oneLine;
+  return oneLine.length > 160 ? `${prefix(oneLine, 157)}...` : oneLine;
 }
 
 export function localTutor(): ChatProvider {
@@ -38,8 +48,7 @@ export function localTutor(): ChatProvider {
         `${LOCAL_TUTOR_LABEL} You asked: "${quote(question)}". ` +
         `Let's work it out together rather than me handing you the answer. ${nudge}`;
       // max_tokens behaves as with Claude: the answer is cut and the stop reason says so.
-      const limit = request.maxTokens * 4;
-      const content = full.length > limit ? full.slice(0, limit) : full;
+      const content = prefix(full, request.maxTokens * 4);
       const inputText = request.system + request.messages.map((message) => message.content).join('');
       return {
         id: `local_${fingerprint.slice(0, 24)}`,

@@ -281,6 +281,15 @@ describe('the local tutor', () => {
     expect(second).toEqual(first);
   });
 
+  it('quotes a long question of emoji without splitting one: the answer is valid text', async () => {
+    const emoji = { ...question, messages: [{ role: 'user' as const, content: '😀'.repeat(500) }] };
+
+    const answer = await localTutor().complete(emoji, inSeconds(1));
+
+    expect(answer.content.isWellFormed()).toBe(true);
+    expect(answer.content).toContain('😀😀...');
+  });
+
   it('cuts the answer at maxTokens and says so in the stop reason', async () => {
     const answer = await localTutor().complete({ ...question, maxTokens: 5 }, inSeconds(1));
 

@@ -72,6 +72,38 @@ describe('the HTTP basics of every route', () => {
     expect(response.statusCode).toBe(400);
   });
 
+  it('answers 400 naming the field for a string that holds a lone surrogate, valid JSON but not text', async () => {
+    const response = await post('{"messages":[{"content":"half an emoji \\ud83d"}]}', { 'content-type': 'application/json' });
+
+    expect(response.statusCode).toBe(400);
+    expect(response.json.errors).toEqual([{ path: 'messages.0.content', message: expect.stringContaining('lone surrogate') }]);
+  });
+
+  it('finds a lone surrogate 1,000 levels deep and names its path', async () => {
+    await useEnvironment({ MAX_BODY_BYTES: String(1 << 20) });
+    const body = `${'['.repeat(1000)}"\\udc00"${']'.repeat(1000)}`;
+
+    const response = await post(body, { 'content-type': 'application/json' });
+    await useEnvironment({ MAX_BODY_BYTES: '2048' });
+
+    expect(response.statusCode).toBe(400);
+    expect(response.json.errors[0].path).toBe(Array(1000).fill('0').join('.'));
+  });
+
+  it('accepts a surrogate pair written as two escapes: one emoji', async () => {
+    const response = await post('{"text":"\\ud83d\\ude00"}', { 'content-type': 'application/json' });
+
+    expect(response.json).toEqual({ received: { text: '😀' } });
+  });
+
+  it('answers 415 with Accept-Encoding for a body in a content coding (gzip)', async () => {
+    const response = await post({ a: 1 }, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+
+    expect(response.statusCode).toBe(415);
+    expect(response.headers['accept-encoding']).toBe('identity');
+    expect(response.json.type).toMatch(/unsupported-content-encoding$/);
+  });
+
   it('turns a thrown HttpProblem into its problem response', async () => {
     const response = await post({ fail: 'problem' });
 
