@@ -12,7 +12,7 @@ import { httpBasics, json, withRequestLogging, type HttpEvent, type HttpResult }
 import { HttpProblem } from '#shared/problem.ts';
 import { validate } from '#shared/validation.ts';
 
-export const LoginBody = z.object({
+export const LoginBody = z.strictObject({
   // No format check beyond length: a malformed email is simply an unknown account.
   email: z.string().check(z.trim(), z.toLowerCase(), z.minLength(1), z.maxLength(254)),
   // Bounded so that nobody makes scrypt chew megabytes; a registered password is at most 256.

@@ -12,7 +12,7 @@ import { httpBasics, json, withRequestLogging, type HttpEvent, type HttpResult }
 import { HttpProblem } from '#shared/problem.ts';
 import { validate } from '#shared/validation.ts';
 
-export const RegisterBody = z.object({
+export const RegisterBody = z.strictObject({
   // Normalised before it is checked, so ` Ada@Example.org` is accepted as `ada@example.org`.
   email: z.string().check(z.trim(), z.toLowerCase(), z.maxLength(254), z.email()),
   password: z.string().check(z.minLength(12), z.maxLength(256)),

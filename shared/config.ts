@@ -244,7 +244,7 @@ export function loadConfig(env: Env = process.env): Config {
   }
   const loginLimit = readRouteLimit(env, 'LOGIN', '10/15m', 'closed');
   const embeddingsProvider = readEnum(env, 'EMBEDDINGS_PROVIDER', ['local', 'openai'], 'local');
-  const embeddingsBaseUrl = readString(env, 'EMBEDDINGS_BASE_URL');
+  const embeddingsBaseUrl = readUrl(env, 'EMBEDDINGS_BASE_URL');
   if (embeddingsProvider === 'openai' && embeddingsBaseUrl === undefined) {
     return fail('EMBEDDINGS_BASE_URL', 'the base URL of an OpenAI-compatible embeddings API when EMBEDDINGS_PROVIDER=openai', '');
   }

@@ -280,6 +280,7 @@ describe('POST /auth/login', () => {
       ['a null password', '{"email": "a@b.org", "password": null}', { 'content-type': 'application/json' }, 400],
       ['an object as password', '{"email": "a@b.org", "password": {"$ne": ""}}', { 'content-type': 'application/json' }, 400],
       ['an empty password', '{"email": "a@b.org", "password": ""}', { 'content-type': 'application/json' }, 400],
+      ['a field it does not know', '{"email": "a@b.org", "password": "correct horse battery", "remember": true}', { 'content-type': 'application/json' }, 400],
       ['a password of 100,000 characters', JSON.stringify({ email: 'a@b.org', password: 'x'.repeat(100_000) }), { 'content-type': 'application/json' }, 400],
       ['a form instead of JSON', 'email=a%40b.org&password=x', { 'content-type': 'application/x-www-form-urlencoded' }, 415],
       ['plain text', '{"email": "a@b.org"}', { 'content-type': 'text/plain' }, 415],

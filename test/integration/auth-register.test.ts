@@ -133,6 +133,17 @@ describe('POST /auth/register', () => {
     });
   });
 
+  it('refuses a field it does not know, so that a typo or a smuggled flag never passes unseen', async () => {
+    await fastHashing();
+    const email = uniqueEmail();
+
+    const response = await callRegister({ email, password: PASSWORD, admin: true });
+
+    expect(response.statusCode).toBe(400);
+    expect(response.json.errors).toEqual([{ path: 'admin', message: 'is not a known field' }]);
+    expect(await storedAccount(email)).toEqual({});
+  });
+
   it('lets exactly one of two concurrent registrations of one email win', async () => {
     await fastHashing();
     const email = uniqueEmail();

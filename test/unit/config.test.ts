@@ -32,6 +32,10 @@ describe('configuration', () => {
     ['LOG_LEVEL', 'loud', /LOG_LEVEL: expected one of debug, info, warn, error/],
     ['RATE_LIMIT_LOGIN', '10/15x', /RATE_LIMIT_LOGIN: expected <count>\/<window>/],
     ['CHAT_PROVIDER', 'gpt', /CHAT_PROVIDER: expected one of anthropic, local/],
+    ['EMBEDDINGS_BASE_URL', 'api.openai.com/v1', /EMBEDDINGS_BASE_URL: expected an http:\/\/ or https:\/\/ URL/],
+    ['EMBEDDINGS_CACHE_SCOPE', 'team', /EMBEDDINGS_CACHE_SCOPE: expected one of user, global/],
+    ['RATE_LIMIT_LOGIN_ACCOUNT_ON_REDIS_DOWN', 'maybe', /RATE_LIMIT_LOGIN_ACCOUNT_ON_REDIS_DOWN: expected one of open, closed/],
+    ['RATE_LIMIT_REGISTER', '0/1m', /RATE_LIMIT_REGISTER: expected <count>\/<window>/],
   ])('rejects %s=%s with a message naming it', (variable, value, message) => {
     expect(() => loadConfig({ [variable]: value })).toThrow(message);
   });
