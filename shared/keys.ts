@@ -15,22 +15,23 @@ export function key(tag: string, ...parts: Array<string | number>): string {
   return `${KEY_PREFIX}{${tag}}${parts.map((part) => `:${part}`).join('')}`;
 }
 
+const PLAIN_TAG_VALUE = /^[\w.:@+-]{1,100}$/;
+
+/**
+ * `<kind>:<value>` as a hash tag; a value that could break the tag (braces, spaces, very long
+ * text) is replaced by its digest, marked with `#` so that it cannot collide with a value used as is.
+ */
+function safeTag(kind: string, value: string): string {
+  return PLAIN_TAG_VALUE.test(value) ? `${kind}:${value}` : `${kind}:#${digest(value).slice(0, 40)}`;
+}
+
 // ── Rate limiting ────────────────────────────────────────────────────────────────────────────
 // One key per (identity, bucket, policy): `tc:{rl:<identity>}:<bucket>:<policy>`. The identity is
-// the hash tag, so the keys of every policy checked in one script share a cluster slot. An
-// identity that could break the tag (braces, spaces, very long text) is replaced by its digest,
-// marked with `#` so that it cannot collide with an identity used as is.
-
-const PLAIN_IDENTITY = /^[\w.:@+-]{1,100}$/;
+// the hash tag, so the keys of every policy checked in one script share a cluster slot.
 
 /** The hash tag of one rate-limited identity (a user id, a client address, an email digest). */
 export function rateLimitTag(identity: string): string {
-  return PLAIN_IDENTITY.test(identity) ? `rl:${identity}` : `rl:#${digest(identity).slice(0, 40)}`;
-}
-
-/** The key holding one policy's state for one identity in one bucket. */
-export function rateLimitKey(identity: string, bucket: string, policyName: string): string {
-  return key(rateLimitTag(identity), bucket, policyName);
+  return safeTag('rl', identity);
 }
 
 /** The keys of several policies of one identity in one bucket (the keys of one check). */
@@ -121,11 +122,9 @@ export function embeddingKey(namespace: string, text: string, owner: EmbeddingOw
 // the user's own tag, not the auth shard; the minute buckets and the index share `{usage}`, so
 // recording usage touches two slots: see shared/usage/counters.ts for how the writes are sent.
 
-const PLAIN_USER_ID = /^[\w.:@+-]{1,100}$/;
-
-/** The hash tag of one user's usage (a user id that could break the tag is replaced by its digest). */
+/** The hash tag of one user's usage. */
 export function usageUserTag(userId: string): string {
-  return PLAIN_USER_ID.test(userId) ? `u:${userId}` : `u:#${digest(userId).slice(0, 40)}`;
+  return safeTag('u', userId);
 }
 
 /** One user's counters for one UTC day (`YYYY-MM-DD`). */
