@@ -13,6 +13,7 @@
 
 import { log, scrubbedExcerpt } from '../logger.ts';
 import { HttpProblem } from '../problem.ts';
+import { retryAfterMs } from '../retry-after.ts';
 import { base64ToVector } from './float32.ts';
 import { estimateTokens, type EmbeddingInput, type EmbedOptions, type EmbedResult, type EmbeddingsProvider } from './provider.ts';
 
@@ -112,7 +113,7 @@ export class OpenAiEmbeddings implements EmbeddingsProvider {
 
   #statusProblem(status: number, headers: Headers, body: string): HttpProblem {
     log.warn('embeddings provider refused', { upstreamStatus: status, upstreamBody: scrubbedExcerpt(body, MAX_LOGGED_BODY) });
-    const retryAfterSeconds = retryAfterOf(headers) ?? 1;
+    const retryAfterSeconds = (retryAfterMs(headers) ?? 1000) / 1000;
     if (status === 429) {
       return new HttpProblem(429, 'embeddings-rate-limited', {
         detail: 'The embeddings provider is rate limiting us; retry after the time given.',
@@ -169,16 +170,4 @@ function toVector(embedding: unknown): Float32Array | undefined {
     return undefined;
   }
   return Float32Array.from(embedding as number[]);
-}
-
-/** Seconds to wait, from `retry-after-ms` (OpenAI), `retry-after` in seconds or as an HTTP date. */
-export function retryAfterOf(headers: Headers): number | undefined {
-  const ms = Number(headers.get('retry-after-ms') ?? Number.NaN);
-  if (Number.isFinite(ms) && ms >= 0) return ms / 1000;
-  const raw = headers.get('retry-after');
-  if (raw === null) return undefined;
-  const seconds = Number(raw);
-  if (Number.isFinite(seconds) && seconds >= 0) return seconds;
-  const date = Date.parse(raw);
-  return Number.isNaN(date) ? undefined : Math.max(0, (date - Date.now()) / 1000);
 }

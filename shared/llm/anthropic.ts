@@ -21,6 +21,7 @@
 
 import { registerSecret } from '../logger.ts';
 import { HttpProblem } from '../problem.ts';
+import { retryAfterMs } from '../retry-after.ts';
 import type { ChatProvider, Completion, CompletionOptions, CompletionRequest } from './provider.ts';
 
 export const ANTHROPIC_VERSION = '2023-06-01';
@@ -153,18 +154,6 @@ async function readError(response: Response): Promise<{ errorType: string; messa
   } catch {
     return { errorType: 'unknown', message: '' };
   }
-}
-
-/** `retry-after-ms` (Anthropic's precise form), else `retry-after` in seconds or as an HTTP date. */
-function retryAfterMs(headers: Headers): number | undefined {
-  const precise = Number(headers.get('retry-after-ms') ?? Number.NaN);
-  if (Number.isFinite(precise) && precise >= 0) return precise;
-  const value = headers.get('retry-after');
-  if (value === null || value.trim() === '') return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
 }
 
 function shouldRetryHeader(headers: Headers): boolean | undefined {

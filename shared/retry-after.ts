@@ -1,0 +1,15 @@
+// How long an upstream API (Claude, an embeddings API) asks us to wait, from its response headers:
+// `retry-after-ms` (the precise form Anthropic and OpenAI send), else `retry-after` in seconds or
+// as an HTTP date (RFC 9110).
+
+/** The wait in ms, or undefined when the response names none (or none that parses). */
+export function retryAfterMs(headers: Headers): number | undefined {
+  const precise = Number(headers.get('retry-after-ms') ?? Number.NaN);
+  if (Number.isFinite(precise) && precise >= 0) return precise;
+  const value = headers.get('retry-after');
+  if (value === null || value.trim() === '') return undefined;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
+}
