@@ -6,6 +6,9 @@
 // slot of its first argument, which is the key count, not a key, so two scripts for different
 // nodes can land in one pipeline and fail with "All keys in the pipeline should belong to the
 // same slots allocation group". EVALSHA is a known command, whose keys ioredis finds correctly.
+// The one exception is the rate-limit script (rate-limit/gcra.ts): it is never queued on a
+// pipeline, and on the hottest path of every limited request defineCommand's own NOSCRIPT
+// handling spares the wrapper's extra promise.
 
 import { createHash } from 'node:crypto';
 import type { RedisClient } from './redis.ts';
