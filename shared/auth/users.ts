@@ -18,11 +18,6 @@ export interface UserRecord extends User {
   passwordHash: string;
 }
 
-/** Emails are compared trimmed and in lower case: `Ada@Example.org ` and `ada@example.org` are one account. */
-export function normaliseEmail(email: string): string {
-  return email.trim().toLowerCase();
-}
-
 export function emailDigest(normalisedEmail: string): string {
   return digest(normalisedEmail);
 }

@@ -12,7 +12,6 @@
 // nodes in parallel. `queueUsage` appends them to a caller's own pipeline instead, on standalone
 // Redis only.
 
-import type { ChainableCommander } from 'ioredis';
 import { minuteUsageKey, usageIndexKey, userDayUsageKey } from '../keys.ts';
 import { log } from '../logger.ts';
 import { withRedis, type RedisClient } from '../redis.ts';
@@ -119,18 +118,6 @@ function usageScripts(usage: Usage): ScriptCall[] {
       ],
     },
   ];
-}
-
-/**
- * Appends the usage scripts to `pipeline` (or a MULTI), sharing its round trip. Standalone Redis
- * only: the scripts touch two hash slots, which a cluster pipeline cannot; use `recordUsage` there.
- * (EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT.)
- */
-export function queueUsage(pipeline: ChainableCommander, usage: Usage): void {
-  if ((pipeline as { isCluster?: boolean }).isCluster) {
-    throw new Error('queueUsage: a Redis Cluster pipeline must stay in one slot; use recordUsage');
-  }
-  for (const { script, keys, args } of usageScripts(usage)) pipeline.eval(script.lua, keys.length, ...keys, ...args);
 }
 
 /**

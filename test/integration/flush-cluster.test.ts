@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getRedis } from '../../shared/redis.ts';
 import { flushTelemetry, resetTelemetry } from '../../shared/telemetry/export.ts';
 import { observeRedisServers } from '../../shared/telemetry/redis-server.ts';
-import { queueUsage, readUserDay, recordUsage } from '../../shared/usage/counters.ts';
+import { readUserDay, recordUsage } from '../../shared/usage/counters.ts';
 import { flushUsage, type UsageRecord, type UsageSink } from '../../shared/usage/flush.ts';
 import { startOtlpReceiver, type OtlpReceiver } from '../doubles/otlp-receiver.ts';
 import { useEnvironment } from '../support/env.ts';
@@ -36,13 +36,6 @@ describe('usage counters and their flush on a Redis Cluster', () => {
     );
 
     expect(await readUserDay(client, 'c', '2031-05-06')).toEqual({ requests: 1, inputTokens: 5, outputTokens: 0, cacheHits: 0 });
-  });
-
-  it('refuses to queue usage into a cluster pipeline, which must stay in one slot', async () => {
-    await useEnvironment({ REDIS_URL: cluster.url, REDIS_CLUSTER: 'true' });
-    const client = await getRedis();
-
-    expect(() => queueUsage(client.pipeline(), { userId: 'a', route: 'POST /chat', requests: 1 })).toThrow(/recordUsage/);
   });
 
   it('delivers every bucket exactly once with two flushers running at the same time', async () => {

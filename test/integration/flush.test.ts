@@ -5,7 +5,7 @@ import { getRedis, type RedisClient } from '../../shared/redis.ts';
 import { resetTelemetry } from '../../shared/telemetry/export.ts';
 import { recordUsage, type Usage } from '../../shared/usage/counters.ts';
 import { flushUsage, type UsageRecord, type UsageSink } from '../../shared/usage/flush.ts';
-import { configuredSinks, emfSink } from '../../shared/usage/sinks.ts';
+import { emfSink } from '../../shared/usage/sinks.ts';
 import { startOtlpReceiver, type OtlpReceiver } from '../doubles/otlp-receiver.ts';
 import { useEnvironment } from '../support/env.ts';
 import { lambdaContext } from '../support/lambda.ts';

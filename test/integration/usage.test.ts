@@ -8,7 +8,6 @@ import {
   USER_DAY_TTL_SECONDS,
   dayMember,
   minuteMember,
-  queueUsage,
   readUserDay,
   recordUsage,
 } from '../../shared/usage/counters.ts';
@@ -119,18 +118,6 @@ describe('usage counters', () => {
 
     await expect(recordUsage(client, { userId: 'u1', route: 'POST /chat', inputTokens: -1 })).rejects.toThrow(RangeError);
     await expect(recordUsage(client, { userId: 'u1', route: 'POST /chat', inputTokens: 1.5 })).rejects.toThrow(RangeError);
-  });
-
-  it('queueUsage shares the caller’s pipeline: one exec writes the caller’s command and the counters', async () => {
-    const client = await getRedis();
-    const pipeline = client.pipeline().set('caller:key', 'value');
-
-    queueUsage(pipeline, { userId: 'u1', route: 'POST /chat', requests: 1, outputTokens: 7, at: AT });
-    const results = await pipeline.exec();
-
-    expect(results!.every(([error]) => error === null)).toBe(true);
-    expect(await client.get('caller:key')).toBe('value');
-    expect(await readUserDay(client, 'u1', '2031-05-06')).toMatchObject({ requests: 1, outputTokens: 7 });
   });
 
   it('reads zeros for a day with no usage', async () => {
