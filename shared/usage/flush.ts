@@ -25,6 +25,7 @@ import { randomUUID } from 'node:crypto';
 import { defineScript } from '../redis-script.ts';
 import { claimedUsageKey, minuteUsageKey, usageIndexKey, userDayUsageKey } from '../keys.ts';
 import { log } from '../logger.ts';
+import { monotonicMs } from '../monotonic-clock.ts';
 import type { RedisClient } from '../redis.ts';
 import { ROUTE_FIELD_SEPARATOR, USAGE_COUNTERS, type UsageCounter, type UsageCounts } from './counters.ts';
 
@@ -117,7 +118,11 @@ interface Bucket {
 }
 
 interface Claimed extends Bucket {
-  claimedAtMs: number;
+  /**
+   * monotonicMs() when the claim's reply came: its age is measured on this process's clock alone,
+   * never this clock against Redis's (the claim itself is stamped with Redis TIME, for the others).
+   */
+  claimedAtLocalMs: number;
   fields: Map<string, string>;
   records: UsageRecord[];
 }
@@ -172,7 +177,7 @@ async function claim(redis: RedisClient, bucket: Bucket, claimer: string, staleC
   if (reply[0] !== 'claimed') return reply[0] as 'taken' | 'empty';
   const fields = new Map<string, string>();
   for (let i = 2; i < reply.length; i += 2) fields.set(String(reply[i]), String(reply[i + 1]));
-  return { ...bucket, claimedAtMs: Number(reply[1]), fields, records: recordsOf(bucket, fields) };
+  return { ...bucket, claimedAtLocalMs: monotonicMs(), fields, records: recordsOf(bucket, fields) };
 }
 
 /**
@@ -196,8 +201,8 @@ async function sendToSinks(redis: RedisClient, claimed: Claimed[], options: Requ
     const pending = claimed.filter((bucket) => !bucket.fields.has(mark));
     const records = pending.flatMap((bucket) => bucket.records);
     if (records.length === 0) continue;
-    const oldestClaim = Math.min(...pending.map((bucket) => bucket.claimedAtMs));
-    if (Date.now() - oldestClaim > options.staleClaimMs / 2) {
+    const oldestClaim = Math.min(...pending.map((bucket) => bucket.claimedAtLocalMs));
+    if (monotonicMs() - oldestClaim > options.staleClaimMs / 2) {
       throw new SinkFailed(`claims too old to send safely (another flusher may take them over)`);
     }
     try {
