@@ -299,7 +299,7 @@ export function loadConfig(env: Env = process.env): Config {
       dimensions: readInteger(env, 'EMBEDDINGS_DIMENSIONS', 384, 8, 8192),
       baseUrl: embeddingsBaseUrl,
       apiKey: readString(env, 'EMBEDDINGS_API_KEY'),
-      timeoutMs: readInteger(env, 'EMBEDDINGS_TIMEOUT_MS', 10_000, 100, 900_000),
+      timeoutMs: readInteger(env, 'EMBEDDINGS_TIMEOUT_MS', 8_000, 100, 900_000),
       cacheScope: readEnum(env, 'EMBEDDINGS_CACHE_SCOPE', ['user', 'global'], 'user'),
     },
     otlpEndpoint: readUrl(env, 'OTEL_EXPORTER_OTLP_ENDPOINT'),
