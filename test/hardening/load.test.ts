@@ -61,9 +61,11 @@ describe('load through npm run dev, with a Redis restart in the middle', () => {
     expect(served / 70).toBeGreaterThanOrEqual(0.9);
   });
 
-  it('keeps Redis connections bounded: one per warm instance, none leaked by the restart', () => {
+  it('keeps Redis connections bounded to one per warm instance, during the load and after the restart', () => {
+    // A restart closes every connection on Redis's side; what the bound catches after it is an
+    // instance that opens a second client instead of reconnecting its own.
     expect(report.redisClients.maxDuring).toBeLessThanOrEqual(CONNECTIONS * FUNCTIONS_REACHED);
-    expect(report.redisClients.after).toBeLessThanOrEqual(report.redisClients.maxDuring);
+    expect(report.redisClients.after).toBeLessThanOrEqual(CONNECTIONS * FUNCTIONS_REACHED);
   });
 
   it('leaves no cache entry half-written and no secret in the server output', () => {
