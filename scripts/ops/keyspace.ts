@@ -10,8 +10,8 @@
 import { createHash } from 'node:crypto';
 import type { ChainableCommander, Redis } from 'ioredis';
 import type { RedisClient } from '../../shared/redis.ts';
-import { isCluster } from './server-info.ts';
-import { groupByNode } from './slots.ts';
+import { isCluster } from '../../shared/redis-cluster.ts';
+import { groupByNode } from '../../shared/redis-cluster.ts';
 
 /** SCAN over one node, one batch of key names per SCAN reply (binary-safe: names stay Buffers). */
 export async function* scanKeys(node: Redis, match: string, count: number): AsyncGenerator<Buffer[]> {
@@ -47,7 +47,7 @@ export async function pipelinePerNode(
 ): Promise<Reply[][]> {
   const replies: Reply[][] = new Array(keys.length);
   await Promise.all(
-    groupByNode(client, keys).map(async (indexes) => {
+    (await groupByNode(client, keys)).map(async (indexes) => {
       const pipeline = client.pipeline();
       const counts: number[] = [];
       for (const index of indexes) {

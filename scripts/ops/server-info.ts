@@ -2,8 +2,9 @@
 // Only INFO is relied on (managed services such as ElastiCache and Upstash restrict CONFIG);
 // CONFIG GET adds detail where it is allowed.
 
-import type { Cluster, Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { RedisClient } from '../../shared/redis.ts';
+import { isCluster } from '../../shared/redis-cluster.ts';
 
 export type Info = Map<string, string>;
 
@@ -34,10 +35,6 @@ export function keyCounts(info: Info): { keys: number; expires: number } {
     expires += Number(/expires=(\d+)/.exec(value)?.[1] ?? 0);
   }
   return { keys, expires };
-}
-
-export function isCluster(client: RedisClient): client is Cluster {
-  return 'nodes' in client && typeof client.nodes === 'function';
 }
 
 /** The nodes that hold data: every master of a cluster, or the one server. */

@@ -18,16 +18,12 @@
 import type { Cluster } from 'ioredis';
 import { log } from '../logger.ts';
 import type { RedisClient } from '../redis.ts';
-import { groupByNode } from './cluster-routing.ts';
+import { groupByNode, isCluster } from '../redis-cluster.ts';
 import { bytesToVector, vectorToBytes } from './float32.ts';
 
 export interface CacheEntry {
   key: string;
   vector: Float32Array;
-}
-
-function isCluster(redis: RedisClient): redis is Cluster {
-  return (redis as Cluster).isCluster === true;
 }
 
 /** The cached vectors of `keys`, position by position; undefined for a miss or a value of the wrong size. */
@@ -60,9 +56,7 @@ async function readFromCluster(cluster: Cluster, keys: string[]): Promise<Array<
 /** Stores every entry with the TTL, in one pipelined round trip (one per node in a cluster). */
 export async function writeVectors(redis: RedisClient, entries: CacheEntry[], ttlSeconds: number): Promise<void> {
   if (entries.length === 0) return;
-  const groups = isCluster(redis)
-    ? await groupByNode(redis, entries.map((entry) => entry.key))
-    : [entries.map((_, position) => position)];
+  const groups = await groupByNode(redis, entries.map((entry) => entry.key));
   const ttlMs = ttlSeconds * 1000;
   const failures = await Promise.all(
     groups.map(async (positions) => {

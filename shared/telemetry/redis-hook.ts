@@ -7,6 +7,7 @@ import { tracingChannel } from 'node:diagnostics_channel';
 import type { Cluster, Redis } from 'ioredis';
 import { monotonicMs } from '../monotonic-clock.ts';
 import { currentRedisClient } from '../redis.ts';
+import { isCluster } from '../redis-cluster.ts';
 import { observeRedisConnections, recordRedisOperation } from './metrics.ts';
 
 /** What ioredis puts in the channel's context (see ioredis/built/tracing.js). */
@@ -67,7 +68,7 @@ const createdAt = new WeakMap<object, number>();
 
 /** The ready connections of the container's client, one per node, as `host:port`. */
 function readyConnections(client: Redis | Cluster): string[] {
-  const nodes: Redis[] = (client as Cluster).isCluster ? (client as Cluster).nodes('all') : [client as Redis];
+  const nodes: Redis[] = isCluster(client) ? client.nodes('all') : [client];
   return nodes
     .filter((node) => node.status === 'ready')
     .map((node) => `${node.options.host ?? 'localhost'}:${node.options.port ?? 6379}`);

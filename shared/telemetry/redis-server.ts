@@ -2,8 +2,9 @@
 // misses), one series per node. Read by the scheduled flush only, never on the request path:
 // INFO is a few kilobytes and every function container asking for it would only repeat it.
 
-import type { Cluster, Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { RedisClient } from '../redis.ts';
+import { isCluster } from '../redis-cluster.ts';
 import { FLUSH_METRICS } from './flush-catalogue.ts';
 import { telemetryEnabled } from './metrics.ts';
 import { observeSum, setGauge, type Attributes } from './registry.ts';
@@ -62,8 +63,8 @@ function startTimeOf(fields: Map<string, string>): number {
 }
 
 async function masters(client: RedisClient): Promise<Redis[]> {
-  if (!(client as Cluster).isCluster) return [client as Redis];
-  const cluster = client as Cluster;
+  if (!isCluster(client)) return [client];
+  const cluster = client;
   // Until the slots are known, the node list holds only the seed.
   if (cluster.status !== 'ready') await cluster.ping();
   return cluster.nodes('master');

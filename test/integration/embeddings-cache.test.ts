@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { keySlot } from '../../shared/embeddings/cluster-routing.ts';
+import { keySlot } from '../../shared/redis-cluster.ts';
 import { readVectors, writeVectors, type CacheEntry } from '../../shared/embeddings/cache.ts';
 import { embeddingKey } from '../../shared/keys.ts';
 import { withRedis } from '../../shared/redis.ts';

@@ -1,8 +1,14 @@
-// Which Redis Cluster node holds which key, so that a batch of single-key commands can go out as
-// one pipeline per node (one round trip per node, all nodes at once). ioredis accepts a pipeline
-// whose keys span several slots as long as one node serves them all.
+// Redis Cluster routing, for the code that sends many single-key commands at once (the embedding
+// cache, the operator tools): which node holds which key, so that a batch goes out as one
+// pipeline per node (one round trip per node, all nodes at once). ioredis refuses a cluster
+// pipeline whose keys live on different nodes, and accepts one whose slots one node serves.
 
 import type { Cluster } from 'ioredis';
+import type { RedisClient } from './redis.ts';
+
+export function isCluster(client: RedisClient): client is Cluster {
+  return (client as Cluster).isCluster === true;
+}
 
 // CRC16/XMODEM (polynomial 0x1021), the checksum Redis Cluster uses for key slots.
 const CRC16_TABLE = new Uint16Array(256);
@@ -19,8 +25,8 @@ function crc16(bytes: Uint8Array): number {
 }
 
 /** The cluster slot of a key: only the first non-empty `{hash tag}` counts, as in Redis. */
-export function keySlot(key: string): number {
-  const bytes = Buffer.from(key, 'utf8');
+export function keySlot(key: string | Buffer): number {
+  const bytes = typeof key === 'string' ? Buffer.from(key, 'utf8') : key;
   const open = bytes.indexOf(0x7b); // {
   if (open !== -1) {
     const close = bytes.indexOf(0x7d, open + 1); // }
@@ -30,15 +36,17 @@ export function keySlot(key: string): number {
 }
 
 /**
- * The positions of `keys`, grouped by the master node that serves their slot. The slot map is
- * loaded on the client's first connection; until then, one cheap command waits for it.
+ * The positions of `keys`, grouped by the master node that serves their slot: one group on a
+ * single server. The slot map is loaded on the client's first connection; until then, one cheap
+ * command waits for it.
  */
-export async function groupByNode(cluster: Cluster, keys: string[]): Promise<number[][]> {
-  if (cluster.slots.length === 0) await cluster.ping();
+export async function groupByNode(client: RedisClient, keys: ReadonlyArray<string | Buffer>): Promise<number[][]> {
+  if (!isCluster(client)) return [keys.map((_, position) => position)];
+  if (client.slots.length === 0) await client.ping();
   const groups = new Map<string, number[]>();
   keys.forEach((key, position) => {
     // A slot missing from the map (mid-resharding) gets a pipeline of its own; ioredis follows the redirect.
-    const node = cluster.slots[keySlot(key)]?.[0] ?? `unmapped:${position}`;
+    const node = client.slots[keySlot(key)]?.[0] ?? `unmapped:${position}`;
     const group = groups.get(node);
     if (group) group.push(position);
     else groups.set(node, [position]);
