@@ -89,20 +89,33 @@ export function redisClusterOptions(url: URL): ClusterOptions {
   };
 }
 
-interface Ioredis {
+/** ioredis's two classes, passed in: the functions load ioredis on first connection, the tools at start. */
+export interface Ioredis {
   Redis: typeof Redis;
   Cluster: typeof Cluster;
 }
 
-function createClient(endpoint: RedisEndpoint, { Cluster, Redis }: Ioredis): RedisClient {
-  const url = new URL(endpoint.url);
-  const options = redisClientOptions(url);
-  registerSecret(options.password);
-  const db = url.pathname.length > 1 ? Number(url.pathname.slice(1)) : undefined;
-  if (!config().redis.cluster) {
-    return new Redis({ ...options, host: url.hostname, port: Number(url.port || 6379), db });
+export interface ClientChoice {
+  cluster: boolean;
+  /** Replace the functions' options of every connection (e.g. the operator tools' time-outs). */
+  overrides?: RedisOptions;
+}
+
+/** A client for `url` with the options above (not connected yet: `lazyConnect`), the one way to make one. */
+export function newRedisClient(url: URL, { cluster, overrides = {} }: ClientChoice, { Cluster, Redis }: Ioredis): RedisClient {
+  const seed = { host: url.hostname, port: Number(url.port || 6379) };
+  if (!cluster) {
+    const db = url.pathname.length > 1 ? Number(url.pathname.slice(1)) : undefined;
+    return new Redis({ ...redisClientOptions(url), ...overrides, ...seed, db });
   }
-  return new Cluster([{ host: url.hostname, port: Number(url.port || 6379) }], redisClusterOptions(url));
+  const options = redisClusterOptions(url);
+  return new Cluster([seed], { ...options, redisOptions: { ...options.redisOptions, ...overrides } });
+}
+
+function createClient(endpoint: RedisEndpoint, ioredis: Ioredis): RedisClient {
+  const url = new URL(endpoint.url);
+  registerSecret(redisClientOptions(url).password);
+  return newRedisClient(url, { cluster: config().redis.cluster }, ioredis);
 }
 
 async function connect(refreshSecret: boolean): Promise<Connection> {

@@ -4,7 +4,7 @@
 // ioredis's generic "Connection is closed".
 
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
-import { redisClientOptions, redisClusterOptions, type RedisClient } from '../../shared/redis.ts';
+import { newRedisClient, type RedisClient } from '../../shared/redis.ts';
 import type { OperatorEndpoint } from './endpoint.ts';
 
 export interface OperatorClientOptions {
@@ -41,19 +41,6 @@ function mostTelling(errors: unknown[]): Error {
   return candidates.find((error) => !GENERIC.test(error.message)) ?? candidates.at(-1) ?? new Error('unknown failure');
 }
 
-function standalone(url: URL, overrides: RedisOptions): Redis {
-  const db = url.pathname.length > 1 ? Number(url.pathname.slice(1)) : undefined;
-  return new Redis({ ...redisClientOptions(url), ...overrides, host: url.hostname, port: Number(url.port || 6379), db });
-}
-
-function cluster(url: URL, overrides: RedisOptions): Cluster {
-  const options = redisClusterOptions(url);
-  return new Cluster([{ host: url.hostname, port: Number(url.port || 6379) }], {
-    ...options,
-    redisOptions: { ...options.redisOptions, ...overrides },
-  });
-}
-
 /** Connects and proves the connection with a PING (a server that wants a password says so only then). */
 export async function connectTo(endpoint: OperatorEndpoint, options: OperatorClientOptions = {}): Promise<RedisClient> {
   const url = new URL(endpoint.url);
@@ -62,7 +49,7 @@ export async function connectTo(endpoint: OperatorEndpoint, options: OperatorCli
     overrides.commandTimeout = options.commandTimeoutMs;
     overrides.socketTimeout = options.commandTimeoutMs;
   }
-  const client: RedisClient = endpoint.cluster ? cluster(url, overrides) : standalone(url, overrides);
+  const client = newRedisClient(url, { cluster: endpoint.cluster, overrides }, { Redis, Cluster });
   const seen: unknown[] = [];
   client.on('error', (error: unknown) => seen.push(error));
   client.on('node error', (error: unknown) => seen.push(error));
