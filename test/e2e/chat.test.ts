@@ -1,3 +1,6 @@
+// POST /chat over real HTTP (`npm run dev`), with a local stand-in for Claude: a miss answered
+// by Claude, its repeat served from the cache, and a client-supplied system prompt refused.
+
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAnthropicDouble, type AnthropicDouble } from '../doubles/anthropic.ts';
 import { startDevServer, type DevServer } from '../support/dev-server.ts';

@@ -1,3 +1,6 @@
+// `npm run dev` itself: it starts its own redis-server, hands the functions bodies as sent (no
+// re-encoding, no made-up Content-Type) and answers an unknown route with a 404 problem.
+
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import packageJson from '../../package.json' with { type: 'json' };
 import { startDevServer, type DevServer } from '../support/dev-server.ts';

@@ -1,3 +1,6 @@
+// GET /usage over real HTTP (`npm run dev`, local tutor): the caller's counters of the day,
+// counting a chat request, and a 401 problem without a token.
+
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDevServer, type DevServer } from '../support/dev-server.ts';
 

@@ -1,3 +1,7 @@
+// POST /auth/login against a real redis-server: tokens and what Redis keeps of them, one 401 for
+// a wrong password and an unknown email, throttling by address and by account, secrets kept out of
+// logs, Redis down, and the two round trips a login costs.
+
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { handler as login } from '../../functions/auth-login.ts';

@@ -1,3 +1,7 @@
+// POST /auth/register against a real redis-server: how an account is stored (scrypt hash, no
+// TTL), email normalisation, 409 for a taken email and its throttling, one winner of concurrent
+// registrations, registration switched off, and 400 problems naming the field at fault.
+
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { handler as register } from '../../functions/auth-register.ts';
 import { digest, userKey } from '../../shared/keys.ts';

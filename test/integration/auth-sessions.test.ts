@@ -1,3 +1,7 @@
+// Sessions against a real redis-server: GET /auth/session, POST /auth/logout (one session or all)
+// and the bearer middleware; sliding expiry under an absolute cap, idle expiry, 401 faults, and a
+// session read and renewed in one round trip.
+
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

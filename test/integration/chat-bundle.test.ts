@@ -1,3 +1,6 @@
+// The chat function's bundle, built with the Lambda build options: under 300 KB minified and
+// without the Anthropic SDK.
+
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { describe, expect, it } from 'vitest';

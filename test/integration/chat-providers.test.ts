@@ -1,3 +1,7 @@
+// The chat providers, against a local stand-in for the Anthropic API: the stand-in checked with
+// the official SDK, the thin client's retries, deadlines and error mapping, the offline local
+// tutor, and the choice of provider and system prompt from the configuration.
+
 import Anthropic from '@anthropic-ai/sdk';
 import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,3 +1,7 @@
+// Single-flight for cached answers on a real Redis, standalone and cluster: one computation for
+// concurrent misses in a container and across containers, locks and failure records that expire,
+// the round trips of each path, and Redis down (fail fast or compute uncached).
+
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { singleFlight, type Computed, type FlightOptions } from '../../shared/cache/single-flight.ts';

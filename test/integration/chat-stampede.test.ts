@@ -1,3 +1,7 @@
+// POST /chat single flight across containers: separate Node processes (chat-worker.ts) ask the
+// same question at once over one real Redis, and Claude's stand-in is called once, failures
+// included, and again only after a failure record or a crashed holder's lock expires.
+
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';

@@ -1,3 +1,7 @@
+// POST /chat against a real redis-server and a stand-in for Claude: answers and their cache (per
+// user or global, TTL, bypass, what makes two questions differ), Claude's failures, bad bodies,
+// Redis down, and the round trips of a cached answer behind auth and the rate limit.
+
 import middy from '@middy/core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { answerChat, handler } from '../../functions/chat.ts';

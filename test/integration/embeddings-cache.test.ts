@@ -1,3 +1,7 @@
+// The embedding cache on a real Redis, standalone and a 3-master cluster: float32 vectors back
+// bit for bit with their TTL, misses, and a batch of 256 read or written in one round trip (one
+// per node on a cluster, with key slots computed as Redis does).
+
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keySlot } from '../../shared/redis-cluster.ts';

@@ -1,3 +1,7 @@
+// The OpenAI-compatible embeddings provider against a local stand-in for the OpenAI API: what it
+// sends, vectors in input order, upstream errors mapped to 429/502/503/504 with their Retry-After,
+// time-outs, and an API key that never reaches logs or problems.
+
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';

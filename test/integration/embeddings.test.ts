@@ -1,3 +1,7 @@
+// POST /embeddings against a real Redis, standalone and cluster, with the local provider and an
+// OpenAI-compatible stand-in: per-input caching, usage, OpenAI error members, upstream and Redis
+// failures, and the cache read sent with the rate-limit check.
+
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { handler } from '../../functions/embeddings.ts';

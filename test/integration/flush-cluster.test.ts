@@ -1,3 +1,7 @@
+// Usage counters and their flush on a 3-master Redis Cluster: counts across the user's slot and
+// the shared {usage} slot, exactly-once delivery with two concurrent flushers, and INFO read from
+// every master.
+
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getRedis } from '../../shared/redis.ts';
 import { flushTelemetry, resetTelemetry } from '../../shared/telemetry/export.ts';

@@ -1,3 +1,7 @@
+// The flush of closed usage buckets against a real redis-server: exactly-once delivery with
+// concurrent, failing or dying flushers, the EMF sinks, and the scheduled flush-metrics function
+// printing EMF lines and sending OTLP to a local receiver.
+
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { handler as flushMetrics } from '../../functions/flush-metrics.ts';
 import { claimedUsageKey, minuteUsageKey, usageIndexKey, userDayUsageKey } from '../../shared/keys.ts';

@@ -1,3 +1,6 @@
+// GET /health: 200 with the package version when a real redis-server answers, a 503 degraded
+// within about a second when nothing listens on the Redis port.
+
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { handler } from '../../functions/health.ts';
 import { useEnvironment } from '../support/env.ts';

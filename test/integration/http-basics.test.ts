@@ -1,3 +1,7 @@
+// The HTTP basics every route shares: body parsing and its 400/413/415 refusals, problems from
+// thrown errors, an opaque 500, security headers, request ids in responses and log lines, and
+// 404/405 answers for unknown routes and methods.
+
 import middy from '@middy/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { handler as notFound } from '../../functions/not-found.ts';

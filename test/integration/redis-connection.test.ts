@@ -1,3 +1,7 @@
+// A container's Redis connection against real servers: created lazily and reused, a fast 503 when
+// Redis is absent, silent or restarted, TLS and Cluster, and the URL read from a local stand-in
+// for Secrets Manager, password rotation included, the password never logged.
+
 import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';

@@ -1,3 +1,7 @@
+// `npm run redis:doctor` run as an operator would, against real standalone, TLS and cluster
+// servers and a stand-in for Secrets Manager: its report on a reachable server, and one actionable
+// sentence with exit code 1 for each way of failing to reach one.
+
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';

@@ -1,3 +1,7 @@
+// `npm run redis:migrate` run as an operator would, between real servers (standalone, cluster,
+// TLS, one writing a newer RDB format): copies with their TTLs, --match, --dry-run, --verify, the
+// type-by-type fallback, endpoints from secrets, and one-sentence failures.
+
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { freePort } from '../../infra/local/redis-server.ts';

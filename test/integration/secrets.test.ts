@@ -1,3 +1,7 @@
+// Reading a secret from a local stand-in for Secrets Manager: one request signed with temporary
+// credentials, retries and time-outs, the AWS SDK when credentials come from a profile, and HTTPS
+// with a trusted or an untrusted certificate.
+
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpsServer } from 'node:https';

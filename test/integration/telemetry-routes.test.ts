@@ -1,3 +1,7 @@
+// The metrics and log fields of the routes, exported to a local OTLP receiver: POST /chat's cache
+// outcome, rate-limit decision and Claude tokens, POST /embeddings' hits, misses and tokens, and
+// login throttle decisions.
+
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { handler as chat } from '../../functions/chat.ts';

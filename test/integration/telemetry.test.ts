@@ -1,3 +1,7 @@
+// OpenTelemetry metrics against a local OTLP receiver and a real redis-server: nothing when no
+// endpoint is set, Redis command durations and connections, catalogued metrics only, running
+// totals, collector headers kept out of logs, a silent collector; and the request log line.
+
 import { tracingChannel } from 'node:diagnostics_channel';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';

@@ -1,3 +1,7 @@
+// Usage counted by the routes and read back by GET /usage, against a real redis-server and a
+// stand-in for Claude: chat tokens and cache hits, embeddings tokens, nothing for a refused
+// request, and background counting that only logs when Redis is down.
+
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { handler as chat } from '../../functions/chat.ts';

@@ -1,3 +1,7 @@
+// The usage counters and GET /usage against a real redis-server: day and minute buckets with TTLs
+// and a flush index, no increment lost under concurrency or after SCRIPT FLUSH, and only the
+// caller's counters of the current UTC day.
+
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { handler as usageRoute } from '../../functions/usage.ts';

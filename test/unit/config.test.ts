@@ -1,3 +1,6 @@
+// Configuration loading: stage defaults and overrides, rate-limit policies, durations, and errors
+// that name the variable and the expected form without echoing a REDIS_URL.
+
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, parseDurationMs } from '../../shared/config.ts';
 

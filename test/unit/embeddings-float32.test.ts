@@ -1,3 +1,6 @@
+// Float32 vectors as JSON numbers and as bytes: each value printed as the shortest decimal that
+// reads back bit for bit (checked against an exhaustive search), and bytes kept unchanged.
+
 import { describe, expect, it } from 'vitest';
 import { bytesToVector, vectorToBytes, vectorToNumbers } from '../../shared/embeddings/float32.ts';
 

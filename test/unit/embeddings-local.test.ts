@@ -1,3 +1,6 @@
+// The local lexical embedder: deterministic unit vectors, similarity by shared words, n-grams and
+// word order rather than meaning, token-id inputs kept apart from text, and its token estimates.
+
 import { describe, expect, it } from 'vitest';
 import { LocalEmbedder } from '../../shared/embeddings/local.ts';
 

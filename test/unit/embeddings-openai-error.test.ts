@@ -1,3 +1,6 @@
+// OpenAI's error object built from a problem, as POST /embeddings adds it: message, param, type
+// and code as OpenAI's SDKs read them.
+
 import { describe, expect, it } from 'vitest';
 import { openAiErrorOf } from '../../shared/embeddings/openai-error.ts';
 import { HttpProblem } from '../../shared/problem.ts';

@@ -1,3 +1,6 @@
+// The POST /embeddings body: texts and token arrays accepted up to every bound of the contract,
+// any model name, and 400 problems naming the field, at most 20 errors each.
+
 import { describe, expect, it } from 'vitest';
 import { parseEmbeddingsRequest } from '../../shared/embeddings/request.ts';
 import { HttpProblem } from '../../shared/problem.ts';

@@ -1,3 +1,7 @@
+// The Grafana dashboard: importable, querying only metrics the code exports (under the names
+// Prometheus gives OTLP metrics) and labels they carry, with panels for cache hit rate, Redis
+// latency, connections, memory, rate-limit refusals, Claude tokens and usage.
+
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ALL_METRICS } from '../../shared/telemetry/all-metrics.ts';

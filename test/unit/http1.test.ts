@@ -1,3 +1,6 @@
+// The minimal HTTP/1.1 client used for Secrets Manager: parsing responses (Content-Length,
+// chunked, read to close, invalid) and signalling that a request is sent before its answer.
+
 import { once } from 'node:events';
 import { createServer, type AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';

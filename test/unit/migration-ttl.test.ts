@@ -1,3 +1,6 @@
+// The TTL redis:migrate gives a copied key from the source's PTTL: none, the remaining
+// milliseconds, or no copy at all for a key that is gone or about to expire.
+
 import { describe, expect, it } from 'vitest';
 import { ttlOfCopy } from '../../scripts/ops/keyspace.ts';
 

@@ -1,3 +1,5 @@
+// The clock for durations: it advances as performance.now() does and never goes back.
+
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { monotonicMs } from '../../shared/monotonic-clock.ts';

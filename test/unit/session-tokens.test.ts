@@ -1,3 +1,6 @@
+// Session tokens: the issued form, a SHA-256 digest that lands in the shard the token was drawn
+// for, and a new token at every draw.
+
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { newTokenInShard, looksLikeToken } from '../../shared/auth/tokens.ts';

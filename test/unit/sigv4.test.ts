@@ -1,3 +1,6 @@
+// AWS Signature Version 4 signing: the AWS documentation's example gets its published
+// signature, and a GetSecretValue call is signed exactly as the AWS SDK's signer does it.
+
 import { createHash, createHmac } from 'node:crypto';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { describe, expect, it } from 'vitest';

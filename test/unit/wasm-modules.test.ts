@@ -1,3 +1,5 @@
+// The committed WebAssembly modules of shared/: each one is what its .wat source compiles to.
+
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { describe, expect, it } from 'vitest';
