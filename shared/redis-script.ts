@@ -13,6 +13,12 @@
 import { createHash } from 'node:crypto';
 import type { RedisClient } from './redis.ts';
 
+/** Lua that sets `now` to the server's clock in milliseconds: one clock for every container. */
+export const LUA_NOW_MS = `
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+`;
+
 /** Runs the script on `client`; `lua` is its source, for callers that queue it on a pipeline. */
 export type Script = ((client: RedisClient, keys: string[], args: Array<string | number>) => Promise<unknown>) & {
   readonly lua: string;

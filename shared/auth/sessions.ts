@@ -14,7 +14,7 @@ import { authShard, sessionKey, userKey, userSessionsKey } from '../keys.ts';
 import { config } from '../config.ts';
 import { HttpProblem } from '../problem.ts';
 import { withRedis } from '../redis.ts';
-import { defineScript } from '../redis-script.ts';
+import { defineScript, LUA_NOW_MS } from '../redis-script.ts';
 import { newTokenInShard, tokenDigest } from './tokens.ts';
 import type { UserRecord } from './users.ts';
 
@@ -30,12 +30,6 @@ export interface Session {
   expiresAt: Date;
 }
 
-/** Lua: the server's clock in milliseconds. */
-const NOW_MS = `
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-`;
-
 /**
  * KEYS[1]: the new session; KEYS[2]: the user's session index; KEYS[3]: the user's account.
  * ARGV: idle ms, max ms, token digest, user id, email, name ('' for none), new password hash ('' for none).
@@ -43,7 +37,7 @@ local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
  * cap), and stores a re-made password hash in the same step. Returns the expiry in ms.
  */
 const startScript = defineScript(
-  `${NOW_MS}
+  `${LUA_NOW_MS}
 local cap = now + tonumber(ARGV[2])
 local expires = math.min(now + tonumber(ARGV[1]), cap)
 redis.call('HSET', KEYS[1], 'uid', ARGV[4], 'email', ARGV[5], 'createdAt', now, 'capAt', cap)
@@ -70,7 +64,7 @@ const resumeScript = defineScript(
   `
 local session = redis.call('HMGET', KEYS[1], 'uid', 'email', 'name', 'capAt')
 if not session[1] then return false end
-${NOW_MS}
+${LUA_NOW_MS}
 local expires = math.min(now + tonumber(ARGV[1]), tonumber(session[4]))
 if expires <= now then
   redis.call('DEL', KEYS[1])

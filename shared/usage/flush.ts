@@ -22,7 +22,7 @@
 // half the stale time, so a slow flusher cannot race the one that takes its claims over.
 
 import { randomUUID } from 'node:crypto';
-import { defineScript } from '../redis-script.ts';
+import { defineScript, LUA_NOW_MS } from '../redis-script.ts';
 import { claimedUsageKey, minuteUsageKey, usageIndexKey, userDayUsageKey } from '../keys.ts';
 import { log } from '../logger.ts';
 import { monotonicMs } from '../monotonic-clock.ts';
@@ -78,9 +78,7 @@ export const DEFAULT_STALE_CLAIM_MS = 120_000;
  * KEYS[1] bucket, KEYS[2] its claimed key. ARGV[1] claimer, ARGV[2] stale after (ms).
  * Reply: {'claimed', claimedAt, field, value, ...} | {'taken'} | {'empty'}.
  */
-const CLAIM = defineScript(`
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+const CLAIM = defineScript(`${LUA_NOW_MS}
 local claimed_at = redis.call('HGET', KEYS[2], '@claimedAt')
 if claimed_at then
   if now - tonumber(claimed_at) < tonumber(ARGV[2]) then return {'taken'} end
