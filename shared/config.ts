@@ -217,10 +217,15 @@ function readRouteLimit(env: Env, route: string, fallback: string, fallbackMode:
 
 const DEFAULT_CHAT_MODELS = ['claude-sonnet-4-5', 'claude-haiku-4-5'];
 
+/** A `redis://` or `rediss://` URL, the one form every Redis location takes here. */
+export function isRedisUrl(text: string): boolean {
+  return /^rediss?:\/\/\S+$/.test(text);
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const stage = readEnum(env, 'STAGE', ['dev', 'prod'], 'dev');
   const redisUrl = readString(env, 'REDIS_URL');
-  if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) {
+  if (redisUrl !== undefined && !isRedisUrl(redisUrl)) {
     // Never echo the URL: it may hold a password.
     throw new ConfigError('REDIS_URL: expected a redis:// or rediss:// URL');
   }

@@ -1,7 +1,7 @@
 // Where Redis is: `REDIS_URL`, else the Secrets Manager secret named by `REDIS_SECRET_ID`
 // (a URL string, JSON `{"url"}` or JSON `{"host","port","username","password","tls"}`).
 
-import { config, ConfigError } from './config.ts';
+import { config, ConfigError, isRedisUrl } from './config.ts';
 import { getSecret, type SecretReadOptions } from './secrets.ts';
 
 export interface RedisEndpoint {
@@ -27,7 +27,7 @@ function invalidSecret(): ConfigError {
 /** Turns a secret's text into a Redis URL; the text never appears in the error. */
 export function redisUrlFromSecret(text: string): string {
   const trimmed = text.trim();
-  if (/^rediss?:\/\//.test(trimmed)) return trimmed;
+  if (isRedisUrl(trimmed)) return trimmed;
   let fields: SecretFields;
   try {
     fields = JSON.parse(trimmed) as SecretFields;
@@ -35,7 +35,7 @@ export function redisUrlFromSecret(text: string): string {
     throw invalidSecret();
   }
   if (typeof fields !== 'object' || fields === null) throw invalidSecret();
-  if (typeof fields.url === 'string' && /^rediss?:\/\//.test(fields.url)) return fields.url;
+  if (typeof fields.url === 'string' && isRedisUrl(fields.url)) return fields.url;
   if (typeof fields.host !== 'string' || fields.host === '') throw invalidSecret();
   const port = fields.port === undefined ? 6379 : Number(fields.port);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw invalidSecret();

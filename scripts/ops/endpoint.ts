@@ -2,7 +2,7 @@
 // by REDIS_SECRET_ID), or a URL or a secret given on the command line. The URL carries the
 // password, so it is only ever printed through `describeEndpoint`.
 
-import { config } from '../../shared/config.ts';
+import { config, isRedisUrl } from '../../shared/config.ts';
 import { registerSecret } from '../../shared/logger.ts';
 import { describeRedisUrl, redisUrlFromSecret, resolveRedisEndpoint } from '../../shared/redis-endpoint.ts';
 import { getSecret } from '../../shared/secrets.ts';
@@ -58,7 +58,7 @@ export async function functionsEndpoint({ cluster }: { cluster?: boolean } = {})
 /** An endpoint given as a URL on the command line (`flag` names the option, e.g. `--from`). */
 export function urlEndpoint(url: string, flag: string, cluster: boolean): OperatorEndpoint {
   remember(url);
-  if (!/^rediss?:\/\/[^\s]+$/.test(url)) {
+  if (!isRedisUrl(url)) {
     throw new Error(`${flag}: expected a redis:// or rediss:// URL`);
   }
   return { url, origin: flag, cluster };
