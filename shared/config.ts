@@ -1,5 +1,7 @@
 // The one configuration loader: reads the environment once, validates every variable and
-// fails with a message that names the variable and the form it expects.
+// fails with a message that names the variable and the form it expects. What the Lambda runtime
+// itself sets (AWS credentials and region, the function's name and version) is not configuration
+// and is read where it is used (shared/aws/secrets-manager.ts, shared/telemetry/export.ts).
 
 import packageJson from '../package.json' with { type: 'json' };
 
