@@ -9,6 +9,7 @@
 import { config } from '../config.ts';
 import type { HttpEvent } from '../http.ts';
 import { checkRateLimit, rateLimitedProblem, rateLimitHeaders, type RateLimitRequest } from '../rate-limit/limiter.ts';
+import { countRateLimitDecision } from '../telemetry/metrics.ts';
 
 const BUCKET = 'register:taken';
 
@@ -19,6 +20,7 @@ function throttle(event: HttpEvent, peek: boolean): RateLimitRequest {
 /** Throws the 429 problem when the address has had its share of "taken" answers; else its headers. */
 export async function admitRegistration(event: HttpEvent): Promise<Record<string, string>> {
   const decision = await checkRateLimit(throttle(event, true));
+  countRateLimitDecision(BUCKET, decision.allowed ? 'allowed' : 'refused');
   if (!decision.allowed) throw rateLimitedProblem(decision);
   return rateLimitHeaders(decision);
 }

@@ -10,7 +10,7 @@
 // request costs two round trips in all (auth, then rate limit + read together), and the answer is
 // still served only once the rate limit has admitted the request. The prefetch is optional; the
 // handler reads by itself when it did not run. Why the handler and not a middy `before` that
-// returns early: middy skips every `after` on an early return, and with them the security, CORS
+// returns early: middy skips every `after` on an early return, and with them the security
 // and rate-limit headers that each response must carry.
 //
 // The key is a digest of the validated question (model, prompt version, messages, parameters)
