@@ -89,16 +89,21 @@ interface Usage {
 }
 
 /**
- * The one place where a request's usage is final: its tokens (the provider's count for the misses,
- * estimates for the rest) and its cache hits out of its inputs. Usage counters for GET /usage (and
- * cache metrics) are written from here.
+ * The one place where a request's usage is final, once its answer is: the tokens the provider
+ * counted for its misses (as for the chat, what came from the cache cost the user none) and its
+ * cache hits out of its inputs. Usage counters for GET /usage (and cache metrics) are written here.
  */
-function countUsage(event: AuthenticatedEvent, outcome: EmbedOutcome, cache: { hits: number; inputs: number }): void {
-  // As for the chat, what came from the cache cost the user no tokens: only the provider's count is.
-  countUsageInBackground({ userId: event.user.id, route: 'POST /embeddings', requests: 1, inputTokens: outcome.providerTokens, cacheHits: cache.hits });
-  countCacheRequests('embeddings', 'hit', cache.hits);
-  countCacheRequests('embeddings', 'miss', cache.inputs - cache.hits);
-  annotateRequest({ cache: `${cache.hits}/${cache.inputs}` });
+function countUsage(event: AuthenticatedEvent, outcome: EmbedOutcome, inputs: number): void {
+  countUsageInBackground({
+    userId: event.user.id,
+    route: 'POST /embeddings',
+    requests: 1,
+    inputTokens: outcome.providerTokens,
+    cacheHits: outcome.hits,
+  });
+  countCacheRequests('embeddings', 'hit', outcome.hits);
+  countCacheRequests('embeddings', 'miss', inputs - outcome.hits);
+  annotateRequest({ cache: `${outcome.hits}/${inputs}` });
 }
 
 observeRateLimitDecisions(countRateLimitDecision);
@@ -122,7 +127,7 @@ async function embeddings(event: AuthenticatedEvent, context: Context): Promise<
       detail: 'The vectors of this batch exceed the 6 MB response limit; send fewer inputs or encoding_format "base64".',
     });
   }
-  countUsage(event, outcome, { hits: outcome.hits, inputs: request.inputs.length });
+  countUsage(event, outcome, request.inputs.length);
   return {
     statusCode: 200,
     headers: { 'Content-Type': 'application/json; charset=utf-8', 'X-Cache-Hits': `${outcome.hits}/${request.inputs.length}` },

@@ -1,5 +1,6 @@
 // HTTP basics shared by every route, as one middy middleware: the request id in every log line,
-// the JSON body (415 / 400 / 413), problem+json for every error, security headers (CORS is API Gateway's, infra/cors.yml).
+// the JSON body (415 / 400 / 413), problem+json for every error, security headers. (CORS is API
+// Gateway's alone: infra/cors.yml.)
 
 import type { MiddlewareObj } from '@middy/core';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';

@@ -79,7 +79,6 @@ export async function checkRateLimit(request: RateLimitRequest, options: CheckOp
   });
 }
 
-
 function decode(reply: number[], offset: number, policies: RateLimitPolicy[], cost: number): RateLimitDecision {
   const allowed = reply[offset] === 1;
   let waitMs = 0;
