@@ -63,6 +63,8 @@ function rawBody(event: APIGatewayProxyEventV2, maxBytes: number): string | unde
   }
 }
 
+const SURROGATE_ESCAPE = /\\u[dD][89abcdefABCDEF]/;
+
 function parseJsonBody(event: APIGatewayProxyEventV2, maxBytes: number): unknown {
   if (!METHODS_WITH_BODY.has(event.requestContext?.http?.method ?? '')) return undefined;
   const text = rawBody(event, maxBytes);
@@ -89,7 +91,9 @@ function parseJsonBody(event: APIGatewayProxyEventV2, maxBytes: number): unknown
   } catch {
     throw new HttpProblem(400, 'malformed-json', { detail: 'The request body is not valid JSON.' });
   }
-  assertWellFormedText(body);
+  // The text itself is valid UTF-8 (decoded strictly above): a lone surrogate can only come from a
+  // \uD800-\uDFFF escape, so the walk through the parsed body runs only when there is one.
+  if (SURROGATE_ESCAPE.test(text)) assertWellFormedText(body);
   return body;
 }
 
