@@ -94,14 +94,14 @@ function labelled(decision: RateLimitDecision | undefined, label: string): Polic
 /**
  * One decision for the headers, listing every policy of both limits (`address-10-per-15m`,
  * `account-5-per-15m`), so that a client sees the one it is about to run out of; refused when
- * either refuses, with that one's Retry-After.
+ * either refuses, with the longer Retry-After of the two (the shorter would only earn another 429).
  */
 function combined({ byAddress, byAccount }: Decisions): RateLimitDecision {
-  const refused = [byAddress, byAccount].find((decision) => decision !== undefined && !decision.allowed);
+  const refusals = [byAddress, byAccount].filter((decision) => decision !== undefined && !decision.allowed);
   return {
-    allowed: refused === undefined,
-    retryAfterSeconds: refused?.retryAfterSeconds ?? 0,
-    retryAfterMs: refused?.retryAfterMs ?? 0,
+    allowed: refusals.length === 0,
+    retryAfterSeconds: Math.max(0, ...refusals.map((decision) => decision!.retryAfterSeconds)),
+    retryAfterMs: Math.max(0, ...refusals.map((decision) => decision!.retryAfterMs)),
     states: [...labelled(byAddress, 'address'), ...labelled(byAccount, 'account')],
   };
 }

@@ -7,7 +7,8 @@
 // `RateLimit` lists every policy, not only the most restrictive: a client sees both its burst and
 // its daily budget. `r` is the units left now; `t` is the seconds until more quota is available
 // (draft -10: GCRA gives one unit back every interval, long before the whole window has passed;
-// 0 when nothing is spent), so a refused request's `t` is its Retry-After.
+// 0 when nothing is spent). A refused request of one unit has its Retry-After as `t`; one of
+// several units waits longer than the next unit, and its Retry-After says how long.
 
 import { HttpProblem } from '../problem.ts';
 import type { RateLimitPolicy } from '../config.ts';

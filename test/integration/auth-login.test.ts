@@ -177,6 +177,19 @@ describe('POST /auth/login', () => {
       expect(refused.headers['ratelimit']).toBe(`"address-4-per-1h";r=2;t=900, "account-2-per-1h";r=0;t=${refused.headers['retry-after']}`);
     });
 
+    it('answers the longer wait when both the address and the account are spent, so that obeying it works', async () => {
+      await environment({ RATE_LIMIT_LOGIN: '2/20s', RATE_LIMIT_LOGIN_ACCOUNT: '2/1h' });
+      const email = await registered();
+      const address = randomAddress();
+      for (let attempt = 0; attempt < 2; attempt++) await callLogin({ email, password: 'not the password' }, address);
+
+      const refused = await callLogin({ email, password: PASSWORD }, address);
+
+      expect(refused.statusCode).toBe(429);
+      // The address refills a unit in 10 s, the account in 30 minutes: only the latter lets a login through.
+      expect(Number(refused.headers['retry-after'])).toBeGreaterThan(1700);
+    });
+
     it('does not count successful logins against the account', async () => {
       await environment({ RATE_LIMIT_LOGIN_ACCOUNT: '2/1h' });
       const email = await registered();
