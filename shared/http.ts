@@ -48,7 +48,8 @@ export function header(event: APIGatewayProxyEventV2, name: string): string | un
   return undefined;
 }
 
-function rawBody(event: APIGatewayProxyEventV2, maxBytes: number): string | undefined {
+/** The body's bytes as sent; undefined when there is none, a 413 above the limit. */
+function bodyBytes(event: APIGatewayProxyEventV2, maxBytes: number): Buffer | undefined {
   if (event.body === undefined || event.body === null || event.body === '') return undefined;
   // serverless-offline hands a JSON body of `0` or `false` over as that value, not as its text.
   const body: string = typeof event.body === 'string' ? event.body : JSON.stringify(event.body);
@@ -56,6 +57,35 @@ function rawBody(event: APIGatewayProxyEventV2, maxBytes: number): string | unde
   if (bytes.length > maxBytes) {
     throw new HttpProblem(413, 'body-too-large', { detail: `The request body exceeds ${maxBytes} bytes.` });
   }
+  return bytes;
+}
+
+/**
+ * A 415 for a body declared in a form other than JSON in UTF-8: a content coding (RFC 9110
+ * §15.5.16: the answer names what is accepted), another media type or another charset. Checked
+ * before the bytes are read, so that a gzipped body is told what to send rather than "not UTF-8".
+ */
+function assertJsonForm(event: APIGatewayProxyEventV2): void {
+  const encoding = header(event, 'content-encoding')?.trim().toLowerCase();
+  if (encoding !== undefined && encoding !== '' && encoding !== 'identity') {
+    throw new HttpProblem(415, 'unsupported-content-encoding', {
+      detail: 'Send the request body without a content coding (no gzip, br or deflate).',
+      headers: { 'Accept-Encoding': 'identity' },
+    });
+  }
+  const [type = '', ...parameters] = (header(event, 'content-type') ?? '').split(';');
+  const mediaType = type.trim().toLowerCase();
+  const charset = parameters.map((parameter) => /^\s*charset\s*=\s*"?([^"\s]*)"?\s*$/i.exec(parameter)?.[1]).find((value) => value !== undefined);
+  const isJson = mediaType === 'application/json' || /^application\/[a-z0-9.+-]+\+json$/.test(mediaType);
+  if (!isJson || (charset !== undefined && !/^utf-?8$/i.test(charset))) {
+    throw new HttpProblem(415, 'unsupported-media-type', {
+      detail: 'Send the request body as application/json, in UTF-8.',
+      headers: { 'Accept-Post': 'application/json' },
+    });
+  }
+}
+
+function utf8Text(bytes: Buffer): string {
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
@@ -67,24 +97,10 @@ const SURROGATE_ESCAPE = /\\u[dD][89abcdefABCDEF]/;
 
 function parseJsonBody(event: APIGatewayProxyEventV2, maxBytes: number): unknown {
   if (!METHODS_WITH_BODY.has(event.requestContext?.http?.method ?? '')) return undefined;
-  const text = rawBody(event, maxBytes);
-  if (text === undefined) return undefined;
-  const encoding = header(event, 'content-encoding')?.trim().toLowerCase();
-  if (encoding !== undefined && encoding !== '' && encoding !== 'identity') {
-    // RFC 9110 §15.5.16: an unsupported content coding is a 415 that names what is accepted.
-    throw new HttpProblem(415, 'unsupported-content-encoding', {
-      detail: 'Send the request body without a content coding (no gzip, br or deflate).',
-      headers: { 'Accept-Encoding': 'identity' },
-    });
-  }
-  const contentType = header(event, 'content-type') ?? '';
-  const mediaType = contentType.split(';')[0]?.trim().toLowerCase() ?? '';
-  if (mediaType !== 'application/json' && !/^application\/[a-z0-9.+-]+\+json$/.test(mediaType)) {
-    throw new HttpProblem(415, 'unsupported-media-type', {
-      detail: 'Send the request body as application/json.',
-      headers: { 'Accept-Post': 'application/json' },
-    });
-  }
+  const bytes = bodyBytes(event, maxBytes);
+  if (bytes === undefined) return undefined;
+  assertJsonForm(event);
+  const text = utf8Text(bytes);
   let body: unknown;
   try {
     body = JSON.parse(text);

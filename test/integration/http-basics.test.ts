@@ -2,6 +2,7 @@
 // thrown errors, an opaque 500, security headers, request ids in responses and log lines, and
 // 404/405 answers for unknown routes and methods.
 
+import { gzipSync } from 'node:zlib';
 import middy from '@middy/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { handler as notFound } from '../../functions/not-found.ts';
@@ -100,12 +101,22 @@ describe('the HTTP basics of every route', () => {
     expect(response.json).toEqual({ received: { text: '😀' } });
   });
 
-  it('answers 415 with Accept-Encoding for a body in a content coding (gzip)', async () => {
-    const response = await post({ a: 1 }, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+  it('answers 415 with Accept-Encoding for a gzipped body, before reading its bytes as text', async () => {
+    const gzipped = gzipSync(JSON.stringify({ a: 1 })).toString('base64');
+
+    const response = await post(gzipped, { 'content-type': 'application/json', 'content-encoding': 'gzip' }, { isBase64Encoded: true });
 
     expect(response.statusCode).toBe(415);
     expect(response.headers['accept-encoding']).toBe('identity');
     expect(response.json.type).toMatch(/unsupported-content-encoding$/);
+  });
+
+  it('answers 415 for JSON declared in a charset other than UTF-8, and accepts utf-8 spelled any way', async () => {
+    const latin1 = await post({ a: 1 }, { 'content-type': 'application/json; charset=iso-8859-1' });
+    const utf8 = await post({ a: 1 }, { 'content-type': 'application/json; Charset="UTF-8"' });
+
+    expect(latin1.statusCode).toBe(415);
+    expect(utf8.json).toEqual({ received: { a: 1 } });
   });
 
   it('turns a thrown HttpProblem into its problem response', async () => {
