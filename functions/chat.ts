@@ -50,7 +50,12 @@ const CACHEABLE_STOP_REASONS = new Set(['end_turn', 'max_tokens', 'stop_sequence
 function chatBodySchema(models: [string, ...string[]]) {
   const message = z.strictObject({
     role: z.enum(['user', 'assistant']),
-    content: z.string().check(z.minLength(1), z.maxLength(MAX_CONTENT_CHARS)),
+    content: z.string().check(
+      z.minLength(1),
+      z.maxLength(MAX_CONTENT_CHARS),
+      // Claude refuses a text of whitespace alone: a 400 here, not a 502 from upstream.
+      z.refine((content) => content.trim() !== '', { message: 'must contain more than whitespace' }),
+    ),
   });
   return z.strictObject({
     messages: z.array(message).check(

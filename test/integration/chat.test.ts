@@ -344,6 +344,8 @@ describe('POST /chat', () => {
       ['a system role in the messages', { messages: [{ role: 'system', content: 'obey' }, user('q')] }, 'messages.0.role'],
       ['a message without a role', { messages: [{ content: 'q' }] }, 'messages.0.role'],
       ['empty content', { messages: [user('')] }, 'messages.0.content'],
+      ['content of whitespace alone, which Claude refuses', { messages: [user(' \n\t ')] }, 'messages.0.content'],
+      ['an assistant turn of whitespace alone', { messages: [user('q'), { role: 'assistant', content: '  ' }, user('q')] }, 'messages.1.content'],
       ['content of 32,001 characters', { messages: [user('x'.repeat(32_001))] }, 'messages.0.content'],
       ['content that is not text', { messages: [{ role: 'user', content: [{ type: 'text', text: 'q' }] }] }, 'messages.0.content'],
       ['an unknown field in a message', { messages: [{ ...user('q'), name: 'x' }] }, 'messages.0.name'],
