@@ -1,9 +1,17 @@
 // How long an upstream API (Claude, an embeddings API) asks us to wait, from its response headers:
 // `retry-after-ms` (the precise form Anthropic and OpenAI send), else `retry-after` in seconds or
-// as an HTTP date (RFC 9110).
+// as an HTTP date (RFC 9110). What we pass on to our clients is capped at an hour: a broken or
+// hostile upstream must not tell them to come back tomorrow.
 
-/** The wait in ms, or undefined when the response names none (or none that parses). */
+export const MAX_RETRY_AFTER_MS = 3_600_000;
+
+/** The wait in ms (at most an hour), or undefined when the response names none (or none that parses). */
 export function retryAfterMs(headers: Headers): number | undefined {
+  const wait = statedWaitMs(headers);
+  return wait === undefined ? undefined : Math.min(wait, MAX_RETRY_AFTER_MS);
+}
+
+function statedWaitMs(headers: Headers): number | undefined {
   const precise = Number(headers.get('retry-after-ms') ?? Number.NaN);
   if (Number.isFinite(precise) && precise >= 0) return precise;
   const value = headers.get('retry-after');

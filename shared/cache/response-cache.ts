@@ -90,7 +90,7 @@ const LOCK_MARGIN_MS = 1_000;
  */
 function wantsFresh(event: HttpEvent): boolean {
   const cacheControl = header(event, 'cache-control');
-  if (cacheControl !== undefined) return /(^|,)\s*(no-cache|max-age\s*=\s*"?0"?)\s*(,|$)/i.test(cacheControl);
+  if (cacheControl !== undefined) return /(^|,)\s*(no-cache|max-age\s*=\s*"?0+"?)\s*(,|$)/i.test(cacheControl);
   return /(^|,)\s*no-cache\s*(,|$)/i.test(header(event, 'pragma') ?? '');
 }
 

@@ -174,6 +174,15 @@ describe('the Anthropic provider (thin client)', () => {
     expect(double.calls).toBe(1);
   });
 
+  it('passes on at most an hour of a Retry-After, however long Claude asks', async () => {
+    double.script({ status: 429, retryAfter: 99_999 });
+
+    const problem = await problemOf(claude().complete(question, inSeconds(5)));
+
+    expect(problem.status).toBe(429);
+    expect(problem.headers['Retry-After']).toBe('3600');
+  });
+
   it('answers 502 when Claude fails with 500 twice, passing on a Retry-After it gave', async () => {
     double.script({ status: 500 }, { status: 500, retryAfter: 2 });
 

@@ -132,6 +132,7 @@ describe('POST /chat', () => {
 
     it.each<Record<string, string>>([
       { 'cache-control': 'max-age=0' },
+      { 'cache-control': 'max-age="00"' },
       { 'cache-control': 'private, no-cache' },
       { pragma: 'no-cache' },
     ])('also asks for a fresh answer with %o', async (headers) => {
