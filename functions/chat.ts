@@ -148,7 +148,7 @@ export const answerChat = chatCache.handler(askTutor);
 export const handler = withRequestLogging(
   'POST /chat',
   middy<AuthenticatedEvent, HttpResult>()
-    .use(httpBasics())
+    .use(httpBasics({ deferBodyProblems: true }))
     .use(authenticate())
     .use(chatCache.prefetch())
     .use(

@@ -140,7 +140,7 @@ export const handler = withRequestLogging(
   middy<AuthenticatedEvent, HttpResult>()
     // Before httpBasics, so that its onError runs after the problem response is built.
     .use(openAiErrorMember())
-    .use(httpBasics())
+    .use(httpBasics({ deferBodyProblems: true }))
     .use(authenticate())
     .use(cachePrefetch())
     // Cost: one unit an input; an invalid request spends nothing (its 400 comes from the handler).

@@ -143,13 +143,44 @@ function decorate(request: { event: APIGatewayProxyEventV2; response: unknown; c
   request.response = response;
 }
 
+export interface HttpBasicsOptions {
+  /** Parse the JSON body into `event.jsonBody` (default true). */
+  parseBody?: boolean;
+  /**
+   * A body that cannot be read (400, 413, 415) is refused when `jsonBody` is first read, not at
+   * once: on a rate-limited route, auth and the limit run first, so the refusal carries the
+   * RateLimit headers and, the route's validation failing, spends nothing. Only for routes whose
+   * validation reads the body on every request.
+   */
+  deferBodyProblems?: boolean;
+}
+
+/** A body that cannot be read: `jsonBody` throws its problem to whoever reads it. */
+function refuseOnRead(event: HttpEvent, problem: HttpProblem): void {
+  Object.defineProperty(event, 'jsonBody', {
+    configurable: true,
+    get: () => {
+      throw problem;
+    },
+  });
+}
+
 /**
  * Must be the first middleware of every HTTP handler: its `onError` runs last, so it turns every
  * error thrown by later middleware or by the handler into a problem response.
  */
-export function httpBasics({ parseBody = true } = {}): MiddlewareObj<HttpEvent, HttpResult> {
+export function httpBasics({ parseBody = true, deferBodyProblems = false }: HttpBasicsOptions = {}): MiddlewareObj<HttpEvent, HttpResult> {
   const before: MiddlewareObj<HttpEvent, HttpResult>['before'] = (request) => {
-    request.event.jsonBody = parseBody ? parseJsonBody(request.event, config().http.maxBodyBytes) : undefined;
+    if (!parseBody) {
+      request.event.jsonBody = undefined;
+      return;
+    }
+    try {
+      request.event.jsonBody = parseJsonBody(request.event, config().http.maxBodyBytes);
+    } catch (error) {
+      if (!deferBodyProblems || !(error instanceof HttpProblem)) throw error;
+      refuseOnRead(request.event, error);
+    }
   };
   const after: MiddlewareObj<HttpEvent, HttpResult>['after'] = (request) => {
     decorate(request);

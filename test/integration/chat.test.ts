@@ -488,13 +488,33 @@ describe('POST /chat through auth and the rate limit', () => {
     expect(other.headers['x-cache']).toBe('MISS');
   });
 
-  it('puts the rate-limit headers on a 400 too', async () => {
+  it('puts the rate-limit headers on a 400 too, and spends nothing on it', async () => {
     const { token } = await signUpAndLogIn();
 
     const response = await chat(token, { messages: [] });
 
     expect(response.statusCode).toBe(400);
-    expect(response.headers['ratelimit']).toBeDefined();
+    expect(response.headers['ratelimit']).toBe('"20-per-1m";r=20;t=0, "500-per-1d";r=500;t=0');
+  });
+
+  it.each([
+    ['malformed JSON', '{"messages": [', { 'content-type': 'application/json' }, 400],
+    ['a lone surrogate', '{"messages":[{"role":"user","content":"\\ud800"}]}', { 'content-type': 'application/json' }, 400],
+    ['a body that is not JSON', 'messages=hi', { 'content-type': 'application/x-www-form-urlencoded' }, 415],
+  ])('refuses %s from a signed-in user with the rate-limit headers, spending nothing', async (_name, body, headers, status) => {
+    const { token } = await signUpAndLogIn();
+
+    const response = await invoke(handler, httpEvent('POST', '/chat', { body, headers: { ...bearer(token), ...headers } }));
+
+    expect(response.statusCode).toBe(status);
+    expect(response.headers['content-type']).toBe('application/problem+json');
+    expect(response.headers['ratelimit']).toBe('"20-per-1m";r=20;t=0, "500-per-1d";r=500;t=0');
+  });
+
+  it('answers a bad body without a bearer token with 401: who asks is checked first', async () => {
+    const response = await invoke(handler, httpEvent('POST', '/chat', { body: '{"messages": [', headers: { 'content-type': 'application/json' } }));
+
+    expect(response.statusCode).toBe(401);
   });
 
   it('costs two Redis round trips for a warm cached answer: the session, then the rate limit with the cache read', async () => {

@@ -500,6 +500,17 @@ describe('POST /embeddings: the cache read sent with the rate-limit check', () =
     expect(response.headers['ratelimit']).toBe('"150-per-1h";r=150;t=0');
   });
 
+  it('answers malformed JSON with a 400 that carries the rate-limit headers and OpenAI\'s error member, spending nothing', async () => {
+    const response = await invoke(
+      handler,
+      httpEvent('POST', '/embeddings', { body: '{"input": [', headers: { ...bearer(token), 'content-type': 'application/json' } }),
+    );
+
+    expect(response.statusCode).toBe(400);
+    expect(response.headers['ratelimit']).toBe('"150-per-1h";r=150;t=0');
+    expect(response.json.error).toMatchObject({ type: 'invalid_request_error' });
+  });
+
   it('answers a batch larger than a whole window allows with a 413 that no retry would fix, spending nothing', async () => {
     const response = await post({ input: texts(151, 'beyond') });
 
