@@ -75,7 +75,9 @@ function assertJsonForm(event: APIGatewayProxyEventV2): void {
   }
   const [type = '', ...parameters] = (header(event, 'content-type') ?? '').split(';');
   const mediaType = type.trim().toLowerCase();
-  const charset = parameters.map((parameter) => /^\s*charset\s*=\s*"?([^"\s]*)"?\s*$/i.exec(parameter)?.[1]).find((value) => value !== undefined);
+  const charset = parameters
+    .map((parameter) => /^\s*charset\s*=\s*"?([^"\s]*)"?\s*$/i.exec(parameter)?.[1])
+    .find((value) => value !== undefined);
   const isJson = mediaType === 'application/json' || /^application\/[a-z0-9.+-]+\+json$/.test(mediaType);
   if (!isJson || (charset !== undefined && !/^utf-?8$/i.test(charset))) {
     throw new HttpProblem(415, 'unsupported-media-type', {

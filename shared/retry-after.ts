@@ -3,7 +3,7 @@
 // as an HTTP date (RFC 9110). What we pass on to our clients is capped at an hour: a broken or
 // hostile upstream must not tell them to come back tomorrow.
 
-export const MAX_RETRY_AFTER_MS = 3_600_000;
+const MAX_RETRY_AFTER_MS = 3_600_000;
 
 /** The wait in ms (at most an hour), or undefined when the response names none (or none that parses). */
 export function retryAfterMs(headers: Headers): number | undefined {

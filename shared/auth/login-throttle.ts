@@ -97,11 +97,11 @@ function labelled(decision: RateLimitDecision | undefined, label: string): Polic
  * either refuses, with the longer Retry-After of the two (the shorter would only earn another 429).
  */
 function combined({ byAddress, byAccount }: Decisions): RateLimitDecision {
-  const refusals = [byAddress, byAccount].filter((decision) => decision !== undefined && !decision.allowed);
+  const refusals = [byAddress, byAccount].filter((decision): decision is RateLimitDecision => decision !== undefined && !decision.allowed);
   return {
     allowed: refusals.length === 0,
-    retryAfterSeconds: Math.max(0, ...refusals.map((decision) => decision!.retryAfterSeconds)),
-    retryAfterMs: Math.max(0, ...refusals.map((decision) => decision!.retryAfterMs)),
+    retryAfterSeconds: Math.max(0, ...refusals.map((decision) => decision.retryAfterSeconds)),
+    retryAfterMs: Math.max(0, ...refusals.map((decision) => decision.retryAfterMs)),
     states: [...labelled(byAddress, 'address'), ...labelled(byAccount, 'account')],
   };
 }
