@@ -14,7 +14,7 @@
 import { config, type RouteRateLimit } from '../config.ts';
 import type { HttpEvent } from '../http.ts';
 import { log } from '../logger.ts';
-import { isHttpProblem } from '../problem.ts';
+import { isHttpProblem, type HttpProblem } from '../problem.ts';
 import {
   checkRateLimit,
   rateLimitHeaders,
@@ -104,6 +104,22 @@ function combined({ byAddress, byAccount }: Decisions): RateLimitDecision {
     retryAfterMs: Math.max(0, ...refusals.map((decision) => decision.retryAfterMs)),
     states: [...labelled(byAddress, 'address'), ...labelled(byAccount, 'account')],
   };
+}
+
+/**
+ * A refusal made before the attempt is known (a body that cannot be read or validated: 400, 413,
+ * 415), given the address limit's headers, read without spending. With Redis not answering, the
+ * refusal goes without them rather than become a 503.
+ */
+export async function refusedBeforeAttempt(event: HttpEvent, problem: HttpProblem): Promise<HttpProblem> {
+  const { login } = config().rateLimits;
+  try {
+    const byAddress = await checkRateLimit({ bucket: ADDRESS_BUCKET, identity: event.requestContext.http.sourceIp, policies: login.policies, peek: true });
+    Object.assign(problem.headers, rateLimitHeaders(combined({ byAddress })));
+  } catch {
+    // the refusal stands as it is
+  }
+  return problem;
 }
 
 /** Admits one login attempt or throws the 429 problem; returns the headers for the response. */

@@ -8,6 +8,7 @@
 
 import { config } from '../config.ts';
 import type { HttpEvent } from '../http.ts';
+import type { HttpProblem } from '../problem.ts';
 import { checkRateLimit, rateLimitedProblem, rateLimitHeaders, type RateLimitRequest } from '../rate-limit/limiter.ts';
 import { countRateLimitDecision } from '../telemetry/metrics.ts';
 
@@ -23,6 +24,19 @@ export async function admitRegistration(event: HttpEvent): Promise<Record<string
   countRateLimitDecision(BUCKET, decision.allowed ? 'allowed' : 'refused');
   if (!decision.allowed) throw rateLimitedProblem(decision);
   return rateLimitHeaders(decision);
+}
+
+/**
+ * A refusal made before the email is looked up (a body that cannot be read or validated), given
+ * the address's headers, read without spending; without them when Redis does not answer.
+ */
+export async function refusedBeforeLookup(event: HttpEvent, problem: HttpProblem): Promise<HttpProblem> {
+  try {
+    Object.assign(problem.headers, rateLimitHeaders(await checkRateLimit(throttle(event, true))));
+  } catch {
+    // the refusal stands as it is
+  }
+  return problem;
 }
 
 /** Charges one "taken" answer to the address; returns the headers for the 409. */

@@ -9,8 +9,8 @@
 //   bad bodies on those routes compare it too: a request found invalid spends nothing.
 // - The TTL of the caller's session: every authenticated request slides it. TTLs are compared
 //   only as "has one or not" (see redis-state.ts).
-// Nothing else, and on the auth routes nothing at all (bad bodies are refused before any Redis
-// command, and failed logins are not generated here).
+// Nothing else, and on the auth routes nothing at all (a bad body only reads the address's
+// rate-limit state, for its headers, and failed logins are not generated here).
 
 import fc from 'fast-check';
 import { Redis } from 'ioredis';

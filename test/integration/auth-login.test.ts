@@ -190,6 +190,19 @@ describe('POST /auth/login', () => {
       expect(Number(refused.headers['retry-after'])).toBeGreaterThan(1700);
     });
 
+    it('puts the address limit\'s headers on a 400 too, read without spending', async () => {
+      await environment({ RATE_LIMIT_LOGIN: '4/1h' });
+      const address = randomAddress();
+
+      const invalid = await callLogin({ email: 'a@b.org' }, address);
+      const malformed = await invoke(login, httpEvent('POST', '/auth/login', { body: '{"email":', headers: { 'content-type': 'application/json' }, sourceIp: address }));
+
+      for (const refused of [invalid, malformed]) {
+        expect(refused.statusCode).toBe(400);
+        expect(refused.headers['ratelimit']).toBe('"address-4-per-1h";r=4;t=0');
+      }
+    });
+
     it('does not count successful logins against the account', async () => {
       await environment({ RATE_LIMIT_LOGIN_ACCOUNT: '2/1h' });
       const email = await registered();

@@ -126,13 +126,15 @@ describe('POST /auth/register', () => {
       expect(answers).toEqual([201, 201, 201, 201, 201]);
     });
 
-    it('spends nothing on an invalid body', async () => {
+    it('answers an invalid body with the limit\'s headers, and spends nothing on it', async () => {
       await limited();
       const address = randomAddress();
 
-      for (let n = 0; n < 3; n++) await callRegister({ email: 'not an email', password: PASSWORD }, address);
+      const refusals = [];
+      for (let n = 0; n < 3; n++) refusals.push(await callRegister({ email: 'not an email', password: PASSWORD }, address));
       const created = await callRegister({ email: uniqueEmail(), password: PASSWORD }, address);
 
+      expect(refusals.map((refusal) => [refusal.statusCode, refusal.headers['ratelimit']])).toEqual(Array(3).fill([400, '"2-per-1h";r=2;t=0']));
       expect(created.headers['ratelimit']).toBe('"2-per-1h";r=2;t=0');
     });
   });
