@@ -13,6 +13,7 @@ import { config, ConfigError } from './config.ts';
 import { log, registerSecret } from './logger.ts';
 import { HttpProblem, unavailable } from './problem.ts';
 import { describeRedisUrl, resolveRedisEndpoint, type RedisEndpoint } from './redis-endpoint.ts';
+import { isCluster } from './redis-cluster.ts';
 import { isRedisUnavailableError } from './redis-errors.ts';
 
 export { isRedisUnavailableError };
@@ -68,7 +69,7 @@ export function redisClientOptions(url: URL): RedisOptions {
     // request at a time, so there is nothing to batch, and the extra turn and pipeline cost about
     // a fifth of a warm request's time (BENCHMARKS.md). Commands issued in the same tick still
     // share one round trip; batches that matter are explicit (MGET, pipelines, the rate limiter's
-    // runs, one script per slot for the usage counters).
+    // runs, the usage counters' two scripts in one socket write: `inOneWrite`).
     enableAutoPipelining: false,
     lazyConnect: true,
   };
@@ -164,6 +165,23 @@ function connection(refreshSecret = false): Promise<Connection> {
 }
 
 /** The container's client if one was created, else undefined (never creates one). */
+/**
+ * Runs `send`, which issues its commands synchronously (ioredis writes a command to the socket as
+ * it is called), with the socket corked: the commands leave in one write, one system call,
+ * instead of one each, and nothing waits. On a cluster the commands go to several sockets and
+ * are sent as they are.
+ */
+export function inOneWrite<T>(client: RedisClient, send: () => T): T {
+  const stream = isCluster(client) ? undefined : client.stream;
+  if (stream === undefined || stream === null || client.status !== 'ready') return send();
+  stream.cork();
+  try {
+    return send();
+  } finally {
+    stream.uncork();
+  }
+}
+
 export function currentRedisClient(): RedisClient | undefined {
   return latestClient;
 }

@@ -14,7 +14,7 @@
 
 import { minuteUsageKey, usageIndexKey, userDayUsageKey } from '../keys.ts';
 import { log } from '../logger.ts';
-import { withRedis, type RedisClient } from '../redis.ts';
+import { inOneWrite, withRedis, type RedisClient } from '../redis.ts';
 import { defineScript, type Script } from '../redis-script.ts';
 
 export const USAGE_COUNTERS = ['requests', 'inputTokens', 'outputTokens', 'cacheHits'] as const;
@@ -125,7 +125,7 @@ function usageScripts(usage: Usage): ScriptCall[] {
  * cluster, one per node, in parallel).
  */
 export async function recordUsage(redis: RedisClient, usage: Usage): Promise<void> {
-  await Promise.all(usageScripts(usage).map(({ script, keys, args }) => script(redis, keys, args)));
+  await inOneWrite(redis, () => Promise.all(usageScripts(usage).map(({ script, keys, args }) => script(redis, keys, args))));
 }
 
 /**

@@ -3,6 +3,7 @@
 // caller's counters of the current UTC day.
 
 import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { handler as usageRoute } from '../../functions/usage.ts';
 import { minuteUsageKey, usageIndexKey, userDayUsageKey } from '../../shared/keys.ts';
@@ -122,6 +123,30 @@ describe('usage counters', () => {
 
     await expect(recordUsage(client, { userId: 'u1', route: 'POST /chat', inputTokens: -1 })).rejects.toThrow(RangeError);
     await expect(recordUsage(client, { userId: 'u1', route: 'POST /chat', inputTokens: 1.5 })).rejects.toThrow(RangeError);
+  });
+
+  it('sends the two scripts of a record in one socket write (corked), and both apply', async () => {
+    const client = (await getRedis()) as Redis;
+    // Connected and the scripts known to Redis: no NOSCRIPT retry adds writes of its own.
+    await recordUsage(client, { userId: 'warm-up', route: 'POST /chat', requests: 1, at: AT });
+    const socket = client.stream;
+    const corkedAtEachWrite: number[] = [];
+    const write = socket.write.bind(socket);
+    socket.write = ((...args: Parameters<typeof socket.write>) => {
+      corkedAtEachWrite.push(socket.writableCorked);
+      return write(...args);
+    }) as typeof socket.write;
+
+    try {
+      await recordUsage(client, { userId: 'u1', route: 'POST /chat', requests: 1, at: AT });
+    } finally {
+      socket.write = write;
+    }
+
+    expect(corkedAtEachWrite).toEqual([1, 1]);
+    expect(socket.writableCorked).toBe(0);
+    expect(await readUserDay(client, 'u1', '2031-05-06')).toMatchObject({ requests: 1 });
+    expect(await client.hget(minuteUsageKey(MINUTE), 'POST /chat|requests')).toBe('1');
   });
 
   it('reads zeros for a day with no usage', async () => {
