@@ -128,7 +128,7 @@ describe('usage counters', () => {
   it('sends the two scripts of a record in one socket write (corked), and both apply', async () => {
     const client = (await getRedis()) as Redis;
     // Connected and the scripts known to Redis: no NOSCRIPT retry adds writes of its own.
-    await recordUsage(client, { userId: 'warm-up', route: 'POST /chat', requests: 1, at: AT });
+    await recordUsage(client, { userId: 'warm-up', route: 'POST /warm-up', requests: 1, at: AT });
     const socket = client.stream;
     const corkedAtEachWrite: number[] = [];
     const write = socket.write.bind(socket);
