@@ -4,7 +4,7 @@
 
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { ensureRedisInstalled, startRedisServer, type RedisServer } from '../infra/local/redis-server.ts';
+import { ensureRedisInstalled, freePort, startRedisServer, type RedisServer } from '../infra/local/redis-server.ts';
 
 const projectRoot = fileURLToPath(new URL('..', import.meta.url));
 const DEV_REDIS_PORT = 6390;
@@ -12,6 +12,8 @@ const DEV_REDIS_PORT = 6390;
 async function main(): Promise<void> {
   let redis: RedisServer | undefined;
   const env: NodeJS.ProcessEnv = { ...process.env, STAGE: process.env['STAGE'] ?? 'dev' };
+  // serverless-offline's internal Lambda port: a free one, so that two `npm run dev` can run side by side.
+  env['OFFLINE_LAMBDA_PORT'] ||= String(await freePort());
   if (env['REDIS_URL'] === undefined || env['REDIS_URL'] === '') {
     try {
       ensureRedisInstalled();
@@ -20,9 +22,11 @@ async function main(): Promise<void> {
       process.exit(1);
     }
     const port = Number(process.env['DEV_REDIS_PORT'] ?? DEV_REDIS_PORT);
-    redis = await startRedisServer({ port, dir: `${projectRoot}.redis-data` });
+    // A Redis on another port keeps its data apart: two servers must not write one dump file.
+    const dataDir = port === DEV_REDIS_PORT ? '.redis-data' : `.redis-data/${port}`;
+    redis = await startRedisServer({ port, dir: `${projectRoot}${dataDir}` });
     env['REDIS_URL'] = redis.url;
-    console.log(`local redis-server on ${redis.url} (data in .redis-data/)`);
+    console.log(`local redis-server on ${redis.url} (data in ${dataDir}/)`);
   }
 
   const offline = spawn('npx', ['sls', 'offline', 'start', '--stage', env['STAGE'] ?? 'dev'], {

@@ -1,6 +1,7 @@
 // `npm run dev` itself: it starts its own redis-server, hands the functions bodies as sent (no
 // re-encoding, no made-up Content-Type) and answers an unknown route with a 404 problem.
 
+import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import packageJson from '../../package.json' with { type: 'json' };
 import { startDevServer, type DevServer } from '../support/dev-server.ts';
@@ -51,6 +52,23 @@ describe('npm run dev', () => {
     expect(response.status).toBe(415);
     expect(response.headers.get('content-type')).toBe('application/problem+json');
   });
+
+  it('runs beside another npm run dev: its internal Lambda port is a free one, not a fixed 3002', async () => {
+    // 3002 taken, by this test or by anything else on the machine.
+    const held = createServer();
+    await new Promise<void>((resolve) => held.once('error', () => resolve()).listen(3002, '127.0.0.1', () => resolve()));
+    let second: DevServer | undefined;
+    try {
+      second = await startDevServer({ REDIS_URL: '', OFFLINE_LAMBDA_PORT: '' });
+
+      const response = await fetch(`${second.baseUrl}/health`);
+
+      expect(response.status).toBe(200);
+    } finally {
+      await second?.stop();
+      held.close();
+    }
+  }, 90_000);
 
   it('answers an unknown route with a 404 problem', async () => {
     const response = await fetch(`${dev.baseUrl}/no-such-route`, { method: 'POST', body: '{}' });

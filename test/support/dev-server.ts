@@ -2,6 +2,7 @@
 // REDIS_URL is given) on free ports, for end-to-end tests over real HTTP.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../infra/local/redis-server.ts';
 
@@ -15,6 +16,7 @@ const projectRoot = fileURLToPath(new URL('../..', import.meta.url));
 
 export async function startDevServer(env: Record<string, string> = {}): Promise<DevServer> {
   const port = await freePort();
+  const redisPort = await freePort();
   let output = '';
   const child: ChildProcess = spawn(process.execPath, ['scripts/dev.ts'], {
     cwd: projectRoot,
@@ -22,7 +24,7 @@ export async function startDevServer(env: Record<string, string> = {}): Promise<
       ...process.env,
       PORT: String(port),
       OFFLINE_LAMBDA_PORT: String(await freePort()),
-      DEV_REDIS_PORT: String(await freePort()),
+      DEV_REDIS_PORT: String(redisPort),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -40,11 +42,14 @@ export async function startDevServer(env: Record<string, string> = {}): Promise<
   return {
     baseUrl,
     output: () => output,
-    stop: () =>
-      new Promise<void>((resolve) => {
+    stop: async () => {
+      await new Promise<void>((resolve) => {
         if (child.exitCode !== null) return resolve();
         child.once('exit', () => resolve());
         child.kill('SIGTERM');
-      }),
+      });
+      // The data of the redis-server it may have started (scripts/dev.ts: one folder per port).
+      rmSync(`${projectRoot}.redis-data/${redisPort}`, { recursive: true, force: true });
+    },
   };
 }
