@@ -164,7 +164,6 @@ function connection(refreshSecret = false): Promise<Connection> {
   return current;
 }
 
-/** The container's client if one was created, else undefined (never creates one). */
 /**
  * Runs `send`, which issues its commands synchronously (ioredis writes a command to the socket as
  * it is called), with the socket corked: the commands leave in one write, one system call,
@@ -182,6 +181,7 @@ export function inOneWrite<T>(client: RedisClient, send: () => T): T {
   }
 }
 
+/** The container's client if one was created, else undefined (never creates one). */
 export function currentRedisClient(): RedisClient | undefined {
   return latestClient;
 }
