@@ -10,17 +10,26 @@ export function isCluster(client: RedisClient): client is Cluster {
   return (client as Cluster).isCluster === true;
 }
 
-// CRC16/XMODEM (polynomial 0x1021), the checksum Redis Cluster uses for key slots.
-const CRC16_TABLE = new Uint16Array(256);
-for (let byte = 0; byte < 256; byte += 1) {
-  let crc = byte << 8;
-  for (let bit = 0; bit < 8; bit += 1) crc = crc & 0x8000 ? (crc << 1) ^ 0x1021 : crc << 1;
-  CRC16_TABLE[byte] = crc & 0xffff;
+// CRC16/XMODEM (polynomial 0x1021), the checksum Redis Cluster uses for key slots. The table is
+// built on first use: every function imports this module, few ever compute a slot.
+let crc16Table: Uint16Array | undefined;
+
+function crc16TableOnce(): Uint16Array {
+  if (crc16Table === undefined) {
+    crc16Table = new Uint16Array(256);
+    for (let byte = 0; byte < 256; byte += 1) {
+      let crc = byte << 8;
+      for (let bit = 0; bit < 8; bit += 1) crc = crc & 0x8000 ? (crc << 1) ^ 0x1021 : crc << 1;
+      crc16Table[byte] = crc & 0xffff;
+    }
+  }
+  return crc16Table;
 }
 
 function crc16(bytes: Uint8Array): number {
+  const table = crc16TableOnce();
   let crc = 0;
-  for (const byte of bytes) crc = ((crc << 8) ^ CRC16_TABLE[((crc >> 8) ^ byte) & 0xff]!) & 0xffff;
+  for (const byte of bytes) crc = ((crc << 8) ^ table[((crc >> 8) ^ byte) & 0xff]!) & 0xffff;
   return crc;
 }
 
