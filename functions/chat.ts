@@ -54,14 +54,16 @@ function chatBodySchema(models: [string, ...string[]]) {
       z.minLength(1),
       z.maxLength(MAX_CONTENT_CHARS),
       // Claude refuses a text of whitespace alone: a 400 here, not a 502 from upstream.
-      z.refine((content) => content.trim() !== '', { message: 'must contain more than whitespace' }),
+      // (An empty text has its own error, from minLength.)
+      z.refine((content) => content === '' || content.trim() !== '', { message: 'must contain more than whitespace' }),
     ),
   });
   return z.strictObject({
     messages: z.array(message).check(
       z.minLength(1),
       z.maxLength(MAX_MESSAGES),
-      z.refine((messages) => messages.at(-1)?.role === 'user', { message: 'must end with a message from the user' }),
+      // (An empty conversation has its own error, from minLength.)
+      z.refine((messages) => messages.length === 0 || messages.at(-1)?.role === 'user', { message: 'must end with a message from the user' }),
     ),
     model: z.optional(z.enum(models)),
     maxTokens: z.optional(z.int().check(z.gte(1), z.lte(MAX_TOKENS_LIMIT))),

@@ -19,20 +19,22 @@ interface Issue {
   input?: unknown;
 }
 
+/** `1 item`, `12 characters`: the count with the unit of a string's or a list's length. */
+function counted(count: number | bigint | undefined, origin: string | undefined): string {
+  const unit = origin === 'string' ? 'character' : 'item';
+  return `${count} ${unit}${count === 1 || count === 1n ? '' : 's'}`;
+}
+
 function describe(issue: Issue): string {
-  const unit = issue.origin === 'string' ? ' characters' : issue.origin === 'array' ? ' items' : '';
+  const measured = issue.origin === 'string' || issue.origin === 'array';
   switch (issue.code) {
     case 'invalid_type':
       if (issue.expected === 'never') return 'is not allowed';
       return issue.input !== undefined ? `must be ${article(issue.expected ?? 'value')}` : `is required: ${article(issue.expected ?? 'value')}`;
     case 'too_small':
-      return issue.origin === 'string' || issue.origin === 'array'
-        ? `must have at least ${issue.minimum}${unit}`
-        : `must be at least ${issue.minimum}`;
+      return measured ? `must have at least ${counted(issue.minimum, issue.origin)}` : `must be at least ${issue.minimum}`;
     case 'too_big':
-      return issue.origin === 'string' || issue.origin === 'array'
-        ? `must have at most ${issue.maximum}${unit}`
-        : `must be at most ${issue.maximum}`;
+      return measured ? `must have at most ${counted(issue.maximum, issue.origin)}` : `must be at most ${issue.maximum}`;
     case 'invalid_value':
       return `must be one of ${(issue.values ?? []).map((value) => JSON.stringify(value)).join(', ')}`;
     case 'invalid_format':

@@ -57,7 +57,7 @@ function textErrors(item: unknown, path: string): FieldError[] {
     const mixed = typeof item === 'number' || Array.isArray(item);
     return [{ path, message: mixed ? `must be a string like the other inputs ${NOT_MIXED}` : 'must be a string' }];
   }
-  if (item.length === 0) return [{ path, message: 'must have at least 1 characters' }];
+  if (item.length === 0) return [{ path, message: 'must have at least 1 character' }];
   if (characterCount(item, MAX_INPUT_CHARACTERS) > MAX_INPUT_CHARACTERS) {
     return [{ path, message: `must have at most ${MAX_INPUT_CHARACTERS} characters` }];
   }
@@ -69,7 +69,7 @@ function tokenErrors(item: unknown, path: string): FieldError[] {
     const mixed = typeof item === 'string';
     return [{ path, message: mixed ? `must be an array of token ids like the other inputs ${NOT_MIXED}` : 'must be an array of token ids' }];
   }
-  if (item.length === 0) return [{ path, message: 'must have at least 1 tokens' }];
+  if (item.length === 0) return [{ path, message: 'must have at least 1 token' }];
   if (item.length > MAX_INPUT_TOKENS) return [{ path, message: `must have at most ${MAX_INPUT_TOKENS} tokens` }];
   const errors: FieldError[] = [];
   for (let i = 0; i < item.length && errors.length < MAX_REPORTED_ERRORS; i += 1) {
@@ -88,7 +88,7 @@ function inputErrors(input: unknown): FieldError[] {
   if (input === undefined) return [{ path: 'input', message: `is required: ${INPUT_SHAPE}` }];
   if (typeof input === 'string') return textErrors(input, 'input');
   if (!Array.isArray(input)) return [{ path: 'input', message: `must be ${INPUT_SHAPE}` }];
-  if (input.length === 0) return [{ path: 'input', message: 'must have at least 1 items' }];
+  if (input.length === 0) return [{ path: 'input', message: 'must have at least 1 item' }];
   const first: unknown = input.find((item) => typeof item === 'string' || typeof item === 'number' || Array.isArray(item));
   if (typeof first === 'number') return tokenErrors(input, 'input');
   if (input.length > MAX_INPUTS) return [{ path: 'input', message: `must have at most ${MAX_INPUTS} items` }];

@@ -58,6 +58,6 @@ describe('POST /embeddings on npm run dev, through the official openai client', 
     const error = await client.embeddings.create({ input: '', model: MODEL }).catch((reason: unknown) => reason);
 
     expect(error).toBeInstanceOf(OpenAI.BadRequestError);
-    expect((error as Error).message).toBe('400 The request body is not valid. input must have at least 1 characters');
+    expect((error as Error).message).toBe('400 The request body is not valid. input must have at least 1 character');
   });
 });

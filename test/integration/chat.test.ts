@@ -371,6 +371,14 @@ describe('POST /chat', () => {
       expect(double.calls).toBe(0);
     });
 
+    it('gives one error each for an empty conversation and an empty message, counted in good English', async () => {
+      const emptyConversation = await ask('ana', { messages: [] });
+      const emptyMessage = await ask('ana', { messages: [user('')] });
+
+      expect(emptyConversation.json.errors).toEqual([{ path: 'messages', message: 'must have at least 1 item' }]);
+      expect(emptyMessage.json.errors).toEqual([{ path: 'messages.0.content', message: 'must have at least 1 character' }]);
+    });
+
     it('refuses a body that is not JSON with 400 and a non-JSON content type with 415', async () => {
       const event = (body: string, type: string) => {
         const built = httpEvent('POST', '/chat', { body, headers: { 'content-type': type } }) as AuthenticatedEvent;

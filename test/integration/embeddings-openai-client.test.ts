@@ -111,7 +111,7 @@ describe('the official openai client against POST /embeddings', () => {
 
     expect(error).toBeInstanceOf(OpenAI.BadRequestError);
     expect(error).toMatchObject({
-      message: '400 The request body is not valid. input.1 must have at least 1 characters',
+      message: '400 The request body is not valid. input.1 must have at least 1 character',
       param: 'input.1',
       code: 'validation',
     });

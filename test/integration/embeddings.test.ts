@@ -227,9 +227,9 @@ describe('POST /embeddings with the local provider', () => {
       title: 'Bad Request',
       status: 400,
       detail: 'The request body is not valid.',
-      errors: [{ path: 'input.1', message: 'must have at least 1 characters' }],
+      errors: [{ path: 'input.1', message: 'must have at least 1 character' }],
       error: {
-        message: 'The request body is not valid. input.1 must have at least 1 characters',
+        message: 'The request body is not valid. input.1 must have at least 1 character',
         type: 'invalid_request_error',
         param: 'input.1',
         code: 'validation',
