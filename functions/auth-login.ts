@@ -4,13 +4,13 @@
 
 import middy from '@middy/core';
 import * as z from 'zod/mini';
-import { admitLoginAttempt, chargeFailedLogin, loginAttempt, refusedBeforeAttempt } from '#shared/auth/login-throttle.ts';
+import { addressHeaders, admitLoginAttempt, chargeFailedLogin, loginAttempt } from '#shared/auth/login-throttle.ts';
 import { hashPassword, verifyPassword } from '#shared/auth/passwords.ts';
 import { drawSessionToken, startSession } from '#shared/auth/sessions.ts';
 import { emailDigest, findUserByEmail } from '#shared/auth/users.ts';
 import { httpBasics, json, withRequestLogging, type HttpEvent, type HttpResult } from '#shared/http.ts';
-import { HttpProblem, isHttpProblem } from '#shared/problem.ts';
-import { validate } from '#shared/validation.ts';
+import { HttpProblem } from '#shared/problem.ts';
+import { validateWithHeaders } from '#shared/validation.ts';
 
 export const LoginBody = z.strictObject({
   // No format check beyond length: a malformed email is simply an unknown account.
@@ -27,17 +27,9 @@ function invalidCredentials(headers: Record<string, string>): HttpProblem {
   });
 }
 
-/** The validated body; a refusal carries the address limit's headers, as every login answer does. */
-async function loginBody(event: HttpEvent): Promise<z.infer<typeof LoginBody>> {
-  try {
-    return validate(LoginBody, event.jsonBody);
-  } catch (error) {
-    throw isHttpProblem(error) ? await refusedBeforeAttempt(event, error) : error;
-  }
-}
-
 async function login(event: HttpEvent): Promise<HttpResult> {
-  const { email, password } = await loginBody(event);
+  // A refusal of the body carries the address limit's headers, as every login answer does.
+  const { email, password } = await validateWithHeaders(LoginBody, () => event.jsonBody, () => addressHeaders(event));
   const accountDigest = emailDigest(email);
   const attempt = loginAttempt(event, accountDigest);
   // The account is read alongside the limit check, in the same round trip; scrypt, the costly

@@ -4,13 +4,13 @@
 
 import middy from '@middy/core';
 import * as z from 'zod/mini';
-import { admitRegistration, chargeTakenEmail, refusedBeforeLookup } from '#shared/auth/registration-throttle.ts';
+import { admitRegistration, chargeTakenEmail, registrationHeaders } from '#shared/auth/registration-throttle.ts';
 import { createUser, isEmailTaken } from '#shared/auth/users.ts';
 import { hashPassword } from '#shared/auth/passwords.ts';
 import { config } from '#shared/config.ts';
 import { httpBasics, json, withRequestLogging, type HttpEvent, type HttpResult } from '#shared/http.ts';
-import { HttpProblem, isHttpProblem } from '#shared/problem.ts';
-import { validate } from '#shared/validation.ts';
+import { HttpProblem } from '#shared/problem.ts';
+import { validateWithHeaders } from '#shared/validation.ts';
 
 export const RegisterBody = z.strictObject({
   // Normalised before it is checked, so ` Ada@Example.org` is accepted as `ada@example.org`.
@@ -24,20 +24,12 @@ function emailTaken(headers: Record<string, string>): HttpProblem {
   return new HttpProblem(409, 'email-taken', { detail: 'An account with this email already exists.', headers });
 }
 
-/** The validated body; a refusal carries the address's registration-limit headers. */
-async function registerBody(event: HttpEvent): Promise<z.infer<typeof RegisterBody>> {
-  try {
-    return validate(RegisterBody, event.jsonBody);
-  } catch (error) {
-    throw isHttpProblem(error) ? await refusedBeforeLookup(event, error) : error;
-  }
-}
-
 async function register(event: HttpEvent): Promise<HttpResult> {
   if (!config().auth.registrationOpen) {
     throw new HttpProblem(403, 'registration-closed', { detail: 'Registration is closed.' });
   }
-  const { email, password, name } = await registerBody(event);
+  // A refusal of the body carries the address's registration-limit headers.
+  const { email, password, name } = await validateWithHeaders(RegisterBody, () => event.jsonBody, () => registrationHeaders(event));
   // Both in one round trip; checked before hashing, so a taken email (or Redis down) answers at
   // once, without the scrypt work.
   const taken = isEmailTaken(email);

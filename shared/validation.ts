@@ -107,6 +107,25 @@ export function assertWellFormedText(body: unknown): void {
   });
 }
 
+/**
+ * `validate` of what `read` returns (the body, whose reading may itself be refused: see
+ * `deferBodyProblems` in http.ts), with `headers()` added to a refusal, e.g. a rate limit's,
+ * read without spending. A failure to get them leaves the refusal as it is: a 400 must not
+ * become a 503 because Redis is down.
+ */
+export async function validateWithHeaders<S extends z.ZodMiniType>(
+  schema: S,
+  read: () => unknown,
+  headers: () => Promise<Record<string, string>>,
+): Promise<z.infer<S>> {
+  try {
+    return validate(schema, read());
+  } catch (error) {
+    if (error instanceof HttpProblem) Object.assign(error.headers, await headers().catch(() => ({})));
+    throw error;
+  }
+}
+
 /** Validates `value` against `schema`; a failure is a 400 problem listing every field at fault. */
 export function validate<S extends z.ZodMiniType>(schema: S, value: unknown): z.infer<S> {
   const result = schema.safeParse(value, { reportInput: true });

@@ -14,7 +14,7 @@
 import { config, type RouteRateLimit } from '../config.ts';
 import type { HttpEvent } from '../http.ts';
 import { log } from '../logger.ts';
-import { isHttpProblem, type HttpProblem } from '../problem.ts';
+import { isHttpProblem } from '../problem.ts';
 import {
   checkRateLimit,
   rateLimitHeaders,
@@ -106,20 +106,11 @@ function combined({ byAddress, byAccount }: Decisions): RateLimitDecision {
   };
 }
 
-/**
- * A refusal made before the attempt is known (a body that cannot be read or validated: 400, 413,
- * 415), given the address limit's headers, read without spending. With Redis not answering, the
- * refusal goes without them rather than become a 503.
- */
-export async function refusedBeforeAttempt(event: HttpEvent, problem: HttpProblem): Promise<HttpProblem> {
+/** The address limit's headers, read without spending: for a refusal made before the attempt is known (400, 413, 415). */
+export async function addressHeaders(event: HttpEvent): Promise<Record<string, string>> {
   const { login } = config().rateLimits;
-  try {
-    const byAddress = await checkRateLimit({ bucket: ADDRESS_BUCKET, identity: event.requestContext.http.sourceIp, policies: login.policies, peek: true });
-    Object.assign(problem.headers, rateLimitHeaders(combined({ byAddress })));
-  } catch {
-    // the refusal stands as it is
-  }
-  return problem;
+  const byAddress = await checkRateLimit({ bucket: ADDRESS_BUCKET, identity: event.requestContext.http.sourceIp, policies: login.policies, peek: true });
+  return rateLimitHeaders(combined({ byAddress }));
 }
 
 /** Admits one login attempt or throws the 429 problem; returns the headers for the response. */

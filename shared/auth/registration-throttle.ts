@@ -8,7 +8,6 @@
 
 import { config } from '../config.ts';
 import type { HttpEvent } from '../http.ts';
-import type { HttpProblem } from '../problem.ts';
 import { checkRateLimit, rateLimitedProblem, rateLimitHeaders, type RateLimitRequest } from '../rate-limit/limiter.ts';
 import { countRateLimitDecision } from '../telemetry/metrics.ts';
 
@@ -26,17 +25,9 @@ export async function admitRegistration(event: HttpEvent): Promise<Record<string
   return rateLimitHeaders(decision);
 }
 
-/**
- * A refusal made before the email is looked up (a body that cannot be read or validated), given
- * the address's headers, read without spending; without them when Redis does not answer.
- */
-export async function refusedBeforeLookup(event: HttpEvent, problem: HttpProblem): Promise<HttpProblem> {
-  try {
-    Object.assign(problem.headers, rateLimitHeaders(await checkRateLimit(throttle(event, true))));
-  } catch {
-    // the refusal stands as it is
-  }
-  return problem;
+/** The address's headers, read without spending: for a refusal made before the email is looked up. */
+export async function registrationHeaders(event: HttpEvent): Promise<Record<string, string>> {
+  return rateLimitHeaders(await checkRateLimit(throttle(event, true)));
 }
 
 /** Charges one "taken" answer to the address; returns the headers for the 409. */
