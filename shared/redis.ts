@@ -90,7 +90,11 @@ export function redisClusterOptions(url: URL): ClusterOptions {
   };
 }
 
-/** ioredis's two classes, passed in: the functions load ioredis on first connection, the tools at start. */
+/**
+ * ioredis's two classes, passed in: the functions load ioredis on first connection, the tools at
+ * start. `Cluster` is read only for a cluster: in the functions' bundles, reading it is what loads
+ * it (infra/bundling/plugins.cjs).
+ */
 export interface Ioredis {
   Redis: typeof Redis;
   Cluster: typeof Cluster;
@@ -103,14 +107,14 @@ export interface ClientChoice {
 }
 
 /** A client for `url` with the options above (not connected yet: `lazyConnect`), the one way to make one. */
-export function newRedisClient(url: URL, { cluster, overrides = {} }: ClientChoice, { Cluster, Redis }: Ioredis): RedisClient {
+export function newRedisClient(url: URL, { cluster, overrides = {} }: ClientChoice, ioredis: Ioredis): RedisClient {
   const seed = { host: url.hostname, port: Number(url.port || 6379) };
   if (!cluster) {
     const db = url.pathname.length > 1 ? Number(url.pathname.slice(1)) : undefined;
-    return new Redis({ ...redisClientOptions(url), ...overrides, ...seed, db });
+    return new ioredis.Redis({ ...redisClientOptions(url), ...overrides, ...seed, db });
   }
   const options = redisClusterOptions(url);
-  return new Cluster([seed], { ...options, redisOptions: { ...options.redisOptions, ...overrides } });
+  return new ioredis.Cluster([seed], { ...options, redisOptions: { ...options.redisOptions, ...overrides } });
 }
 
 function createClient(endpoint: RedisEndpoint, ioredis: Ioredis): RedisClient {

@@ -97,4 +97,46 @@ const ioredisWithoutSentinel = {
   },
 };
 
-module.exports = [builtinsByRequire, ioredisCommandsInDictionaryMode, largeJsonByJsonParse, ioredisWithoutSentinel];
+// ioredis-cluster-on-first-use: ioredis's index and its Redis class require its Cluster client at
+// import, with its options (which load node:dns), connection pool and subscribers: about 1 ms of
+// every cold start, for a class that only `REDIS_CLUSTER=true` deployments use. Both places
+// become getters that require it when `Cluster` is first read (shared/redis.ts reads it only for
+// a cluster). If ioredis changes those lines, the file is bundled unchanged, with a warning, and
+// the bundling test fails (test/integration/cold-start.test.ts).
+
+const CLUSTER_ON_FIRST_USE = [
+  {
+    file: /[\\/]node_modules[\\/]ioredis[\\/]built[\\/]index\.js$/,
+    replacements: [['var cluster_1 = require("./cluster");', 'var cluster_1 = { get default() { return require("./cluster").default; } };']],
+  },
+  {
+    file: /[\\/]node_modules[\\/]ioredis[\\/]built[\\/]Redis\.js$/,
+    replacements: [
+      ['const cluster_1 = require("./cluster");', ''],
+      // A setter as well: ioredis's index assigns `Cluster` before it defines its own getter.
+      [
+        'Redis.Cluster = cluster_1.default;',
+        'Object.defineProperty(Redis, "Cluster", { configurable: true, enumerable: true,\n' +
+          '  get() { return require("./cluster").default; },\n' +
+          '  set(value) { Object.defineProperty(Redis, "Cluster", { configurable: true, enumerable: true, writable: true, value }); } });',
+      ],
+    ],
+  },
+];
+const CLUSTER_WARNING = 'ioredis-cluster-on-first-use: ioredis no longer requires its Cluster as expected; left as it is';
+
+const ioredisClusterOnFirstUse = {
+  name: 'ioredis-cluster-on-first-use',
+  setup(build) {
+    for (const { file, replacements } of CLUSTER_ON_FIRST_USE) {
+      build.onLoad({ filter: file }, async (args) => {
+        let source = await readFile(args.path, 'utf8');
+        if (replacements.some(([from]) => source.split(from).length !== 2)) return { contents: source, loader: 'js', warnings: [{ text: CLUSTER_WARNING }] };
+        for (const [from, to] of replacements) source = source.replace(from, () => to);
+        return { contents: source, loader: 'js' };
+      });
+    }
+  },
+};
+
+module.exports = [builtinsByRequire, ioredisCommandsInDictionaryMode, largeJsonByJsonParse, ioredisWithoutSentinel, ioredisClusterOnFirstUse];

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lambdaBuildOptions, projectRoot } from '../../infra/bundling/options.ts';
 import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles/secrets-manager.ts';
 import { useEnvironment } from '../support/env.ts';
-import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import { startRedisCluster, startStandaloneRedis, type RedisServer } from '../support/redis.ts';
 import { callLogin, callRegister, uniqueEmail } from '../support/session.ts';
 
 const functionsDir = fileURLToPath(new URL('../../functions/', import.meta.url));
@@ -126,6 +126,15 @@ async function bundleEntry(name: string, entry: string): Promise<{ outfile: stri
   return { outfile, warnings: result.warnings };
 }
 
+/** Bundles ENTRY as deployed, runs it in a fresh process; what it prints (as JSON) and esbuild's warnings. */
+async function runBundled(name: string, entry: string): Promise<{ report: Record<string, unknown>; warnings: unknown[] }> {
+  const { outfile, warnings } = await bundleEntry(name, entry);
+  const report = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    execFile(process.execPath, [outfile], (error, stdout, stderr) => (error ? reject(new Error(`${error.message}: ${stderr}`)) : resolve(JSON.parse(stdout))));
+  });
+  return { report, warnings };
+}
+
 describe('ioredis as bundled for Lambda', () => {
   it('defines its commands on a prototype made a dictionary first, and leaves every command and nothing else there', async () => {
     const entry = "import { Redis } from 'ioredis'; export const names = Object.getOwnPropertyNames(Object.getPrototypeOf(Redis.prototype));";
@@ -188,15 +197,47 @@ describe('ioredis as bundled for Lambda', () => {
   });
 });
 
-describe('assert as bundled for Lambda', () => {
-  /** Bundles ENTRY as deployed, runs it in a fresh process and returns what it prints as JSON. */
-  async function runBundled(name: string, entry: string): Promise<Record<string, unknown>> {
-    const { outfile } = await bundleEntry(name, entry);
-    return new Promise((resolve, reject) => {
-      execFile(process.execPath, [outfile], (error, stdout, stderr) => (error ? reject(new Error(`${error.message}: ${stderr}`)) : resolve(JSON.parse(stdout))));
-    });
-  }
+describe("ioredis's Cluster client as bundled for Lambda", () => {
+  it('is loaded when Cluster is first read, not when ioredis is imported and a standalone client made', async () => {
+    const entry = `
+      // node:dns is loaded by the cluster's options and by nothing else here.
+      const loadedDns = () => process.moduleLoadList.includes('NativeModule dns');
+      const ioredis = await import('ioredis');
+      new ioredis.Redis({ lazyConnect: true }).disconnect();
+      const afterStandalone = loadedDns();
+      const Cluster = ioredis.Cluster;
+      process.stdout.write(JSON.stringify({ afterStandalone, afterRead: loadedDns(), cluster: typeof Cluster, same: ioredis.default.Cluster === Cluster }));`;
 
+    const { report, warnings } = await runBundled('cluster-on-first-use', entry);
+
+    // A warning means the installed ioredis no longer has the lines the plugin rewrites.
+    expect(warnings).toEqual([]);
+    expect(report).toEqual({ afterStandalone: false, afterRead: true, cluster: 'function', same: true });
+  });
+
+  it('still runs commands and scripts on a Redis Cluster', async () => {
+    const cluster = await startRedisCluster();
+    const entry = `import { Cluster } from 'ioredis';
+      export async function roundTrip(url) {
+        const client = new Cluster([url]);
+        try {
+          await client.set('{bundled}:key', 'value');
+          return [await client.get('{bundled}:key'), await client.eval('return redis.call("GET", KEYS[1])', 1, '{bundled}:key')];
+        } finally { client.disconnect(); }
+      }`;
+
+    try {
+      const { outfile } = await bundleEntry('cluster', entry);
+      const { roundTrip } = (await import(pathToFileURL(outfile).href)) as { roundTrip: (url: string) => Promise<string[]> };
+
+      expect(await roundTrip(cluster.url)).toEqual(['value', 'value']);
+    } finally {
+      await cluster.stop();
+    }
+  });
+});
+
+describe('assert as bundled for Lambda', () => {
   it("is not loaded when ioredis is imported, only when it is first used", async () => {
     const entry = `
       const loadedAssert = () => process.moduleLoadList.includes('NativeModule assert');
@@ -206,7 +247,7 @@ describe('assert as bundled for Lambda', () => {
       const error = new ParserError('bad reply', 'buffer', 3);
       process.stdout.write(JSON.stringify({ redis: typeof Redis, afterImport, afterUse: loadedAssert(), offset: error.offset }));`;
 
-    const report = await runBundled('assert-on-first-use', entry);
+    const { report } = await runBundled('assert-on-first-use', entry);
 
     expect(report).toEqual({ redis: 'function', afterImport: false, afterUse: true, offset: 3 });
   });
@@ -223,7 +264,7 @@ describe('assert as bundled for Lambda', () => {
         isAssertionError: thrown(() => assert.fail('x')) === 'AssertionError:ERR_ASSERTION',
       }));`;
 
-    const report = await runBundled('assert-behaviour', entry);
+    const { report } = await runBundled('assert-behaviour', entry);
 
     expect(report).toEqual({
       ok: 'none',
