@@ -1,10 +1,11 @@
 // POST /auth/login: email and password for a bearer token. Unknown email and wrong password get
-// the same 401 after the same scrypt work; repeated failures are throttled per account and per
-// client address (429 + Retry-After), and a success refills neither.
+// the same 401 after the same scrypt work; failures are throttled per account and per client
+// address (429 + Retry-After): each attempt reserves a unit of both, which a success gives back
+// (shared/auth/login-throttle.ts).
 
 import middy from '@middy/core';
 import * as z from 'zod/mini';
-import { addressHeaders, admitLoginAttempt, chargeFailedLogin, loginAttempt } from '#shared/auth/login-throttle.ts';
+import { addressHeaders, loginAttempt, reserveLoginAttempt } from '#shared/auth/login-throttle.ts';
 import { hashPassword, verifyPassword } from '#shared/auth/passwords.ts';
 import { drawSessionToken, startSession } from '#shared/auth/sessions.ts';
 import { emailDigest, findUserByEmail } from '#shared/auth/users.ts';
@@ -32,11 +33,11 @@ async function login(event: HttpEvent): Promise<HttpResult> {
   const { email, password } = await validateWithHeaders(LoginBody, () => event.jsonBody, () => addressHeaders(event));
   const accountDigest = emailDigest(email);
   const attempt = loginAttempt(event, accountDigest);
-  // The account is read alongside the limit check, in the same round trip; scrypt, the costly
+  // The account is read alongside the reservation, in the same round trip; scrypt, the costly
   // part, still waits for the attempt to be admitted. A refused attempt has only read a hash.
   const lookup = findUserByEmail(email);
   lookup.catch(() => {}); // awaited below, unless the attempt is refused first
-  const rateLimitHeaders = await admitLoginAttempt(attempt);
+  const reservation = await reserveLoginAttempt(attempt);
 
   const user = await lookup;
   const verifying = verifyPassword(password, user?.passwordHash);
@@ -45,11 +46,15 @@ async function login(event: HttpEvent): Promise<HttpResult> {
   const sessionToken = drawSessionToken(accountDigest);
   const verdict = await verifying;
   if (user === undefined || !verdict.ok) {
-    throw invalidCredentials(await chargeFailedLogin(attempt));
+    throw invalidCredentials(reservation.headers);
   }
 
   const rehashed = verdict.needsRehash ? await hashPassword(password) : undefined;
-  const { token, expiresAt } = await startSession(user, accountDigest, sessionToken, rehashed);
+  // Both in one round trip: the session written, the reserved units given back.
+  const [{ token, expiresAt }, rateLimitHeaders] = await Promise.all([
+    startSession(user, accountDigest, sessionToken, rehashed),
+    reservation.succeeded(),
+  ]);
   return json(
     200,
     { token, tokenType: 'Bearer', expiresAt: expiresAt.toISOString(), user: { id: user.id, email: user.email, name: user.name } },

@@ -4,7 +4,7 @@
 
 import middy from '@middy/core';
 import * as z from 'zod/mini';
-import { admitRegistration, chargeTakenEmail, registrationHeaders } from '#shared/auth/registration-throttle.ts';
+import { registrationHeaders, reserveRegistration } from '#shared/auth/registration-throttle.ts';
 import { createUser, isEmailTaken } from '#shared/auth/users.ts';
 import { hashPassword } from '#shared/auth/passwords.ts';
 import { config } from '#shared/config.ts';
@@ -34,13 +34,13 @@ async function register(event: HttpEvent): Promise<HttpResult> {
   // once, without the scrypt work.
   const taken = isEmailTaken(email);
   taken.catch(() => {}); // awaited below, unless the address is refused first
-  const rateLimitHeaders = await admitRegistration(event);
-  if (await taken) throw emailTaken(await chargeTakenEmail(event));
+  const reservation = await reserveRegistration(event);
+  if (await taken) throw emailTaken(reservation.headers);
   const passwordHash = await hashPassword(password);
   // Two registrations racing past the check: the atomic create lets exactly one win.
   const user = await createUser({ email, name: name ? name : null, passwordHash });
-  if (user === undefined) throw emailTaken(await chargeTakenEmail(event));
-  return json(201, { user }, rateLimitHeaders);
+  if (user === undefined) throw emailTaken(reservation.headers);
+  return json(201, { user }, await reservation.accountCreated());
 }
 
 export const handler = withRequestLogging(

@@ -1,15 +1,20 @@
 // Login throttling with the shared rate limiter, on two identities: the account (digest of the
 // normalised email) and the client address (API Gateway's sourceIp, not a spoofable header).
 // Both count failed attempts, as the contract says ("repeated failures for one email or one
-// client address"): both are peeked at before the password is checked, so a throttled login
-// answers 429 without any scrypt work, and both are charged one unit after a failure.
+// client address"). An attempt reserves one unit of each before the password is checked, and a
+// success gives both back:
 //
-// Why successes do not count against the address: many honest users share one address (an
-// office behind NAT, a school, `npm run dev` where every request comes from 127.0.0.1).
-// Why nothing is ever reset by a success: logging into one's own account must not refill the
+//   reserve address + account (one round trip) ─ either refused → give back the other → 429, no scrypt
+//        └ both admitted → scrypt ─ wrong → 401, the units stay spent
+//                                  └ right → give both back (with the session write) → 200
+//
+// Why reserve rather than charge after a failure: concurrent attempts would all pass a check made
+// before the first failure is charged, so a burst of parallel guesses could go far past the limit.
+// A reservation is spent atomically before any scrypt work; a burst gets exactly the limit.
+// Why successes do not count: many honest users share one address (an office behind NAT, a
+// school, `npm run dev` where every request comes from 127.0.0.1).
+// Why nothing else is given back on success: logging into one's own account must not refill the
 // budget an attacker spends on the address or on other accounts.
-// Concurrent attempts can all pass the peek before the first failure is charged; the function's
-// reserved concurrency bounds that overshoot to a handful of attempts.
 
 import { config, type RouteRateLimit } from '../config.ts';
 import type { HttpEvent } from '../http.ts';
@@ -19,6 +24,7 @@ import {
   checkRateLimit,
   rateLimitHeaders,
   rateLimitedProblem,
+  refundRateLimit,
   type RateLimitDecision,
   type RateLimitRequest,
 } from '../rate-limit/limiter.ts';
@@ -37,53 +43,34 @@ export function loginAttempt(event: HttpEvent, accountDigest: string): Attempt {
   return { address: event.requestContext.http.sourceIp, accountDigest };
 }
 
+/** Both limits of an attempt: its two rate-limit requests and their configuration. */
+function limitsOf({ address, accountDigest }: Attempt): Array<{ request: RateLimitRequest; limit: RouteRateLimit }> {
+  const { login, loginAccount } = config().rateLimits;
+  return [
+    { request: { bucket: ADDRESS_BUCKET, identity: address, policies: login.policies }, limit: login },
+    { request: { bucket: ACCOUNT_BUCKET, identity: accountDigest, policies: loginAccount.policies }, limit: loginAccount },
+  ];
+}
+
 /**
- * The limiter's decision, or undefined when Redis could not answer and the login route is
- * configured to fail open (the account lookup that follows will then tell whether Redis is back).
+ * The limiter's decision, or undefined when Redis could not answer and the limit is configured to
+ * fail open (the account lookup that follows will then tell whether Redis is back).
  */
-async function check(request: RateLimitRequest, limit: RouteRateLimit): Promise<RateLimitDecision | undefined> {
-  // Metrics count the admission checks (peeks), not the charges that follow a failed login.
-  const count = (outcome: string) => {
-    if (request.peek) countRateLimitDecision(request.bucket, outcome);
-  };
+async function reserve(request: RateLimitRequest, limit: RouteRateLimit): Promise<RateLimitDecision | undefined> {
   try {
     const decision = await checkRateLimit(request);
-    count(decision.allowed ? 'allowed' : 'refused');
+    countRateLimitDecision(request.bucket, decision.allowed ? 'allowed' : 'refused');
     return decision;
   } catch (error) {
-    if (limit.onRedisDown === 'open' && isHttpProblem(error) && error.status === 503) {
-      count('failed-open');
+    if (!isHttpProblem(error) || error.status !== 503) throw error;
+    if (limit.onRedisDown === 'open') {
+      countRateLimitDecision(request.bucket, 'failed-open');
       log.warn('login throttle skipped: Redis did not answer', { bucket: request.bucket });
       return undefined;
     }
-    if (isHttpProblem(error) && error.status === 503) count('failed-closed');
+    countRateLimitDecision(request.bucket, 'failed-closed');
     throw error;
   }
-}
-
-interface Decisions {
-  byAddress?: RateLimitDecision | undefined;
-  byAccount?: RateLimitDecision | undefined;
-}
-
-/**
- * Both checks. Admission peeks change nothing, so both go at once (one round trip, one script run
- * in a standalone Redis). Charges go one after the other: a refused address answers the 429
- * without touching the account's state.
- */
-async function checkBoth({ address, accountDigest }: Attempt, peek: boolean): Promise<Decisions> {
-  const { login, loginAccount } = config().rateLimits;
-  const checkAddress = () => check({ bucket: ADDRESS_BUCKET, identity: address, policies: login.policies, peek }, login);
-  const checkAccount = () => check({ bucket: ACCOUNT_BUCKET, identity: accountDigest, policies: loginAccount.policies, peek }, loginAccount);
-  let byAddress: RateLimitDecision | undefined;
-  let byAccount: RateLimitDecision | undefined;
-  if (peek) {
-    [byAddress, byAccount] = await Promise.all([checkAddress(), checkAccount()]);
-  } else {
-    byAddress = await checkAddress();
-    if (byAddress === undefined || byAddress.allowed) byAccount = await checkAccount();
-  }
-  return { byAddress, byAccount };
 }
 
 /** A policy's state under the name of what it limits: the two limits may have the same numbers. */
@@ -96,7 +83,7 @@ function labelled(decision: RateLimitDecision | undefined, label: string): Polic
  * `account-5-per-15m`), so that a client sees the one it is about to run out of; refused when
  * either refuses, with the longer Retry-After of the two (the shorter would only earn another 429).
  */
-function combined({ byAddress, byAccount }: Decisions): RateLimitDecision {
+function combined(byAddress: RateLimitDecision | undefined, byAccount?: RateLimitDecision): RateLimitDecision {
   const refusals = [byAddress, byAccount].filter((decision): decision is RateLimitDecision => decision !== undefined && !decision.allowed);
   return {
     allowed: refusals.length === 0,
@@ -106,22 +93,54 @@ function combined({ byAddress, byAccount }: Decisions): RateLimitDecision {
   };
 }
 
+/**
+ * Gives back the units of the admitted decisions; the state after, in their place (best effort:
+ * a refund that fails leaves the unit spent, the safe side, and its last known state).
+ */
+async function giveBack(decisions: Array<RateLimitDecision | undefined>, attempt: Attempt): Promise<Array<RateLimitDecision | undefined>> {
+  const limits = limitsOf(attempt);
+  return Promise.all(
+    decisions.map(async (decision, index) => {
+      if (decision === undefined || !decision.allowed) return decision;
+      try {
+        return await refundRateLimit(limits[index]!.request);
+      } catch (error) {
+        log.warn('login throttle: a reserved unit could not be given back', { bucket: limits[index]!.request.bucket, err: error });
+        return decision;
+      }
+    }),
+  );
+}
+
 /** The address limit's headers, read without spending: for a refusal made before the attempt is known (400, 413, 415). */
 export async function addressHeaders(event: HttpEvent): Promise<Record<string, string>> {
   const { login } = config().rateLimits;
   const byAddress = await checkRateLimit({ bucket: ADDRESS_BUCKET, identity: event.requestContext.http.sourceIp, policies: login.policies, peek: true });
-  return rateLimitHeaders(combined({ byAddress }));
+  return rateLimitHeaders(combined(byAddress));
 }
 
-/** Admits one login attempt or throws the 429 problem; returns the headers for the response. */
-export async function admitLoginAttempt(attempt: Attempt): Promise<Record<string, string>> {
-  const decision = combined(await checkBoth(attempt, true));
-  if (!decision.allowed) throw rateLimitedProblem(decision);
-  return rateLimitHeaders(decision);
+export interface LoginReservation {
+  /** The headers of a failed attempt's answer: its units stay spent. */
+  headers: Record<string, string>;
+  /** Gives the units back (the attempt succeeded); the headers of the success's answer. */
+  succeeded(): Promise<Record<string, string>>;
 }
 
-/** Charges one failed attempt to the address and to the account; returns the updated headers. */
-export async function chargeFailedLogin(attempt: Attempt): Promise<Record<string, string>> {
-  // An address that refuses the charge leaves the account unchecked, and so out of the headers.
-  return rateLimitHeaders(combined(await checkBoth(attempt, false)));
+/**
+ * Reserves one unit of the address's and of the account's limit for an attempt, both in one round
+ * trip, or throws the 429 problem (having given back whichever of the two was admitted).
+ */
+export async function reserveLoginAttempt(attempt: Attempt): Promise<LoginReservation> {
+  const decisions = await Promise.all(limitsOf(attempt).map(({ request, limit }) => reserve(request, limit)));
+  if (decisions.some((decision) => decision !== undefined && !decision.allowed)) {
+    const [byAddress, byAccount] = await giveBack(decisions, attempt);
+    throw rateLimitedProblem(combined(byAddress, byAccount));
+  }
+  return {
+    headers: rateLimitHeaders(combined(decisions[0], decisions[1])),
+    succeeded: async () => {
+      const [byAddress, byAccount] = await giveBack(decisions, attempt);
+      return rateLimitHeaders(combined(byAddress, byAccount));
+    },
+  };
 }

@@ -4,7 +4,10 @@
 // against this process's monotonic clock), never wall-clock instants, so clock skew cannot matter.
 //
 // Exact, not approximate: while a single unit does not fit, no request of any cost fits; other
-// containers can only spend more of the quota, never give it back.
+// containers can only spend more of the quota. The one exception is a refund (a reservation given
+// back, see `refundRateLimit`): made here, it forgets the block; made in another container, the
+// block here may outlast the quota's refusal by at most the wait it was remembered for, and errs
+// on the side of refusing.
 
 import { monotonicMs } from '../monotonic-clock.ts';
 import { policyState } from './gcra.ts';
@@ -65,6 +68,11 @@ export function recallBlock(bucket: string, identity: string, cost: number): Rat
     retryAfterMs,
     states: block.decision.states.map((state) => policyState(state.policy, Math.max(0, state.untilFullMs - elapsedMs) * 1000)),
   };
+}
+
+/** Forgets the block of one identity: units were given back to it (see `refundRateLimit`). */
+export function forgetBlock(bucket: string, identity: string): void {
+  blocks.delete(blockKey(bucket, identity));
 }
 
 /** Forgets every remembered block. */

@@ -6,12 +6,17 @@
 //   checkRateLimit ─ blocked here? ── yes → refused, no round trip
 //                          └ no → EVALSHA (≤ timeoutMs, 200 ms) ─ refused → remember until a unit fits
 //                                        └ too slow / down → throws a 503 problem (the caller picks open or closed)
+//
+// refundRateLimit gives back what an admitted check spent: reserve first, and return the units
+// when the attempt turns out not to count (a login that succeeds).
 
 import { config, type RateLimitPolicy } from '../config.ts';
 import { rateLimitKeys, rateLimitTag } from '../keys.ts';
+import { withRedis } from '../redis.ts';
 import { enqueue } from './batch.ts';
-import { recallBlock, rememberBlock } from './blocked.ts';
-import { policyState, waitUs, type PolicyState } from './gcra.ts';
+import { forgetBlock, recallBlock, rememberBlock } from './blocked.ts';
+import { withinTime } from './deadline.ts';
+import { policyState, runGcraRefund, waitUs, type PolicyState } from './gcra.ts';
 
 export { rateLimitHeaders, rateLimitedProblem } from './headers.ts';
 
@@ -77,6 +82,22 @@ export async function checkRateLimit(request: RateLimitRequest, options: CheckOp
     const check = { keys, policies, cost, peek: request.peek === true, settle, fail: reject };
     enqueue(check, options.timeoutMs ?? DEFAULT_CHECK_TIMEOUT_MS, config().redis.cluster ? rateLimitTag(identity) : undefined);
   });
+}
+
+/**
+ * Gives back `cost` units (default 1) that an admitted check of the same bucket and identity spent:
+ * the way to reserve quota before knowing whether an attempt counts. A reservation cannot be
+ * overtaken by concurrent attempts, as a check made only after the outcome would be. Returns the
+ * state after the refund (allowed, for the response's headers). Bounded in time as a check is.
+ */
+export async function refundRateLimit(request: RateLimitRequest, options: CheckOptions = {}): Promise<RateLimitDecision> {
+  const { bucket, identity, policies } = request;
+  const cost = request.cost ?? 1;
+  assertValid(request, cost);
+  const keys = rateLimitKeys(identity, bucket, namesOf(policies));
+  const reply = await withRedis((client) => withinTime(runGcraRefund(client, keys, policies, cost), options.timeoutMs ?? DEFAULT_CHECK_TIMEOUT_MS));
+  forgetBlock(bucket, identity);
+  return decode([1, ...reply], 0, policies, 0);
 }
 
 function decode(reply: number[], offset: number, policies: RateLimitPolicy[], cost: number): RateLimitDecision {

@@ -203,6 +203,38 @@ describe('POST /auth/login', () => {
       }
     });
 
+    it('refuses a burst of concurrent guesses from one address beyond its limit: no more than the limit are checked', async () => {
+      await environment({ RATE_LIMIT_LOGIN: '3/1h' });
+      const address = randomAddress();
+
+      const answers = await Promise.all(Array.from({ length: 10 }, () => callLogin({ email: uniqueEmail(), password: 'not the password' }, address)));
+
+      const statuses = answers.map((answer) => answer.statusCode).sort();
+      expect(statuses).toEqual([401, 401, 401, 429, 429, 429, 429, 429, 429, 429]);
+    });
+
+    it('refuses a burst of concurrent guesses at one account beyond its limit, whatever the addresses', async () => {
+      await environment({ RATE_LIMIT_LOGIN_ACCOUNT: '2/1h' });
+      const email = await registered();
+
+      const answers = await Promise.all(Array.from({ length: 8 }, () => callLogin({ email, password: 'not the password' }, randomAddress())));
+
+      const statuses = answers.map((answer) => answer.statusCode).sort();
+      expect(statuses).toEqual([401, 401, 429, 429, 429, 429, 429, 429]);
+    });
+
+    it('gives back the units of concurrent successful logins once each is done', async () => {
+      await environment({ RATE_LIMIT_LOGIN: '3/1h' });
+      const address = randomAddress();
+      const emails = [await registered(), await registered(), await registered()];
+      await Promise.all(emails.map((email) => callLogin({ email, password: PASSWORD }, address)));
+
+      const afterwards = await callLogin({ email: emails[0]!, password: PASSWORD }, address);
+
+      expect(afterwards.statusCode).toBe(200);
+      expect(afterwards.headers['ratelimit']).toMatch(/^"address-3-per-1h";r=3;t=0, /);
+    });
+
     it('does not count successful logins against the account', async () => {
       await environment({ RATE_LIMIT_LOGIN_ACCOUNT: '2/1h' });
       const email = await registered();

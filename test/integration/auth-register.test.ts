@@ -126,6 +126,29 @@ describe('POST /auth/register', () => {
       expect(answers).toEqual([201, 201, 201, 201, 201]);
     });
 
+    it('refuses a burst of concurrent "taken" probes beyond the limit: no more than the limit are told the email is taken', async () => {
+      await limited();
+      const address = randomAddress();
+      const taken = uniqueEmail();
+      await callRegister({ email: taken, password: PASSWORD });
+
+      const answers = await Promise.all(Array.from({ length: 8 }, () => callRegister({ email: taken, password: PASSWORD }, address)));
+
+      const statuses = answers.map((answer) => answer.statusCode).sort();
+      expect(statuses).toEqual([409, 409, 429, 429, 429, 429, 429, 429]);
+    });
+
+    it('does not count new accounts against the address even when they register at the same moment', async () => {
+      await limited();
+      const address = randomAddress();
+      await Promise.all([0, 1].map(() => callRegister({ email: uniqueEmail(), password: PASSWORD }, address)));
+
+      const afterwards = await callRegister({ email: uniqueEmail(), password: PASSWORD }, address);
+
+      expect(afterwards.statusCode).toBe(201);
+      expect(afterwards.headers['ratelimit']).toBe('"2-per-1h";r=2;t=0');
+    });
+
     it('answers an invalid body with the limit\'s headers, and spends nothing on it', async () => {
       await limited();
       const address = randomAddress();

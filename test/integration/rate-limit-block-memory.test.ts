@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RateLimitPolicy } from '../../shared/config.ts';
 import { MAX_REMEMBERED_BLOCKS, rememberBlock, rememberedBlockCount, recallBlock, forgetBlocks } from '../../shared/rate-limit/blocked.ts';
-import { checkRateLimit, type RateLimitDecision, type RateLimitRequest } from '../../shared/rate-limit/limiter.ts';
+import { checkRateLimit, refundRateLimit, type RateLimitDecision, type RateLimitRequest } from '../../shared/rate-limit/limiter.ts';
 import { useEnvironment } from '../support/env.ts';
 import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
 
@@ -44,6 +44,19 @@ describe('the in-process block memory', () => {
 
     expect(refusals.every((decision) => !decision.allowed && decision.retryAfterSeconds >= 3599)).toBe(true);
     expect(after - before).toBe(1); // the first INFO itself
+  });
+
+  it('forgets a block when units are given back to the identity, so the refunded unit can be used', async () => {
+    await useEnvironment({ REDIS_URL: redis.url });
+    const limited = request([{ name: '1-per-1h', limit: 1, windowMs: 3_600_000 }]);
+    await checkRateLimit(limited);
+    const refused = await checkRateLimit(limited); // remembered from now on
+
+    await refundRateLimit(limited);
+    const afterRefund = await checkRateLimit(limited);
+
+    expect(refused.allowed).toBe(false);
+    expect(afterRefund.allowed).toBe(true);
   });
 
   it('asks Redis again once the retry time has passed', async () => {

@@ -6,7 +6,7 @@ import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RateLimitPolicy } from '../../shared/config.ts';
 import { rateLimitKeys } from '../../shared/keys.ts';
-import { checkRateLimit, rateLimitHeaders, type RateLimitRequest } from '../../shared/rate-limit/limiter.ts';
+import { checkRateLimit, rateLimitHeaders, refundRateLimit, type RateLimitRequest } from '../../shared/rate-limit/limiter.ts';
 import { useEnvironment } from '../support/env.ts';
 import { startRedisCluster, startStandaloneRedis } from '../support/redis.ts';
 
@@ -141,6 +141,42 @@ describe.each(targets)('checkRateLimit on %s Redis', (_name, start) => {
 
     expect(outcomes).toEqual([true, true, true]);
     expect(await target.inspector.exists(rateLimitKeys(peeked.identity, 'test', ['1-per-1h'])[0]!)).toBe(0);
+  });
+
+  it('gives back what a check spent: a refunded unit is admitted again, and no more', async () => {
+    await useEnvironment(target.env);
+    const limited = request([policy(2, '1h', 3_600_000)]);
+    await checkTimes(2, limited);
+
+    const refund = await refundRateLimit(limited);
+    const outcomes = await checkTimes(2, limited);
+
+    expect(refund.allowed).toBe(true);
+    expect(refund.states[0]!.remaining).toBe(1);
+    expect(outcomes).toEqual([true, false]);
+  });
+
+  it('never fills a quota beyond full: a refund with nothing spent leaves no key and the limit as it was', async () => {
+    await useEnvironment(target.env);
+    const limited = request([policy(2, '1h', 3_600_000)]);
+
+    const refund = await refundRateLimit({ ...limited, cost: 5 });
+    const outcomes = await checkTimes(3, limited);
+
+    expect(refund.states[0]!.remaining).toBe(2);
+    expect(outcomes).toEqual([true, true, false]);
+  });
+
+  it('gives back to every policy of the check, and lets each key expire when its quota is full again', async () => {
+    await useEnvironment(target.env);
+    const twoPolicies = request([policy(3, '1m', 60_000), policy(10, '1h', 3_600_000)]);
+    await checkTimes(2, twoPolicies);
+
+    const refund = await refundRateLimit({ ...twoPolicies, cost: 2 });
+
+    expect(refund.states.map((state) => state.remaining)).toEqual([3, 10]);
+    const keys = rateLimitKeys(twoPolicies.identity, 'test', ['3-per-1m', '10-per-1h']);
+    expect(await Promise.all(keys.map((key) => target.inspector.exists(key)))).toEqual([0, 0]);
   });
 
   it('limits sub-second windows exactly and refills them within the window', async () => {
