@@ -6,18 +6,45 @@ import middy from '@middy/core';
 import * as z from 'zod/mini';
 import { registrationHeaders, reserveRegistration } from '#shared/auth/registration-throttle.ts';
 import { createUser, isEmailTaken } from '#shared/auth/users.ts';
-import { hashPassword } from '#shared/auth/passwords.ts';
+import { hashPassword, passwordLength } from '#shared/auth/passwords.ts';
 import { config } from '#shared/config.ts';
 import { httpBasics, json, withRequestLogging, type HttpEvent, type HttpResult } from '#shared/http.ts';
 import { HttpProblem } from '#shared/problem.ts';
 import { validateWithHeaders } from '#shared/validation.ts';
 
+const PASSWORD_LENGTH = { min: 12, max: 256 };
+
+/**
+ * Past this many UTF-16 units no password is short enough once normalised (NFKC composes at most
+ * 4 code points into one, each at most 2 units), so it is refused without normalising megabytes.
+ */
+const PASSWORD_MAX_UNITS = 8 * PASSWORD_LENGTH.max;
+
+/** Control characters, line separators and bidirectional overrides: a name is shown to people. */
+const UNSHOWABLE = /[\p{Cc}\u2028\u2029\u202A-\u202E\u2066-\u2069]/u;
+
 export const RegisterBody = z.strictObject({
   // Normalised before it is checked, so ` Ada@Example.org` is accepted as `ada@example.org`.
   email: z.string().check(z.trim(), z.toLowerCase(), z.maxLength(254), z.email()),
-  password: z.string().check(z.minLength(12), z.maxLength(256)),
+  // Counted as it is hashed (NFKC code points, see passwords.ts): 12 combining sequences that
+  // compose into 6 letters are a 6-letter password.
+  password: z.string().check(
+    z.refine((password) => password.length <= PASSWORD_MAX_UNITS && passwordLength(password) <= PASSWORD_LENGTH.max, {
+      message: `must have at most ${PASSWORD_LENGTH.max} characters`,
+      abort: true,
+    }),
+    z.refine((password) => passwordLength(password) >= PASSWORD_LENGTH.min, { message: `must have at least ${PASSWORD_LENGTH.min} characters` }),
+  ),
   // Blank or null: no name.
-  name: z.optional(z.nullable(z.string().check(z.trim(), z.maxLength(100)))),
+  name: z.optional(
+    z.nullable(
+      z.string().check(
+        z.trim(),
+        z.maxLength(100),
+        z.refine((name) => !UNSHOWABLE.test(name), { message: 'must not hold control characters, line separators or direction overrides' }),
+      ),
+    ),
+  ),
 });
 
 function emailTaken(headers: Record<string, string>): HttpProblem {
@@ -26,7 +53,9 @@ function emailTaken(headers: Record<string, string>): HttpProblem {
 
 async function register(event: HttpEvent): Promise<HttpResult> {
   if (!config().auth.registrationOpen) {
-    throw new HttpProblem(403, 'registration-closed', { detail: 'Registration is closed.' });
+    // With the limit's headers, as every answer of the route; best effort, as for a 400.
+    const headers = await registrationHeaders(event).catch(() => ({}));
+    throw new HttpProblem(403, 'registration-closed', { detail: 'Registration is closed.', headers });
   }
   // A refusal of the body carries the address's registration-limit headers.
   const { email, password, name } = await validateWithHeaders(RegisterBody, () => event.jsonBody, () => registrationHeaders(event));

@@ -9,7 +9,7 @@ import { log, withLogContext } from './logger.ts';
 import { monotonicMs } from './monotonic-clock.ts';
 import { HttpProblem, unavailable } from './problem.ts';
 import { isRedisUnavailableError } from './redis-errors.ts';
-import { assertWellFormedText } from './validation.ts';
+import { assertUniqueKeys, assertWellFormedText } from './validation.ts';
 import { flushTelemetry, startTelemetry } from './telemetry/export.ts';
 
 export interface HttpEvent extends APIGatewayProxyEventV2 {
@@ -112,6 +112,7 @@ function parseJsonBody(event: APIGatewayProxyEventV2, maxBytes: number): unknown
   // The text itself is valid UTF-8 (decoded strictly above): a lone surrogate can only come from a
   // \uD800-\uDFFF escape, so the walk through the parsed body runs only when there is one.
   if (SURROGATE_ESCAPE.test(text)) assertWellFormedText(body);
+  assertUniqueKeys(text);
   return body;
 }
 

@@ -94,6 +94,86 @@ function illFormedTextPath(body: unknown): PropertyKey[] | undefined {
   return undefined;
 }
 
+/** An object or array open at a point of the scan below, and where in it the scan is. */
+interface Container {
+  /** The keys seen so far; undefined for an array. */
+  keys?: Set<string>;
+  /** The object's current key, or the array's current index (counted only when asked for). */
+  member: PropertyKey;
+}
+
+const STRUCTURE = /["{}[\]]/g;
+const STRUCTURE_AND_COMMAS = /["{}[\],]/g;
+
+/** The index of the quote that closes the string opening at `open`. */
+function closingQuote(text: string, open: number): number {
+  for (let end = text.indexOf('"', open + 1); ; end = text.indexOf('"', end + 1)) {
+    let backslashes = 0;
+    while (text.charCodeAt(end - 1 - backslashes) === 0x5c) backslashes += 1;
+    if (backslashes % 2 === 0) return end;
+  }
+}
+
+function isFollowedByColon(text: string, from: number): boolean {
+  let at = from;
+  while (text[at] === ' ' || text[at] === '\t' || text[at] === '\n' || text[at] === '\r') at += 1;
+  return text[at] === ':';
+}
+
+/**
+ * Scans TEXT, valid JSON, for a key that appears twice in one object; its path, or undefined.
+ * Array indexes are counted only with `countIndexes` (commas are most of a long array of
+ * numbers): the fast scan finds whether there is a duplicate, a second one spells out where.
+ */
+function scanForDuplicateKey(text: string, countIndexes: boolean): PropertyKey[] | undefined {
+  const open: Container[] = [];
+  const tokens = new RegExp(countIndexes ? STRUCTURE_AND_COMMAS : STRUCTURE);
+  for (let match = tokens.exec(text); match !== null; match = tokens.exec(text)) {
+    const at = match.index;
+    const innermost = open.at(-1);
+    switch (text[at]) {
+      case '"': {
+        const end = closingQuote(text, at);
+        tokens.lastIndex = end + 1;
+        if (innermost?.keys === undefined || !isFollowedByColon(text, end + 1)) break;
+        const spelled = text.slice(at + 1, end);
+        // "a" and "\u0061" are one key: escapes are compared as JSON.parse reads them.
+        const key = spelled.includes('\\') ? (JSON.parse(text.slice(at, end + 1)) as string) : spelled;
+        if (innermost.keys.has(key)) return [...open.slice(0, -1).map((container) => container.member), key];
+        innermost.keys.add(key);
+        innermost.member = key;
+        break;
+      }
+      case '{':
+        open.push({ keys: new Set(), member: '' });
+        break;
+      case '[':
+        open.push({ member: 0 });
+        break;
+      case ',':
+        if (innermost !== undefined && innermost.keys === undefined) innermost.member = (innermost.member as number) + 1;
+        break;
+      default: // a closing bracket
+        open.pop();
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Refuses a JSON body with a key twice in one object (`{"email": 1, "email": "a@b.co"}`): JSON.parse
+ * keeps the last value, another reader (a proxy, a firewall, an audit log) may keep the first, and
+ * the request it checked would not be the one served. TEXT has been parsed already (valid JSON).
+ */
+export function assertUniqueKeys(text: string): void {
+  if (!text.includes('{') || scanForDuplicateKey(text, false) === undefined) return;
+  const path = scanForDuplicateKey(text, true)!;
+  throw new HttpProblem(400, 'validation', {
+    detail: 'The request body is not valid.',
+    errors: [{ path: pathOf(path), message: 'appears more than once in its object' }],
+  });
+}
+
 /**
  * Refuses a parsed JSON body that holds a lone surrogate (`"\ud800"`): valid JSON, but no text,
  * which Claude or an embeddings API would refuse (a 502 here) and a cache key would carry.

@@ -30,14 +30,27 @@ function configuredParameters(): ScryptParameters {
   return { log2N: config().auth.passwordScryptLog2N, r: BLOCK_SIZE, p: PARALLELISM };
 }
 
+/** NFKC: the same password typed on two keyboards (composed or decomposed accents) is one password. */
+function normalised(password: string): string {
+  return password.normalize('NFKC');
+}
+
+/**
+ * A password's length in characters (code points) as it is hashed, which is what a minimum length
+ * protects: `e` + combining acute six times is the 6-character `éééééé`, not 12 characters.
+ */
+export function passwordLength(password: string): number {
+  let count = 0;
+  for (const _ of normalised(password)) count += 1;
+  return count;
+}
+
 function derive(password: string, salt: Buffer, keyBytes: number, { log2N, r, p }: ScryptParameters): Promise<Buffer> {
   const N = 2 ** log2N;
   // scrypt needs 128·N·r bytes; Node's default ceiling (32 MiB) is below N = 2^17.
   const maxmem = 2 * 128 * N * r;
-  // NFKC: the same password typed on two keyboards (composed or decomposed accents) is one password.
-  const normalised = password.normalize('NFKC');
   return new Promise((resolve, reject) => {
-    scrypt(normalised, salt, keyBytes, { N, r, p, maxmem }, (error, key) => (error ? reject(error) : resolve(key)));
+    scrypt(normalised(password), salt, keyBytes, { N, r, p, maxmem }, (error, key) => (error ? reject(error) : resolve(key)));
   });
 }
 

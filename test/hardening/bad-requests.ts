@@ -5,7 +5,7 @@
 //
 // Every generated request is invalid by construction (the bodies that would be accepted are the
 // route's `valid` body and nothing it can shrink to), so a 2xx is as much a failure as a 5xx.
-// Several generators hide a *valid* body behind the fault (under `__proto__`, before a duplicate
+// Several generators hide a *valid* body behind the fault (under `__proto__`, beside a duplicate
 // key, around invalid bytes, behind a wrong content type): a lenient parser would accept those.
 
 import { randomUUID } from 'node:crypto';
@@ -124,14 +124,18 @@ function prototypeKeys(route: BodyRoute): fc.Arbitrary<BadRequest> {
 /** Values no field of any route accepts (a number is not even a token array on its own). */
 const wrongForEveryField = fc.oneof(fc.integer(), fc.boolean(), fc.constant({}));
 
-/** The valid body followed by a duplicate of one of its fields with a bad value (JSON.parse keeps the last). */
+/**
+ * The valid body with one of its fields given twice, once with a bad value, in either order: the
+ * bad value last (what JSON.parse keeps) or first (what a reader keeping the first value would see).
+ */
 function duplicateKeys(route: BodyRoute): fc.Arbitrary<BadRequest> {
-  return fc.record({ value: wrongForEveryField, pick: fc.nat() }).map(({ value, pick }) => {
+  return fc.record({ value: wrongForEveryField, pick: fc.nat(), badFirst: fc.boolean() }).map(({ value, pick, badFirst }) => {
     const valid = route.valid();
     const fields = Object.keys(valid);
     const field = fields[pick % fields.length]!;
-    const text = `${JSON.stringify(valid).slice(0, -1)},${JSON.stringify(field)}:${JSON.stringify(value)}}`;
-    return body(`duplicate key ${field}`, text, {}, { status: 400 });
+    const duplicate = `${JSON.stringify(field)}:${JSON.stringify(value)}`;
+    const text = badFirst ? `{${duplicate},${JSON.stringify(valid).slice(1)}` : `${JSON.stringify(valid).slice(0, -1)},${duplicate}}`;
+    return body(`duplicate key ${field}${badFirst ? ', bad value first' : ''}`, text, {}, { status: 400 });
   });
 }
 

@@ -193,6 +193,45 @@ describe('POST /auth/register', () => {
 
     expect(response.statusCode).toBe(403);
     expect(response.json).toMatchObject({ status: 403, type: expect.stringContaining('registration-closed') });
+    expect(response.headers['ratelimit-policy']).toBeDefined();
+    expect(await storedAccount(email)).toEqual({});
+  });
+
+  it('counts a password as it is hashed: twelve combining sequences that compose into six letters are six characters', async () => {
+    await fastHashing();
+    const email = uniqueEmail();
+
+    const decomposed = await callRegister({ email, password: 'e\u0301'.repeat(6) });
+    const jamo = await callRegister({ email, password: '\u1100\u1161\u11a8'.repeat(4) });
+
+    for (const response of [decomposed, jamo]) {
+      expect(response.statusCode).toBe(400);
+      expect(response.json.errors).toEqual([{ path: 'password', message: 'must have at least 12 characters' }]);
+    }
+    expect(await storedAccount(email)).toEqual({});
+  });
+
+  it('accepts a password of twelve accented letters however they are typed', async () => {
+    await fastHashing();
+
+    const answer = await callRegister({ email: uniqueEmail(), password: 'e\u0301'.repeat(12) });
+
+    expect(answer.statusCode).toBe(201);
+  });
+
+  it.each([
+    ['a control character', 'Ada\u0000'],
+    ['an escape sequence', '\u001b[2JAda'],
+    ['a line break', 'Ada\nLovelace'],
+    ['a right-to-left override', 'Ada\u202eecalevoL'],
+  ])('refuses a name holding %s: names are shown to people', async (_, name) => {
+    await fastHashing();
+    const email = uniqueEmail();
+
+    const response = await callRegister({ email, password: PASSWORD, name });
+
+    expect(response.statusCode).toBe(400);
+    expect(response.json.errors).toEqual([{ path: 'name', message: 'must not hold control characters, line separators or direction overrides' }]);
     expect(await storedAccount(email)).toEqual({});
   });
 

@@ -95,6 +95,28 @@ describe('the HTTP basics of every route', () => {
     expect(response.json.errors[0].path).toBe(Array(1000).fill('0').join('.'));
   });
 
+  it('answers 400 naming the key for a key given twice in one object, whichever value comes last', async () => {
+    const response = await post('{"messages":[{"role":"user","content":"hi","role":"assistant"}]}', { 'content-type': 'application/json' });
+
+    expect(response.statusCode).toBe(400);
+    expect(response.json.errors).toEqual([{ path: 'messages.0.role', message: 'appears more than once in its object' }]);
+  });
+
+  it('takes a key spelled with escapes as the key it spells: "\\u0065mail" is a second "email"', async () => {
+    const response = await post('{"email":"a@b.co","\\u0065mail":"c@d.co"}', { 'content-type': 'application/json' });
+
+    expect(response.statusCode).toBe(400);
+    expect(response.json.errors).toEqual([{ path: 'email', message: 'appears more than once in its object' }]);
+  });
+
+  it('accepts the same key in different objects, and key-like text inside strings', async () => {
+    const text = '{"a":{"k":1},"b":{"k":2},"s":"{\\"k\\":1,\\"k\\":2}"}';
+
+    const response = await post(text, { 'content-type': 'application/json' });
+
+    expect(response.json).toEqual({ received: JSON.parse(text) });
+  });
+
   it('accepts a surrogate pair written as two escapes: one emoji', async () => {
     const response = await post('{"text":"\\ud83d\\ude00"}', { 'content-type': 'application/json' });
 
