@@ -6,7 +6,7 @@
 // Retry-After is short and the retry still fits before the deadline.
 //
 // What the client sees when Claude fails (nothing of it is cached):
-//   Claude 429                   → 429 upstream-rate-limited   Retry-After: Claude's
+//   Claude 429                   → 429 upstream-rate-limited   Retry-After: Claude's, else 5 (a 429 always says when)
 //   Claude 529 (overloaded)      → 503 upstream-overloaded     Retry-After: Claude's, else 5
 //   Claude 503 (unavailable)     → 503 upstream-unavailable    Retry-After: Claude's, else 5
 //   Claude other 5xx, bad reply, network → 502 upstream-error  Retry-After: Claude's, if any
@@ -201,7 +201,7 @@ function toProblem(outcome: Exclude<Attempt, { kind: 'answer' }>): HttpProblem {
   if (status === 429) {
     return new HttpProblem(429, 'upstream-rate-limited', {
       detail: 'Claude is rate limiting this service; try again later.',
-      ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
+      retryAfterSeconds: retryAfterSeconds ?? DEFAULT_RETRY_AFTER_SECONDS,
       cause,
     });
   }

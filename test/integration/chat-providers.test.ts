@@ -144,6 +144,16 @@ describe('the Anthropic provider (thin client)', () => {
     expect(double.calls).toBe(1);
   });
 
+  it('passes a Claude 429 that names no wait on with a Retry-After of its own: a 429 always says when', async () => {
+    double.script({ status: 429 });
+
+    const problem = await problemOf(claude().complete(question, inSeconds(5)));
+
+    expect(problem.status).toBe(429);
+    expect(problem.headers['Retry-After']).toBe('5');
+    expect(double.calls).toBe(1);
+  });
+
   it('retries once after a 529 with a short Retry-After and returns the answer', async () => {
     double.script({ status: 529, retryAfterMs: 50 });
 
