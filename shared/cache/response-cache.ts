@@ -19,7 +19,9 @@
 // calls uncacheable (refusals); a failure of the computation is only shared, for a few seconds,
 // with the identical requests that were waiting for it (see single-flight.ts).
 // `Cache-Control: no-cache` (or `max-age=0`, or `Pragma: no-cache` without Cache-Control) skips
-// the read; the fresh answer is still stored. Redis down: 503
+// the read; the fresh answer is still stored. `Cache-Control: no-store` keeps the answer to the
+// request out of the cache (RFC 9111 §5.2.1.5: a client sending text it wants kept nowhere); a
+// stored answer to the same question may still be served. Redis down: 503
 // (from withRedis), or an uncached answer when configured.
 
 import type { MiddlewareObj } from '@middy/core';
@@ -68,6 +70,8 @@ interface Lookup<Q> {
   keys: FlightOptions['keys'];
   /** Skip the read: the client asked for a fresh answer. */
   fresh: boolean;
+  /** Store nothing computed for this request: the client asked for no copy to be kept. */
+  noStore: boolean;
   read?: Promise<string | null>;
 }
 
@@ -94,6 +98,8 @@ function wantsFresh(event: HttpEvent): boolean {
   return /(^|,)\s*no-cache\s*(,|$)/i.test(header(event, 'pragma') ?? '');
 }
 
+const NO_STORE = /(^|,)\s*no-store\s*(,|$)/i;
+
 export function responseCache<E extends HttpEvent, Q, A>(options: ResponseCacheOptions<E, Q, A>): ResponseCache<E, Q, A> {
   const lookups = new WeakMap<E, Lookup<Q>>();
 
@@ -105,7 +111,7 @@ export function responseCache<E extends HttpEvent, Q, A>(options: ResponseCacheO
     const owner = options.scope() === 'global' ? '*' : options.owner(event);
     if (owner === undefined) throw new Error(`response cache ${options.name}: user scope needs a signed-in user`);
     const keys = responseCacheKeys(options.name, digest(JSON.stringify([owner, question])));
-    const lookup: Lookup<Q> = { question, keys, fresh: wantsFresh(event) };
+    const lookup: Lookup<Q> = { question, keys, fresh: wantsFresh(event), noStore: NO_STORE.test(header(event, 'cache-control') ?? '') };
     lookups.set(event, lookup);
     return lookup;
   }
@@ -150,7 +156,7 @@ export function responseCache<E extends HttpEvent, Q, A>(options: ResponseCacheO
         compute: async () => {
           const deadline = Math.min(Date.now() + budgetMs, requestEnd);
           computed = await compute(lookup.question, event, { deadline });
-          return { value: JSON.stringify(computed), store: options.isCacheable(computed) };
+          return { value: JSON.stringify(computed), store: !lookup.noStore && options.isCacheable(computed) };
         },
       });
 

@@ -153,6 +153,29 @@ describe('POST /chat', () => {
       expect(cached.headers['x-cache']).toBe('HIT');
     });
 
+    it('stores nothing of a request sent with Cache-Control: no-store: the next identical question is a miss', async () => {
+      const body = newQuestion();
+
+      const private_ = await ask('ana', body, { 'cache-control': 'no-store' });
+      const next = await ask('ana', body);
+
+      expect(private_.statusCode).toBe(200);
+      expect(private_.headers['x-cache']).toBe('MISS');
+      expect(next.headers['x-cache']).toBe('MISS');
+      expect(next.json.id).not.toBe(private_.json.id);
+      expect(double.calls).toBe(2);
+    });
+
+    it('still serves an answer stored earlier to a request sent with Cache-Control: no-store', async () => {
+      const body = newQuestion();
+      const first = await ask('ana', body);
+
+      const again = await ask('ana', body, { 'cache-control': 'no-store' });
+
+      expect(again.headers['x-cache']).toBe('HIT');
+      expect(again.json.id).toBe(first.json.id);
+    });
+
     it('forgets answers after CACHE_TTL_SECONDS', async () => {
       await environment({ CACHE_TTL_SECONDS: '1' });
       const body = newQuestion();
