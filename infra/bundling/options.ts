@@ -16,6 +16,12 @@ interface PluginSettings {
   packager: string;
   /** A module exporting the plugins, relative to the project root (esbuild takes the plugins themselves). */
   plugins: string;
+  /**
+   * What `npm run dev` rebuilds on: the functions' sources only. The default (every .js and .ts
+   * file of the project) rebuilt on any file a test or a tool wrote, and the rebuild ended the
+   * requests in flight with serverless-offline's time-out.
+   */
+  watch: { pattern: string[]; ignore: string[] };
 }
 
 function deployedSettings(): Omit<BuildOptions, 'plugins'> & PluginSettings {
@@ -24,7 +30,7 @@ function deployedSettings(): Omit<BuildOptions, 'plugins'> & PluginSettings {
 
 /** The deployed esbuild options, relative paths (the `alias` of `debug`, the plugins) resolved from the project root. */
 export function lambdaBuildOptions(): BuildOptions {
-  const { outputFileExtension: _extension, exclude: _exclude, packager: _packager, plugins, ...options } = deployedSettings();
+  const { outputFileExtension: _extension, exclude: _exclude, packager: _packager, watch: _watch, plugins, ...options } = deployedSettings();
   const loadPlugins = createRequire(import.meta.url);
   return { ...options, plugins: loadPlugins(`${projectRoot}${plugins}`) as Plugin[], absWorkingDir: projectRoot, logLevel: 'error' };
 }
