@@ -1,5 +1,5 @@
 // POST /auth/logout: ends the session of the bearer token (204); with `?all=true`, every session
-// of its user, in one atomic step. Any request body is ignored.
+// of its user, in one atomic step. Any other query parameter is a 400; any request body is ignored.
 
 import middy from '@middy/core';
 import { authenticate, type AuthenticatedEvent } from '#shared/auth/middleware.ts';
@@ -7,14 +7,22 @@ import { endAllSessions, endSession } from '#shared/auth/sessions.ts';
 import { httpBasics, withRequestLogging, type HttpResult } from '#shared/http.ts';
 import { HttpProblem } from '#shared/problem.ts';
 
+function invalidQuery(path: string, message: string): HttpProblem {
+  return new HttpProblem(400, 'validation', { detail: 'The query is not valid.', errors: [{ path, message }] });
+}
+
+/**
+ * `?all=true` or not. Any other parameter is refused rather than ignored: a client that misspells
+ * it (`?All=true`, `?logoutAll=1`) must not believe every session ended when only one did.
+ */
 function wantsAll(event: AuthenticatedEvent): boolean {
-  const all = event.queryStringParameters?.all;
+  const query = event.queryStringParameters ?? {};
+  const unknown = Object.keys(query).find((name) => name !== 'all');
+  if (unknown !== undefined) throw invalidQuery(unknown, 'is not a known parameter: the one parameter is `all` (true or false)');
+  const { all } = query;
   if (all === undefined || all === 'false' || all === '0') return false;
   if (all === 'true' || all === '1') return true;
-  throw new HttpProblem(400, 'validation', {
-    detail: 'The query is not valid.',
-    errors: [{ path: 'all', message: 'must be true or false' }],
-  });
+  throw invalidQuery('all', 'must be true or false');
 }
 
 async function logout(event: AuthenticatedEvent): Promise<HttpResult> {

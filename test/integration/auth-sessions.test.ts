@@ -147,6 +147,21 @@ describe('sessions: GET /auth/session, POST /auth/logout and the bearer middlewa
     expect((await callSession(token)).statusCode).toBe(200);
   });
 
+  it.each<Record<string, string>>([{ All: 'true' }, { logoutAll: '1' }, { all: 'true', everywhere: 'yes' }])(
+    'refuses a query parameter it does not know (%o) with 400 naming it, ending nothing',
+    async (query) => {
+      await environment();
+      const { token, user, password } = await signUpAndLogIn();
+      const other = (await callLogin({ email: user.email, password })).json.token as string;
+
+      const response = await callLogout(token, query);
+
+      expect(response.statusCode).toBe(400);
+      expect(response.json.errors).toEqual([{ path: Object.keys(query).find((name) => name !== 'all'), message: expect.stringContaining('not a known parameter') }]);
+      expect([(await callSession(token)).statusCode, (await callSession(other)).statusCode]).toEqual([200, 200]);
+    },
+  );
+
   describe('refuses with 401 and WWW-Authenticate: Bearer, the problem saying which fault', () => {
     const wellFormedButUnknown = randomBytes(32).toString('base64url');
     const cases: Array<[string, Record<string, string>, 'unauthorized' | 'invalid-token']> = [
