@@ -22,6 +22,15 @@ export function withLogContext<T>(fields: LogContext, fn: () => T): T {
 }
 
 /**
+ * Runs `fn` outside any request's context. What it sets up outlives the request that happened to
+ * create it (the container's Redis connection): its later events are logged without that
+ * request's id, which would send whoever traces them to the wrong request.
+ */
+export function outsideRequests<T>(fn: () => T): T {
+  return context.exit(fn);
+}
+
+/**
  * Adds `fields` to every later log line of the current request, its final `request` line
  * included (e.g. the cache outcome). Outside a request it does nothing.
  */

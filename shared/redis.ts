@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import { config, ConfigError } from './config.ts';
-import { log, registerSecret } from './logger.ts';
+import { log, outsideRequests, registerSecret } from './logger.ts';
 import { HttpProblem, unavailable } from './problem.ts';
 import { describeRedisUrl, resolveRedisEndpoint, type RedisEndpoint } from './redis-endpoint.ts';
 import { isCluster } from './redis-cluster.ts';
@@ -131,27 +131,32 @@ async function connect(refreshSecret: boolean): Promise<Connection> {
   let loading: Promise<Ioredis> | undefined;
   const loadIoredis = () => (loading ??= import('ioredis'));
   const endpoint = await resolveRedisEndpoint({ refresh: refreshSecret, whileWaiting: loadIoredis });
-  const client = createClient(endpoint, await loadIoredis());
-  latestClient = client;
-  const connection: Connection = { client, endpoint, authRejected: false };
-  let lastLogged = '';
-  client.on('error', (error: Error) => {
-    if (AUTH_ERROR.test(error.message)) connection.authRejected = true;
-    // One line per distinct failure, not one per reconnect attempt.
-    if (error.message !== lastLogged) {
-      lastLogged = error.message;
-      log.warn('redis connection error', { endpoint: describeRedisUrl(endpoint.url), err: error });
-    }
-  });
-  client.on('ready', () => {
-    connection.authRejected = false;
-    lastLogged = '';
-  });
-  client.connect().catch(() => {
-    // Reported through the error event; commands wait in the bounded offline queue meanwhile.
-  });
+  const ioredis = await loadIoredis();
   log.debug('redis client created', { endpoint: describeRedisUrl(endpoint.url), cluster: config().redis.cluster });
-  return connection;
+  // The connection serves every later request of the container: its sockets and their events
+  // belong to none of them.
+  return outsideRequests(() => {
+    const client = createClient(endpoint, ioredis);
+    latestClient = client;
+    const connection: Connection = { client, endpoint, authRejected: false };
+    let lastLogged = '';
+    client.on('error', (error: Error) => {
+      if (AUTH_ERROR.test(error.message)) connection.authRejected = true;
+      // One line per distinct failure, not one per reconnect attempt.
+      if (error.message !== lastLogged) {
+        lastLogged = error.message;
+        log.warn('redis connection error', { endpoint: describeRedisUrl(endpoint.url), err: error });
+      }
+    });
+    client.on('ready', () => {
+      connection.authRejected = false;
+      lastLogged = '';
+    });
+    client.connect().catch(() => {
+      // Reported through the error event; commands wait in the bounded offline queue meanwhile.
+    });
+    return connection;
+  });
 }
 
 function connection(refreshSecret = false): Promise<Connection> {

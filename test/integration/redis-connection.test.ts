@@ -108,6 +108,31 @@ describe('the Redis connection of a container', () => {
     await restartable.stop();
   });
 
+  it("logs the connection's later failures without the id of the request that happened to create it", async () => {
+    const restartable = await startStandaloneRedis();
+    await useEnvironment({ REDIS_URL: restartable.url, LOG_LEVEL: 'warn' });
+    const first = await checkHealth();
+    const output = captureOutput();
+
+    try {
+      await restartable.kill();
+      await new Promise((resolve) => setTimeout(resolve, 300)); // a reconnect attempt fails meanwhile
+    } finally {
+      output.restore();
+      await restartable.stop();
+    }
+
+    const failure = output
+      .text()
+      .split('\n')
+      .filter((line) => line.includes('redis connection error'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(first.statusCode).toBe(200);
+    expect(failure.length).toBeGreaterThan(0);
+    expect(failure.map((line) => line['requestId'])).toEqual(failure.map(() => undefined));
+    expect(output.text()).not.toContain(first.headers['x-request-id']);
+  });
+
   describe('behind a socket that goes silent', () => {
     let proxy: TcpProxy;
     beforeAll(async () => {
