@@ -131,7 +131,15 @@ export interface LoginReservation {
  * trip, or throws the 429 problem (having given back whichever of the two was admitted).
  */
 export async function reserveLoginAttempt(attempt: Attempt): Promise<LoginReservation> {
-  const decisions = await Promise.all(limitsOf(attempt).map(({ request, limit }) => reserve(request, limit)));
+  const outcomes = await Promise.allSettled(limitsOf(attempt).map(({ request, limit }) => reserve(request, limit)));
+  const decisions = outcomes.map((outcome) => (outcome.status === 'fulfilled' ? outcome.value : undefined));
+  const failure = outcomes.find((outcome) => outcome.status === 'rejected');
+  if (failure !== undefined) {
+    // One limit could not be checked (Redis down, in a cluster where the two live apart): the
+    // attempt is not made, so the unit the other may have spent goes back.
+    await giveBack(decisions, attempt);
+    throw failure.reason;
+  }
   if (decisions.some((decision) => decision !== undefined && !decision.allowed)) {
     const [byAddress, byAccount] = await giveBack(decisions, attempt);
     throw rateLimitedProblem(combined(byAddress, byAccount));

@@ -3,7 +3,7 @@
 
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { authShard, digest, sessionKey, userKey, userSessionsKey } from '../../shared/keys.ts';
+import { authShard, digest, rateLimitKeys, sessionKey, userKey, userSessionsKey } from '../../shared/keys.ts';
 import { useEnvironment } from '../support/env.ts';
 import { startRedisCluster, type RedisCluster } from '../support/redis.ts';
 import { callLogin, callLogout, callRegister, callSession, randomAddress, signUpAndLogIn, uniqueEmail } from '../support/session.ts';
@@ -20,6 +20,19 @@ describe('auth on a Redis Cluster', () => {
 
   const environment = (vars: Record<string, string> = {}) =>
     useEnvironment({ REDIS_URL: cluster.url, REDIS_CLUSTER: 'true', PASSWORD_SCRYPT_LOG2N: '14', ...vars });
+
+  /** The master node that serves KEY's slot. */
+  async function nodeServing(key: string): Promise<RedisCluster['nodes'][number]> {
+    const slot = await slotOf(key);
+    const node = new Redis(cluster.nodes[0]!.port, '127.0.0.1');
+    try {
+      const ranges = await node.cluster('SLOTS');
+      const port = ranges.find(([from, to]) => slot >= from && slot <= to)![2]![1];
+      return cluster.nodes.find((server) => server.port === port)!;
+    } finally {
+      node.disconnect();
+    }
+  }
 
   async function slotOf(key: string): Promise<number> {
     const node = new Redis(cluster.nodes[0]!.port, '127.0.0.1');
@@ -88,6 +101,35 @@ describe('auth on a Redis Cluster', () => {
     const refused = await callLogin({ email: user.email, password }, randomAddress());
 
     expect(refused.statusCode).toBe(429);
+  });
+
+  it('gives the address its unit back when the account limit, on another node, cannot be checked', async () => {
+    await environment({ RATE_LIMIT_LOGIN: '2/1h', RATE_LIMIT_LOGIN_ACCOUNT: '5/1h' });
+    const address = randomAddress();
+    const addressNode = await nodeServing(rateLimitKeys(address, 'login:address', ['2-per-1h'])[0]!);
+    let email = uniqueEmail();
+    let accountNode = await nodeServing(rateLimitKeys(digest(email), 'login:account', ['5-per-1h'])[0]!);
+    while (accountNode === addressNode) {
+      email = uniqueEmail();
+      accountNode = await nodeServing(rateLimitKeys(digest(email), 'login:account', ['5-per-1h'])[0]!);
+    }
+
+    // A 400 reads the address's state without spending; it also has the client learn the cluster's
+    // layout, which a frozen seed node would otherwise stall.
+    const before = await callLogin({ email }, address);
+
+    // Frozen for one attempt, well within the cluster's node time-out: the account check times out.
+    accountNode.process.kill('SIGSTOP');
+    let attempt;
+    try {
+      attempt = await callLogin({ email, password: 'a guess at the password' }, address);
+    } finally {
+      accountNode.process.kill('SIGCONT');
+    }
+    const afterwards = await callLogin({ email }, address);
+
+    expect(attempt.statusCode).toBe(503);
+    expect([before.headers['ratelimit'], afterwards.headers['ratelimit']]).toEqual(Array(2).fill('"address-2-per-1h";r=2;t=0'));
   });
 
   it('serves many sessions at once, their keys spread over the nodes', async () => {
