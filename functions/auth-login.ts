@@ -1,6 +1,6 @@
 // POST /auth/login: email and password for a bearer token. Unknown email and wrong password get
 // the same 401 after the same scrypt work; failures are throttled per account and per client
-// address (429 + Retry-After): each attempt reserves a unit of both, which a success gives back
+// address (429 + Retry-After): each attempt holds a unit of both, which only a failure keeps
 // (shared/auth/login-throttle.ts).
 
 import middy from '@middy/core';
@@ -46,7 +46,7 @@ async function login(event: HttpEvent): Promise<HttpResult> {
   const sessionToken = drawSessionToken(accountDigest);
   const verdict = await verifying;
   if (user === undefined || !verdict.ok) {
-    throw invalidCredentials(reservation.headers);
+    throw invalidCredentials(await reservation.failed());
   }
 
   const rehashed = verdict.needsRehash ? await hashPassword(password) : undefined;

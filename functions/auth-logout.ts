@@ -22,7 +22,8 @@ function wantsAll(event: AuthenticatedEvent): boolean {
   const { all } = query;
   if (all === undefined || all === 'false' || all === '0') return false;
   if (all === 'true' || all === '1') return true;
-  throw invalidQuery('all', 'must be true or false');
+  // API Gateway joins a repeated parameter's values with commas.
+  throw invalidQuery('all', all.includes(',') ? 'must be given once: true or false' : 'must be true or false');
 }
 
 async function logout(event: AuthenticatedEvent): Promise<HttpResult> {

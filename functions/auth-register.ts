@@ -15,19 +15,23 @@ import { validateWithHeaders } from '#shared/validation.ts';
 const PASSWORD_LENGTH = { min: 12, max: 256 };
 
 /**
- * Past this many UTF-16 units no password is short enough once normalised (NFKC composes at most
- * 4 code points into one, each at most 2 units), so it is refused without normalising megabytes.
+ * Past this many UTF-16 units (8 a character) a password is refused as too long without being
+ * segmented: a bound on the work, generous for any text a person types.
  */
 const PASSWORD_MAX_UNITS = 8 * PASSWORD_LENGTH.max;
 
-/** Control characters, line separators and bidirectional overrides: a name is shown to people. */
-const UNSHOWABLE = /[\p{Cc}\u2028\u2029\u202A-\u202E\u2066-\u2069]/u;
+/**
+ * Control and invisible format characters (direction overrides, zero-width spaces, byte-order
+ * marks…) and line separators: a name is shown to people. Kept: the zero-width joiner and
+ * non-joiner (emoji sequences, Persian and Indic names) and the tags of flag emoji.
+ */
+const UNSHOWABLE = /(?![\u200C\u200D\u{E0020}-\u{E007F}])[\p{Cc}\p{Cf}\u2028\u2029]/u;
 
 export const RegisterBody = z.strictObject({
   // Normalised before it is checked, so ` Ada@Example.org` is accepted as `ada@example.org`.
   email: z.string().check(z.trim(), z.toLowerCase(), z.maxLength(254), z.email()),
-  // Counted as it is hashed (NFKC code points, see passwords.ts): 12 combining sequences that
-  // compose into 6 letters are a 6-letter password.
+  // Counted in characters as the user sees them (see passwords.ts): 12 code points that make 6
+  // accented letters are a 6-letter password.
   password: z.string().check(
     z.refine((password) => password.length <= PASSWORD_MAX_UNITS && passwordLength(password) <= PASSWORD_LENGTH.max, {
       message: `must have at most ${PASSWORD_LENGTH.max} characters`,
@@ -41,7 +45,7 @@ export const RegisterBody = z.strictObject({
       z.string().check(
         z.trim(),
         z.maxLength(100),
-        z.refine((name) => !UNSHOWABLE.test(name), { message: 'must not hold control characters, line separators or direction overrides' }),
+        z.refine((name) => !UNSHOWABLE.test(name), { message: 'must not hold control characters, line separators or invisible formatting characters' }),
       ),
     ),
   ),
@@ -64,11 +68,11 @@ async function register(event: HttpEvent): Promise<HttpResult> {
   const taken = isEmailTaken(email);
   taken.catch(() => {}); // awaited below, unless the address is refused first
   const reservation = await reserveRegistration(event);
-  if (await taken) throw emailTaken(reservation.headers);
+  if (await taken) throw emailTaken(await reservation.emailTaken());
   const passwordHash = await hashPassword(password);
   // Two registrations racing past the check: the atomic create lets exactly one win.
   const user = await createUser({ email, name: name ? name : null, passwordHash });
-  if (user === undefined) throw emailTaken(reservation.headers);
+  if (user === undefined) throw emailTaken(await reservation.emailTaken());
   return json(201, { user }, await reservation.accountCreated());
 }
 

@@ -34,6 +34,11 @@ export function rateLimitTag(identity: string): string {
   return safeTag('rl', identity);
 }
 
+/** The attempts of one identity in flight in one bucket (see rate-limit/attempts.ts); beside its policies' keys. */
+export function rateLimitAttemptsKey(identity: string, bucket: string): string {
+  return key(rateLimitTag(identity), bucket, 'in-flight');
+}
+
 /** The keys of several policies of one identity in one bucket (the keys of one check). */
 export function rateLimitKeys(identity: string, bucket: string, policyNames: readonly string[]): string[] {
   const base = key(rateLimitTag(identity), bucket);

@@ -51,7 +51,8 @@ function article(type: string): string {
   return /^[aeiou]/.test(type) ? `an ${type}` : `a ${type}`;
 }
 
-const pathOf = (path: readonly PropertyKey[]) => path.map(String).join('.') || '(body)';
+/** `messages.0.content`; the body itself is `(body)`, and an empty key is spelled `""`. */
+const pathOf = (path: readonly PropertyKey[]) => (path.length === 0 ? '(body)' : path.map((part) => (part === '' ? '""' : String(part))).join('.'));
 
 export function toFieldErrors(issues: readonly Issue[]): FieldError[] {
   return issues.flatMap((issue) =>

@@ -113,12 +113,10 @@ const CLUSTER_ON_FIRST_USE = [
     file: /[\\/]node_modules[\\/]ioredis[\\/]built[\\/]Redis\.js$/,
     replacements: [
       ['const cluster_1 = require("./cluster");', ''],
-      // A setter as well: ioredis's index assigns `Cluster` before it defines its own getter.
+      // Configurable: ioredis's index defines its own getter of `Cluster` on the same class.
       [
         'Redis.Cluster = cluster_1.default;',
-        'Object.defineProperty(Redis, "Cluster", { configurable: true, enumerable: true,\n' +
-          '  get() { return require("./cluster").default; },\n' +
-          '  set(value) { Object.defineProperty(Redis, "Cluster", { configurable: true, enumerable: true, writable: true, value }); } });',
+        'Object.defineProperty(Redis, "Cluster", { configurable: true, enumerable: true, get() { return require("./cluster").default; } });',
       ],
     ],
   },

@@ -1,33 +1,26 @@
 // Login throttling with the shared rate limiter, on two identities: the account (digest of the
 // normalised email) and the client address (API Gateway's sourceIp, not a spoofable header).
 // Both count failed attempts, as the contract says ("repeated failures for one email or one
-// client address"). An attempt reserves one unit of each before the password is checked, and a
-// success gives both back:
+// client address"). An attempt holds a unit of each while its password is checked, and only a
+// failure keeps them (rate-limit/attempts.ts), so a burst of concurrent guesses gets exactly the
+// limit:
 //
-//   reserve address + account (one round trip) ─ either refused → give back the other → 429, no scrypt
-//        └ both admitted → scrypt ─ wrong → 401, the units stay spent
-//                                  └ right → give both back (with the session write) → 200
+//   reserve address + account (one round trip) ─ either refused → the other's unit back → 429, no scrypt
+//        └ both held → scrypt ─ wrong → both stay spent → 401
+//                              └ right → both given back (with the session write) → 200
 //
-// Why reserve rather than charge after a failure: concurrent attempts would all pass a check made
-// before the first failure is charged, so a burst of parallel guesses could go far past the limit.
-// A reservation is spent atomically before any scrypt work; a burst gets exactly the limit.
 // Why successes do not count: many honest users share one address (an office behind NAT, a
-// school, `npm run dev` where every request comes from 127.0.0.1).
-// Why nothing else is given back on success: logging into one's own account must not refill the
-// budget an attacker spends on the address or on other accounts.
+// school, `npm run dev` where every request comes from 127.0.0.1). Many of them logging in at
+// the same moment may find the units held by each other's attempts: that 429 says to retry in a
+// second. Why nothing else is given back on success: logging into one's own account must not
+// refill the budget an attacker spends on the address or on other accounts.
 
 import { config, type RouteRateLimit } from '../config.ts';
 import type { HttpEvent } from '../http.ts';
 import { log } from '../logger.ts';
 import { isHttpProblem } from '../problem.ts';
-import {
-  checkRateLimit,
-  rateLimitHeaders,
-  rateLimitedProblem,
-  refundRateLimit,
-  type RateLimitDecision,
-  type RateLimitRequest,
-} from '../rate-limit/limiter.ts';
+import { knownRefusal, reserveAttempt, type AttemptReservation } from '../rate-limit/attempts.ts';
+import { checkRateLimit, rateLimitHeaders, rateLimitedProblem, type RateLimitDecision, type RateLimitRequest } from '../rate-limit/limiter.ts';
 import type { PolicyState } from '../rate-limit/gcra.ts';
 import { countRateLimitDecision } from '../telemetry/metrics.ts';
 
@@ -43,8 +36,14 @@ export function loginAttempt(event: HttpEvent, accountDigest: string): Attempt {
   return { address: event.requestContext.http.sourceIp, accountDigest };
 }
 
-/** Both limits of an attempt: its two rate-limit requests and their configuration. */
-function limitsOf({ address, accountDigest }: Attempt): Array<{ request: RateLimitRequest; limit: RouteRateLimit }> {
+/** One limit of an attempt: its rate-limit request and its configuration. */
+interface Limit {
+  request: RateLimitRequest;
+  limit: RouteRateLimit;
+}
+
+/** The address's limit, then the account's. */
+function limitsOf({ address, accountDigest }: Attempt): [Limit, Limit] {
   const { login, loginAccount } = config().rateLimits;
   return [
     { request: { bucket: ADDRESS_BUCKET, identity: address, policies: login.policies }, limit: login },
@@ -53,14 +52,14 @@ function limitsOf({ address, accountDigest }: Attempt): Array<{ request: RateLim
 }
 
 /**
- * The limiter's decision, or undefined when Redis could not answer and the limit is configured to
- * fail open (the account lookup that follows will then tell whether Redis is back).
+ * The attempt's hold on one limit, or undefined when Redis could not answer and the limit is
+ * configured to fail open (the account lookup that follows will then tell whether Redis is back).
  */
-async function reserve(request: RateLimitRequest, limit: RouteRateLimit): Promise<RateLimitDecision | undefined> {
+async function reserve(request: RateLimitRequest, limit: RouteRateLimit): Promise<AttemptReservation | undefined> {
   try {
-    const decision = await checkRateLimit(request);
-    countRateLimitDecision(request.bucket, decision.allowed ? 'allowed' : 'refused');
-    return decision;
+    const reservation = await reserveAttempt(request);
+    countRateLimitDecision(request.bucket, reservation.decision.allowed ? 'allowed' : 'refused');
+    return reservation;
   } catch (error) {
     if (!isHttpProblem(error) || error.status !== 503) throw error;
     if (limit.onRedisDown === 'open') {
@@ -93,23 +92,9 @@ function combined(byAddress: RateLimitDecision | undefined, byAccount?: RateLimi
   };
 }
 
-/**
- * Gives back the units of the admitted decisions; the state after, in their place (best effort:
- * a refund that fails leaves the unit spent, the safe side, and its last known state).
- */
-async function giveBack(decisions: Array<RateLimitDecision | undefined>, attempt: Attempt): Promise<Array<RateLimitDecision | undefined>> {
-  const limits = limitsOf(attempt);
-  return Promise.all(
-    decisions.map(async (decision, index) => {
-      if (decision === undefined || !decision.allowed) return decision;
-      try {
-        return await refundRateLimit(limits[index]!.request);
-      } catch (error) {
-        log.warn('login throttle: a reserved unit could not be given back', { bucket: limits[index]!.request.bucket, err: error });
-        return decision;
-      }
-    }),
-  );
+/** Ends every held attempt (`counts`: a failure); the limits' states after, in the same order. */
+function settleAll(reservations: Array<AttemptReservation | undefined>, counts: boolean): Promise<Array<RateLimitDecision | undefined>> {
+  return Promise.all(reservations.map((reservation) => reservation?.settle(counts)));
 }
 
 /** The address limit's headers, read without spending: for a refusal made before the attempt is known (400, 413, 415). */
@@ -120,35 +105,44 @@ export async function addressHeaders(event: HttpEvent): Promise<Record<string, s
 }
 
 export interface LoginReservation {
-  /** The headers of a failed attempt's answer: its units stay spent. */
-  headers: Record<string, string>;
-  /** Gives the units back (the attempt succeeded); the headers of the success's answer. */
+  /** The attempt failed: its units stay spent. The headers of the 401. */
+  failed(): Promise<Record<string, string>>;
+  /** The attempt succeeded: its units are given back. The headers of the 200. */
   succeeded(): Promise<Record<string, string>>;
 }
 
 /**
- * Reserves one unit of the address's and of the account's limit for an attempt, both in one round
- * trip, or throws the 429 problem (having given back whichever of the two was admitted).
+ * Holds one unit of the address's and of the account's limit for an attempt, both in one round
+ * trip, or throws the 429 problem (having given back whichever of the two was held).
  */
 export async function reserveLoginAttempt(attempt: Attempt): Promise<LoginReservation> {
-  const outcomes = await Promise.allSettled(limitsOf(attempt).map(({ request, limit }) => reserve(request, limit)));
-  const decisions = outcomes.map((outcome) => (outcome.status === 'fulfilled' ? outcome.value : undefined));
+  const limits = limitsOf(attempt);
+  const [addressLimit, accountLimit] = limits;
+  const addressRefused = knownRefusal(addressLimit.request);
+  if (addressRefused !== undefined) {
+    // An address this container knows to be refused holds nothing of the account: a flood from
+    // it must not keep the account's own owner out. The account is only read, for the headers.
+    countRateLimitDecision(addressLimit.request.bucket, 'refused');
+    const byAccount = await checkRateLimit({ ...accountLimit.request, peek: true }).catch(() => undefined);
+    throw rateLimitedProblem(combined(addressRefused, byAccount));
+  }
+  const outcomes = await Promise.allSettled(limits.map(({ request, limit }) => reserve(request, limit)));
+  const reservations = outcomes.map((outcome) => (outcome.status === 'fulfilled' ? outcome.value : undefined));
   const failure = outcomes.find((outcome) => outcome.status === 'rejected');
   if (failure !== undefined) {
     // One limit could not be checked (Redis down, in a cluster where the two live apart): the
-    // attempt is not made, so the unit the other may have spent goes back.
-    await giveBack(decisions, attempt);
+    // attempt is not made, so the unit the other may hold goes back.
+    await settleAll(reservations, false);
     throw failure.reason;
   }
-  if (decisions.some((decision) => decision !== undefined && !decision.allowed)) {
-    const [byAddress, byAccount] = await giveBack(decisions, attempt);
-    throw rateLimitedProblem(combined(byAddress, byAccount));
+  const [byAddress, byAccount] = reservations.map((reservation) => reservation?.decision);
+  if (!combined(byAddress, byAccount).allowed) {
+    const [address, account] = await settleAll(reservations, false);
+    throw rateLimitedProblem(combined(address, account));
   }
-  return {
-    headers: rateLimitHeaders(combined(decisions[0], decisions[1])),
-    succeeded: async () => {
-      const [byAddress, byAccount] = await giveBack(decisions, attempt);
-      return rateLimitHeaders(combined(byAddress, byAccount));
-    },
+  const end = async (counts: boolean) => {
+    const [address, account] = await settleAll(reservations, counts);
+    return rateLimitHeaders(combined(address, account));
   };
+  return { failed: () => end(true), succeeded: () => end(false) };
 }

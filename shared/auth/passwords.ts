@@ -35,13 +35,18 @@ function normalised(password: string): string {
   return password.normalize('NFKC');
 }
 
+let graphemes: Intl.Segmenter | undefined;
+
 /**
- * A password's length in characters (code points) as it is hashed, which is what a minimum length
- * protects: `e` + combining acute six times is the 6-character `éééééé`, not 12 characters.
+ * A password's length in characters as the user sees them (grapheme clusters), which is what a
+ * minimum length is about: `e` + combining acute six times is `éééééé`, six characters, and so is
+ * `x` + combining acute six times; a family emoji is one. Not the code points NFKC makes for the
+ * hash, which expands compatibility characters (`ﷺ` into 18).
  */
 export function passwordLength(password: string): number {
+  graphemes ??= new Intl.Segmenter('en', { granularity: 'grapheme' });
   let count = 0;
-  for (const _ of normalised(password)) count += 1;
+  for (const _ of graphemes.segment(password)) count += 1;
   return count;
 }
 

@@ -4,10 +4,9 @@
 // against this process's monotonic clock), never wall-clock instants, so clock skew cannot matter.
 //
 // Exact, not approximate: while a single unit does not fit, no request of any cost fits; other
-// containers can only spend more of the quota. The one exception is a refund (a reservation given
-// back, see `refundRateLimit`): made here, it forgets the block; made in another container, the
-// block here may outlast the quota's refusal by at most the wait it was remembered for, and errs
-// on the side of refusing.
+// containers can only spend more of the quota. Units held by attempts in flight, which may come
+// back (see attempts.ts), are not counted in a remembered wait, and a refusal made only by them is
+// not remembered at all.
 
 import { monotonicMs } from '../monotonic-clock.ts';
 import { policyState } from './gcra.ts';
@@ -70,7 +69,7 @@ export function recallBlock(bucket: string, identity: string, cost: number): Rat
   };
 }
 
-/** Forgets the block of one identity: units were given back to it (see `refundRateLimit`). */
+/** Forgets the block of one identity: units were given back to it (see attempts.ts). */
 export function forgetBlock(bucket: string, identity: string): void {
   blocks.delete(blockKey(bucket, identity));
 }

@@ -146,46 +146,6 @@ export function runGcra(client: RedisClient, checks: readonly GcraCheck[]): Prom
   return command.apply(client, args);
 }
 
-/**
- * Gives back units that an admitted check spent: for a reservation made before the outcome that
- * decides whether an attempt counts is known (a login that turns out to succeed). Moves each TAT
- * back by `cost·interval`, never before now (a quota is never more than full).
- *
- * KEYS: the TAT keys of one check. ARGV[1]: the cost; then per key its policy's interval in whole µs.
- * Reply: per key the µs until its quota is full again, after the refund.
- */
-export const GCRA_REFUND_SCRIPT = `
-local clock = redis.call('TIME')
-local now = (clock[1] - 1700000000) * 1000000 + clock[2]
-local cost = ARGV[1] + 0
-local reply = {}
-for i = 1, #KEYS do
-  local tat = (tonumber(redis.pcall('GET', KEYS[i])) or now) - cost * ARGV[i + 1]
-  if tat > now then
-    redis.call('SET', KEYS[i], string.format('%d', tat), 'PX', string.format('%d', math.ceil((tat - now) / 1000)))
-  else
-    tat = now
-    redis.call('DEL', KEYS[i])
-  end
-  reply[i] = tat - now
-end
-return reply
-`;
-
-const REFUND_COMMAND = 'tcRateLimitGcraRefund';
-const preparedForRefunds = new WeakSet<RedisClient>();
-
-/** Runs the refund script for one check's keys (one hash tag); the reply holds one number per policy. */
-export function runGcraRefund(client: RedisClient, keys: readonly string[], policies: readonly RateLimitPolicy[], cost: number): Promise<number[]> {
-  if (!preparedForRefunds.has(client)) {
-    client.defineCommand(REFUND_COMMAND, { lua: GCRA_REFUND_SCRIPT });
-    preparedForRefunds.add(client);
-  }
-  const args: Array<string | number> = [keys.length, ...keys, cost, ...policies.map(intervalUs)];
-  const command = (client as unknown as Record<string, GcraCommand>)[REFUND_COMMAND]!;
-  return command.apply(client, args);
-}
-
 /** The policy's interval in whole µs (at least 1): what the script works with. */
 export function intervalUs(policy: RateLimitPolicy): number {
   return Math.max(1, Math.floor((policy.windowMs * 1000) / policy.limit));

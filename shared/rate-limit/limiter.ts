@@ -7,16 +7,13 @@
 //                          └ no → EVALSHA (≤ timeoutMs, 200 ms) ─ refused → remember until a unit fits
 //                                        └ too slow / down → throws a 503 problem (the caller picks open or closed)
 //
-// refundRateLimit gives back what an admitted check spent: reserve first, and return the units
-// when the attempt turns out not to count (a login that succeeds).
+// For an attempt that counts only when it fails (a login), attempts.ts holds a unit while it runs.
 
 import { config, type RateLimitPolicy } from '../config.ts';
 import { rateLimitKeys, rateLimitTag } from '../keys.ts';
-import { withRedis } from '../redis.ts';
 import { enqueue } from './batch.ts';
-import { forgetBlock, recallBlock, rememberBlock } from './blocked.ts';
-import { withinTime } from './deadline.ts';
-import { policyState, runGcraRefund, waitUs, type PolicyState } from './gcra.ts';
+import { recallBlock, rememberBlock } from './blocked.ts';
+import { policyState, waitUs, type PolicyState } from './gcra.ts';
 
 export { rateLimitHeaders, rateLimitedProblem } from './headers.ts';
 
@@ -75,7 +72,7 @@ export async function checkRateLimit(request: RateLimitRequest, options: CheckOp
   const keys = rateLimitKeys(identity, bucket, namesOf(policies));
   return new Promise<RateLimitDecision>((resolve, reject) => {
     const settle = (reply: number[], offset: number) => {
-      const decision = decode(reply, offset, policies, cost);
+      const decision = decisionOf(reply, offset, policies, cost);
       if (!decision.allowed && cost > 0) rememberBlock(bucket, identity, decision, cost, oneUnitWaitMs(reply, offset, policies));
       resolve(decision);
     };
@@ -84,23 +81,8 @@ export async function checkRateLimit(request: RateLimitRequest, options: CheckOp
   });
 }
 
-/**
- * Gives back `cost` units (default 1) that an admitted check of the same bucket and identity spent:
- * the way to reserve quota before knowing whether an attempt counts. A reservation cannot be
- * overtaken by concurrent attempts, as a check made only after the outcome would be. Returns the
- * state after the refund (allowed, for the response's headers). Bounded in time as a check is.
- */
-export async function refundRateLimit(request: RateLimitRequest, options: CheckOptions = {}): Promise<RateLimitDecision> {
-  const { bucket, identity, policies } = request;
-  const cost = request.cost ?? 1;
-  assertValid(request, cost);
-  const keys = rateLimitKeys(identity, bucket, namesOf(policies));
-  const reply = await withRedis((client) => withinTime(runGcraRefund(client, keys, policies, cost), options.timeoutMs ?? DEFAULT_CHECK_TIMEOUT_MS));
-  forgetBlock(bucket, identity);
-  return decode([1, ...reply], 0, policies, 0);
-}
-
-function decode(reply: number[], offset: number, policies: RateLimitPolicy[], cost: number): RateLimitDecision {
+/** The decision a script's reply holds for one check, from `offset`: admitted (1 or 0), then per policy its µs until full. */
+export function decisionOf(reply: number[], offset: number, policies: readonly RateLimitPolicy[], cost: number): RateLimitDecision {
   const allowed = reply[offset] === 1;
   let waitMs = 0;
   const states: PolicyState[] = new Array(policies.length);
@@ -119,7 +101,7 @@ function decode(reply: number[], offset: number, policies: RateLimitPolicy[], co
 }
 
 /** How long no check of any cost can fit: the block worth remembering in process. */
-function oneUnitWaitMs(reply: number[], offset: number, policies: RateLimitPolicy[]): number {
+export function oneUnitWaitMs(reply: number[], offset: number, policies: readonly RateLimitPolicy[]): number {
   let waitMs = 0;
   for (let i = 0; i < policies.length; i += 1) {
     waitMs = Math.max(waitMs, waitUs(policies[i]!, reply[offset + 1 + i] ?? 0, 1) / 1000);

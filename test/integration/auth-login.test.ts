@@ -223,6 +223,20 @@ describe('POST /auth/login', () => {
       expect(statuses).toEqual([401, 401, 429, 429, 429, 429, 429, 429]);
     });
 
+    it('tells logins beyond the limit in flight at once to come back in a second, and lets them in then', async () => {
+      await environment({ RATE_LIMIT_LOGIN: '2/1h' });
+      const address = randomAddress();
+      const emails = [await registered(), await registered(), await registered(), await registered()];
+
+      const answers = await Promise.all(emails.map((email) => callLogin({ email, password: PASSWORD }, address)));
+      const refused = emails.filter((_, index) => answers[index]!.statusCode === 429);
+      const retried = await Promise.all(refused.map((email) => callLogin({ email, password: PASSWORD }, address)));
+
+      expect(answers.filter((answer) => answer.statusCode === 200).length).toBeGreaterThanOrEqual(2);
+      expect(refused.map((_, index) => answers.filter((answer) => answer.statusCode === 429)[index]!.headers['retry-after'])).toEqual(refused.map(() => '1'));
+      expect(retried.map((answer) => answer.statusCode)).toEqual(refused.map(() => 200));
+    });
+
     it('gives back the units of concurrent successful logins once each is done', async () => {
       await environment({ RATE_LIMIT_LOGIN: '3/1h' });
       const address = randomAddress();

@@ -147,6 +147,17 @@ describe('sessions: GET /auth/session, POST /auth/logout and the bearer middlewa
     expect((await callSession(token)).statusCode).toBe(200);
   });
 
+  it('says a repeated all must be given once (API Gateway joins the values), ending nothing', async () => {
+    await environment();
+    const { token } = await signUpAndLogIn();
+
+    const response = await callLogout(token, { all: 'true,true' });
+
+    expect(response.statusCode).toBe(400);
+    expect(response.json.errors).toEqual([{ path: 'all', message: 'must be given once: true or false' }]);
+    expect((await callSession(token)).statusCode).toBe(200);
+  });
+
   it.each<Record<string, string>>([{ All: 'true' }, { logoutAll: '1' }, { all: 'true', everywhere: 'yes' }])(
     'refuses a query parameter it does not know (%o) with 400 naming it, ending nothing',
     async (query) => {

@@ -6,7 +6,8 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RateLimitPolicy } from '../../shared/config.ts';
 import { MAX_REMEMBERED_BLOCKS, rememberBlock, rememberedBlockCount, recallBlock, forgetBlocks } from '../../shared/rate-limit/blocked.ts';
-import { checkRateLimit, refundRateLimit, type RateLimitDecision, type RateLimitRequest } from '../../shared/rate-limit/limiter.ts';
+import { reserveAttempt } from '../../shared/rate-limit/attempts.ts';
+import { checkRateLimit, type RateLimitDecision, type RateLimitRequest } from '../../shared/rate-limit/limiter.ts';
 import { useEnvironment } from '../support/env.ts';
 import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
 
@@ -15,6 +16,12 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 async function commandsProcessed(inspector: Redis): Promise<number> {
   const info = await inspector.info('stats');
   return Number(/total_commands_processed:(\d+)/.exec(info)![1]);
+}
+
+/** Scripts run by the server so far (EVALSHA and EVAL calls, not the commands inside them). */
+async function scriptRuns(inspector: Redis): Promise<number> {
+  const stats = await inspector.info('commandstats');
+  return [...stats.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+)/g)].reduce((sum, match) => sum + Number(match[1]), 0);
 }
 
 describe('the in-process block memory', () => {
@@ -46,17 +53,22 @@ describe('the in-process block memory', () => {
     expect(after - before).toBe(1); // the first INFO itself
   });
 
-  it('forgets a block when units are given back to the identity, so the refunded unit can be used', async () => {
+  it('remembers an attempt refused by failures, never one refused only by attempts in flight', async () => {
     await useEnvironment({ REDIS_URL: redis.url });
-    const limited = request([{ name: '1-per-1h', limit: 1, windowMs: 3_600_000 }]);
-    await checkRateLimit(limited);
-    const refused = await checkRateLimit(limited); // remembered from now on
+    const busy = request([{ name: '1-per-1h', limit: 1, windowMs: 3_600_000 }]);
+    const spent = request([{ name: '1-per-1h', limit: 1, windowMs: 3_600_000 }]);
+    const inFlight = await reserveAttempt(busy);
+    await (await reserveAttempt(spent)).settle(true);
 
-    await refundRateLimit(limited);
-    const afterRefund = await checkRateLimit(limited);
+    const [byInFlight, byFailures] = [await reserveAttempt(busy), await reserveAttempt(spent)];
+    await inFlight.settle(false);
+    const before = await scriptRuns(inspector);
+    const [busyAgain, spentAgain] = [await reserveAttempt(busy), await reserveAttempt(spent)];
+    const runs = (await scriptRuns(inspector)) - before;
 
-    expect(refused.allowed).toBe(false);
-    expect(afterRefund.allowed).toBe(true);
+    expect([byInFlight.decision.retryAfterSeconds, byFailures.decision.retryAfterSeconds > 3000]).toEqual([1, true]);
+    expect([busyAgain.decision.allowed, spentAgain.decision.allowed]).toEqual([true, false]);
+    expect(runs).toBe(1); // the busy identity's reservation: the spent one is refused from memory
   });
 
   it('asks Redis again once the retry time has passed', async () => {

@@ -5,10 +5,12 @@ import { randomUUID } from 'node:crypto';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RateLimitPolicy } from '../../shared/config.ts';
-import { rateLimitKeys } from '../../shared/keys.ts';
-import { checkRateLimit, rateLimitHeaders, refundRateLimit, type RateLimitRequest } from '../../shared/rate-limit/limiter.ts';
+import { rateLimitAttemptsKey, rateLimitKeys } from '../../shared/keys.ts';
+import { reserveAttempt } from '../../shared/rate-limit/attempts.ts';
+import { checkRateLimit, rateLimitHeaders, type RateLimitRequest } from '../../shared/rate-limit/limiter.ts';
 import { useEnvironment } from '../support/env.ts';
 import { startRedisCluster, startStandaloneRedis } from '../support/redis.ts';
+import { startTcpProxy } from '../support/tcp-proxy.ts';
 
 const policy = (limit: number, window: string, windowMs: number): RateLimitPolicy => ({ name: `${limit}-per-${window}`, limit, windowMs });
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -143,40 +145,67 @@ describe.each(targets)('checkRateLimit on %s Redis', (_name, start) => {
     expect(await target.inspector.exists(rateLimitKeys(peeked.identity, 'test', ['1-per-1h'])[0]!)).toBe(0);
   });
 
-  it('gives back what a check spent: a refunded unit is admitted again, and no more', async () => {
-    await useEnvironment(target.env);
-    const limited = request([policy(2, '1h', 3_600_000)]);
-    await checkTimes(2, limited);
+  describe('attempts that count only when they fail', () => {
+    it('holds a unit while an attempt runs and keeps it when the attempt counts', async () => {
+      await useEnvironment(target.env);
+      const limited = request([policy(2, '1h', 3_600_000)]);
 
-    const refund = await refundRateLimit(limited);
-    const outcomes = await checkTimes(2, limited);
+      const attempt = await reserveAttempt(limited);
+      const held = await checkRateLimit({ ...limited, peek: true });
+      const after = await attempt.settle(true);
 
-    expect(refund.allowed).toBe(true);
-    expect(refund.states[0]!.remaining).toBe(1);
-    expect(outcomes).toEqual([true, false]);
-  });
+      expect(attempt.decision.allowed).toBe(true);
+      expect(held.states[0]!.remaining).toBe(1);
+      expect(after.states[0]!.remaining).toBe(1);
+    });
 
-  it('never fills a quota beyond full: a refund with nothing spent leaves no key and the limit as it was', async () => {
-    await useEnvironment(target.env);
-    const limited = request([policy(2, '1h', 3_600_000)]);
+    it('gives the unit back when the attempt does not count, and only once', async () => {
+      await useEnvironment(target.env);
+      const limited = request([policy(2, '1h', 3_600_000)]);
+      await (await reserveAttempt(limited)).settle(true);
+      const attempt = await reserveAttempt(limited);
 
-    const refund = await refundRateLimit({ ...limited, cost: 5 });
-    const outcomes = await checkTimes(3, limited);
+      const first = await attempt.settle(false);
+      const again = await attempt.settle(false);
 
-    expect(refund.states[0]!.remaining).toBe(2);
-    expect(outcomes).toEqual([true, true, false]);
-  });
+      expect([first.states[0]!.remaining, again.states[0]!.remaining]).toEqual([1, 1]);
+    });
 
-  it('gives back to every policy of the check, and lets each key expire when its quota is full again', async () => {
-    await useEnvironment(target.env);
-    const twoPolicies = request([policy(3, '1m', 60_000), policy(10, '1h', 3_600_000)]);
-    await checkTimes(2, twoPolicies);
+    it('admits exactly the limit of concurrent attempts; the others are told to come back in a second', async () => {
+      await useEnvironment(target.env);
+      const limited = request([policy(3, '1h', 3_600_000)]);
 
-    const refund = await refundRateLimit({ ...twoPolicies, cost: 2 });
+      const attempts = await Promise.all(Array.from({ length: 5 }, () => reserveAttempt(limited)));
 
-    expect(refund.states.map((state) => state.remaining)).toEqual([3, 10]);
-    const keys = rateLimitKeys(twoPolicies.identity, 'test', ['3-per-1m', '10-per-1h']);
-    expect(await Promise.all(keys.map((key) => target.inspector.exists(key)))).toEqual([0, 0]);
+      const admitted = attempts.filter((attempt) => attempt.decision.allowed);
+      const refused = attempts.filter((attempt) => !attempt.decision.allowed);
+      expect(admitted).toHaveLength(3);
+      expect(refused.map((attempt) => attempt.decision.retryAfterSeconds)).toEqual([1, 1]);
+      await Promise.all(admitted.map((attempt) => attempt.settle(false)));
+      expect((await reserveAttempt(limited)).decision.allowed).toBe(true);
+    });
+
+    it('refuses for the whole wait once failures have spent the limit', async () => {
+      await useEnvironment(target.env);
+      const limited = request([policy(2, '1h', 3_600_000)]);
+      for (let i = 0; i < 2; i += 1) await (await reserveAttempt(limited)).settle(true);
+
+      const refused = await reserveAttempt(limited);
+
+      expect(refused.decision.allowed).toBe(false);
+      expect(refused.decision.retryAfterSeconds).toBeGreaterThan(1700);
+    });
+
+    it('gives back to every policy of the limit and lets their keys expire when full again', async () => {
+      await useEnvironment(target.env);
+      const twoPolicies = request([policy(3, '1m', 60_000), policy(10, '1h', 3_600_000)]);
+
+      const after = await (await reserveAttempt(twoPolicies)).settle(false);
+
+      expect(after.states.map((state) => state.remaining)).toEqual([3, 10]);
+      const keys = rateLimitKeys(twoPolicies.identity, 'test', ['3-per-1m', '10-per-1h']);
+      expect(await Promise.all(keys.map((key) => target.inspector.exists(key)))).toEqual([0, 0]);
+    });
   });
 
   it('limits sub-second windows exactly and refills them within the window', async () => {
@@ -277,5 +306,29 @@ describe.each(targets)('checkRateLimit on %s Redis', (_name, start) => {
 
     expect(headers['RateLimit-Policy']).toBe('"20-per-1m";q=20;w=60, "500-per-1d";q=500;w=86400');
     expect(headers['RateLimit']).toBe('"20-per-1m";r=19;t=3, "500-per-1d";r=499;t=173');
+  });
+});
+
+describe('an attempt given up on while its reservation is on the way', () => {
+  it('holds nothing once the late reservation has run: it is ended as a success', async () => {
+    const server = await startStandaloneRedis();
+    const slow = await startTcpProxy(server.port, { replyDelayMs: 400 });
+    const inspector = new Redis(server.url);
+    try {
+      await useEnvironment({ REDIS_URL: `redis://127.0.0.1:${slow.port}` });
+      const limited: RateLimitRequest = { bucket: 'test', identity: randomUUID(), policies: [policy(2, '1h', 3_600_000)] };
+
+      const outcome = await reserveAttempt(limited).catch((error: { status?: number }) => error.status);
+      await sleep(1000); // the reservation and the settle that follows it have both run
+
+      const keys = [...rateLimitKeys(limited.identity, 'test', ['2-per-1h']), rateLimitAttemptsKey(limited.identity, 'test')];
+      expect(outcome).toBe(503);
+      expect(await Promise.all(keys.map((key) => inspector.exists(key)))).toEqual([0, 0]);
+    } finally {
+      inspector.disconnect();
+      await useEnvironment({});
+      await slow.close();
+      await server.stop();
+    }
   });
 });
