@@ -309,6 +309,25 @@ describe.each(targets)('checkRateLimit on %s Redis', (_name, start) => {
   });
 });
 
+describe('an attempt whose end cannot be written (Redis gone meanwhile)', () => {
+  it('answers with the state it was reserved with rather than failing the request', async () => {
+    const server = await startStandaloneRedis();
+    try {
+      await useEnvironment({ REDIS_URL: server.url });
+      const limited: RateLimitRequest = { bucket: 'test', identity: randomUUID(), policies: [policy(2, '1h', 3_600_000)] };
+      const attempt = await reserveAttempt(limited);
+
+      await server.kill();
+      const ended = await attempt.settle(false);
+
+      expect(ended).toEqual(attempt.decision);
+    } finally {
+      await useEnvironment({});
+      await server.stop();
+    }
+  });
+});
+
 describe('an attempt given up on while its reservation is on the way', () => {
   it('holds nothing once the late reservation has run: it is ended as a success', async () => {
     const server = await startStandaloneRedis();
