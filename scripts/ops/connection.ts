@@ -41,6 +41,42 @@ function mostTelling(errors: unknown[]): Error {
   return candidates.find((error) => !GENERIC.test(error.message)) ?? candidates.at(-1) ?? new Error('unknown failure');
 }
 
+/** The cluster is reachable but not serving: a node says `cluster_state` is not `ok`. */
+export class ClusterNotServing extends Error {
+  override name = 'ClusterNotServing';
+}
+
+/**
+ * Rejects when the client ends before it is ready. ioredis's Cluster gives up on a cluster whose
+ * state is `fail` (a master down) by ending, without settling `connect()`: awaited alone, that
+ * promise would hang, or let the process exit 0 with nothing done.
+ */
+function endsBeforeReady(client: RedisClient): Promise<never> {
+  return new Promise((_, reject) => {
+    client.once('end', () => reject(new Error('the connection ended before it was ready')));
+  });
+}
+
+/** What the cluster's entry node says of the cluster, when it is reachable and says it is not ok. */
+async function clusterStateProblem(endpoint: OperatorEndpoint): Promise<ClusterNotServing | undefined> {
+  const url = new URL(endpoint.url);
+  const node = newRedisClient(url, { cluster: false, overrides: { maxRetriesPerRequest: 0, retryStrategy: () => null } }, { Redis, Cluster });
+  node.on('error', () => {});
+  try {
+    await node.connect();
+    const info = String(await node.cluster('INFO'));
+    const state = /cluster_state:(\w+)/.exec(info)?.[1];
+    if (state === undefined || state === 'ok') return undefined;
+    return new ClusterNotServing(
+      `the cluster node ${url.hostname}:${url.port || 6379} reports cluster_state:${state}: some slots have no reachable master; check the failed nodes (CLUSTER NODES)`,
+    );
+  } catch {
+    return undefined;
+  } finally {
+    node.disconnect();
+  }
+}
+
 /** Connects and proves the connection with a PING (a server that wants a password says so only then). */
 export async function connectTo(endpoint: OperatorEndpoint, options: OperatorClientOptions = {}): Promise<RedisClient> {
   const url = new URL(endpoint.url);
@@ -54,11 +90,12 @@ export async function connectTo(endpoint: OperatorEndpoint, options: OperatorCli
   client.on('error', (error: unknown) => seen.push(error));
   client.on('node error', (error: unknown) => seen.push(error));
   try {
-    await client.connect();
+    await Promise.race([client.connect(), endsBeforeReady(client)]);
     await client.ping();
   } catch (error) {
     client.disconnect();
-    throw new ConnectionFailure(endpoint, mostTelling([...seen, error]));
+    const clusterProblem = endpoint.cluster ? await clusterStateProblem(endpoint) : undefined;
+    throw new ConnectionFailure(endpoint, clusterProblem ?? mostTelling([...seen, error]));
   }
   return client;
 }

@@ -6,7 +6,7 @@ import { connect as connectTcp } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import { ConfigError, config } from '../../shared/config.ts';
 import { HttpProblem } from '../../shared/problem.ts';
-import { ConnectionFailure } from './connection.ts';
+import { ClusterNotServing, ConnectionFailure } from './connection.ts';
 import { describeEndpoint, SecretFailure, type OperatorEndpoint } from './endpoint.ts';
 
 /** The sentence for any failure of an operator tool; never contains a password. */
@@ -14,7 +14,7 @@ export async function explainFailure(error: unknown): Promise<string> {
   if (error instanceof SecretFailure) return explainSecretFailure(error);
   if (error instanceof ConnectionFailure) return explainConnectionFailure(error);
   if (error instanceof ConfigError) return `The configuration is invalid: ${error.message}.`;
-  const message = error instanceof Error ? error.message : String(error);
+  const message = (error instanceof Error ? error.message : String(error)).replace(/\.+$/, '');
   return `Unexpected failure: ${message}.`;
 }
 
@@ -44,6 +44,9 @@ export async function explainConnectionFailure(failure: ConnectionFailure): Prom
   const text = `${reason.message} ${code}`;
   const timeoutMs = config().redis.connectTimeoutMs;
 
+  if (reason instanceof ClusterNotServing) {
+    return `The Redis Cluster at ${at} is not serving: ${reason.message} before sending traffic.`;
+  }
   if (/ENOTFOUND|EAI_NONAME/.test(text)) {
     return `The host name "${host}" does not resolve: check the host in ${endpoint.origin} (a typo, or an endpoint that resolves only inside its VPC).`;
   }

@@ -24,6 +24,20 @@ function verdict(run: ToolRun): string {
   return run.stderr.trim().split('\n').at(-1) ?? '';
 }
 
+/** Waits until the cluster node on `port` reports `state` (polled every 100 ms, at most 10 s). */
+async function untilClusterState(port: number, state: string): Promise<void> {
+  const node = new Redis({ port, host: '127.0.0.1' });
+  try {
+    for (let waited = 0; waited < 10_000; waited += 100) {
+      if (String(await node.cluster('INFO')).includes(`cluster_state:${state}`)) return;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    throw new Error(`the cluster node on ${port} never reported cluster_state:${state}`);
+  } finally {
+    node.disconnect();
+  }
+}
+
 describe('npm run redis:doctor', () => {
   let plain: RedisServer;
   let tuned: RedisServer;
@@ -196,6 +210,21 @@ describe('npm run redis:doctor', () => {
 
       expect(run.code).toBe(1);
       expect(verdict(run)).toBe(`✗ 127.0.0.1:${plain.port} is not a Redis Cluster but was reached as one: unset REDIS_CLUSTER (or drop the cluster flag).`);
+    });
+
+    it('when a master of the cluster is down (cluster_state:fail), rather than exiting 0 with nothing said', async () => {
+      const broken = await startRedisCluster();
+      try {
+        await broken.nodes[2]!.kill();
+        await untilClusterState(broken.nodes[0]!.port, 'fail'); // the other nodes notice within the node time-out
+
+        const run = await doctor({ REDIS_URL: broken.url, REDIS_CLUSTER: 'true' });
+
+        expect(run.code).toBe(1);
+        expect(verdict(run)).toMatch(/^✗ The Redis Cluster at 127\.0\.0\.1:\d+ is not serving: .* reports cluster_state:fail: some slots have no reachable master/);
+      } finally {
+        await broken.stop();
+      }
     });
 
     it('when a standalone client meets a cluster node', async () => {
