@@ -9,7 +9,7 @@ const LEVEL_RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, er
 export interface LogContext {
   requestId?: string;
   route?: string;
-  /** Facts learnt during the request (e.g. `cache: 'hit'`), see `annotateRequest`. */
+  /** Facts learnt during the request (e.g. `cache: 'HIT'`), see `annotateRequest`. */
   [field: string]: unknown;
 }
 

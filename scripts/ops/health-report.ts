@@ -1,6 +1,6 @@
 // The doctor's report: what the server is and how it is set up, in a few lines, and warnings for
-// the settings that hurt this product (users and sessions are stored without a TTL, so an
-// allkeys-* eviction policy can silently log people out or delete accounts).
+// the settings that hurt this product (accounts are stored without a TTL, so an allkeys-*
+// eviction policy can silently delete them).
 
 import { config } from '../../shared/config.ts';
 import type { OperatorEndpoint } from './endpoint.ts';
@@ -67,7 +67,7 @@ function memory(nodes: NodeInfo[], warnings: string[]): string {
   for (const policy of policies) {
     if (policy.startsWith('allkeys-')) {
       warnings.push(
-        `maxmemory-policy ${policy} can evict users and sessions, which have no TTL: set maxmemory-policy volatile-lru, so only entries with a TTL (caches, counters) are evicted.`,
+        `maxmemory-policy ${policy} can evict accounts, which have no TTL: set maxmemory-policy volatile-lru, so only keys with a TTL (caches first, the least recently used) are evicted.`,
       );
     } else if (policy === 'noeviction' && limit > 0) {
       warnings.push(

@@ -91,12 +91,12 @@ describe('npm run redis:doctor', () => {
       expect(run.stdout).toMatch(/keyspace\s+1 keys, 0 of them with a TTL; hit rate 50\.0% \(1 hits, 1 misses/);
     });
 
-    it('warns that an allkeys-* policy can evict users and sessions and recommends volatile-lru', async () => {
+    it('warns that an allkeys-* policy can evict accounts and recommends volatile-lru', async () => {
       const run = await doctor({ REDIS_URL: tuned.url });
 
       expect(run.code).toBe(0);
       expect(run.stdout).toMatch(/memory\s+.*maxmemory 64\.0 MiB .*policy allkeys-lru/);
-      expect(run.stdout).toMatch(/! maxmemory-policy allkeys-lru can evict users and sessions, which have no TTL: set maxmemory-policy volatile-lru/);
+      expect(run.stdout).toMatch(/! maxmemory-policy allkeys-lru can evict accounts, which have no TTL: set maxmemory-policy volatile-lru/);
     });
 
     it('reports AOF when the server writes one', async () => {
