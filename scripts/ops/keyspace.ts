@@ -9,6 +9,7 @@
 
 import { createHash } from 'node:crypto';
 import type { ChainableCommander, Redis } from 'ioredis';
+import { monotonicMs } from '../../shared/monotonic-clock.ts';
 import type { RedisClient } from '../../shared/redis.ts';
 import { isCluster } from '../../shared/redis-cluster.ts';
 import { groupByNode } from '../../shared/redis-cluster.ts';
@@ -32,6 +33,17 @@ export async function* scanKeys(node: Redis, match: string, count: number): Asyn
 export function ttlOfCopy(pttl: number): number | undefined {
   if (pttl === -1) return 0;
   return pttl > 0 ? pttl : undefined;
+}
+
+/**
+ * The TTL to write now for a key whose TTL (from `ttlOfCopy`) was asked for at `askedAt`
+ * (`monotonicMs()` just before the read was sent): the time the copy took is taken off, so the
+ * copy expires when the source's key does, a few ms before at most, never seconds after. 0 (no
+ * expiry) stays 0; a key due already gets 1 ms.
+ */
+export function ttlToWrite(ttl: number, askedAt: number): number {
+  if (ttl === 0) return 0;
+  return Math.max(1, Math.round(ttl - (monotonicMs() - askedAt)));
 }
 
 export type Reply = [error: Error | null, value: unknown];

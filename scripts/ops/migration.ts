@@ -1,5 +1,6 @@
 // Copies keys from one Redis to another: SCAN on every data node of the source, PTTL and DUMP
-// pipelined, then RESTORE ... REPLACE with the remaining TTL, one pipeline per target node.
+// pipelined, then RESTORE ... REPLACE with the remaining TTL less the time since it was read (the
+// copy expires when the original does), one pipeline per target node.
 // Several batches are in flight at once, so both servers and the link stay busy:
 //
 //   SCAN ─► PTTL+DUMP × n ─► RESTORE × n (per target node)
@@ -11,7 +12,8 @@
 
 import type { Redis } from 'ioredis';
 import type { RedisClient } from '../../shared/redis.ts';
-import { pipelinePerNode, readPerKey, runScript, scanKeys, scriptsRefused, scriptsUsable, showKey, stopUsingScripts, ttlOfCopy } from './keyspace.ts';
+import { monotonicMs } from '../../shared/monotonic-clock.ts';
+import { pipelinePerNode, readPerKey, runScript, scanKeys, scriptsRefused, scriptsUsable, showKey, stopUsingScripts, ttlOfCopy, ttlToWrite } from './keyspace.ts';
 import { dataNodes } from './server-info.ts';
 import { copyByType } from './typed-copy.ts';
 
@@ -68,7 +70,9 @@ export function rdbVersionOf(payload: Buffer): number {
 
 interface Dumped {
   key: Buffer;
+  /** The remaining TTL read with the payload (0: none), asked for at `askedAt` (monotonicMs). */
   ttl: number;
+  askedAt: number;
   payload: Buffer;
 }
 
@@ -87,12 +91,13 @@ end
 return refused`;
 
 async function dumpBatch(node: Redis, keys: Buffer[]): Promise<{ dumped: Dumped[]; expired: number }> {
+  const askedAt = monotonicMs();
   const replies = await readPerKey(node, keys, ['PTTL', 'DUMP']);
   const dumped: Dumped[] = [];
   replies.forEach(([pttl, payload], index) => {
     // Gone since SCAN (or in its last millisecond), or DUMP nil when it expired between the two.
     const ttl = ttlOfCopy(pttl as number);
-    if (payload !== null && ttl !== undefined) dumped.push({ key: keys[index]!, ttl, payload: payload as Buffer });
+    if (payload !== null && ttl !== undefined) dumped.push({ key: keys[index]!, ttl, askedAt, payload: payload as Buffer });
   });
   return { dumped, expired: keys.length - dumped.length };
 }
@@ -131,7 +136,7 @@ async function restoreByScript(target: Redis, dumped: Dumped[]): Promise<Dumped[
   const refusals: Array<[Dumped, Error]> = [];
   for (const part of byPayloadSize(dumped)) {
     const args: Array<Buffer | number> = [];
-    for (const entry of part) args.push(entry.ttl, entry.payload);
+    for (const entry of part) args.push(ttlToWrite(entry.ttl, entry.askedAt), entry.payload);
     let reply: Array<number | Buffer>;
     try {
       reply = (await runScript(target, RESTORE_SCRIPT, part.map((entry) => entry.key), args)) as Array<number | Buffer>;
@@ -157,7 +162,7 @@ async function restoreBatch(target: RedisClient, dumped: Dumped[]): Promise<Dump
   const replies = await pipelinePerNode(
     target,
     dumped.map((entry) => entry.key),
-    (pipeline, key, index) => pipeline.restore(key, dumped[index]!.ttl, dumped[index]!.payload, 'REPLACE'),
+    (pipeline, key, index) => pipeline.restore(key, ttlToWrite(dumped[index]!.ttl, dumped[index]!.askedAt), dumped[index]!.payload, 'REPLACE'),
   );
   const refusals: Array<[Dumped, Error]> = [];
   replies.forEach(([reply], index) => {

@@ -5,7 +5,8 @@
 
 import type { ChainableCommander, Redis } from 'ioredis';
 import type { RedisClient } from '../../shared/redis.ts';
-import { pipelinePerNode, readPerKey, showKey, ttlOfCopy, valueOf } from './keyspace.ts';
+import { monotonicMs } from '../../shared/monotonic-clock.ts';
+import { pipelinePerNode, readPerKey, showKey, ttlOfCopy, ttlToWrite, valueOf } from './keyspace.ts';
 
 /** Elements per write command, so that a large hash or list never becomes one huge command. */
 const CHUNK = 1000;
@@ -15,8 +16,9 @@ export const COPYABLE_TYPES = ['string', 'hash', 'list', 'set', 'zset', 'stream'
 interface TypedValue {
   key: Buffer;
   type: string;
-  /** Remaining TTL in ms; 0: none. */
+  /** Remaining TTL in ms as read (0: none), asked for at `askedAt` (monotonicMs). */
   ttl: number;
+  askedAt: number;
   value: Buffer | Buffer[] | StreamEntry[];
 }
 
@@ -58,7 +60,8 @@ function chunks<T>(items: T[], size: number): T[][] {
   return out;
 }
 
-function queueWrite(pipeline: ChainableCommander, { key, type, ttl, value }: TypedValue): void {
+function queueWrite(pipeline: ChainableCommander, { key, type, ttl: ttlAsRead, askedAt, value }: TypedValue): void {
+  const ttl = ttlToWrite(ttlAsRead, askedAt);
   if (type === 'string') {
     if (ttl > 0) pipeline.set(key, value as Buffer, 'PX', ttl);
     else pipeline.set(key, value as Buffer);
@@ -95,12 +98,13 @@ function queueWrite(pipeline: ChainableCommander, { key, type, ttl, value }: Typ
  * expire on the way are skipped. Returns how many were copied and how many had expired.
  */
 export async function copyByType(node: Redis, target: RedisClient, keys: Buffer[]): Promise<{ copied: number; expired: number }> {
+  const askedAt = monotonicMs();
   const described = await readPerKey(node, keys, ['TYPE', 'PTTL']);
-  const live: Array<{ key: Buffer; type: string; ttl: number }> = [];
+  const live: Array<{ key: Buffer; type: string; ttl: number; askedAt: number }> = [];
   described.forEach((replies, index) => {
     const type = String(replies[0]);
     const ttl = ttlOfCopy(replies[1] as number);
-    if (type !== 'none' && ttl !== undefined) live.push({ key: keys[index]!, type, ttl });
+    if (type !== 'none' && ttl !== undefined) live.push({ key: keys[index]!, type, ttl, askedAt });
   });
   const read = await pipelinePerNode(
     node,

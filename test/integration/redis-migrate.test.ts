@@ -9,6 +9,7 @@ import { startNewerRedis, type NewerRedis } from '../doubles/newer-redis.ts';
 import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles/secrets-manager.ts';
 import { runTool } from '../support/operator-tool.ts';
 import { startRedisCluster, startStandaloneRedis, startTlsRedis, type RedisCluster, type RedisServer, type TlsRedis } from '../support/redis.ts';
+import { startTcpProxy } from '../support/tcp-proxy.ts';
 
 const SOURCE_PASSWORD = 'source-password-2718';
 const TARGET_PASSWORD = 'target-password-3141';
@@ -117,6 +118,30 @@ describe('npm run redis:migrate', () => {
       expect(ttl).toBeGreaterThan(590_000);
       expect(ttl).toBeLessThanOrEqual(600_000);
       expect(await targetClient.pttl('user')).toBe(-1);
+    });
+
+    it('gives each copy the expiry of its original, not one later by the time the copy took', async () => {
+      await sourceClient.set('session', 'x', 'PX', 600_000);
+      await sourceClient.hset('cached', 'field', 'value');
+      await sourceClient.pexpire('cached', 600_000);
+      // Every answer of the source arrives 400 ms late: the TTLs are read long before they are written.
+      const slowSource = await startTcpProxy(source.port, { replyDelayMs: 400 });
+      try {
+        for (const method of [[], ['--fallback-copy']]) {
+          await targetClient.flushall();
+
+          const run = await migrate(['--from', `redis://127.0.0.1:${slowSource.port}`, '--to', target.url, ...method]);
+
+          expect(run.code).toBe(0);
+          for (const key of ['session', 'cached']) {
+            const [original, copy] = await Promise.all([sourceClient.call('PEXPIRETIME', key), targetClient.call('PEXPIRETIME', key)]);
+            expect(Number(copy)).toBeLessThanOrEqual(Number(original) + 50);
+            expect(Number(copy)).toBeGreaterThan(Number(original) - 400);
+          }
+        }
+      } finally {
+        await slowSource.close();
+      }
     });
 
     it('copies only the keys that --match selects', async () => {
