@@ -135,8 +135,9 @@ describe('npm run redis:migrate', () => {
           expect(run.code).toBe(0);
           for (const key of ['session', 'cached']) {
             const [original, copy] = await Promise.all([sourceClient.call('PEXPIRETIME', key), targetClient.call('PEXPIRETIME', key)]);
+            // Never later; earlier by at most a round trip or two (a script sent again after NOSCRIPT).
             expect(Number(copy)).toBeLessThanOrEqual(Number(original) + 50);
-            expect(Number(copy)).toBeGreaterThan(Number(original) - 400);
+            expect(Number(copy)).toBeGreaterThan(Number(original) - 1000);
           }
         }
       } finally {
