@@ -141,7 +141,9 @@ async function restoreByScript(target: Redis, dumped: Dumped[]): Promise<Dumped[
     try {
       reply = (await runScript(target, RESTORE_SCRIPT, part.map((entry) => entry.key), args)) as Array<number | Buffer>;
     } catch (error) {
-      if (error instanceof Error && !scriptsRefused(error)) throw new WriteRefused(part[0]!.key, error);
+      // An error answered by the target is about what was written; a lost or slow connection is
+      // not (it is told as such, with what to do, rather than blamed on the batch's first key).
+      if (error instanceof Error && error.name === 'ReplyError' && !scriptsRefused(error)) throw new WriteRefused(part[0]!.key, error);
       throw error;
     }
     for (let i = 0; i < reply.length; i += 2) refusals.push([part[(reply[i] as number) - 1]!, new Error(String(reply[i + 1]))]);

@@ -367,6 +367,27 @@ describe('npm run redis:migrate', () => {
       );
     });
 
+    it('when the target stops answering mid-copy, telling a lost connection rather than blaming a key', async () => {
+      await fillStrings(sourceClient, 50_000, 'key:');
+      const plainTarget = await startStandaloneRedis();
+      const link = await startTcpProxy(plainTarget.port);
+      const watcher = new Redis({ port: plainTarget.port, host: '127.0.0.1' });
+      try {
+        const running = migrate(['--from', source.url, '--to', `redis://127.0.0.1:${link.port}`, '--batch', '100', '--parallel', '1', '--timeout', '1000']);
+        while ((await watcher.dbsize()) === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+        link.freeze();
+
+        const run = await running;
+
+        expect(run.code).toBe(1);
+        expect(run.stderr.trim()).toMatch(/^✗ A connection was lost after \d+ keys \(.+\): run the same command again/);
+      } finally {
+        watcher.disconnect();
+        await link.close();
+        await plainTarget.stop();
+      }
+    });
+
     it('when the target rejects the password, without printing it', async () => {
       const wrong = 'wrong-password-1618';
 
