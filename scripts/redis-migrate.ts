@@ -6,7 +6,7 @@
 // Exit codes: 0 done (and equal, with --verify), 1 failed, 2 bad arguments, 3 --verify found differences.
 
 import { parseArgs } from 'node:util';
-import { isRedisUrl } from '../shared/config.ts';
+import { isRedisUrl, REDIS_URL_FORM } from '../shared/config.ts';
 import type { RedisClient } from '../shared/redis.ts';
 import { connectTo } from './ops/connection.ts';
 import { planCopy } from './ops/copy-plan.ts';
@@ -73,7 +73,7 @@ async function endpointOf(values: Values, side: 'from' | 'to'): Promise<Operator
   const secret = values[`${side}-secret`];
   const cluster = values[`${side}-cluster`] === true;
   if ((url === undefined) === (secret === undefined)) throw new UsageError(`give either --${side} URL or --${side}-secret ID`);
-  if (url !== undefined && !isRedisUrl(url)) throw new UsageError(`--${side}: expected a redis:// or rediss:// URL`);
+  if (url !== undefined && !isRedisUrl(url)) throw new UsageError(`--${side}: expected ${REDIS_URL_FORM}`);
   return url !== undefined ? urlEndpoint(url, `--${side}`, cluster) : secretEndpoint(secret!, cluster);
 }
 

@@ -220,8 +220,12 @@ function readRouteLimit(env: Env, route: string, fallback: string, fallbackMode:
 const DEFAULT_CHAT_MODELS = ['claude-sonnet-4-5', 'claude-haiku-4-5'];
 
 /** A `redis://` or `rediss://` URL, the one form every Redis location takes here. */
+/** What a Redis URL must look like, for error messages (which never echo the URL: it may hold a password). */
+export const REDIS_URL_FORM = 'a redis:// or rediss:// URL with a host and a port up to 65535 (in a password, @ : / ? # % must be percent-encoded)';
+
 export function isRedisUrl(text: string): boolean {
-  return /^rediss?:\/\/\S+$/.test(text);
+  if (!/^rediss?:\/\/\S+$/.test(text) || !URL.canParse(text)) return false;
+  return new URL(text).hostname !== '';
 }
 
 export function loadConfig(env: Env = process.env): Config {
@@ -229,7 +233,7 @@ export function loadConfig(env: Env = process.env): Config {
   const redisUrl = readString(env, 'REDIS_URL');
   if (redisUrl !== undefined && !isRedisUrl(redisUrl)) {
     // Never echo the URL: it may hold a password.
-    throw new ConfigError('REDIS_URL: expected a redis:// or rediss:// URL');
+    throw new ConfigError(`REDIS_URL: expected ${REDIS_URL_FORM}`);
   }
   const anthropicKeySet = readString(env, 'ANTHROPIC_API_KEY') !== undefined;
   const models = readList(env, 'CHAT_MODELS') ?? DEFAULT_CHAT_MODELS;

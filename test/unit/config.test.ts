@@ -43,6 +43,16 @@ describe('configuration', () => {
     expect(() => loadConfig({ [variable]: value })).toThrow(message);
   });
 
+  it.each([
+    ['a port past 65535', 'redis://127.0.0.1:99999'],
+    ['a password with an unencoded #', 'rediss://:secret#part@cache.example.com:6380'],
+  ])('rejects a REDIS_URL with %s, saying what to percent-encode, without echoing it', (_, url) => {
+    const attempt = () => loadConfig({ REDIS_URL: url });
+
+    expect(attempt).toThrow(/REDIS_URL: expected .* port up to 65535 \(in a password, @ : \/ \? # % must be percent-encoded\)/);
+    expect(attempt).not.toThrow(/secret/);
+  });
+
   it('rejects a REDIS_URL that is not a Redis URL without echoing it', () => {
     const attempt = () => loadConfig({ REDIS_URL: 'http://user:hunter2hunter2@example.com' });
 
