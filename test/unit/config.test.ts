@@ -45,7 +45,7 @@ describe('configuration', () => {
 
   it.each([
     ['a port past 65535', 'redis://127.0.0.1:99999'],
-    ['a password with an unencoded #', 'rediss://:secret#part@cache.example.com:6380'],
+    ['a password with an unencoded #', 'rediss://:secret#part@cache.example.test:6380'],
   ])('rejects a REDIS_URL with %s, saying what to percent-encode, without echoing it', (_, url) => {
     const attempt = () => loadConfig({ REDIS_URL: url });
 
