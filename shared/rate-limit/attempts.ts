@@ -107,7 +107,8 @@ interface Target {
   id: string;
 }
 
-function limitsOf(policies: readonly RateLimitPolicy[]): number[] {
+/** Per policy its limit and interval (µs): the reservation script's arguments. */
+function policyArgs(policies: readonly RateLimitPolicy[]): number[] {
   return policies.flatMap((policy) => [policy.limit, intervalUs(policy)]);
 }
 
@@ -126,7 +127,7 @@ export async function reserveAttempt(request: RateLimitRequest): Promise<Attempt
   let reply: number[];
   try {
     reply = (await withRedis((client) =>
-      withinTime(RESERVE(client, keys, [target.id, IN_FLIGHT_MS, ...limitsOf(policies)]), DEFAULT_CHECK_TIMEOUT_MS),
+      withinTime(RESERVE(client, keys, [target.id, IN_FLIGHT_MS, ...policyArgs(policies)]), DEFAULT_CHECK_TIMEOUT_MS),
     )) as number[];
   } catch (error) {
     // Given up on, the reservation may still run, late: ended as a success, so that it holds nothing.
