@@ -21,8 +21,8 @@ import { withRedis } from '../redis.ts';
 import { defineScript } from '../redis-script.ts';
 import { forgetBlock, recallBlock, rememberBlock } from './blocked.ts';
 import { withinTime } from './deadline.ts';
-import { intervalUs } from './gcra.ts';
-import { DEFAULT_CHECK_TIMEOUT_MS, decisionOf, oneUnitWaitMs, type RateLimitDecision, type RateLimitRequest } from './limiter.ts';
+import { intervalUs, LUA_NOW_US } from './gcra.ts';
+import { DEFAULT_CHECK_TIMEOUT_MS, decisionOf, namesOf, oneUnitWaitMs, type RateLimitDecision, type RateLimitRequest } from './limiter.ts';
 
 /**
  * How long an attempt that never settles (its container died, or it failed before settling) is
@@ -37,10 +37,7 @@ const IN_FLIGHT_MS = 10_000;
  * Reply: 1 when admitted (the unit spent, the attempt in flight), else 0; then the number of
  * other attempts in flight; then per policy the µs until its quota is full again.
  */
-const RESERVE = defineScript(`
-local clock = redis.call('TIME')
-local now = (clock[1] - 1700000000) * 1000000 + clock[2]
-local inFlightKey = KEYS[#KEYS]
+const RESERVE = defineScript(`${LUA_NOW_US}local inFlightKey = KEYS[#KEYS]
 redis.call('ZREMRANGEBYSCORE', inFlightKey, '-inf', now)
 local n = #KEYS - 1
 local admitted = 1
@@ -73,10 +70,7 @@ return reply
  * (settled already, or expired) gives nothing back: a unit is returned at most once.
  * Reply: per policy the µs until its quota is full again.
  */
-const SETTLE = defineScript(`
-local clock = redis.call('TIME')
-local now = (clock[1] - 1700000000) * 1000000 + clock[2]
-local ended = redis.call('ZREM', KEYS[#KEYS], ARGV[1]) == 1
+const SETTLE = defineScript(`${LUA_NOW_US}local ended = redis.call('ZREM', KEYS[#KEYS], ARGV[1]) == 1
 local reply = {}
 for i = 1, #KEYS - 1 do
   local tat = tonumber(redis.pcall('GET', KEYS[i])) or now
@@ -122,7 +116,7 @@ export async function reserveAttempt(request: RateLimitRequest): Promise<Attempt
   const { bucket, identity, policies } = request;
   const remembered = knownRefusal(request);
   if (remembered !== undefined) return refused(remembered);
-  const keys = [...rateLimitKeys(identity, bucket, policies.map((policy) => policy.name)), rateLimitAttemptsKey(identity, bucket)];
+  const keys = [...rateLimitKeys(identity, bucket, namesOf(policies)), rateLimitAttemptsKey(identity, bucket)];
   const target: Target = { request, keys, id: randomUUID() };
   let reply: number[];
   try {

@@ -47,9 +47,16 @@ import type { RedisClient } from '../redis.ts';
  * `redis.replicate_commands()`. A key that holds anything but a number (never written by this
  * script) reads as empty and is overwritten, rather than failing the run for every check in it.
  */
-export const GCRA_SCRIPT = `
+/**
+ * Lua that sets `now` to the server's clock in whole µs since an epoch close to today: the time
+ * base of every TAT, shared by every script that reads or writes one (this one, attempts.ts).
+ */
+export const LUA_NOW_US = `
 local clock = redis.call('TIME')
 local now = (clock[1] - 1700000000) * 1000000 + clock[2]
+`;
+
+export const GCRA_SCRIPT = `${LUA_NOW_US}
 local format, ceil = string.format, math.ceil
 local lists, a = {}, 3
 for j = 1, ARGV[2] do

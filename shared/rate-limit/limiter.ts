@@ -47,7 +47,8 @@ export const DEFAULT_CHECK_TIMEOUT_MS = 200;
 
 const policyNames = new WeakMap<readonly RateLimitPolicy[], string[]>();
 
-function namesOf(policies: RateLimitPolicy[]): string[] {
+/** The policies' names (their keys' last part), built once per configured list. */
+export function namesOf(policies: readonly RateLimitPolicy[]): string[] {
   let names = policyNames.get(policies);
   if (names === undefined) {
     names = policies.map((policy) => policy.name);
