@@ -27,6 +27,12 @@ const PASSWORD_MAX_UNITS = 8 * PASSWORD_LENGTH.max;
  */
 const UNSHOWABLE = /(?![\u200C\u200D\u{E0020}-\u{E007F}])[\p{Cc}\p{Cf}\u2028\u2029]/u;
 
+/**
+ * Letters that draw nothing (the Hangul fillers, the blank Braille pattern) are not white space to
+ * `trim`, yet a name made only of them shows as empty: it is read as blank, that is as no name.
+ */
+const BLANK_LOOKING = /^[\s\u115F\u1160\u3164\uFFA0\u2800]*$/u;
+
 export const RegisterBody = z.strictObject({
   // Normalised before it is checked, so ` Ada@Example.org` is accepted as `ada@example.org`.
   email: z.string().check(z.trim(), z.toLowerCase(), z.maxLength(254), z.email()),
@@ -39,11 +45,12 @@ export const RegisterBody = z.strictObject({
     }),
     z.refine((password) => passwordLength(password) >= PASSWORD_LENGTH.min, { message: `must have at least ${PASSWORD_LENGTH.min} characters` }),
   ),
-  // Blank or null: no name.
+  // Blank (or blank-looking) or null: no name.
   name: z.optional(
     z.nullable(
       z.string().check(
         z.trim(),
+        z.overwrite((name) => (BLANK_LOOKING.test(name) ? '' : name)),
         z.maxLength(100),
         z.refine((name) => !UNSHOWABLE.test(name), { message: 'must not hold control characters, line separators or invisible formatting characters' }),
       ),

@@ -70,6 +70,23 @@ describe('POST /auth/register', () => {
     ]);
   });
 
+  it('gives a null name for one made only of characters that draw nothing (Hangul fillers, blank Braille)', async () => {
+    await fastHashing();
+    const blankLooking = ['\u3164\u3164', ' \u2800 ', '\u115F\u1160\uFFA0'];
+
+    const answers = await Promise.all(blankLooking.map((name) => callRegister({ email: uniqueEmail(), password: PASSWORD, name })));
+
+    expect(answers.map((answer) => [answer.statusCode, answer.json.user.name])).toEqual(blankLooking.map(() => [201, null]));
+  });
+
+  it('keeps a name in which such a character stands beside visible ones', async () => {
+    await fastHashing();
+
+    const response = await callRegister({ email: uniqueEmail(), password: PASSWORD, name: '\u1100\u1161\u3164 Kim' });
+
+    expect([response.statusCode, response.json.user.name]).toEqual([201, '\u1100\u1161\u3164 Kim']);
+  });
+
   it('stores the account without a TTL, with the password hashed by scrypt N=2^17, r=8, p=1 by default', async () => {
     await useEnvironment({ REDIS_URL: redis.url });
     const email = uniqueEmail();
