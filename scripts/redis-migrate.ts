@@ -7,6 +7,7 @@
 
 import { parseArgs } from 'node:util';
 import { isRedisUrl, REDIS_URL_FORM } from '../shared/config.ts';
+import { isCluster } from '../shared/redis-cluster.ts';
 import type { RedisClient } from '../shared/redis.ts';
 import { connectTo } from './ops/connection.ts';
 import { planCopy } from './ops/copy-plan.ts';
@@ -94,15 +95,25 @@ async function open(endpoint: OperatorEndpoint, commandTimeoutMs: number): Promi
   return { endpoint, client, nodes };
 }
 
+/** The database the copy reads or writes: the URL's (`redis://host/3`); a cluster has only 0. */
+function databaseOf(side: Side): number {
+  return isCluster(side.client) ? 0 : Number(side.client.options.db ?? 0);
+}
+
+/** The keys of the side's database alone: the copy touches no other. */
+function keysIn(side: Side): number {
+  return side.nodes.reduce((sum, node) => sum + keyCounts(node.info, databaseOf(side)).keys, 0);
+}
+
 function describeSide(label: string, side: Side): string {
   const version = side.nodes[0]?.info.get('redis_version') ?? '?';
-  const keys = side.nodes.reduce((sum, node) => sum + keyCounts(node.info).keys, 0);
   const mode = side.endpoint.cluster ? `cluster of ${side.nodes.length} masters` : 'standalone';
-  return `${label} ${describeEndpoint(side.endpoint)}: Redis ${version}, ${mode}, ${keys} keys`;
+  const database = databaseOf(side) === 0 ? '' : ` in database ${databaseOf(side)}`;
+  return `${label} ${describeEndpoint(side.endpoint)}: Redis ${version}, ${mode}, ${keysIn(side)} keys${database}`;
 }
 
 function sameDatabase(source: Side, target: Side): boolean {
-  const id = (side: Side) => `${side.nodes[0]?.info.get('run_id')}/${new URL(side.endpoint.url).pathname.slice(1) || '0'}`;
+  const id = (side: Side) => `${side.nodes[0]?.info.get('run_id')}/${databaseOf(side)}`;
   return id(source) === id(target);
 }
 
@@ -155,7 +166,7 @@ async function run(values: Values): Promise<number> {
       say(`  ${plan.existingOnTarget} already exist on the target and would be replaced. Nothing was written.`);
     } else {
       const showProgress = values.progress === true || process.stderr.isTTY === true;
-      const total = match === '*' ? source.nodes.reduce((sum, node) => sum + keyCounts(node.info).keys, 0) : undefined;
+      const total = match === '*' ? keysIn(source) : undefined;
       const progress = showProgress ? startProgress(total) : undefined;
       const started = Date.now();
       let stats: CopyStats = { copied: 0, expired: 0, copiedByType: 0 };

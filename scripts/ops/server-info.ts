@@ -25,12 +25,12 @@ export function parseInfo(text: string): Info {
   return info;
 }
 
-/** `db0:keys=10,expires=2,avg_ttl=0` summed over every database. */
-export function keyCounts(info: Info): { keys: number; expires: number } {
+/** `db0:keys=10,expires=2,avg_ttl=0` of one database, or summed over every database. */
+export function keyCounts(info: Info, database?: number): { keys: number; expires: number } {
   let keys = 0;
   let expires = 0;
   for (const [name, value] of info) {
-    if (!/^db\d+$/.test(name)) continue;
+    if (database === undefined ? !/^db\d+$/.test(name) : name !== `db${database}`) continue;
     keys += Number(/keys=(\d+)/.exec(value)?.[1] ?? 0);
     expires += Number(/expires=(\d+)/.exec(value)?.[1] ?? 0);
   }

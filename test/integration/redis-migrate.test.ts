@@ -154,6 +154,24 @@ describe('npm run redis:migrate', () => {
       expect((await targetClient.keys('*')).sort()).toEqual(['tc:{u:1}:session', 'tc:{u:2}:session']);
     });
 
+    it('copies between two databases of one server, counting only the keys of each side\'s database', async () => {
+      await sourceClient.mset('in-db-0:a', '1', 'in-db-0:b', '2', 'in-db-0:c', '3');
+      const databaseThree = new Redis({ port: source.port, host: '127.0.0.1', db: 3 });
+      try {
+        await databaseThree.mset('in-db-3:a', 'copied', 'in-db-3:b', 'copied too');
+
+        const run = await migrate(['--from', `${source.url}/3`, '--to', `${source.url}/4`]);
+
+        expect(run.code).toBe(0);
+        expect(run.stdout).toMatch(/^from redis:\/\/127\.0\.0\.1:\d+: Redis [\d.]+, standalone, 2 keys in database 3$/m);
+        expect(run.stdout).toMatch(/^to   redis:\/\/127\.0\.0\.1:\d+: Redis [\d.]+, standalone, 0 keys in database 4$/m);
+        await databaseThree.select(4);
+        expect((await databaseThree.keys('*')).sort()).toEqual(['in-db-3:a', 'in-db-3:b']);
+      } finally {
+        databaseThree.disconnect();
+      }
+    });
+
     it('writes nothing with --dry-run and says what it would copy', async () => {
       await seedEveryType(sourceClient);
       await targetClient.set('hash', 'will be replaced');
