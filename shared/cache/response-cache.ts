@@ -16,8 +16,8 @@
 // The key is a digest of the validated question (model, prompt version, messages, parameters)
 // and of its owner: the user (default) or `*` for a route configured as global. Values are the
 // answer as one compact JSON string, with a TTL. Errors are never stored, nor answers the route
-// calls uncacheable (refusals); a failure of the computation is only shared, for a few seconds,
-// with the identical requests that were waiting for it (see single-flight.ts).
+// calls uncacheable (refusals); such an answer, or a failure of the computation, is only shared,
+// for a few seconds, with the identical requests that were waiting for it (see single-flight.ts).
 // `Cache-Control: no-cache` (or `max-age=0`, or `Pragma: no-cache` without Cache-Control) skips
 // the read; the fresh answer is still stored. `Cache-Control: no-store` keeps the answer to the
 // request out of the cache (RFC 9111 §5.2.1.5: a client sending text it wants kept nowhere); a
@@ -148,15 +148,16 @@ export function responseCache<E extends HttpEvent, Q, A>(options: ResponseCacheO
         keys: lookup.keys,
         ttlSeconds: options.ttlSeconds(),
         lockMs: budgetMs + LOCK_MARGIN_MS,
-        // A waiter gives up in time to answer before the function's own time-out.
-        waitMs: Math.max(0, Math.min(budgetMs, requestEnd - Date.now())),
+        // A waiter waits as long as the holder's lock lives, to hear even a holder that fails at
+        // its deadline, but gives up in time to answer before the function's own time-out.
+        waitMs: Math.max(0, Math.min(budgetMs + LOCK_MARGIN_MS, requestEnd - Date.now())),
         fresh: lookup.fresh,
         degradeWhenRedisDown: options.degradeWhenRedisDown(),
         ...(lookup.read === undefined ? {} : { read: lookup.read }),
         compute: async () => {
           const deadline = Math.min(Date.now() + budgetMs, requestEnd);
           computed = await compute(lookup.question, event, { deadline });
-          return { value: JSON.stringify(computed), store: !lookup.noStore && options.isCacheable(computed) };
+          return { value: JSON.stringify(computed), keep: lookup.noStore ? 'nowhere' : options.isCacheable(computed) ? 'cache' : 'waiters' };
         },
       });
 

@@ -5,22 +5,28 @@
 //   container B  GET answer: miss ─ answer-or-lock: busy ─ 25 ms ─ 50 ─ 100 ─ 200 ─ … ─ answer → served
 //   A crashes    its lock expires after lockMs ─ B's next answer-or-lock takes it ─ B computes
 //   B waited     waitMs without an answer: B computes without the lock (a slow holder never fails B)
-//   A fails      (a 429/502/503/504 problem: Claude failed) ─ record the failure + unlock (one script)
-//   container B  … ─ answer-or-lock: failed → B answers A's problem (same status, Retry-After)
+//   A fails      (a 422/429/502/503/504 problem: Claude failed) ─ record the outcome + unlock (one script)
+//   container B  … ─ answer-or-lock: outcome → B answers A's problem (same status, Retry-After)
+//   A refused    (an answer not to be cached: a refusal) ─ record the outcome + unlock (one script)
+//   container B  … ─ answer-or-lock: outcome → B serves A's answer
 //   A throws     (any other error, e.g. a bug) nothing is recorded; A unlocks, a waiter takes over
 //
 // The lock is `SET lock token NX PX lockMs`; the holder deletes it only while it still holds
 // the same token (compare-and-delete in the store script), so a holder that outlived its lock
-// never deletes the next holder's. Answer, lock and failure record share a hash tag: every
+// never deletes the next holder's. Answer, lock and outcome record share a hash tag: every
 // script is one slot.
 //
-// Why the failure record: without it each waiter, finding the lock free, would call Claude in
-// turn, one after another, to hear the same 429 or 5xx (and the provider's own retry doubles
-// each). The record is the problem as our code built it (status, type, title, fixed detail,
-// Retry-After; never its cause, which holds Claude's text) and lives the Retry-After, at most
-// FAILURE_MAX_MS, else FAILURE_MS; it is never the answer key. Only a request that waited for
-// the failed computation answers it: one arriving afterwards takes the lock (which clears the
-// record) and asks Claude again, as after any failure.
+// Why the outcome record: without it each waiter, finding the lock free and no answer stored,
+// would call Claude in turn, one after another, to hear the same 429 or 5xx (and the provider's
+// own retry doubles each) or the same refusal. A failure is recorded as the problem our code
+// built (status, type, title, fixed detail, Retry-After; never its cause, which holds Claude's
+// text) and lives the Retry-After, at most OUTCOME_MAX_MS, else OUTCOME_MS; an answer not to be
+// cached lives OUTCOME_MS. The record is never the answer key. Only a request that waited for the
+// computation answers it: one arriving afterwards takes the lock (which clears the record) and
+// asks Claude again, as after any failure.
+//
+// Waiters wait as long as the holder's lock lives (its compute budget plus a margin), so a
+// holder that fails at its deadline is heard, not raced by waiters that give up at the same moment.
 
 import { randomUUID } from 'node:crypto';
 import { defineScript } from '../redis-script.ts';
@@ -32,19 +38,25 @@ import { withRedis, type RedisClient } from '../redis.ts';
  *  `computed` by this request, `fresh` computed without reading (no-cache), `uncached` with Redis down. */
 export type FlightOutcome = 'hit' | 'shared' | 'computed' | 'fresh' | 'uncached';
 
+/**
+ * Where a computed value may be kept: `cache` for the TTL; `waiters` only for the identical
+ * requests waiting for it (an answer not worth caching, such as a refusal); `nowhere` (the client
+ * asked that nothing of its request be kept).
+ */
+export type Keep = 'cache' | 'waiters' | 'nowhere';
+
 export interface Computed {
   /** The serialised value (compact JSON). */
   value: string;
-  /** False for answers that must not be kept (refusals). */
-  store: boolean;
+  keep: Keep;
 }
 
 export interface FlightOptions {
-  keys: { answer: string; lock: string; failure: string };
+  keys: { answer: string; lock: string; outcome: string };
   ttlSeconds: number;
   /** How long a holder may compute before its lock expires (its compute budget plus a margin). */
   lockMs: number;
-  /** How long a waiter waits for another container's answer before computing itself. */
+  /** How long a waiter waits for another container's answer before computing itself (at most lockMs). */
   waitMs: number;
   /** Skip the read (Cache-Control: no-cache); the fresh value is still stored. */
   fresh?: boolean;
@@ -62,12 +74,15 @@ export interface FlightResult {
 
 const FIRST_POLL_MS = 25;
 const MAX_POLL_MS = 200;
-/** A failure record without Retry-After lives this long: several polls of every waiter (MAX_POLL_MS). */
-const FAILURE_MS = 1_000;
+/** An outcome record without Retry-After lives this long: several polls of every waiter (MAX_POLL_MS). */
+const OUTCOME_MS = 1_000;
 /** ... and never longer than this, whatever Claude's Retry-After: it is not a cache of errors. */
-const FAILURE_MAX_MS = 5_000;
-/** Claude's failures (our problems for them), as opposed to bugs and refusals of the request itself. */
-const SHARED_FAILURE_STATUSES = new Set([429, 502, 503, 504]);
+const OUTCOME_MAX_MS = 5_000;
+/**
+ * Claude's failures (our problems for them) and its refusal to read a conversation too long
+ * (422): what every identical request would hear too. Bugs and Redis outages are not shared.
+ */
+const SHARED_FAILURE_STATUSES = new Set([422, 429, 502, 503, 504]);
 
 /** What a waiter needs to answer the holder's problem: nothing secret, nothing of its cause. */
 interface FailureRecord {
@@ -78,17 +93,20 @@ interface FailureRecord {
   retryAfter?: string;
 }
 
+/** How the holder's computation ended, for the requests that waited for it. */
+type OutcomeRecord = { problem: FailureRecord } | { answer: string };
+
 // The answer if it is there; else, for a caller that has been waiting (ARGV[3] = '1'), the
-// failure record of the computation it waited for; else the lock, if nobody holds it, clearing
-// an earlier holder's failure record so that it is never mistaken for the new holder's.
-// Returns the answer (a string), {record} (a failure), 1 (this caller holds the lock now) or 0
+// outcome record of the computation it waited for; else the lock, if nobody holds it, clearing
+// an earlier holder's outcome record so that it is never mistaken for the new holder's.
+// Returns the answer (a string), {record} (an outcome), 1 (this caller holds the lock now) or 0
 // (someone else does).
 const answerOrLock = defineScript(
   `local answer = redis.call('GET', KEYS[1])
 if answer then return answer end
 if ARGV[3] == '1' then
-  local failure = redis.call('GET', KEYS[3])
-  if failure then return {failure} end
+  local outcome = redis.call('GET', KEYS[3])
+  if outcome then return {outcome} end
 end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
   redis.call('DEL', KEYS[3])
@@ -97,9 +115,10 @@ end
 return 0`,
 );
 
-// Stores the answer (unless ARGV[1] is empty: a failure or a refusal); then, only if the lock
-// still holds this caller's token, records the failure (unless ARGV[4] is empty) and deletes
-// the lock. A holder that outlived its lock records nothing: the waiters now wait for another.
+// Stores the answer (unless ARGV[1] is empty: a failure, or an answer not to be cached); then,
+// only if the lock still holds this caller's token, records the outcome for the waiters (unless
+// ARGV[4] is empty) and deletes the lock. A holder that outlived its lock records nothing: the
+// waiters now wait for another.
 const storeAndUnlock = defineScript(
   `if ARGV[1] ~= '' then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end
 if redis.call('GET', KEYS[2]) == ARGV[3] then
@@ -174,7 +193,7 @@ function lead(options: FlightOptions): Promise<FlightResult> {
 async function acrossContainers(options: FlightOptions): Promise<FlightResult> {
   const { keys, lockMs } = options;
   const token = randomUUID();
-  const scriptKeys = [keys.answer, keys.lock, keys.failure];
+  const scriptKeys = [keys.answer, keys.lock, keys.outcome];
   let waiting = false;
   const tryOnce = () =>
     withRedis((redis) => answerOrLock(redis, scriptKeys, [token, lockMs, waiting ? '1' : '0'])) as Promise<string | [string] | number>;
@@ -182,7 +201,7 @@ async function acrossContainers(options: FlightOptions): Promise<FlightResult> {
   let pause = FIRST_POLL_MS;
   for (let state = await tryOnce(); ; state = await tryOnce()) {
     if (typeof state === 'string') return { value: state, outcome: 'shared' };
-    if (Array.isArray(state)) throw problemOf(state[0]);
+    if (Array.isArray(state)) return sharedOutcome(state[0]);
     if (state === 1) return computeAsHolder(options, token);
     waiting = true;
     if (Date.now() + pause > waitUntil) {
@@ -196,7 +215,7 @@ async function acrossContainers(options: FlightOptions): Promise<FlightResult> {
 
 async function computeAsHolder(options: FlightOptions, token: string): Promise<FlightResult> {
   const { keys } = options;
-  const scriptKeys = [keys.answer, keys.lock, keys.failure];
+  const scriptKeys = [keys.answer, keys.lock, keys.outcome];
   let computed: Computed;
   try {
     computed = await options.compute();
@@ -204,12 +223,13 @@ async function computeAsHolder(options: FlightOptions, token: string): Promise<F
     // Release at once: the waiters answer a recorded failure, or one takes over after a bug
     // instead of waiting for the lock to expire.
     const failure = failureRecordOf(error);
-    const record = failure ? [JSON.stringify(failure.record), failure.ttlMs] : ['', 0];
+    const record = failure ? [JSON.stringify({ problem: failure.record } satisfies OutcomeRecord), failure.ttlMs] : ['', 0];
     await bestEffort('release the lock', (redis) => storeAndUnlock(redis, scriptKeys, ['', 0, token, ...record]));
     throw error;
   }
-  const value = computed.store ? computed.value : '';
-  await bestEffort('store the answer', (redis) => storeAndUnlock(redis, scriptKeys, [value, options.ttlSeconds, token, '', 0]));
+  const stored = computed.keep === 'cache' ? computed.value : '';
+  const record = computed.keep === 'waiters' ? [JSON.stringify({ answer: computed.value } satisfies OutcomeRecord), OUTCOME_MS] : ['', 0];
+  await bestEffort('store the answer', (redis) => storeAndUnlock(redis, scriptKeys, [stored, options.ttlSeconds, token, ...record]));
   return { value: computed.value, outcome: 'computed' };
 }
 
@@ -224,13 +244,19 @@ function failureRecordOf(error: unknown): { record: FailureRecord; ttlMs: number
     ...(retryAfter === undefined ? {} : { retryAfter }),
   };
   const retryAfterMs = Number(retryAfter) * 1000;
-  const ttlMs = Number.isFinite(retryAfterMs) && retryAfterMs > 0 ? Math.min(retryAfterMs, FAILURE_MAX_MS) : FAILURE_MS;
+  const ttlMs = Number.isFinite(retryAfterMs) && retryAfterMs > 0 ? Math.min(retryAfterMs, OUTCOME_MAX_MS) : OUTCOME_MS;
   return { record, ttlMs };
 }
 
+/** What the holder this request waited for ended with: its answer, served, or its problem, thrown. */
+function sharedOutcome(text: string): FlightResult {
+  const record = JSON.parse(text) as OutcomeRecord;
+  if ('answer' in record) return { value: record.answer, outcome: 'shared' };
+  throw problemOf(record.problem);
+}
+
 /** The holder's problem, as this waiter answers it: the same status, type, detail and Retry-After. */
-function problemOf(text: string): HttpProblem {
-  const record = JSON.parse(text) as FailureRecord;
+function problemOf(record: FailureRecord): HttpProblem {
   return new HttpProblem(record.status, record.slug, {
     ...(record.detail === undefined ? {} : { detail: record.detail }),
     ...(record.retryAfter === undefined ? {} : { headers: { 'Retry-After': record.retryAfter } }),
@@ -240,7 +266,7 @@ function problemOf(text: string): HttpProblem {
 
 async function computeUnlocked(options: FlightOptions): Promise<FlightResult> {
   const computed = await options.compute();
-  if (computed.store) await bestEffort('store the answer', (redis) => redis.set(options.keys.answer, computed.value, 'EX', options.ttlSeconds));
+  if (computed.keep === 'cache') await bestEffort('store the answer', (redis) => redis.set(options.keys.answer, computed.value, 'EX', options.ttlSeconds));
   return { value: computed.value, outcome: 'computed' };
 }
 

@@ -39,8 +39,8 @@ export async function auditCaches(admin: Redis, dimensions: number): Promise<Cac
     const ttl = await admin.pttl(key);
     if (ttl === -2) continue; // expired meanwhile
     if (ttl < 0) audit.faults.push(`${key}: no TTL`);
-    // A single-flight lock, or the failure it shares with its waiters: short-lived, never an answer.
-    if (key.endsWith(':lock') || key.endsWith(':failure')) {
+    // A single-flight lock, or the outcome it shares with its waiters: short-lived, never an answer.
+    if (key.endsWith(':lock') || key.endsWith(':outcome')) {
       audit.locks += 1;
     } else {
       audit.answers += 1;

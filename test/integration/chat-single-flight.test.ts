@@ -1,10 +1,10 @@
 // Single-flight for cached answers on a real Redis, standalone and cluster: one computation for
-// concurrent misses in a container and across containers, locks and failure records that expire,
+// concurrent misses in a container and across containers, locks and outcome records that expire,
 // the round trips of each path, and Redis down (fail fast or compute uncached).
 
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { singleFlight, type Computed, type FlightOptions } from '../../shared/cache/single-flight.ts';
+import { singleFlight, type Computed, type FlightOptions, type Keep } from '../../shared/cache/single-flight.ts';
 import { digest, responseCacheKeys } from '../../shared/keys.ts';
 import { HttpProblem } from '../../shared/problem.ts';
 import { useEnvironment } from '../support/env.ts';
@@ -16,12 +16,12 @@ const freshKeys = () => responseCacheKeys('test', digest(`question-${Date.now()}
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A computation that counts its calls and answers after `delayMs`. */
-function countedCompute(value = '{"answer":42}', delayMs = 0, store = true) {
+function countedCompute(value = '{"answer":42}', delayMs = 0, keep: Keep = 'cache') {
   const compute = Object.assign(
     async (): Promise<Computed> => {
       compute.calls += 1;
       await sleep(delayMs);
-      return { value, store };
+      return { value, keep };
     },
     { calls: 0 },
   );
@@ -86,13 +86,25 @@ describe('single-flight over a standalone Redis', () => {
     expect(proxy.roundTrips()).toBe(3);
   });
 
-  it('does not store a value the caller marks as not to keep, and still releases the lock', async () => {
+  it('keeps a value marked for the waiters only as their outcome record, for about a second, and releases the lock', async () => {
     const keys = freshKeys();
 
-    const result = await flight(keys, countedCompute('{"refused":true}', 0, false));
+    const result = await flight(keys, countedCompute('{"refused":true}', 0, 'waiters'));
 
     expect(result.value).toBe('{"refused":true}');
     expect(await inspect.exists(keys.answer, keys.lock)).toBe(0);
+    expect(JSON.parse((await inspect.get(keys.outcome)) ?? 'null')).toEqual({ answer: '{"refused":true}' });
+    expect(await inspect.pttl(keys.outcome)).toBeGreaterThan(500);
+    expect(await inspect.pttl(keys.outcome)).toBeLessThanOrEqual(1_000);
+  });
+
+  it('keeps nothing of a value marked to be kept nowhere, and still releases the lock', async () => {
+    const keys = freshKeys();
+
+    const result = await flight(keys, countedCompute('{"private":true}', 0, 'nowhere'));
+
+    expect(result.value).toBe('{"private":true}');
+    expect(await inspect.exists(keys.answer, keys.lock, keys.outcome)).toBe(0);
   });
 
   it('stores nothing when the computation fails, releases the lock at once and passes the error on', async () => {
@@ -114,11 +126,13 @@ describe('single-flight over a standalone Redis', () => {
 
     await flight(keys, () => Promise.reject(failure)).catch(() => {});
 
-    expect(JSON.parse((await inspect.get(keys.failure)) ?? 'null')).toEqual({
-      status: 429,
-      slug: 'upstream-rate-limited',
-      detail: 'Claude is rate limiting this service; try again later.',
-      retryAfter: '30',
+    expect(JSON.parse((await inspect.get(keys.outcome)) ?? 'null')).toEqual({
+      problem: {
+        status: 429,
+        slug: 'upstream-rate-limited',
+        detail: 'Claude is rate limiting this service; try again later.',
+        retryAfter: '30',
+      },
     });
   });
 
@@ -128,10 +142,10 @@ describe('single-flight over a standalone Redis', () => {
     await flight(short, () => Promise.reject(new HttpProblem(503, 'upstream-overloaded', { retryAfterSeconds: 2 }))).catch(() => {});
     await flight(long, () => Promise.reject(new HttpProblem(429, 'upstream-rate-limited', { retryAfterSeconds: 30 }))).catch(() => {});
 
-    expect(await inspect.pttl(short.failure)).toBeGreaterThan(1_500);
-    expect(await inspect.pttl(short.failure)).toBeLessThanOrEqual(2_000);
-    expect(await inspect.pttl(long.failure)).toBeGreaterThan(4_500);
-    expect(await inspect.pttl(long.failure)).toBeLessThanOrEqual(5_000);
+    expect(await inspect.pttl(short.outcome)).toBeGreaterThan(1_500);
+    expect(await inspect.pttl(short.outcome)).toBeLessThanOrEqual(2_000);
+    expect(await inspect.pttl(long.outcome)).toBeGreaterThan(4_500);
+    expect(await inspect.pttl(long.outcome)).toBeLessThanOrEqual(5_000);
   });
 
   it('keeps a failure record without Retry-After for about a second', async () => {
@@ -139,17 +153,25 @@ describe('single-flight over a standalone Redis', () => {
 
     await flight(keys, () => Promise.reject(new HttpProblem(502, 'upstream-error'))).catch(() => {});
 
-    expect(await inspect.pttl(keys.failure)).toBeGreaterThan(500);
-    expect(await inspect.pttl(keys.failure)).toBeLessThanOrEqual(1_000);
+    expect(await inspect.pttl(keys.outcome)).toBeGreaterThan(500);
+    expect(await inspect.pttl(keys.outcome)).toBeLessThanOrEqual(1_000);
   });
 
-  it('records nothing for an error that is not an upstream failure', async () => {
-    const [bug, refusal] = [freshKeys(), freshKeys()];
+  it('records a conversation too long for the model (422): every identical request would hear the same', async () => {
+    const keys = freshKeys();
+
+    await flight(keys, () => Promise.reject(new HttpProblem(422, 'conversation-too-long'))).catch(() => {});
+
+    expect(JSON.parse((await inspect.get(keys.outcome)) ?? 'null')).toEqual({ problem: { status: 422, slug: 'conversation-too-long' } });
+  });
+
+  it('records nothing for an error that is not an upstream failure, nor for Redis down', async () => {
+    const [bug, redisDown] = [freshKeys(), freshKeys()];
 
     await flight(bug, () => Promise.reject(new TypeError('undefined is not a function'))).catch(() => {});
-    await flight(refusal, () => Promise.reject(new HttpProblem(422, 'conversation-too-long'))).catch(() => {});
+    await flight(redisDown, () => Promise.reject(new HttpProblem(503, 'redis-unavailable'))).catch(() => {});
 
-    expect(await inspect.exists(bug.failure, bug.lock, refusal.failure, refusal.lock)).toBe(0);
+    expect(await inspect.exists(bug.outcome, bug.lock, redisDown.outcome, redisDown.lock)).toBe(0);
   });
 
   it('answers the recorded problem of the holder it waited for, without computing', async () => {
@@ -157,7 +179,7 @@ describe('single-flight over a standalone Redis', () => {
     await inspect.set(keys.lock, 'another-container', 'PX', 5_000);
     const compute = countedCompute();
     const record = { status: 429, slug: 'upstream-rate-limited', detail: 'Later.', retryAfter: '30' };
-    setTimeout(() => void inspect.multi().set(keys.failure, JSON.stringify(record), 'PX', 5_000).del(keys.lock).exec(), 300);
+    setTimeout(() => void inspect.multi().set(keys.outcome, JSON.stringify({ problem: record }), 'PX', 5_000).del(keys.lock).exec(), 300);
 
     const error = (await flight(keys, compute).catch((caught: unknown) => caught)) as HttpProblem;
 
@@ -166,16 +188,28 @@ describe('single-flight over a standalone Redis', () => {
     expect(error.toResponse()).toEqual(new HttpProblem(429, 'upstream-rate-limited', { detail: 'Later.', headers: { 'Retry-After': '30' } }).toResponse());
   });
 
-  it('computes when it finds a failure record but no lock, and clears the record as it takes the lock', async () => {
+  it('serves the answer the holder it waited for kept for its waiters, without computing', async () => {
     const keys = freshKeys();
-    await inspect.set(keys.failure, JSON.stringify({ status: 502, slug: 'upstream-error' }), 'PX', 5_000);
+    await inspect.set(keys.lock, 'another-container', 'PX', 5_000);
+    const compute = countedCompute();
+    setTimeout(() => void inspect.multi().set(keys.outcome, JSON.stringify({ answer: '{"refused":true}' }), 'PX', 1_000).del(keys.lock).exec(), 300);
+
+    const result = await flight(keys, compute);
+
+    expect(result).toEqual({ value: '{"refused":true}', outcome: 'shared' });
+    expect(compute.calls).toBe(0);
+  });
+
+  it('computes when it finds an outcome record but no lock, and clears the record as it takes the lock', async () => {
+    const keys = freshKeys();
+    await inspect.set(keys.outcome, JSON.stringify({ problem: { status: 502, slug: 'upstream-error' } }), 'PX', 5_000);
     const compute = countedCompute();
 
     const result = await flight(keys, compute);
 
     expect(result.outcome).toBe('computed');
     expect(compute.calls).toBe(1);
-    expect(await inspect.exists(keys.failure)).toBe(0);
+    expect(await inspect.exists(keys.outcome)).toBe(0);
   });
 
   it('records no failure once its lock expired under it and belongs to someone else', async () => {
@@ -190,7 +224,7 @@ describe('single-flight over a standalone Redis', () => {
 
     await running;
 
-    expect(await inspect.exists(keys.failure)).toBe(0);
+    expect(await inspect.exists(keys.outcome)).toBe(0);
     expect(await inspect.get(keys.lock)).toBe('next-holder');
   });
 
@@ -265,7 +299,7 @@ describe('single-flight over a standalone Redis', () => {
     const keys = freshKeys();
     const slow = async (): Promise<Computed> => {
       await sleep(400);
-      return { value: '{"answer":"late"}', store: true };
+      return { value: '{"answer":"late"}', keep: 'cache' };
     };
     const running = flight(keys, slow, { lockMs: 100 });
     await sleep(200);

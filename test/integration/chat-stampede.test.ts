@@ -1,6 +1,7 @@
 // POST /chat single flight across containers: separate Node processes (chat-worker.ts) ask the
-// same question at once over one real Redis, and Claude's stand-in is called once, failures
-// included, and again only after a failure record or a crashed holder's lock expires.
+// same question at once over one real Redis, and Claude's stand-in is called once, failures,
+// refusals and time-outs included, and again only after an outcome record or a crashed holder's
+// lock expires.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -61,7 +62,7 @@ function ask(userId: string, body: unknown) {
   return invoke(core, event);
 }
 
-/** The answer, lock and failure keys of a question, as the route names them. */
+/** The answer, lock and outcome keys of a question, as the route names them. */
 function keysOf(userId: string, body: unknown) {
   const question = chatQuestion({ ...httpEvent('POST', '/chat', { body }), jsonBody: body });
   return responseCacheKeys('chat', digest(JSON.stringify([userId, question])));
@@ -146,11 +147,48 @@ describe('POST /chat single flight across containers', () => {
     expect(results.map((result) => result.status)).toEqual([502, 502, 502, 502, 502, 502]);
   });
 
+  it('calls Claude once for identical concurrent requests from two processes when Claude refuses, and serves the refusal to each without caching it', async () => {
+    double.script({ stopReason: 'refusal', delayMs: 400 }); // a second call would be answered end_turn
+    const body = { messages: [{ role: 'user', content: `Do my homework for me (${Date.now()})` }] };
+
+    const results = await askFromTwoProcesses(body, 3);
+
+    expect(double.calls).toBe(1);
+    expect(results.map((result) => result.status)).toEqual([200, 200, 200, 200, 200, 200]);
+    expect(new Set(results.map((result) => result.id)).size).toBe(1);
+    expect(await inspect.exists(keysOf('ana', body).answer)).toBe(0);
+  });
+
+  it('calls Claude once for identical concurrent requests from two processes when the conversation is too long for the model', async () => {
+    double.script({ status: 400, errorType: 'invalid_request_error', message: 'prompt is too long: 210000 tokens > 200000 maximum', delayMs: 400 });
+    const body = { messages: [{ role: 'user', content: `Summarise this whole book (${Date.now()})` }] };
+
+    const results = await askFromTwoProcesses(body, 3);
+
+    expect(double.calls).toBe(1);
+    expect(results.map((result) => result.status)).toEqual([422, 422, 422, 422, 422, 422]);
+  });
+
+  it('calls Claude once for identical concurrent requests from two processes when Claude does not answer before the deadline', async () => {
+    double.script({ delayMs: 8_000 });
+    const body = { messages: [{ role: 'user', content: `What is a limit? (${Date.now()})` }] };
+    const env = { ...sharedEnv(), CHAT_TIMEOUT_MS: '1000' };
+    const pair = [startWorker(env, 'ana', 2, body), startWorker(env, 'ana', 2, body)];
+    workers.push(...pair);
+    await Promise.all(pair.map((worker) => worker.ready));
+    for (const worker of pair) worker.go();
+
+    const results = (await Promise.all(pair.map((worker) => worker.result))).flat();
+
+    expect(double.calls).toBe(1);
+    expect(results.map((result) => [result.status, result.retryAfter])).toEqual(Array.from({ length: 4 }, () => [503, '5']));
+  });
+
   it('calls Claude again for an identical request once the failure has expired, and serves its answer MISS then HIT', async () => {
     double.script({ status: 429, retryAfter: 1, delayMs: 400 });
     const body = { messages: [{ role: 'user', content: `What is a prime number? (${Date.now()})` }] };
     const failed = await askFromTwoProcesses(body, 2);
-    await until(async () => (await inspect.exists(keysOf('ana', body).failure)) === 0, 3_000);
+    await until(async () => (await inspect.exists(keysOf('ana', body).outcome)) === 0, 3_000);
     await useEnvironment(sharedEnv());
 
     const first = await ask('ana', body);
@@ -183,10 +221,10 @@ describe('POST /chat single flight across containers', () => {
     expect(await inspect.exists(keysOf('ana', body).lock)).toBe(0); // it took the expired lock, then released it
   });
 
-  it('calls Claude itself after waiting its budget for a holder whose lock outlives the wait', async () => {
+  it('calls Claude itself after waiting as long as its own lock would live, for a holder whose lock outlives the wait', async () => {
     const body = { messages: [{ role: 'user', content: `What is a verb? (${Date.now()})` }] };
     double.script({ delayMs: 8_000 });
-    // The holder's budget is 60 s: its lock outlives this container's 1 s wait.
+    // The holder's budget is 60 s: its lock outlives this container's wait (1 s budget + 1 s margin).
     const holder = startWorker({ ...sharedEnv(), CHAT_TIMEOUT_MS: '60000' }, 'ana', 1, body);
     workers.push(holder);
     await holder.ready;
