@@ -121,7 +121,7 @@ export async function reserveAttempt(request: RateLimitRequest): Promise<Attempt
   let reply: number[];
   try {
     reply = (await withRedis((client) =>
-      withinTime(RESERVE(client, keys, [target.id, IN_FLIGHT_MS, ...policyArgs(policies)]), DEFAULT_CHECK_TIMEOUT_MS),
+      withinTime(client, RESERVE(client, keys, [target.id, IN_FLIGHT_MS, ...policyArgs(policies)]), DEFAULT_CHECK_TIMEOUT_MS),
     )) as number[];
   } catch (error) {
     // Given up on, the reservation may still run, late: ended as a success, so that it holds nothing.
@@ -166,7 +166,7 @@ async function settle<D extends RateLimitDecision | undefined>({ request, keys, 
   const { bucket, identity, policies } = request;
   try {
     const reply = (await withRedis((client) =>
-      withinTime(SETTLE(client, keys, [id, counts ? 1 : 0, ...policies.map(intervalUs)]), DEFAULT_CHECK_TIMEOUT_MS),
+      withinTime(client, SETTLE(client, keys, [id, counts ? 1 : 0, ...policies.map(intervalUs)]), DEFAULT_CHECK_TIMEOUT_MS),
     )) as number[];
     if (!counts) forgetBlock(bucket, identity);
     return decisionOf([1, ...reply], 0, policies, 0);

@@ -72,8 +72,8 @@ function flush(): void {
 
 function send({ checks, timeoutMs }: Run): void {
   // The deadline bounds the script, not the container's first connection (the Redis URL read from
-  // Secrets Manager, the client loaded): a cold start is not a slow Redis.
-  withRedis((client) => withinTime(runGcra(client, checks), timeoutMs)).then(
+  // Secrets Manager, the client loaded, the connection made): a cold start is not a slow Redis.
+  withRedis((client) => withinTime(client, runGcra(client, checks), timeoutMs)).then(
     (reply) => {
       let offset = 0;
       for (const check of checks) {

@@ -1,0 +1,74 @@
+// The rate-limit check's 200 ms deadline measures Redis's answer: not a cold container's connection
+// to a distant TLS Redis, not a reply left unread while the process was busy. A Redis that does
+// not answer is still a 503.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkRateLimit } from '../../shared/rate-limit/limiter.ts';
+import { HttpProblem } from '../../shared/problem.ts';
+import { useEnvironment } from '../support/env.ts';
+import { startStandaloneRedis, startTlsRedis, type RedisServer, type TlsRedis } from '../support/redis.ts';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
+
+const policies = [{ name: '100-per-1m', limit: 100, windowMs: 60_000 }];
+let identities = 0;
+const check = () => checkRateLimit({ bucket: 'deadline', identity: `someone-${identities++}`, policies });
+
+/** Keeps the thread busy, as a password hash on every core does to the event loop. */
+function busyFor(ms: number): void {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    // spin
+  }
+}
+
+describe('the rate-limit check deadline', () => {
+  let redis: RedisServer;
+  let tls: TlsRedis;
+  let distant: TcpProxy;
+  let frozen: TcpProxy;
+  beforeAll(async () => {
+    [redis, tls] = await Promise.all([startStandaloneRedis(), startTlsRedis()]);
+    // Every answer of the TLS Redis, handshake included, arrives 120 ms late: a Redis a long way off.
+    [distant, frozen] = await Promise.all([startTcpProxy(tls.port, { replyDelayMs: 120 }), startTcpProxy(redis.port)]);
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    await Promise.all([distant.close(), frozen.close()]);
+    await Promise.all([redis.stop(), tls.stop()]);
+  });
+
+  it('does not count the connection of a cold container: a distant TLS Redis admits the first check', async () => {
+    const tlsEnvironment = { REDIS_TLS_CA_FILE: tls.tlsMaterial.ca };
+    await useEnvironment({ ...tlsEnvironment, REDIS_URL: tls.url });
+    await check(); // the script is known to the server, as it is to any Redis the functions have used
+    await useEnvironment({ ...tlsEnvironment, REDIS_URL: `rediss://127.0.0.1:${distant.port}` });
+
+    const decision = await check();
+
+    expect(decision.allowed).toBe(true);
+  });
+
+  it('takes a reply that arrived while the process was busy past the deadline', async () => {
+    await useEnvironment({ REDIS_URL: redis.url });
+    await check(); // warm: connected, script loaded
+    const pending = check();
+    await new Promise((resolve) => setImmediate(resolve)); // the check's script is on its way
+
+    busyFor(400);
+    const decision = await pending;
+
+    expect(decision.allowed).toBe(true);
+  });
+
+  it('still gives up on a Redis that does not answer: 503', async () => {
+    await useEnvironment({ REDIS_URL: `redis://127.0.0.1:${frozen.port}` });
+    await check();
+    frozen.freeze();
+
+    const outcome = await check().catch((error: unknown) => error);
+
+    frozen.thaw();
+    expect(outcome).toBeInstanceOf(HttpProblem);
+    expect((outcome as HttpProblem).status).toBe(503);
+  });
+});
