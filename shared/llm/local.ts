@@ -1,8 +1,10 @@
 // The offline tutor: a deterministic stand-in for Claude for development without an API key.
 // It is not a language model and says so at the start of every answer; its `model` is
 // `local-tutor`, whatever model the request named. Same question, same answer, so the response
-// cache and its tests behave as they do with Claude.
+// cache and its tests behave as they do with Claude; and, as with Claude, every answer made has an
+// id of its own (a cached answer keeps the id it was made with).
 
+import { randomBytes } from 'node:crypto';
 import { digest } from '../keys.ts';
 import type { ChatProvider, Completion, CompletionRequest } from './provider.ts';
 
@@ -51,7 +53,7 @@ export function localTutor(): ChatProvider {
       const content = prefix(full, request.maxTokens * 4);
       const inputText = request.system + request.messages.map((message) => message.content).join('');
       return {
-        id: `local_${fingerprint.slice(0, 24)}`,
+        id: `local_${randomBytes(12).toString('hex')}`,
         model: LOCAL_TUTOR_MODEL,
         content,
         stopReason: content.length < full.length ? 'max_tokens' : 'end_turn',

@@ -297,11 +297,13 @@ describe('the local tutor', () => {
     expect(answer.usage.inputTokens).toBeGreaterThan(0);
   });
 
-  it('gives the same answer to the same question', async () => {
+  it('gives the same answer to the same question, each made under an id of its own as Claude\'s are', async () => {
     const first = await localTutor().complete(question, inSeconds(1));
     const second = await localTutor().complete(question, inSeconds(1));
 
-    expect(second).toEqual(first);
+    expect({ ...second, id: undefined }).toEqual({ ...first, id: undefined });
+    expect(second.id).not.toBe(first.id);
+    expect(second.id).toMatch(/^local_[0-9a-f]{24}$/);
   });
 
   it('quotes a long question of emoji without splitting one: the answer is valid text', async () => {
