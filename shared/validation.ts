@@ -54,8 +54,25 @@ function article(type: string): string {
 /** `messages.0.content`; the body itself is `(body)`, and an empty key is spelled `""`. */
 const pathOf = (path: readonly PropertyKey[]) => (path.length === 0 ? '(body)' : path.map((part) => (part === '' ? '""' : String(part))).join('.'));
 
+/**
+ * Whether `issue` is a bound that another issue of the same field states more tightly: a huge
+ * number breaks both an integer's own bound (2^53 - 1) and the field's (4096); only the field's is told.
+ */
+function isLooserBound(issue: Issue, issues: readonly Issue[]): boolean {
+  if (issue.code !== 'too_big' && issue.code !== 'too_small') return false;
+  const bound = (other: Issue) => (issue.code === 'too_big' ? other.maximum : other.minimum);
+  const own = bound(issue);
+  return issues.some((other) => {
+    const theirs = bound(other);
+    if (other === issue || other.code !== issue.code || own === undefined || theirs === undefined) return false;
+    if (pathOf(other.path) !== pathOf(issue.path)) return false;
+    return issue.code === 'too_big' ? theirs < own : theirs > own;
+  });
+}
+
 export function toFieldErrors(issues: readonly Issue[]): FieldError[] {
-  return issues.flatMap((issue) =>
+  const told = issues.filter((issue) => !isLooserBound(issue, issues));
+  return told.flatMap((issue) =>
     // An unknown field is named by its own path, one error each, as a missing one is.
     issue.code === 'unrecognized_keys'
       ? (issue.keys ?? []).map((key) => ({ path: pathOf([...issue.path, key]), message: 'is not a known field' }))

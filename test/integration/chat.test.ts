@@ -402,6 +402,12 @@ describe('POST /chat', () => {
       expect(emptyMessage.json.errors).toEqual([{ path: 'messages.0.content', message: 'must have at least 1 character' }]);
     });
 
+    it('tells a maxTokens past the largest safe integer the field\'s own bound, once', async () => {
+      const response = await ask('ana', { ...newQuestion(), maxTokens: 9007199254740993 });
+
+      expect(response.json.errors).toEqual([{ path: 'maxTokens', message: 'must be at most 4096' }]);
+    });
+
     it('refuses a body that is not JSON with 400 and a non-JSON content type with 415', async () => {
       const event = (body: string, type: string) => {
         const built = httpEvent('POST', '/chat', { body, headers: { 'content-type': type } }) as AuthenticatedEvent;
