@@ -18,12 +18,20 @@ export const ROUTES: Readonly<Record<string, readonly string[]>> = {
   '/usage': ['GET'],
 };
 
+/** Longer paths are cut in the problem's detail: an answer never grows with the garbage it is sent. */
+const SHOWN_PATH_LENGTH = 120;
+
+function shown(path: string): string {
+  const characters = [...path];
+  return characters.length <= SHOWN_PATH_LENGTH ? path : `${characters.slice(0, SHOWN_PATH_LENGTH - 1).join('')}…`;
+}
+
 async function notFound(event: HttpEvent): Promise<HttpResult> {
   const method = event.requestContext?.http?.method ?? '';
   const path = event.rawPath ?? '';
   const methods = Object.hasOwn(ROUTES, path) ? ROUTES[path] : undefined;
   if (methods === undefined) {
-    throw new HttpProblem(404, 'not-found', { detail: `No route for ${method || 'this method'} ${path}.` });
+    throw new HttpProblem(404, 'not-found', { detail: `No route for ${method || 'this method'} ${shown(path)}.` });
   }
   const allow = [...methods, 'OPTIONS'].join(', ');
   if (method === 'OPTIONS') return { statusCode: 204, headers: { Allow: allow } };

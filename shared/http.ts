@@ -79,7 +79,8 @@ function assertJsonForm(event: APIGatewayProxyEventV2): void {
     .map((parameter) => /^\s*charset\s*=\s*"?([^"\s]*)"?\s*$/i.exec(parameter)?.[1])
     .find((value) => value !== undefined);
   const isJson = mediaType === 'application/json' || /^application\/[a-z0-9.+-]+\+json$/.test(mediaType);
-  if (!isJson || (charset !== undefined && !/^utf-?8$/i.test(charset))) {
+  // US-ASCII is a subset of UTF-8: its bytes decode the same.
+  if (!isJson || (charset !== undefined && !/^(utf-?8|us-ascii)$/i.test(charset))) {
     throw new HttpProblem(415, 'unsupported-media-type', {
       detail: 'Send the request body as application/json, in UTF-8.',
       headers: { 'Accept-Post': 'application/json' },

@@ -141,6 +141,12 @@ describe('the HTTP basics of every route', () => {
     expect(utf8.json).toEqual({ received: { a: 1 } });
   });
 
+  it('accepts JSON declared in US-ASCII, a subset of UTF-8', async () => {
+    const response = await post({ a: 1 }, { 'content-type': 'application/json; charset=us-ascii' });
+
+    expect(response.json).toEqual({ received: { a: 1 } });
+  });
+
   it('turns a thrown HttpProblem into its problem response', async () => {
     const response = await post({ fail: 'problem' });
 
@@ -215,5 +221,13 @@ describe('the HTTP basics of every route', () => {
 
     expect(response.statusCode).toBe(404);
     expect(response.headers['content-type']).toBe('application/problem+json');
+  });
+
+  it('names the unknown route in the 404, cut at 120 characters', async () => {
+    const short = await invoke(notFound, httpEvent('GET', '/lessons'));
+    const long = await invoke(notFound, httpEvent('GET', `/${'x'.repeat(9_000)}`));
+
+    expect(short.json.detail).toBe('No route for GET /lessons.');
+    expect(long.json.detail).toBe(`No route for GET /${'x'.repeat(118)}….`);
   });
 });
