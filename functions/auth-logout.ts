@@ -12,16 +12,17 @@ function invalidQuery(path: string, message: string): HttpProblem {
 }
 
 /**
- * `?all=true` or not. Any other parameter is refused rather than ignored: a client that misspells
- * it (`?All=true`, `?logoutAll=1`) must not believe every session ended when only one did.
+ * `?all=true` or not (`TRUE`, `1` and a bare `?all` say the same). Any other parameter is refused
+ * rather than ignored: a client that misspells it (`?All=true`, `?logoutAll=1`) must not believe
+ * every session ended when only one did.
  */
 function wantsAll(event: AuthenticatedEvent): boolean {
   const query = event.queryStringParameters ?? {};
   const unknown = Object.keys(query).find((name) => name !== 'all');
   if (unknown !== undefined) throw invalidQuery(unknown, 'is not a known parameter: the one parameter is `all` (true or false)');
-  const { all } = query;
+  const all = query.all?.toLowerCase();
   if (all === undefined || all === 'false' || all === '0') return false;
-  if (all === 'true' || all === '1') return true;
+  if (all === 'true' || all === '1' || all === '') return true;
   // API Gateway joins a repeated parameter's values with commas.
   throw invalidQuery('all', all.includes(',') ? 'must be given once: true or false' : 'must be true or false');
 }

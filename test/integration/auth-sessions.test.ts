@@ -137,6 +137,17 @@ describe('sessions: GET /auth/session, POST /auth/logout and the bearer middlewa
     expect((await callSession(again.json.token)).statusCode).toBe(200);
   });
 
+  it.each(['TRUE', '1', ''])('ends every session with ?all=%s too (a bare ?all included)', async (value) => {
+    await environment();
+    const { token, user, password } = await signUpAndLogIn();
+    const second = (await callLogin({ email: user.email, password })).json.token as string;
+
+    const logout = await callLogout(second, { all: value });
+
+    expect(logout.statusCode).toBe(204);
+    expect((await callSession(token)).statusCode).toBe(401);
+  });
+
   it('refuses an `all` query value other than true or false with 400, ending nothing', async () => {
     await environment();
     const { token } = await signUpAndLogIn();
