@@ -1,5 +1,6 @@
 // `npm run dev` itself: it starts its own redis-server, hands the functions bodies as sent (no
-// re-encoding, no made-up Content-Type) and answers an unknown route with a 404 problem.
+// re-encoding, no made-up Content-Type), answers an unknown route with a 404 problem and applies
+// the stage's CORS rules as API Gateway does.
 
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -75,5 +76,39 @@ describe('npm run dev', () => {
 
     expect(response.status).toBe(404);
     expect(response.headers.get('content-type')).toBe('application/problem+json');
+  });
+
+  describe('CORS, as the stage allows it (infra/cors.yml)', () => {
+    const allowed = 'http://localhost:5173';
+    const stranger = 'https://elsewhere.example';
+    const preflight = (origin: string) =>
+      fetch(`${dev.baseUrl}/chat`, {
+        method: 'OPTIONS',
+        headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' },
+      });
+
+    it('answers the preflight of an allowed origin with what it may send', async () => {
+      const response = await preflight(allowed);
+
+      expect(response.status).toBe(204);
+      expect(response.headers.get('access-control-allow-origin')).toBe(allowed);
+      expect(response.headers.get('access-control-allow-methods')).toContain('POST');
+      expect(response.headers.get('access-control-allow-headers')?.toLowerCase()).toContain('authorization');
+    });
+
+    it('lets an allowed origin read the answer and its rate-limit and cache headers', async () => {
+      const response = await fetch(`${dev.baseUrl}/health`, { headers: { origin: allowed } });
+
+      expect(response.headers.get('access-control-allow-origin')).toBe(allowed);
+      expect(response.headers.get('access-control-expose-headers')).toContain('RateLimit');
+    });
+
+    it('gives another origin no CORS header, on the preflight and on the answer', async () => {
+      const [refusedPreflight, answer] = await Promise.all([preflight(stranger), fetch(`${dev.baseUrl}/health`, { headers: { origin: stranger } })]);
+
+      expect(refusedPreflight.headers.get('access-control-allow-origin')).toBeNull();
+      expect(answer.status).toBe(200);
+      expect(answer.headers.get('access-control-allow-origin')).toBeNull();
+    });
   });
 });
