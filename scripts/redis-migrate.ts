@@ -7,8 +7,7 @@
 
 import { parseArgs } from 'node:util';
 import { isRedisUrl, REDIS_URL_FORM } from '../shared/config.ts';
-import { isCluster } from '../shared/redis-cluster.ts';
-import type { RedisClient } from '../shared/redis.ts';
+import { databaseOf, type RedisClient } from '../shared/redis.ts';
 import { connectTo } from './ops/connection.ts';
 import { planCopy } from './ops/copy-plan.ts';
 import { explainFailure } from './ops/diagnosis.ts';
@@ -95,25 +94,20 @@ async function open(endpoint: OperatorEndpoint, commandTimeoutMs: number): Promi
   return { endpoint, client, nodes };
 }
 
-/** The database the copy reads or writes: the URL's (`redis://host/3`); a cluster has only 0. */
-function databaseOf(side: Side): number {
-  return isCluster(side.client) ? 0 : Number(side.client.options.db ?? 0);
-}
-
 /** The keys of the side's database alone: the copy touches no other. */
 function keysIn(side: Side): number {
-  return side.nodes.reduce((sum, node) => sum + keyCounts(node.info, databaseOf(side)).keys, 0);
+  return side.nodes.reduce((sum, node) => sum + keyCounts(node.info, databaseOf(new URL(side.endpoint.url))).keys, 0);
 }
 
 function describeSide(label: string, side: Side): string {
   const version = side.nodes[0]?.info.get('redis_version') ?? '?';
   const mode = side.endpoint.cluster ? `cluster of ${side.nodes.length} masters` : 'standalone';
-  const database = databaseOf(side) === 0 ? '' : ` in database ${databaseOf(side)}`;
-  return `${label} ${describeEndpoint(side.endpoint)}: Redis ${version}, ${mode}, ${keysIn(side)} keys${database}`;
+  // The endpoint names the database (`…:6379/3`); the keys counted are that database's.
+  return `${label} ${describeEndpoint(side.endpoint)}: Redis ${version}, ${mode}, ${keysIn(side)} keys`;
 }
 
 function sameDatabase(source: Side, target: Side): boolean {
-  const id = (side: Side) => `${side.nodes[0]?.info.get('run_id')}/${databaseOf(side)}`;
+  const id = (side: Side) => `${side.nodes[0]?.info.get('run_id')}/${databaseOf(new URL(side.endpoint.url))}`;
   return id(source) === id(target);
 }
 

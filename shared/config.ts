@@ -221,11 +221,15 @@ const DEFAULT_CHAT_MODELS = ['claude-sonnet-4-5', 'claude-haiku-4-5'];
 
 /** A `redis://` or `rediss://` URL, the one form every Redis location takes here. */
 /** What a Redis URL must look like, for error messages (which never echo the URL: it may hold a password). */
-export const REDIS_URL_FORM = 'a redis:// or rediss:// URL with a host and a port up to 65535 (in a password, @ : / ? # % must be percent-encoded)';
+export const REDIS_URL_FORM =
+  'a redis:// or rediss:// URL with a host, a database number as its only path if any, and a port up to 65535 (in a password, @ : / ? # % must be percent-encoded)';
 
 export function isRedisUrl(text: string): boolean {
   if (!/^rediss?:\/\/\S+$/.test(text) || !URL.canParse(text)) return false;
-  return new URL(text).hostname !== '';
+  const url = new URL(text);
+  // The path is the database (`/3`): anything else is a mistake, often an unencoded `/` in a
+  // password, which would move part of it into the host name.
+  return url.hostname !== '' && /^(\/\d{0,5})?$/.test(url.pathname);
 }
 
 export function loadConfig(env: Env = process.env): Config {

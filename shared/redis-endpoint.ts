@@ -65,13 +65,14 @@ export async function resolveRedisEndpoint({ refresh = false, whileWaiting }: Se
   return endpoint;
 }
 
-/** The endpoint for humans: scheme, user, host and port, never the password. */
+/** The endpoint for humans: scheme, user, host, port and database, never the password. */
 export function describeRedisUrl(url: string): string {
   try {
     const parsed = new URL(url);
     const user = parsed.username === '' ? '' : `${decodeURIComponent(parsed.username)}${parsed.password ? ':***' : ''}@`;
     const auth = user === '' && parsed.password ? ':***@' : user;
-    return `${parsed.protocol}//${auth}${parsed.hostname}:${parsed.port || '6379'}`;
+    const database = parsed.pathname.length > 1 ? parsed.pathname : '';
+    return `${parsed.protocol}//${auth}${parsed.hostname}:${parsed.port || '6379'}${database}`;
   } catch {
     return '<unparseable Redis URL>';
   }

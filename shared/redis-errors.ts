@@ -3,7 +3,7 @@
 // HTTP middleware, do not pull the Redis client into their bundle.
 
 const UNAVAILABLE_ERROR =
-  /Command timed out|Connection is closed|Socket timeout|MaxRetriesPerRequest|Reached the max retries|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|EPIPE|connect ETIMEDOUT|Stream isn't writeable|None of startup nodes is available|Failed to refresh slots cache|CLUSTERDOWN|TRYAGAIN|LOADING|MASTERDOWN|Cluster isn't ready|WRONGPASS|NOAUTH/i;
+  /Command timed out|Connection is closed|Socket timeout|MaxRetriesPerRequest|Reached the max retries|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|EPIPE|connect ETIMEDOUT|Stream isn't writeable|None of startup nodes is available|Failed to refresh slots cache|CLUSTERDOWN|TRYAGAIN|LOADING|MASTERDOWN|Cluster isn't ready|WRONGPASS|NOAUTH|Protocol error|Unknown RESP type/i;
 
 export function isRedisUnavailableError(error: unknown): boolean {
   if (!(error instanceof Error)) return false;

@@ -106,13 +106,45 @@ export interface ClientChoice {
   overrides?: RedisOptions;
 }
 
+/** The database a URL names (`redis://host/3`); 0 when it names none. */
+export function databaseOf(url: URL): number {
+  return url.pathname.length > 1 ? Number(url.pathname.slice(1)) : 0;
+}
+
+/** Redis's answer to a SELECT of a database it does not have. */
+const NO_SUCH_DATABASE = /DB index is out of range|invalid DB index/i;
+
+/** Clients whose server refused the URL's database, with the error that says so. */
+const refusedDatabases = new WeakMap<RedisClient, ConfigError>();
+
+/** The configuration error of a client whose server has no such database as its URL names. */
+export function databaseRefusal(client: RedisClient): ConfigError | undefined {
+  return refusedDatabases.get(client);
+}
+
+/**
+ * ioredis reports a refused SELECT as an error event and goes on in database 0: with another
+ * database's data, or writing into it. The client is stopped instead, before it is ready, so
+ * that every command fails and says why.
+ */
+function stopOnMissingDatabase(client: Redis, database: number): void {
+  client.on('error', (error: Error) => {
+    if (!NO_SUCH_DATABASE.test(error.message) || refusedDatabases.has(client)) return;
+    refusedDatabases.set(client, new ConfigError(`the Redis URL names database ${database}, which the server does not have (see its "databases" setting)`));
+    client.disconnect();
+  });
+}
+
 /** A client for `url` with the options above (not connected yet: `lazyConnect`), the one way to make one. */
 export function newRedisClient(url: URL, { cluster, overrides = {} }: ClientChoice, ioredis: Ioredis): RedisClient {
   const seed = { host: url.hostname, port: Number(url.port || 6379) };
+  const database = databaseOf(url);
   if (!cluster) {
-    const db = url.pathname.length > 1 ? Number(url.pathname.slice(1)) : undefined;
-    return new ioredis.Redis({ ...redisClientOptions(url), ...overrides, ...seed, db });
+    const client = new ioredis.Redis({ ...redisClientOptions(url), ...overrides, ...seed, db: database });
+    if (database !== 0) stopOnMissingDatabase(client, database);
+    return client;
   }
+  if (database !== 0) throw new ConfigError(`the Redis URL names database ${database}, but a Redis Cluster has only database 0`);
   const options = redisClusterOptions(url);
   return new ioredis.Cluster([seed], { ...options, redisOptions: { ...options.redisOptions, ...overrides } });
 }
@@ -216,6 +248,8 @@ export async function withRedis<T>(operation: (client: RedisClient) => Promise<T
   try {
     return await operation(conn.client);
   } catch (error) {
+    const refusal = databaseRefusal(conn.client);
+    if (refusal !== undefined) throw refusal;
     if (isAuthFailure(conn, error) && conn.endpoint.source === 'secret') {
       log.warn('redis rejected the credentials; reading the secret again');
       const fresh = await renewConnection(pending).catch((cause: unknown) => {

@@ -4,7 +4,7 @@
 // ioredis's generic "Connection is closed".
 
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
-import { newRedisClient, type RedisClient } from '../../shared/redis.ts';
+import { databaseRefusal, newRedisClient, type RedisClient } from '../../shared/redis.ts';
 import type { OperatorEndpoint } from './endpoint.ts';
 
 export interface OperatorClientOptions {
@@ -94,6 +94,8 @@ export async function connectTo(endpoint: OperatorEndpoint, options: OperatorCli
     await client.ping();
   } catch (error) {
     client.disconnect();
+    const refusal = databaseRefusal(client);
+    if (refusal !== undefined) throw refusal;
     const clusterProblem = endpoint.cluster ? await clusterStateProblem(endpoint) : undefined;
     throw new ConnectionFailure(endpoint, clusterProblem ?? mostTelling([...seen, error]));
   }

@@ -3,6 +3,7 @@
 // eviction policy can silently delete them).
 
 import { config } from '../../shared/config.ts';
+import { databaseOf } from '../../shared/redis.ts';
 import type { OperatorEndpoint } from './endpoint.ts';
 import { keyCounts, type NodeInfo } from './server-info.ts';
 
@@ -114,12 +115,14 @@ function hitRate(nodes: NodeInfo[]): string {
   return `hit rate ${((100 * hits) / (hits + misses)).toFixed(1)}% (${hits} hits, ${misses} misses since the server started)`;
 }
 
-function keys(nodes: NodeInfo[]): string {
-  const total = nodes.map((node) => keyCounts(node.info)).reduce((sum, count) => ({ keys: sum.keys + count.keys, expires: sum.expires + count.expires }), {
+/** The keys of the database the functions use (the URL's), not of the whole server. */
+function keys(nodes: NodeInfo[], database: number): string {
+  const total = nodes.map((node) => keyCounts(node.info, database)).reduce((sum, count) => ({ keys: sum.keys + count.keys, expires: sum.expires + count.expires }), {
     keys: 0,
     expires: 0,
   });
-  return `${total.keys} keys, ${total.expires} of them with a TTL`;
+  const where = database === 0 ? '' : ` in database ${database}`;
+  return `${total.keys} keys${where}, ${total.expires} of them with a TTL`;
 }
 
 export function healthReport(observations: Observations): HealthReport {
@@ -134,7 +137,7 @@ export function healthReport(observations: Observations): HealthReport {
     ['memory', memory(nodes, warnings)],
     ['persistence', persistence(nodes, warnings)],
     ['clients', clients(nodes, warnings)],
-    ['keyspace', `${keys(nodes)}; ${hitRate(nodes)}`],
+    ['keyspace', `${keys(nodes, databaseOf(new URL(endpoint.url)))}; ${hitRate(nodes)}`],
   ];
   const badState = endpoint.cluster ? nodes.find((node) => (node.info.get('cluster_state') ?? 'ok') !== 'ok') : undefined;
   const failure =

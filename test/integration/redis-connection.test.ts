@@ -7,6 +7,8 @@ import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { handler as health } from '../../functions/health.ts';
+import { ConfigError } from '../../shared/config.ts';
+import { HttpProblem } from '../../shared/problem.ts';
 import { withRedis, type RedisClient } from '../../shared/redis.ts';
 import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles/secrets-manager.ts';
 import { useEnvironment } from '../support/env.ts';
@@ -89,6 +91,49 @@ describe('the Redis connection of a container', () => {
 
       expect(response.statusCode).toBe(503);
       expect(Date.now() - started).toBeLessThan(2000);
+    });
+  });
+
+  it('refuses a database the server does not have, writing nothing into database 0', async () => {
+    await useEnvironment({ REDIS_URL: `${redis.url}/99` });
+
+    const [health, write] = await Promise.all([
+      checkHealth(),
+      withRedis((client) => client.set('tc:written-where', 'nowhere')).catch((error: unknown) => error),
+    ]);
+
+    expect(health.statusCode).toBe(503);
+    expect(write).toBeInstanceOf(ConfigError);
+    expect((write as Error).message).toBe('the Redis URL names database 99, which the server does not have (see its "databases" setting)');
+    expect(await admin.exists('tc:written-where')).toBe(0);
+  });
+
+  it('serves from the database the URL names', async () => {
+    await useEnvironment({ REDIS_URL: `${redis.url}/5` });
+
+    await withRedis((client) => client.set('tc:in-database-5', 'here'));
+
+    const inFive = new Redis({ port: redis.port, host: '127.0.0.1', db: 5 });
+    expect(await inFive.get('tc:in-database-5')).toBe('here');
+    expect(await admin.exists('tc:in-database-5')).toBe(0);
+    inFive.disconnect();
+  });
+
+  describe('against a server that is not Redis (an HTTP server on the port)', () => {
+    let web: Server;
+    beforeAll(async () => {
+      web = createServer((socket) => socket.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n'));
+      await new Promise<void>((resolve) => web.listen(0, '127.0.0.1', resolve));
+    });
+    afterAll(() => web.close());
+
+    it('answers a command with the 503 of an unavailable Redis, not a 500', async () => {
+      await useEnvironment({ REDIS_URL: `redis://127.0.0.1:${(web.address() as AddressInfo).port}` });
+
+      const outcome = await withRedis((client) => client.get('any key')).catch((error: unknown) => error);
+
+      expect(outcome).toBeInstanceOf(HttpProblem);
+      expect((outcome as HttpProblem).status).toBe(503);
     });
   });
 
@@ -203,6 +248,15 @@ describe('a Redis Cluster (REDIS_CLUSTER=true)', () => {
   afterAll(async () => {
     await useEnvironment({});
     await cluster.stop();
+  });
+
+  it('refuses a URL naming a database other than 0: a cluster has no other', async () => {
+    await useEnvironment({ REDIS_URL: `${cluster.url}/2`, REDIS_CLUSTER: 'true' });
+
+    const outcome = await withRedis((client) => client.get('any key')).catch((error: unknown) => error);
+
+    expect(outcome).toBeInstanceOf(ConfigError);
+    expect((outcome as Error).message).toBe('the Redis URL names database 2, but a Redis Cluster has only database 0');
   });
 
   it('serves keys of every slot through one cluster client', async () => {

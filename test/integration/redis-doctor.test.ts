@@ -91,6 +91,18 @@ describe('npm run redis:doctor', () => {
       expect(run.stdout).toMatch(/keyspace\s+1 keys, 0 of them with a TTL; hit rate 50\.0% \(1 hits, 1 misses/);
     });
 
+    it('counts the keys of the database the URL names, and names it', async () => {
+      const client = new Redis({ port: plain.port, host: '127.0.0.1', db: 3 });
+      await client.set('in-database-3', 'x', 'EX', 60);
+      client.disconnect();
+
+      const run = await doctor({ REDIS_URL: `${plain.url}/3` });
+
+      expect(run.code).toBe(0);
+      expect(run.stdout).toContain(`redis://127.0.0.1:${plain.port}/3 (from REDIS_URL)`);
+      expect(run.stdout).toMatch(/keyspace\s+1 keys in database 3, 1 of them with a TTL;/);
+    });
+
     it('warns that an allkeys-* policy can evict accounts and recommends volatile-lru', async () => {
       const run = await doctor({ REDIS_URL: tuned.url });
 
@@ -182,6 +194,29 @@ describe('npm run redis:doctor', () => {
       expect(run.code).toBe(1);
       expect(verdict(run)).toMatch(/^✗ Redis at 127\.0\.0\.1:\d+ rejected the user name or password: put the current credentials in REDIS_URL\.$/);
       expect(run.output).not.toContain(WRONG_PASSWORD);
+    });
+
+    it('when the URL names a database the server does not have', async () => {
+      const run = await doctor({ REDIS_URL: `${plain.url}/99` });
+
+      expect(run.code).toBe(1);
+      expect(verdict(run)).toBe('✗ The configuration is invalid: the Redis URL names database 99, which the server does not have (see its "databases" setting).');
+    });
+
+    it('when something other than Redis answers on the port', async () => {
+      const web = createServer((socket) => socket.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n'));
+      await new Promise<void>((resolve) => web.listen(0, '127.0.0.1', resolve));
+      const port = (web.address() as AddressInfo).port;
+      try {
+        const run = await doctor({ REDIS_URL: `redis://127.0.0.1:${port}` });
+
+        expect(run.code).toBe(1);
+        expect(verdict(run)).toBe(
+          `✗ 127.0.0.1:${port} answered, but not in the Redis protocol (another service listens there, HTTP for one): check the host and port in REDIS_URL.`,
+        );
+      } finally {
+        web.close();
+      }
     });
 
     it('when a TLS client meets a plain-text port', async () => {

@@ -163,8 +163,8 @@ describe('npm run redis:migrate', () => {
         const run = await migrate(['--from', `${source.url}/3`, '--to', `${source.url}/4`]);
 
         expect(run.code).toBe(0);
-        expect(run.stdout).toMatch(/^from redis:\/\/127\.0\.0\.1:\d+: Redis [\d.]+, standalone, 2 keys in database 3$/m);
-        expect(run.stdout).toMatch(/^to   redis:\/\/127\.0\.0\.1:\d+: Redis [\d.]+, standalone, 0 keys in database 4$/m);
+        expect(run.stdout).toMatch(/^from redis:\/\/127\.0\.0\.1:\d+\/3: Redis [\d.]+, standalone, 2 keys$/m);
+        expect(run.stdout).toMatch(/^to   redis:\/\/127\.0\.0\.1:\d+\/4: Redis [\d.]+, standalone, 0 keys$/m);
         await databaseThree.select(4);
         expect((await databaseThree.keys('*')).sort()).toEqual(['in-db-3:a', 'in-db-3:b']);
       } finally {
@@ -414,6 +414,17 @@ describe('npm run redis:migrate', () => {
       expect(run.code).toBe(1);
       expect(run.stderr.trim()).toMatch(/^✗ Redis at 127\.0\.0\.1:\d+ rejected the user name or password: put the current credentials in --to\.$/);
       expect(run.output).not.toContain(wrong);
+    });
+
+    it('when the target URL names a database the server does not have, writing nothing', async () => {
+      await sourceClient.set('tc:important', 'from the source');
+      await targetClient.set('tc:important', 'the target keeps this');
+      const run = await migrate(['--from', source.url, '--to', `${target.url}/99`]);
+
+      expect(run.code).toBe(1);
+      expect(run.stderr).toContain('the Redis URL names database 99, which the server does not have');
+      expect(await targetClient.get('tc:important')).toBe('the target keeps this');
+      expect(run.output).not.toContain(TARGET_PASSWORD);
     });
 
     it('when source and target are the same database', async () => {

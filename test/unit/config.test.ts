@@ -53,6 +53,20 @@ describe('configuration', () => {
     expect(attempt).not.toThrow(/secret/);
   });
 
+  it.each([
+    ['a path that is not a database number', 'redis://127.0.0.1:6379/cache'],
+    ['an unencoded / in a password, which moves part of it into the host name', 'redis://default:xx@TopSecret42/yy@127.0.0.1:6379'],
+  ])('rejects a REDIS_URL with %s', (_, url) => {
+    const attempt = () => loadConfig({ REDIS_URL: url });
+
+    expect(attempt).toThrow(/REDIS_URL: expected .* a database number as its only path if any/);
+    expect(attempt).not.toThrow(/TopSecret/);
+  });
+
+  it('accepts a REDIS_URL naming a database', () => {
+    expect(loadConfig({ REDIS_URL: 'rediss://:pw@cache.example.test:6380/3' }).redis.url).toBe('rediss://:pw@cache.example.test:6380/3');
+  });
+
   it('rejects a REDIS_URL that is not a Redis URL without echoing it', () => {
     const attempt = () => loadConfig({ REDIS_URL: 'http://user:hunter2hunter2@example.com' });
 
