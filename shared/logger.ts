@@ -30,6 +30,16 @@ export function outsideRequests<T>(fn: () => T): T {
   return context.exit(fn);
 }
 
+/** The current request's log context (to log for it later, from elsewhere: `inLogContext`). */
+export function currentLogContext(): LogContext | undefined {
+  return context.getStore();
+}
+
+/** Runs `fn` in a context returned by `currentLogContext` (outside any request when undefined). */
+export function inLogContext<T>(store: LogContext | undefined, fn: () => T): T {
+  return store === undefined ? context.exit(fn) : context.run(store, fn);
+}
+
 /**
  * Adds `fields` to every later log line of the current request, its final `request` line
  * included (e.g. the cache outcome). Outside a request it does nothing.
@@ -62,7 +72,8 @@ const BEARER = /(bearer\s+)[A-Za-z0-9._~+/=-]+/gi;
 
 /** The text with URL passwords, bearer tokens and every registered secret replaced by `***`. */
 export function scrub(text: string): string {
-  let clean = text.replace(URL_PASSWORD, '$1***@').replace(BEARER, '$1***');
+  // URL_PASSWORD needs a `://`: a line without one (most) skips its scan.
+  let clean = (text.includes('://') ? text.replace(URL_PASSWORD, '$1***@') : text).replace(BEARER, '$1***');
   for (const secret of secrets) clean = clean.split(secret).join('***');
   return clean;
 }
@@ -81,15 +92,21 @@ function write(level: LogLevel, message: string, fields: Record<string, unknown>
     threshold = 'info'; // a broken configuration must still be logged
   }
   if (LEVEL_RANK[level] < LEVEL_RANK[threshold]) return;
-  const { err, ...rest } = fields;
-  const line = JSON.stringify({
-    level,
-    time: new Date().toISOString(),
-    message,
-    ...context.getStore(),
-    ...rest,
-    ...(err === undefined ? {} : errorFields(err)),
-  });
+  let line: string;
+  if (!('err' in fields)) {
+    // The usual line: the same object as below, without copying `fields` first.
+    line = JSON.stringify({ level, time: new Date().toISOString(), message, ...context.getStore(), ...fields });
+  } else {
+    const { err, ...rest } = fields;
+    line = JSON.stringify({
+      level,
+      time: new Date().toISOString(),
+      message,
+      ...context.getStore(),
+      ...rest,
+      ...(err === undefined ? {} : errorFields(err)),
+    });
+  }
   const out = level === 'error' || level === 'warn' ? process.stderr : process.stdout;
   out.write(`${scrub(line)}\n`);
 }

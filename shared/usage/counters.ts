@@ -6,16 +6,18 @@
 //   recordUsage ─┬─ slot {u:<user>}:  script: HINCRBY day bucket ×n, EXPIRE                       ┐ sent together:
 //                └─ slot {usage}:     script: HINCRBY minute bucket ×n, EXPIRE, ZADD NX index, EXPIRE ┘ one round trip
 //
-// One script per hash slot: on Redis Cluster a script may only touch keys of one slot, and two
-// commands cost ioredis and Redis far less than the eight they replace (this runs on every
-// request). `recordUsage` writes both at once: one round trip of latency, on a cluster to two
-// nodes in parallel. `queueUsage` appends them to a caller's own pipeline instead, on standalone
-// Redis only.
+// One script per hash slot: on Redis Cluster (and behind a sharding proxy) a script may only
+// touch keys of one slot, and two commands cost ioredis and Redis far less than the eight they
+// replace (this runs on every request). Both leave at once: one round trip of latency, on a
+// cluster to two nodes in parallel. The requests answered in the same turn of the event loop
+// share them: one `{usage}` script for all their records and one script per user, so a container
+// serving many requests at once sends two commands a turn rather than two a request, and one
+// serving one at a time (a Lambda) sends what it always did.
 
 import { minuteUsageKey, usageIndexKey, userDayUsageKey } from '../keys.ts';
-import { log } from '../logger.ts';
+import { currentLogContext, inLogContext, log, type LogContext } from '../logger.ts';
 import { inOneWrite, withRedis, type RedisClient } from '../redis.ts';
-import { defineScript, type Script } from '../redis-script.ts';
+import { defineScript } from '../redis-script.ts';
 
 export const USAGE_COUNTERS = ['requests', 'inputTokens', 'outputTokens', 'cacheHits'] as const;
 export type UsageCounter = (typeof USAGE_COUNTERS)[number];
@@ -69,75 +71,133 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1`);
 
 /**
- * KEYS[1]: a minute bucket; KEYS[2]: the index of buckets to flush. ARGV[1]: the bucket's TTL,
- * ARGV[2]: the index's TTL, ARGV[3..6]: the (score, member) pairs of the minute and of the user's
- * day in the index, added if absent; then field, increment pairs.
+ * The `{usage}` part of several records, every key in that one slot. KEYS[1]: the index of
+ * buckets to flush; KEYS[1 + r]: record r's minute bucket. ARGV[1]: a bucket's TTL, ARGV[2]: the
+ * index's TTL; then per record: its number of counters n, the (score, member) pairs of its minute
+ * and of its user's day in the index, added if absent, its route, then n counter, increment pairs.
  */
-const minuteScript = defineScript(`
-for i = 7, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[4], ARGV[5], ARGV[6])
-redis.call('EXPIRE', KEYS[2], ARGV[2])
+const minutesScript = defineScript(`
+local a = 3
+for r = 2, #KEYS do
+  local n, route = tonumber(ARGV[a]), ARGV[a + 5]
+  local first, last = a + 6, a + 5 + 2 * n
+  for i = first, last, 2 do redis.call('HINCRBY', KEYS[r], route .. '${ROUTE_FIELD_SEPARATOR}' .. ARGV[i], ARGV[i + 1]) end
+  redis.call('EXPIRE', KEYS[r], ARGV[1])
+  redis.call('ZADD', KEYS[1], 'NX', ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4])
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  a = last + 1
+end
 return 1`);
 
-interface ScriptCall {
-  script: Script;
-  keys: string[];
-  args: Array<string | number>;
+/** The UTC day and minute of the last record: every record of the same minute reuses them. */
+let lastMinute: { startMs: number; member: string; key: string; day: string; dayEndMs: number } | undefined;
+
+function minuteOf(at: number): NonNullable<typeof lastMinute> {
+  const startMs = minuteStart(at);
+  if (lastMinute?.startMs !== startMs) {
+    const day = utcDay(at);
+    lastMinute = { startMs, member: minuteMember(startMs), key: minuteUsageKey(startMs), day, dayEndMs: Date.parse(`${day}T00:00:00Z`) + DAY_MS };
+  }
+  return lastMinute;
 }
 
-/** The two script calls of one usage record: the user's slot first, then the `{usage}` slot. */
-function usageScripts(usage: Usage): ScriptCall[] {
-  const at = usage.at === undefined ? Date.now() : typeof usage.at === 'number' ? usage.at : usage.at.getTime();
-  const counts = USAGE_COUNTERS.flatMap((counter) => {
+/** One usage record, checked, with its keys and its index entries. */
+interface UsageRecord {
+  route: string;
+  dayKey: string;
+  minuteKey: string;
+  /** The (score, member) pairs of the minute and of the user's day in the index. */
+  index: Array<string | number>;
+  /** counter, increment pairs of the counters above 0. */
+  pairs: Array<string | number>;
+}
+
+/** The record of `usage`; undefined when it counts nothing; throws for a count that is not a whole number ≥ 0. */
+function usageRecord(usage: Usage): UsageRecord | undefined {
+  const pairs: Array<string | number> = [];
+  for (const counter of USAGE_COUNTERS) {
     const value = usage[counter] ?? 0;
     if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`usage ${counter} must be a whole number ≥ 0, got ${value}`);
-    return value > 0 ? [[counter, value] as const] : [];
-  });
-  if (counts.length === 0) return [];
-  const day = utcDay(at);
-  const dayStartMs = Date.parse(`${day}T00:00:00Z`);
-  const minuteMs = minuteStart(at);
-  return [
-    {
-      script: userDayScript,
-      keys: [userDayUsageKey(usage.userId, day)],
-      args: [USER_DAY_TTL_SECONDS, ...counts.flat()],
-    },
-    {
-      script: minuteScript,
-      keys: [minuteUsageKey(minuteMs), usageIndexKey()],
-      args: [
-        MINUTE_TTL_SECONDS,
-        USER_DAY_TTL_SECONDS,
-        minuteMs + MINUTE_MS,
-        minuteMember(minuteMs),
-        dayStartMs + DAY_MS,
-        dayMember(day, usage.userId),
-        ...counts.flatMap(([counter, value]) => [`${usage.route}${ROUTE_FIELD_SEPARATOR}${counter}`, value]),
-      ],
-    },
-  ];
+    if (value > 0) pairs.push(counter, value);
+  }
+  if (pairs.length === 0) return undefined;
+  const at = usage.at === undefined ? Date.now() : typeof usage.at === 'number' ? usage.at : usage.at.getTime();
+  const minute = minuteOf(at);
+  return {
+    route: usage.route,
+    dayKey: userDayUsageKey(usage.userId, minute.day),
+    minuteKey: minute.key,
+    index: [minute.startMs + MINUTE_MS, minute.member, minute.dayEndMs, dayMember(minute.day, usage.userId)],
+    pairs,
+  };
 }
 
 /**
- * Writes the usage counters: both scripts written at once, one round trip of latency (on a
- * cluster, one per node, in parallel).
+ * Writes the records: one script per user's day (its slot) and one for the `{usage}` slot, all
+ * written at once (standalone: one socket write; cluster: one round trip per node, in parallel).
  */
+async function writeRecords(redis: RedisClient, records: readonly UsageRecord[]): Promise<void> {
+  const days = new Map<string, Array<string | number>>();
+  const minuteKeys = [usageIndexKey()];
+  const minuteArgs: Array<string | number> = [MINUTE_TTL_SECONDS, USER_DAY_TTL_SECONDS];
+  for (const record of records) {
+    const dayArgs = days.get(record.dayKey);
+    if (dayArgs === undefined) days.set(record.dayKey, [USER_DAY_TTL_SECONDS, ...record.pairs]);
+    else dayArgs.push(...record.pairs);
+    minuteKeys.push(record.minuteKey);
+    minuteArgs.push(record.pairs.length / 2, ...record.index, record.route, ...record.pairs);
+  }
+  await inOneWrite(redis, () => {
+    const writes: Array<Promise<unknown>> = [];
+    for (const [dayKey, dayArgs] of days) writes.push(userDayScript(redis, [dayKey], dayArgs));
+    writes.push(minutesScript(redis, minuteKeys, minuteArgs));
+    return Promise.all(writes);
+  });
+}
+
+/** Writes the usage counters of one record: one script per slot, sent together. */
 export async function recordUsage(redis: RedisClient, usage: Usage): Promise<void> {
-  await inOneWrite(redis, () => Promise.all(usageScripts(usage).map(({ script, keys, args }) => script(redis, keys, args))));
+  const record = usageRecord(usage);
+  if (record !== undefined) await writeRecords(redis, [record]);
+}
+
+/** The most records one script run carries (bounds the time it holds Redis: a few µs a record). */
+const MAX_RECORDS_PER_RUN = 64;
+
+let queued: Array<{ record: UsageRecord; logContext: LogContext | undefined }> = [];
+
+function sendQueued(): void {
+  const batch = queued;
+  queued = [];
+  for (let start = 0; start < batch.length; start += MAX_RECORDS_PER_RUN) {
+    const run = batch.slice(start, start + MAX_RECORDS_PER_RUN);
+    withRedis((redis) => writeRecords(redis, run.map(({ record }) => record))).catch((error: unknown) => {
+      // Each request's own line, with its own request id, as if it had been sent alone.
+      for (const { record, logContext } of run) inLogContext(logContext, () => log.warn('usage not counted', { err: error, usageRoute: record.route }));
+    });
+  }
 }
 
 /**
- * Counts usage without making the response wait for it: the commands leave in this tick and their
- * reply is not awaited, so counting adds no round trip to the request (a warm cached chat request
- * stays at two). A failure is logged. What this gives up: a container that dies in the instant
- * between sending and Redis applying loses that one request's count.
+ * Counts usage without making the response wait for it: the commands leave before this turn of
+ * the event loop ends (the records of every request answered in the same turn together: one
+ * script per user and one for the minute buckets) and their reply is not awaited, so counting adds
+ * no round trip to the request (a warm cached chat request stays at two). A failure is logged.
+ * What this gives up: a container that dies in the instant between sending and Redis applying
+ * loses that request's count.
  */
 export function countUsageInBackground(usage: Usage): void {
-  withRedis((redis) => recordUsage(redis, usage)).catch((error: unknown) => {
+  let record: UsageRecord | undefined;
+  try {
+    record = usageRecord(usage);
+  } catch (error) {
     log.warn('usage not counted', { err: error, usageRoute: usage.route });
-  });
+    return;
+  }
+  if (record === undefined) return;
+  queued.push({ record, logContext: currentLogContext() });
+  // After every promise callback of this turn: the requests answered by one socket read share it.
+  if (queued.length === 1) process.nextTick(sendQueued);
 }
 
 function toCounts(hash: Record<string, string>): UsageCounts {

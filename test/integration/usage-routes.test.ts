@@ -3,11 +3,15 @@
 // request, and background counting that only logs when Redis is down.
 
 import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { handler as chat } from '../../functions/chat.ts';
 import { handler as embeddings } from '../../functions/embeddings.ts';
 import { handler as usageRoute } from '../../functions/usage.ts';
-import { countUsageInBackground } from '../../shared/usage/counters.ts';
+import { minuteUsageKey } from '../../shared/keys.ts';
+import { withLogContext } from '../../shared/logger.ts';
+import { getRedis } from '../../shared/redis.ts';
+import { countUsageInBackground, minuteStart, readUserDay } from '../../shared/usage/counters.ts';
 import { startAnthropicDouble, type AnthropicDouble } from '../doubles/anthropic.ts';
 import { useEnvironment } from '../support/env.ts';
 import { httpEvent, invoke } from '../support/lambda.ts';
@@ -80,6 +84,63 @@ describe('usage counted by the routes, read by GET /usage', () => {
 
     expect(refused.statusCode).toBe(429);
     expect((await usageOf(token)).requests).toBe(1);
+  });
+
+  it('sends the records counted in one tick together: one script per user and one for every minute bucket, in one socket write', async () => {
+    const client = (await getRedis()) as Redis;
+    // Connected and the scripts known to Redis: no NOSCRIPT retry adds writes of its own.
+    countUsageInBackground({ userId: 'warm-up', route: 'POST /chat', requests: 1 });
+    for (let waited = 0; waited < 5000 && (await readUserDay(client, 'warm-up', today())).requests === 0; waited += 20) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const socket = client.stream;
+    const corkedAtEachScript: number[] = [];
+    const write = socket.write.bind(socket);
+    socket.write = ((...args: Parameters<typeof socket.write>) => {
+      if (/EVALSHA/i.test(String(args[0]))) corkedAtEachScript.push(socket.writableCorked);
+      return write(...args);
+    }) as typeof socket.write;
+
+    try {
+      countUsageInBackground({ userId: 'b1', route: 'POST /chat', requests: 1, cacheHits: 1 });
+      countUsageInBackground({ userId: 'b2', route: 'POST /chat', requests: 1, inputTokens: 7, outputTokens: 3 });
+      countUsageInBackground({ userId: 'b1', route: 'POST /batched', requests: 1, inputTokens: 5 });
+      for (let waited = 0; waited < 5000 && (await readUserDay(client, 'b1', today())).requests < 2; waited += 20) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    } finally {
+      socket.write = write;
+    }
+
+    // b1's day, b2's day, the minute bucket: three scripts, corked into one write.
+    expect(corkedAtEachScript).toEqual([1, 1, 1]);
+    expect(await readUserDay(client, 'b1', today())).toEqual({ requests: 2, inputTokens: 5, outputTokens: 0, cacheHits: 1 });
+    expect(await readUserDay(client, 'b2', today())).toEqual({ requests: 1, inputTokens: 7, outputTokens: 3, cacheHits: 0 });
+    const fields = await client.hgetall(minuteUsageKey(minuteStart(Date.now())));
+    expect(Number(fields['POST /chat|requests'])).toBeGreaterThanOrEqual(3);
+    expect(fields['POST /batched|inputTokens']).toBe('5');
+  });
+
+  it('logs a failed count once per request, each line with its own request id', async () => {
+    await useEnvironment({ REDIS_URL: 'redis://127.0.0.1:1', LOG_LEVEL: 'warn' });
+    const output = captureOutput();
+
+    try {
+      withLogContext({ requestId: 'req-a' }, () => countUsageInBackground({ userId: 'u1', route: 'POST /chat', requests: 1 }));
+      withLogContext({ requestId: 'req-b' }, () => countUsageInBackground({ userId: 'u2', route: 'POST /chat', requests: 1 }));
+      for (let waited = 0; waited < 5000 && output.text().split('usage not counted').length < 3; waited += 50) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    } finally {
+      output.restore();
+    }
+
+    const lines = output
+      .text()
+      .split('\n')
+      .filter((line) => line.includes('usage not counted'))
+      .map((line) => JSON.parse(line) as { requestId?: string });
+    expect(lines.map((line) => line.requestId).sort()).toEqual(['req-a', 'req-b']);
   });
 
   it('logs, and throws nothing at the caller, when Redis is down while counting in the background', async () => {
