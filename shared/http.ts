@@ -11,6 +11,7 @@ import { HttpProblem, unavailable } from './problem.ts';
 import { isRedisUnavailableError } from './redis-errors.ts';
 import { assertUniqueKeys, assertWellFormedText } from './validation.ts';
 import { flushTelemetry, startTelemetry } from './telemetry/export.ts';
+import { telemetryEnabled } from './telemetry/metrics.ts';
 
 export interface HttpEvent extends APIGatewayProxyEventV2 {
   /** The parsed JSON body; `undefined` when the request has none. */
@@ -42,8 +43,10 @@ export function json(statusCode: number, body: unknown, headers: Record<string, 
 /** Header lookup that ignores case (API Gateway lower-cases, local tools may not). */
 export function header(event: APIGatewayProxyEventV2, name: string): string | undefined {
   const wanted = name.toLowerCase();
-  for (const [key, value] of Object.entries(event.headers ?? {})) {
-    if (key.toLowerCase() === wanted) return value;
+  const headers = event.headers;
+  if (headers === undefined || headers === null) return undefined;
+  for (const key of Object.keys(headers)) {
+    if (key.toLowerCase() === wanted) return headers[key];
   }
   return undefined;
 }
@@ -88,9 +91,12 @@ function assertJsonForm(event: APIGatewayProxyEventV2): void {
   }
 }
 
+/** Not streaming: each decode() starts afresh, so one decoder serves every request. */
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
 function utf8Text(bytes: Buffer): string {
   try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    return UTF8.decode(bytes);
   } catch {
     throw new HttpProblem(400, 'invalid-encoding', { detail: 'The request body is not valid UTF-8.' });
   }
@@ -213,7 +219,9 @@ export function withRequestLogging<E extends APIGatewayProxyEventV2, R>(
       const result = await handler(event, context);
       const status = (result as { statusCode?: number } | undefined)?.statusCode;
       log.info('request', { status, durationMs: Math.round(monotonicMs() - started) });
-      await flushTelemetry(); // Lambda freezes the process once the response is returned
+      // Lambda freezes the process once the response is returned. (Without an OTLP endpoint there
+      // is nothing to flush: no call, no turn of the event loop.)
+      if (telemetryEnabled()) await flushTelemetry();
       return result;
     });
   };

@@ -26,13 +26,18 @@ export type Script = ((client: RedisClient, keys: string[], args: Array<string |
 
 export function defineScript(lua: string): Script {
   const sha = createHash('sha1').update(lua).digest('hex');
-  const run = async (client: RedisClient, keys: string[], args: Array<string | number>) => {
+  // Not an async function: one promise less per run, on every request's hottest path.
+  const run = (client: RedisClient, keys: string[], args: Array<string | number>): Promise<unknown> => {
+    let sent: Promise<unknown>;
     try {
-      return await client.evalsha(sha, keys.length, ...keys, ...args);
+      sent = client.evalsha(sha, keys.length, ...keys, ...args);
     } catch (error) {
+      return Promise.reject(error);
+    }
+    return sent.catch((error: unknown) => {
       if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
       return client.eval(lua, keys.length, ...keys, ...args);
-    }
+    });
   };
   return Object.assign(run, { lua });
 }

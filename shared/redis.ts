@@ -28,6 +28,8 @@ interface Connection {
 }
 
 let current: Promise<Connection> | undefined;
+/** `current` once it has resolved, with what it resolved to: what `withRedis` uses without waiting. */
+let known: { promise: Promise<Connection>; connection: Connection } | undefined;
 /** The client of the last connection made, for telemetry to read without creating one. */
 let latestClient: RedisClient | undefined;
 
@@ -69,7 +71,7 @@ export function redisClientOptions(url: URL): RedisOptions {
     // request at a time, so there is nothing to batch, and the extra turn and pipeline cost about
     // a fifth of a warm request's time (BENCHMARKS.md). Commands issued in the same tick still
     // share one round trip; batches that matter are explicit (MGET, pipelines, the rate limiter's
-    // runs, the usage counters' two scripts in one socket write: `inOneWrite`).
+    // runs, the usage counters of the requests answered in one turn: shared/usage/counters.ts).
     enableAutoPipelining: false,
     lazyConnect: true,
   };
@@ -196,6 +198,12 @@ function connection(refreshSecret = false): Promise<Connection> {
     const previous = current;
     const next = connect(refreshSecret);
     current = next;
+    next.then(
+      (connection) => {
+        if (current === next) known = { promise: next, connection };
+      },
+      () => {},
+    );
     // A failed resolution (secret unreadable) is not kept: the next invocation tries again.
     next.catch(() => {
       if (current === next) current = undefined;
@@ -235,34 +243,50 @@ export async function getRedis(): Promise<RedisClient> {
 /**
  * Runs `operation` with the container's client. Unreachable Redis becomes a 503 problem; a
  * rejected password read from the secret causes one fresh read of the secret, a new client and
- * one retry (the operation never ran, so retrying it is safe).
+ * one retry (the operation never ran, so retrying it is safe). Once the connection is known
+ * (every warm invocation), `operation` runs at once, without waiting a turn for it.
  */
-export async function withRedis<T>(operation: (client: RedisClient) => Promise<T>): Promise<T> {
+export function withRedis<T>(operation: (client: RedisClient) => Promise<T>): Promise<T> {
   const pending = connection();
-  let conn: Connection;
+  if (known?.promise === pending) return runOn(pending, known.connection, operation);
+  return pending.then(
+    (conn) => runOn(pending, conn, operation),
+    (error: unknown) => {
+      throw passThroughOrUnavailable(error);
+    },
+  );
+}
+
+function runOn<T>(pending: Promise<Connection>, conn: Connection, operation: (client: RedisClient) => Promise<T>): Promise<T> {
+  let result: Promise<T>;
   try {
-    conn = await pending;
+    result = Promise.resolve(operation(conn.client));
   } catch (error) {
-    throw passThroughOrUnavailable(error);
+    return afterFailure(pending, conn, operation, error);
   }
-  try {
-    return await operation(conn.client);
-  } catch (error) {
-    const refusal = databaseRefusal(conn.client);
-    if (refusal !== undefined) throw refusal;
-    if (isAuthFailure(conn, error) && conn.endpoint.source === 'secret') {
-      log.warn('redis rejected the credentials; reading the secret again');
-      const fresh = await renewConnection(pending).catch((cause: unknown) => {
-        throw passThroughOrUnavailable(cause);
-      });
-      try {
-        return await operation(fresh.client);
-      } catch (retryError) {
-        throw toProblem(retryError);
-      }
+  return result.then(undefined, (error: unknown) => afterFailure(pending, conn, operation, error));
+}
+
+async function afterFailure<T>(
+  pending: Promise<Connection>,
+  conn: Connection,
+  operation: (client: RedisClient) => Promise<T>,
+  error: unknown,
+): Promise<T> {
+  const refusal = databaseRefusal(conn.client);
+  if (refusal !== undefined) throw refusal;
+  if (isAuthFailure(conn, error) && conn.endpoint.source === 'secret') {
+    log.warn('redis rejected the credentials; reading the secret again');
+    const fresh = await renewConnection(pending).catch((cause: unknown) => {
+      throw passThroughOrUnavailable(cause);
+    });
+    try {
+      return await operation(fresh.client);
+    } catch (retryError) {
+      throw toProblem(retryError);
     }
-    throw toProblem(error);
   }
+  throw toProblem(error);
 }
 
 /**
@@ -290,6 +314,7 @@ function toProblem(error: unknown): unknown {
 export async function closeRedis(): Promise<void> {
   const previous = current;
   current = undefined;
+  known = undefined;
   latestClient = undefined;
   if (!previous) return;
   try {

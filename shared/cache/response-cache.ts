@@ -163,7 +163,8 @@ export function responseCache<E extends HttpEvent, Q, A>(options: ResponseCacheO
 
       const cacheOutcome = OUTCOME_HEADER[outcome];
       const answer = computed ?? (JSON.parse(value) as A);
-      await served(event, answer, cacheOutcome);
+      const serving = served(event, answer, cacheOutcome);
+      if (serving !== undefined) await serving;
       log.debug('response cache', { cache: options.name, outcome: cacheOutcome });
       return {
         statusCode: 200,
@@ -173,11 +174,17 @@ export function responseCache<E extends HttpEvent, Q, A>(options: ResponseCacheO
     };
   }
 
-  async function served(event: E, answer: A, outcome: CacheOutcome): Promise<void> {
-    try {
-      await options.onServed?.(event, answer, outcome);
-    } catch (error) {
+  /** Runs onServed; a promise only when onServed returned one (then awaited), so a synchronous one costs no turn. */
+  function served(event: E, answer: A, outcome: CacheOutcome): Promise<void> | undefined {
+    const failed = (error: unknown) => {
       log.warn(`response cache ${options.name}: onServed failed`, { err: error });
+    };
+    try {
+      const result = options.onServed?.(event, answer, outcome);
+      return typeof (result as PromiseLike<void> | undefined)?.then === 'function' ? Promise.resolve(result).catch(failed) : undefined;
+    } catch (error) {
+      failed(error);
+      return undefined;
     }
   }
 

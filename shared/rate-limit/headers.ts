@@ -24,14 +24,28 @@ function policyItem(policy: RateLimitPolicy): string {
   return `${sfString(policy.name)};q=${policy.limit};w=${Math.max(1, Math.ceil(policy.windowMs / 1000))}`;
 }
 
+/** Per configured policy (config() keeps them): its name as a structured-field string, and its RateLimit-Policy item. */
+const spelled = new WeakMap<RateLimitPolicy, { name: string; item: string }>();
+
+function spellingOf(policy: RateLimitPolicy): { name: string; item: string } {
+  let spelling = spelled.get(policy);
+  if (spelling === undefined) {
+    spelling = { name: sfString(policy.name), item: policyItem(policy) };
+    spelled.set(policy, spelling);
+  }
+  return spelling;
+}
+
 export function rateLimitHeaders(decision: RateLimitDecision): Record<string, string> {
   if (decision.states.length === 0) return {};
-  return {
-    'RateLimit-Policy': decision.states.map((state) => policyItem(state.policy)).join(', '),
-    RateLimit: decision.states
-      .map((state) => `${sfString(state.policy.name)};r=${state.remaining};t=${state.moreInSeconds}`)
-      .join(', '),
-  };
+  let policies = '';
+  let state = '';
+  for (const [i, { policy, remaining, moreInSeconds }] of decision.states.entries()) {
+    const spelling = spellingOf(policy);
+    policies += i === 0 ? spelling.item : `, ${spelling.item}`;
+    state += `${i === 0 ? '' : ', '}${spelling.name};r=${remaining};t=${moreInSeconds}`;
+  }
+  return { 'RateLimit-Policy': policies, RateLimit: state };
 }
 
 /** 429 problem+json with `Retry-After` (whole seconds, at least 1) and the rate-limit headers. */
