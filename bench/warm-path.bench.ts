@@ -257,9 +257,11 @@ A Lambda container serves one invocation at a time; this figure is for a process
 (\`npm run dev\`, a container-based deployment), where CPU per request decides. Ours sends five
 Redis commands a request (session, cache read, rate limit, two usage counters) in four socket
 writes (the two usage scripts leave in one, \`inOneWrite\` in shared/redis.ts) against the peer's
-three; a write is a system call, the largest single cost of a warm request here. ioredis's
-auto-pipelining would batch them further, but costs the one-at-a-time case of a Lambda about a
-fifth of its time (shared/redis.ts).
+three; a write is a system call, the largest single cost of a warm request here. With many
+requests in flight, the usage counters of the requests answered in one event-loop turn share
+their two scripts (shared/usage/counters.ts). ioredis's auto-pipelining would batch every
+command further, but costs the one-at-a-time case of a Lambda about a fifth of its time
+(shared/redis.ts).
 
 Reproduce: \`npx node bench/warm-path.bench.ts [runs] [seconds per run]\`.
 `;
