@@ -15,12 +15,30 @@ import { config } from '../config.ts';
 import type { RedisClient } from '../redis.ts';
 import { unavailable } from '../problem.ts';
 
+/** Per client, one promise of its next 'ready': one listener however many checks wait for it. */
+const readiness = new WeakMap<RedisClient, Promise<void>>();
+
+function whenReady(client: RedisClient): Promise<void> {
+  let ready = readiness.get(client);
+  if (ready === undefined) {
+    ready = new Promise<void>((resolve) => {
+      client.once('ready', () => {
+        readiness.delete(client);
+        resolve();
+      });
+    });
+    readiness.set(client, ready);
+  }
+  return ready;
+}
+
 export function withinTime<T>(client: RedisClient, operation: Promise<T>, timeoutMs: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     let done = false;
     let clock: NodeJS.Timeout | undefined;
     let connecting: NodeJS.Timeout | undefined;
     const startClock = () => {
+      clearTimeout(connecting);
       if (done || clock !== undefined) return;
       clock = setTimeout(() => {
         // setImmediate runs after the event loop's I/O phase: a reply already in the socket is read first.
@@ -31,29 +49,23 @@ export function withinTime<T>(client: RedisClient, operation: Promise<T>, timeou
         });
       }, timeoutMs);
     };
-    const connected = () => {
-      clearTimeout(connecting);
-      client.off('ready', connected);
-      startClock();
-    };
     if (client.status === 'ready') {
       startClock();
     } else {
-      client.once('ready', connected);
-      connecting = setTimeout(connected, config().redis.connectTimeoutMs);
+      void whenReady(client).then(startClock);
+      connecting = setTimeout(startClock, config().redis.connectTimeoutMs);
     }
-    const finish = () => {
-      done = true;
-      clearTimeout(clock);
-      if (connecting !== undefined) connected();
-    };
     operation.then(
       (value) => {
-        finish();
+        done = true;
+        clearTimeout(clock);
+        clearTimeout(connecting);
         resolve(value);
       },
       (error: unknown) => {
-        finish();
+        done = true;
+        clearTimeout(clock);
+        clearTimeout(connecting);
         reject(error);
       },
     );

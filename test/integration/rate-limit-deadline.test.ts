@@ -3,6 +3,7 @@
 // not answer is still a 503.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_CHECKS_PER_RUN, setMaxChecksPerRun } from '../../shared/rate-limit/batch.ts';
 import { checkRateLimit } from '../../shared/rate-limit/limiter.ts';
 import { HttpProblem } from '../../shared/problem.ts';
 import { useEnvironment } from '../support/env.ts';
@@ -46,6 +47,22 @@ describe('the rate-limit check deadline', () => {
     const decision = await check();
 
     expect(decision.allowed).toBe(true);
+  });
+
+  it('lets any number of checks wait for a connection without one listener each', async () => {
+    await useEnvironment({ REDIS_URL: redis.url });
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    setMaxChecksPerRun(1); // each check its own script run, with its own deadline
+
+    const decisions = await Promise.all(Array.from({ length: 50 }, (_, i) => checkRateLimit({ bucket: 'deadline', identity: `crowd-${i}`, policies })));
+    await new Promise((resolve) => setImmediate(resolve));
+
+    setMaxChecksPerRun(MAX_CHECKS_PER_RUN);
+    process.off('warning', onWarning);
+    expect(decisions.every((decision) => decision.allowed)).toBe(true);
+    expect(warnings.map((warning) => warning.name)).not.toContain('MaxListenersExceededWarning');
   });
 
   it('takes a reply that arrived while the process was busy past the deadline', async () => {
