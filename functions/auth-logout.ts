@@ -12,9 +12,10 @@ function invalidQuery(path: string, message: string): HttpProblem {
 }
 
 /**
- * `?all=true` or not (`TRUE`, `1` and a bare `?all` say the same). Any other parameter is refused
- * rather than ignored: a client that misspells it (`?All=true`, `?logoutAll=1`) must not believe
- * every session ended when only one did.
+ * `?all=true` or not (`TRUE` and `1` say the same). Any other parameter is refused rather than
+ * ignored: a client that misspells it (`?All=true`, `?logoutAll=1`) must not believe every session
+ * ended when only one did. An empty value (`?all=`, or a bare `?all`: API Gateway cannot tell them
+ * apart) is refused too: a client that meant "false" by it must not be logged out everywhere.
  */
 function wantsAll(event: AuthenticatedEvent): boolean {
   const query = event.queryStringParameters ?? {};
@@ -22,7 +23,7 @@ function wantsAll(event: AuthenticatedEvent): boolean {
   if (unknown !== undefined) throw invalidQuery(unknown, 'is not a known parameter: the one parameter is `all` (true or false)');
   const all = query.all?.toLowerCase();
   if (all === undefined || all === 'false' || all === '0') return false;
-  if (all === 'true' || all === '1' || all === '') return true;
+  if (all === 'true' || all === '1') return true;
   // API Gateway joins a repeated parameter's values with commas.
   throw invalidQuery('all', all.includes(',') ? 'must be given once: true or false' : 'must be true or false');
 }

@@ -29,9 +29,10 @@ const UNSHOWABLE = /(?![\u200C\u200D\u{E0020}-\u{E007F}])[\p{Cc}\p{Cf}\u2028\u20
 
 /**
  * Letters that draw nothing (the Hangul fillers, the blank Braille pattern) are not white space to
- * `trim`, yet a name made only of them shows as empty: it is read as blank, that is as no name.
+ * `trim`, yet a name made only of them (with the joiners kept above) shows as empty: it is read
+ * as blank, that is as no name.
  */
-const BLANK_LOOKING = /^[\s\u115F\u1160\u3164\uFFA0\u2800]*$/u;
+const BLANK_LOOKING = /^[\s\u115F\u1160\u3164\uFFA0\u2800\u200C\u200D]*$/u;
 
 export const RegisterBody = z.strictObject({
   // Normalised before it is checked, so ` Ada@Example.org` is accepted as `ada@example.org`.

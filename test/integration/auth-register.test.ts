@@ -72,7 +72,7 @@ describe('POST /auth/register', () => {
 
   it('gives a null name for one made only of characters that draw nothing (Hangul fillers, blank Braille)', async () => {
     await fastHashing();
-    const blankLooking = ['\u3164\u3164', ' \u2800 ', '\u115F\u1160\uFFA0'];
+    const blankLooking = ['\u3164\u3164', ' \u2800 ', '\u115F\u1160\uFFA0', '\u3164\u200D', '\u200C'];
 
     const answers = await Promise.all(blankLooking.map((name) => callRegister({ email: uniqueEmail(), password: PASSWORD, name })));
 
