@@ -113,8 +113,13 @@ export function databaseOf(url: URL): number {
   return url.pathname.length > 1 ? Number(url.pathname.slice(1)) : 0;
 }
 
-/** Redis's answer to a SELECT of a database it does not have. */
-const NO_SUCH_DATABASE = /DB index is out of range|invalid DB index/i;
+/**
+ * Redis's refusal of the handshake's SELECT, however it is worded: `DB index is out of range`,
+ * `SELECT is not allowed in cluster mode`, a managed Redis's own text. Only the handshake's
+ * commands (AUTH, SELECT) and the connection itself raise error events, and neither AUTH's nor the
+ * socket's errors name a DB or SELECT.
+ */
+const NO_SUCH_DATABASE = /\bDB\b|\bSELECT\b/i;
 
 /** Clients whose server refused the URL's database, with the error that says so. */
 const refusedDatabases = new WeakMap<RedisClient, ConfigError>();
@@ -132,7 +137,7 @@ export function databaseRefusal(client: RedisClient): ConfigError | undefined {
 function stopOnMissingDatabase(client: Redis, database: number): void {
   client.on('error', (error: Error) => {
     if (!NO_SUCH_DATABASE.test(error.message) || refusedDatabases.has(client)) return;
-    refusedDatabases.set(client, new ConfigError(`the Redis URL names database ${database}, which the server does not have (see its "databases" setting)`));
+    refusedDatabases.set(client, new ConfigError(`the Redis URL names database ${database}, which the server refused (${error.message})`));
     client.disconnect();
   });
 }
@@ -193,7 +198,21 @@ async function connect(refreshSecret: boolean): Promise<Connection> {
   });
 }
 
+/**
+ * ioredis gave up on this client for good: it ended (a Cluster after its last retry, a refused
+ * database), or it is a Cluster left closed (one whose first connection failed stays so, and keeps
+ * every command queued). A standalone client that is closed is between two reconnection attempts.
+ */
+function gaveUp(client: RedisClient): boolean {
+  return client.status === 'end' || (client.status === 'close' && isCluster(client));
+}
+
 function connection(refreshSecret = false): Promise<Connection> {
+  if (known !== undefined && known.promise === current && gaveUp(known.connection.client)) {
+    // The next request connects afresh rather than fail until the container is recycled.
+    current = undefined;
+    known = undefined;
+  }
   if (!current || refreshSecret) {
     const previous = current;
     const next = connect(refreshSecret);
@@ -257,10 +276,25 @@ export function withRedis<T>(operation: (client: RedisClient) => Promise<T>): Pr
   );
 }
 
+/**
+ * `result`, or a failure once a client that is still connecting has had its connect and command
+ * time-outs: ioredis's Cluster keeps commands queued without any time-out while the cluster does
+ * not serve (a restart, `cluster_state:fail`), which would hold the request until the function's.
+ */
+function boundedWhileConnecting<T>(client: RedisClient, result: Promise<T>): Promise<T> {
+  if (client.status === 'ready') return result;
+  const { connectTimeoutMs, commandTimeoutMs } = config().redis;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Command timed out: no connection to Redis within ${connectTimeoutMs + commandTimeoutMs} ms`)), connectTimeoutMs + commandTimeoutMs);
+  });
+  return Promise.race([result, late]).finally(() => clearTimeout(timer));
+}
+
 function runOn<T>(pending: Promise<Connection>, conn: Connection, operation: (client: RedisClient) => Promise<T>): Promise<T> {
   let result: Promise<T>;
   try {
-    result = Promise.resolve(operation(conn.client));
+    result = boundedWhileConnecting(conn.client, Promise.resolve(operation(conn.client)));
   } catch (error) {
     return afterFailure(pending, conn, operation, error);
   }

@@ -4,12 +4,12 @@
 
 import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { handler as health } from '../../functions/health.ts';
 import { ConfigError } from '../../shared/config.ts';
 import { HttpProblem } from '../../shared/problem.ts';
-import { withRedis, type RedisClient } from '../../shared/redis.ts';
+import { currentRedisClient, withRedis, type RedisClient } from '../../shared/redis.ts';
 import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles/secrets-manager.ts';
 import { useEnvironment } from '../support/env.ts';
 import { httpEvent, invoke } from '../support/lambda.ts';
@@ -104,7 +104,7 @@ describe('the Redis connection of a container', () => {
 
     expect(health.statusCode).toBe(503);
     expect(write).toBeInstanceOf(ConfigError);
-    expect((write as Error).message).toBe('the Redis URL names database 99, which the server does not have (see its "databases" setting)');
+    expect((write as Error).message).toBe('the Redis URL names database 99, which the server refused (ERR DB index is out of range)');
     expect(await admin.exists('tc:written-where')).toBe(0);
   });
 
@@ -259,6 +259,18 @@ describe('a Redis Cluster (REDIS_CLUSTER=true)', () => {
     expect((outcome as Error).message).toBe('the Redis URL names database 2, but a Redis Cluster has only database 0');
   });
 
+  it('refuses a database reached on a cluster node as a single server, writing nothing into database 0', async () => {
+    await useEnvironment({ REDIS_URL: `${cluster.url}/2` });
+
+    const outcome = await withRedis((client) => client.set('tc:{x}:written-where', 'nowhere')).catch((error: unknown) => error);
+
+    expect(outcome).toBeInstanceOf(ConfigError);
+    expect((outcome as Error).message).toBe('the Redis URL names database 2, which the server refused (ERR SELECT is not allowed in cluster mode)');
+    const inspect = new Cluster([{ port: cluster.nodes[0]!.port, host: '127.0.0.1' }]);
+    expect(await inspect.exists('tc:{x}:written-where')).toBe(0);
+    inspect.disconnect();
+  });
+
   it('serves keys of every slot through one cluster client', async () => {
     await useEnvironment({ REDIS_URL: cluster.url, REDIS_CLUSTER: 'true' });
     const keys = Array.from({ length: 30 }, (_, i) => `tc:test:cluster:${i}`);
@@ -285,6 +297,29 @@ describe('a Redis Cluster (REDIS_CLUSTER=true)', () => {
 
     expect((await checkHealth()).statusCode).toBe(200);
   });
+
+  // Last: it stops the whole cluster.
+  it('serves again after an outage long enough for the cluster client to give up for good', async () => {
+    await useEnvironment({ REDIS_URL: cluster.url, REDIS_CLUSTER: 'true' });
+    expect((await checkHealth()).statusCode).toBe(200);
+    await Promise.all(cluster.nodes.map((node) => node.kill()));
+    let ended = false;
+    for (let waited = 0; waited < 10_000 && !ended; waited += 100) {
+      await checkHealth();
+      ended = currentRedisClient()?.status === 'end';
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await Promise.all(cluster.nodes.map((node) => node.restart()));
+
+    let status = 0;
+    for (let waited = 0; waited < 15_000 && status !== 200; waited += 250) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      status = (await checkHealth()).statusCode;
+    }
+
+    expect(ended).toBe(true);
+    expect(status).toBe(200);
+  }, 40_000);
 });
 
 describe('the Redis URL from Secrets Manager (REDIS_SECRET_ID)', () => {

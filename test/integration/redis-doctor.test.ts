@@ -200,7 +200,7 @@ describe('npm run redis:doctor', () => {
       const run = await doctor({ REDIS_URL: `${plain.url}/99` });
 
       expect(run.code).toBe(1);
-      expect(verdict(run)).toBe('✗ The configuration is invalid: the Redis URL names database 99, which the server does not have (see its "databases" setting).');
+      expect(verdict(run)).toBe('✗ The configuration is invalid: the Redis URL names database 99, which the server refused (ERR DB index is out of range).');
     });
 
     it('when something other than Redis answers on the port', async () => {

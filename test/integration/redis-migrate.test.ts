@@ -422,7 +422,7 @@ describe('npm run redis:migrate', () => {
       const run = await migrate(['--from', source.url, '--to', `${target.url}/99`]);
 
       expect(run.code).toBe(1);
-      expect(run.stderr).toContain('the Redis URL names database 99, which the server does not have');
+      expect(run.stderr).toContain('the Redis URL names database 99, which the server refused (ERR DB index is out of range)');
       expect(await targetClient.get('tc:important')).toBe('the target keeps this');
       expect(run.output).not.toContain(TARGET_PASSWORD);
     });
