@@ -13,23 +13,35 @@
 
 import { config } from '../config.ts';
 import type { RedisClient } from '../redis.ts';
+import { isCluster } from '../redis-cluster.ts';
 import { unavailable } from '../problem.ts';
 
-/** Per client, one promise of its next 'ready': one listener however many checks wait for it. */
-const readiness = new WeakMap<RedisClient, Promise<void>>();
+/** Per client, what waits for its next 'ready': one listener however many checks wait. */
+const waitingForReady = new WeakMap<RedisClient, Set<() => void>>();
 
-function whenReady(client: RedisClient): Promise<void> {
-  let ready = readiness.get(client);
-  if (ready === undefined) {
-    ready = new Promise<void>((resolve) => {
-      client.once('ready', () => {
-        readiness.delete(client);
-        resolve();
-      });
+/** Calls `callback` once the client is ready; the returned function forgets it (no closure kept). */
+function onReady(client: RedisClient, callback: () => void): () => void {
+  let waiting = waitingForReady.get(client);
+  if (waiting === undefined) {
+    const callbacks = new Set<() => void>();
+    waiting = callbacks;
+    waitingForReady.set(client, callbacks);
+    client.once('ready', () => {
+      waitingForReady.delete(client);
+      for (const each of callbacks) each();
     });
-    readiness.set(client, ready);
   }
-  return ready;
+  waiting.add(callback);
+  return () => waiting.delete(callback);
+}
+
+/**
+ * Ready to answer at once: a standalone client that is ready; a Cluster that is ready and holds a
+ * ready connection to every master (it opens them lazily, on a master's first command).
+ */
+function answersAtOnce(client: RedisClient): boolean {
+  if (client.status !== 'ready') return false;
+  return !isCluster(client) || client.nodes('master').every((node) => node.status === 'ready');
 }
 
 export function withinTime<T>(client: RedisClient, operation: Promise<T>, timeoutMs: number): Promise<T> {
@@ -37,8 +49,10 @@ export function withinTime<T>(client: RedisClient, operation: Promise<T>, timeou
     let done = false;
     let clock: NodeJS.Timeout | undefined;
     let connecting: NodeJS.Timeout | undefined;
+    let forget = () => {};
     const startClock = () => {
       clearTimeout(connecting);
+      forget();
       if (done || clock !== undefined) return;
       clock = setTimeout(() => {
         // setImmediate runs after the event loop's I/O phase: a reply already in the socket is read first.
@@ -49,23 +63,27 @@ export function withinTime<T>(client: RedisClient, operation: Promise<T>, timeou
         });
       }, timeoutMs);
     };
-    if (client.status === 'ready') {
+    if (answersAtOnce(client)) {
       startClock();
     } else {
-      void whenReady(client).then(startClock);
+      // A Cluster that is ready but still opening a master's connection emits no further
+      // 'ready': the connect time-out starts the clock.
+      if (client.status !== 'ready') forget = onReady(client, startClock);
       connecting = setTimeout(startClock, config().redis.connectTimeoutMs);
     }
+    const settle = () => {
+      done = true;
+      clearTimeout(clock);
+      clearTimeout(connecting);
+      forget();
+    };
     operation.then(
       (value) => {
-        done = true;
-        clearTimeout(clock);
-        clearTimeout(connecting);
+        settle();
         resolve(value);
       },
       (error: unknown) => {
-        done = true;
-        clearTimeout(clock);
-        clearTimeout(connecting);
+        settle();
         reject(error);
       },
     );
