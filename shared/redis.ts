@@ -210,6 +210,7 @@ function gaveUp(client: RedisClient): boolean {
 function connection(refreshSecret = false): Promise<Connection> {
   if (known !== undefined && known.promise === current && gaveUp(known.connection.client)) {
     // The next request connects afresh rather than fail until the container is recycled.
+    known.connection.client.disconnect();
     current = undefined;
     known = undefined;
   }
