@@ -96,7 +96,7 @@ async function open(endpoint: OperatorEndpoint, commandTimeoutMs: number): Promi
 
 /** The keys of the side's database alone: the copy touches no other. */
 function keysIn(side: Side): number {
-  return side.nodes.reduce((sum, node) => sum + keyCounts(node.info, databaseOf(new URL(side.endpoint.url))).keys, 0);
+  return keyCounts(side.nodes, databaseOf(new URL(side.endpoint.url))).keys;
 }
 
 function describeSide(label: string, side: Side): string {

@@ -219,11 +219,11 @@ function readRouteLimit(env: Env, route: string, fallback: string, fallbackMode:
 
 const DEFAULT_CHAT_MODELS = ['claude-sonnet-4-5', 'claude-haiku-4-5'];
 
-/** A `redis://` or `rediss://` URL, the one form every Redis location takes here. */
 /** What a Redis URL must look like, for error messages (which never echo the URL: it may hold a password). */
 export const REDIS_URL_FORM =
   'a redis:// or rediss:// URL with a host, a database number as its only path if any, and a port up to 65535 (in a password, @ : / ? # % must be percent-encoded)';
 
+/** A `redis://` or `rediss://` URL, the one form every Redis location takes here. */
 export function isRedisUrl(text: string): boolean {
   if (!/^rediss?:\/\/\S+$/.test(text) || !URL.canParse(text)) return false;
   const url = new URL(text);

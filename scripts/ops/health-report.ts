@@ -117,10 +117,7 @@ function hitRate(nodes: NodeInfo[]): string {
 
 /** The keys of the database the functions use (the URL's), not of the whole server. */
 function keys(nodes: NodeInfo[], database: number): string {
-  const total = nodes.map((node) => keyCounts(node.info, database)).reduce((sum, count) => ({ keys: sum.keys + count.keys, expires: sum.expires + count.expires }), {
-    keys: 0,
-    expires: 0,
-  });
+  const total = keyCounts(nodes, database);
   const where = database === 0 ? '' : ` in database ${database}`;
   return `${total.keys} keys${where}, ${total.expires} of them with a TTL`;
 }

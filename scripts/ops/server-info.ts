@@ -25,14 +25,14 @@ export function parseInfo(text: string): Info {
   return info;
 }
 
-/** `db0:keys=10,expires=2,avg_ttl=0` of one database, or summed over every database. */
-export function keyCounts(info: Info, database?: number): { keys: number; expires: number } {
+/** The keys of one database (`db3:keys=10,expires=2,avg_ttl=0`), summed over the nodes (a cluster's masters). */
+export function keyCounts(nodes: readonly NodeInfo[], database: number): { keys: number; expires: number } {
   let keys = 0;
   let expires = 0;
-  for (const [name, value] of info) {
-    if (database === undefined ? !/^db\d+$/.test(name) : name !== `db${database}`) continue;
-    keys += Number(/keys=(\d+)/.exec(value)?.[1] ?? 0);
-    expires += Number(/expires=(\d+)/.exec(value)?.[1] ?? 0);
+  for (const node of nodes) {
+    const line = node.info.get(`db${database}`) ?? '';
+    keys += Number(/keys=(\d+)/.exec(line)?.[1] ?? 0);
+    expires += Number(/expires=(\d+)/.exec(line)?.[1] ?? 0);
   }
   return { keys, expires };
 }
