@@ -132,11 +132,14 @@ function usageRecord(usage: Usage): UsageRecord | undefined {
   };
 }
 
-/**
- * Writes the records: one script per user's day (its slot) and one for the `{usage}` slot, all
- * written at once (standalone: one socket write; cluster: one round trip per node, in parallel).
- */
-async function writeRecords(redis: RedisClient, records: readonly UsageRecord[]): Promise<void> {
+/** One script of a usage write, and whether Redis has run it. */
+interface UsageScript {
+  send: (redis: RedisClient) => Promise<unknown>;
+  ran: boolean;
+}
+
+/** The scripts that write the records: one per user's day (its slot) and one for the `{usage}` slot. */
+function scriptsFor(records: readonly UsageRecord[]): UsageScript[] {
   const days = new Map<string, Array<string | number>>();
   const minuteKeys = [usageIndexKey()];
   const minuteArgs: Array<string | number> = [MINUTE_TTL_SECONDS, USER_DAY_TTL_SECONDS];
@@ -147,18 +150,38 @@ async function writeRecords(redis: RedisClient, records: readonly UsageRecord[])
     minuteKeys.push(record.minuteKey);
     minuteArgs.push(record.pairs.length / 2, ...record.index, record.route, ...record.pairs);
   }
-  await inOneWrite(redis, () => {
-    const writes: Array<Promise<unknown>> = [];
-    for (const [dayKey, dayArgs] of days) writes.push(userDayScript(redis, [dayKey], dayArgs));
-    writes.push(minutesScript(redis, minuteKeys, minuteArgs));
-    return Promise.all(writes);
-  });
+  const scripts: UsageScript[] = [];
+  for (const [dayKey, dayArgs] of days) scripts.push({ send: (redis) => userDayScript(redis, [dayKey], dayArgs), ran: false });
+  scripts.push({ send: (redis) => minutesScript(redis, minuteKeys, minuteArgs), ran: false });
+  return scripts;
+}
+
+/**
+ * Sends the scripts that have not run yet, all at once (standalone: one socket write; cluster: one
+ * round trip per node, in parallel), and fails with the first failure once all have settled.
+ * `withRedis` calls it a second time after a rejected password: on a cluster, the scripts of the
+ * nodes that still accepted the old one have run then, and must not count twice.
+ */
+async function sendScripts(redis: RedisClient, scripts: readonly UsageScript[]): Promise<void> {
+  const outcomes = await inOneWrite(redis, () =>
+    Promise.allSettled(
+      scripts
+        .filter((script) => !script.ran)
+        .map((script) =>
+          script.send(redis).then(() => {
+            script.ran = true;
+          }),
+        ),
+    ),
+  );
+  const failure = outcomes.find((outcome) => outcome.status === 'rejected');
+  if (failure !== undefined) throw failure.reason;
 }
 
 /** Writes the usage counters of one record: one script per slot, sent together. */
 export async function recordUsage(redis: RedisClient, usage: Usage): Promise<void> {
   const record = usageRecord(usage);
-  if (record !== undefined) await writeRecords(redis, [record]);
+  if (record !== undefined) await sendScripts(redis, scriptsFor([record]));
 }
 
 /** The most records one script run carries (bounds the time it holds Redis: a few µs a record). */
@@ -171,7 +194,8 @@ function sendQueued(): void {
   queued = [];
   for (let start = 0; start < batch.length; start += MAX_RECORDS_PER_RUN) {
     const run = batch.slice(start, start + MAX_RECORDS_PER_RUN);
-    withRedis((redis) => writeRecords(redis, run.map(({ record }) => record))).catch((error: unknown) => {
+    const scripts = scriptsFor(run.map(({ record }) => record));
+    withRedis((redis) => sendScripts(redis, scripts)).catch((error: unknown) => {
       // Each request's own line, with its own request id, as if it had been sent alone.
       for (const { record, logContext } of run) inLogContext(logContext, () => log.warn('usage not counted', { err: error, usageRoute: record.route }));
     });

@@ -5,7 +5,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authShard, digest, rateLimitKeys, sessionKey, userKey, userSessionsKey } from '../../shared/keys.ts';
 import { useEnvironment } from '../support/env.ts';
-import { startRedisCluster, type RedisCluster } from '../support/redis.ts';
+import { nodeServing, startRedisCluster, type RedisCluster } from '../support/redis.ts';
 import { callLogin, callLogout, callRegister, callSession, randomAddress, signUpAndLogIn, uniqueEmail } from '../support/session.ts';
 
 describe('auth on a Redis Cluster', () => {
@@ -20,19 +20,6 @@ describe('auth on a Redis Cluster', () => {
 
   const environment = (vars: Record<string, string> = {}) =>
     useEnvironment({ REDIS_URL: cluster.url, REDIS_CLUSTER: 'true', PASSWORD_SCRYPT_LOG2N: '14', ...vars });
-
-  /** The master node that serves KEY's slot. */
-  async function nodeServing(key: string): Promise<RedisCluster['nodes'][number]> {
-    const slot = await slotOf(key);
-    const node = new Redis(cluster.nodes[0]!.port, '127.0.0.1');
-    try {
-      const ranges = await node.cluster('SLOTS');
-      const port = ranges.find(([from, to]) => slot >= from && slot <= to)![2]![1];
-      return cluster.nodes.find((server) => server.port === port)!;
-    } finally {
-      node.disconnect();
-    }
-  }
 
   async function slotOf(key: string): Promise<number> {
     const node = new Redis(cluster.nodes[0]!.port, '127.0.0.1');
@@ -106,12 +93,12 @@ describe('auth on a Redis Cluster', () => {
   it('gives the address its unit back when the account limit, on another node, cannot be checked', async () => {
     await environment({ RATE_LIMIT_LOGIN: '2/1h', RATE_LIMIT_LOGIN_ACCOUNT: '5/1h' });
     const address = randomAddress();
-    const addressNode = await nodeServing(rateLimitKeys(address, 'login:address', ['2-per-1h'])[0]!);
+    const addressNode = await nodeServing(cluster, rateLimitKeys(address, 'login:address', ['2-per-1h'])[0]!);
     let email = uniqueEmail();
-    let accountNode = await nodeServing(rateLimitKeys(digest(email), 'login:account', ['5-per-1h'])[0]!);
+    let accountNode = await nodeServing(cluster, rateLimitKeys(digest(email), 'login:account', ['5-per-1h'])[0]!);
     while (accountNode === addressNode) {
       email = uniqueEmail();
-      accountNode = await nodeServing(rateLimitKeys(digest(email), 'login:account', ['5-per-1h'])[0]!);
+      accountNode = await nodeServing(cluster, rateLimitKeys(digest(email), 'login:account', ['5-per-1h'])[0]!);
     }
 
     // A 400 reads the address's state without spending; it also has the client learn the cluster's

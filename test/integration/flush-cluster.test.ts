@@ -1,16 +1,20 @@
 // Usage counters and their flush on a 3-master Redis Cluster: counts across the user's slot and
 // the shared {usage} slot, exactly-once delivery with two concurrent flushers, and INFO read from
-// every master.
+// every master, and a request counted once when a password rotation reaches one node first.
 
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { minuteUsageKey, usageIndexKey, userDayUsageKey } from '../../shared/keys.ts';
 import { getRedis } from '../../shared/redis.ts';
 import { flushTelemetry, resetTelemetry } from '../../shared/telemetry/export.ts';
 import { observeRedisServers } from '../../shared/telemetry/redis-server.ts';
-import { readUserDay, recordUsage } from '../../shared/usage/counters.ts';
+import { countUsageInBackground, minuteStart, readUserDay, recordUsage, utcDay } from '../../shared/usage/counters.ts';
 import { flushUsage, type UsageRecord, type UsageSink } from '../../shared/usage/flush.ts';
 import { startOtlpReceiver, type OtlpReceiver } from '../doubles/otlp-receiver.ts';
+import { startSecretsManagerDouble } from '../doubles/secrets-manager.ts';
 import { useEnvironment } from '../support/env.ts';
-import { startRedisCluster, type RedisCluster } from '../support/redis.ts';
+import { nodeServing, startRedisCluster, type RedisCluster } from '../support/redis.ts';
 
 const DAY_START = Date.parse('2031-05-06T00:00:00.000Z');
 const LATER = DAY_START + 3 * 86_400_000;
@@ -77,5 +81,42 @@ describe('usage counters and their flush on a Redis Cluster', () => {
     expect(memoryPorts.sort()).toEqual(ports);
     const held = receiver.latestPoints('db.client.connection.count');
     expect(held.map((point) => point.attributes['db.client.connection.pool.name']).sort()).toEqual(ports.map((port) => `127.0.0.1:${port}`));
+  });
+
+  // Last: it changes the nodes' passwords.
+  it('counts a request once when a password rotation has reached the {usage} node only: the retry resends only what was refused', async () => {
+    const secrets = await startSecretsManagerDouble();
+    const admins = cluster.nodes.map((node) => ({ node, admin: new Redis({ port: node.port, host: '127.0.0.1' }) }));
+    const urlWith = (password: string) => `redis://:${password}@127.0.0.1:${cluster.nodes[0]!.port}`;
+    try {
+      const at = DAY_START + 5 * 60_000;
+      const usageNode = await nodeServing(cluster, usageIndexKey());
+      let userId = randomUUID();
+      while ((await nodeServing(cluster, userDayUsageKey(userId, utcDay(at)))) === usageNode) userId = randomUUID();
+      await Promise.all(admins.map(({ admin }) => admin.config('SET', 'requirepass', 'first-password-1234')));
+      secrets.setSecret('redis/cluster', urlWith('first-password-1234'));
+      await useEnvironment({ ...secrets.env, REDIS_SECRET_ID: 'redis/cluster', REDIS_CLUSTER: 'true' });
+      // Opens the client's connections to the user's node and to the {usage} node.
+      await recordUsage(await getRedis(), { userId, route: 'POST /rotation', requests: 1, at });
+      // The {usage} node takes the new password only and drops its clients; the others take both.
+      for (const { node, admin } of admins) {
+        if (node === usageNode) await admin.config('SET', 'requirepass', 'second-password-5678');
+        else await admin.call('ACL', 'SETUSER', 'default', '>second-password-5678');
+      }
+      await admins.find(({ node }) => node === usageNode)!.admin.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+      secrets.setSecret('redis/cluster', urlWith('second-password-5678'));
+
+      countUsageInBackground({ userId, route: 'POST /rotation', requests: 1, at });
+      const minuteRequests = () => admins.find(({ node }) => node === usageNode)!.admin.hget(minuteUsageKey(minuteStart(at)), 'POST /rotation|requests');
+      for (let waited = 0; waited < 5000 && (await minuteRequests()) !== '2'; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
+
+      expect(await minuteRequests()).toBe('2');
+      expect((await readUserDay(await getRedis(), userId, utcDay(at))).requests).toBe(2);
+      expect(secrets.reads('redis/cluster')).toBe(2);
+    } finally {
+      await Promise.all(admins.map(({ admin }) => admin.call('ACL', 'SETUSER', 'default', 'resetpass', 'nopass')));
+      for (const { admin } of admins) admin.disconnect();
+      await secrets.close();
+    }
   });
 });

@@ -298,6 +298,29 @@ describe('a Redis Cluster (REDIS_CLUSTER=true)', () => {
     expect((await checkHealth()).statusCode).toBe(200);
   });
 
+  it('follows a password rotation read from Secrets Manager: reads the secret again once and reconnects', async () => {
+    const secrets = await startSecretsManagerDouble();
+    const admins = cluster.nodes.map((node) => adminFor(node));
+    try {
+      await Promise.all(admins.map((admin) => admin.config('SET', 'requirepass', 'first-password-1234')));
+      secrets.setSecret('redis/cluster', `redis://:first-password-1234@127.0.0.1:${cluster.nodes[0]!.port}`);
+      await useEnvironment({ ...secrets.env, REDIS_SECRET_ID: 'redis/cluster', REDIS_CLUSTER: 'true' });
+      expect((await checkHealth()).statusCode).toBe(200);
+
+      await Promise.all(admins.map((admin) => admin.config('SET', 'requirepass', 'second-password-5678')));
+      await Promise.all(admins.map((admin) => admin.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes')));
+      secrets.setSecret('redis/cluster', `redis://:second-password-5678@127.0.0.1:${cluster.nodes[0]!.port}`);
+      const afterRotation = await checkHealth();
+
+      expect(afterRotation.statusCode).toBe(200);
+      expect(secrets.reads('redis/cluster')).toBe(2);
+    } finally {
+      await Promise.all(admins.map((admin) => admin.config('SET', 'requirepass', '')));
+      admins.forEach((admin) => admin.disconnect());
+      await secrets.close();
+    }
+  });
+
   // Last: it stops the whole cluster.
   it('serves again after an outage long enough for the cluster client to give up for good', async () => {
     await useEnvironment({ REDIS_URL: cluster.url, REDIS_CLUSTER: 'true' });

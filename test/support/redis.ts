@@ -84,6 +84,19 @@ export async function startRedisCluster(): Promise<RedisCluster> {
   };
 }
 
+/** The master of `cluster` that serves the slot of `key`. */
+export async function nodeServing(cluster: RedisCluster, key: string): Promise<RedisServer> {
+  const client = new Redis(cluster.nodes[0]!.port, '127.0.0.1');
+  try {
+    const slot = (await client.cluster('KEYSLOT', key)) as number;
+    const ranges = await client.cluster('SLOTS');
+    const port = ranges.find(([from, to]) => slot >= from && slot <= to)![2]![1];
+    return cluster.nodes.find((node) => node.port === port)!;
+  } finally {
+    client.disconnect();
+  }
+}
+
 async function waitForClusterOk(ports: number[]): Promise<void> {
   const deadline = Date.now() + 15_000;
   for (const port of ports) {
