@@ -179,8 +179,13 @@ async function connect(refreshSecret: boolean): Promise<Connection> {
     latestClient = client;
     const connection: Connection = { client, endpoint, authRejected: false };
     let lastLogged = '';
-    client.on('error', (error: Error) => {
+    const noteAuthRejection = (error: Error) => {
       if (AUTH_ERROR.test(error.message)) connection.authRejected = true;
+    };
+    // A Cluster reports what its nodes' connections meet (a password a node refuses) as 'node error'.
+    if (isCluster(client)) client.on('node error', noteAuthRejection);
+    client.on('error', (error: Error) => {
+      noteAuthRejection(error);
       // One line per distinct failure, not one per reconnect attempt.
       if (error.message !== lastLogged) {
         lastLogged = error.message;
@@ -190,6 +195,7 @@ async function connect(refreshSecret: boolean): Promise<Connection> {
     client.on('ready', () => {
       connection.authRejected = false;
       lastLogged = '';
+      if (isCluster(client)) connectEveryMaster(client);
     });
     client.connect().catch(() => {
       // Reported through the error event; commands wait in the bounded offline queue meanwhile.
@@ -205,6 +211,17 @@ async function connect(refreshSecret: boolean): Promise<Connection> {
  */
 function gaveUp(client: RedisClient): boolean {
   return client.status === 'end' || (client.status === 'close' && isCluster(client));
+}
+
+/**
+ * Opens the connection to every master now rather than on each one's first command: a cold
+ * container's TLS handshakes then run side by side, not one after another as its first request
+ * reaches one master after the other (the session's, the rate limit's, the usage counters').
+ */
+function connectEveryMaster(cluster: Cluster): void {
+  for (const node of cluster.nodes('master')) {
+    if (node.status === 'wait') node.connect().catch(() => {}); // failures reach the Cluster's own handling
+  }
 }
 
 function connection(refreshSecret = false): Promise<Connection> {
@@ -263,8 +280,11 @@ export async function getRedis(): Promise<RedisClient> {
 /**
  * Runs `operation` with the container's client. Unreachable Redis becomes a 503 problem; a
  * rejected password read from the secret causes one fresh read of the secret, a new client and
- * one retry (the operation never ran, so retrying it is safe). Once the connection is known
- * (every warm invocation), `operation` runs at once, without waiting a turn for it.
+ * one run of `operation` again. On a standalone Redis it never ran. On a cluster, the commands
+ * sent to nodes that still took the old password (a rotation that reached one node first) did:
+ * an operation that writes to several nodes resends only what failed (shared/usage/counters.ts).
+ * Once the connection is known (every warm invocation), `operation` runs at once, without waiting
+ * a turn for it.
  */
 export function withRedis<T>(operation: (client: RedisClient) => Promise<T>): Promise<T> {
   const pending = connection();

@@ -1,13 +1,13 @@
 // The rate-limit check's 200 ms deadline measures Redis's answer: not a cold container's connection
-// to a distant TLS Redis, not a reply left unread while the process was busy. A Redis that does
-// not answer is still a 503.
+// to a distant TLS Redis (standalone or cluster), not a reply left unread while the process was
+// busy. A Redis that does not answer is still a 503.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_CHECKS_PER_RUN, setMaxChecksPerRun } from '../../shared/rate-limit/batch.ts';
 import { checkRateLimit } from '../../shared/rate-limit/limiter.ts';
 import { HttpProblem } from '../../shared/problem.ts';
 import { useEnvironment } from '../support/env.ts';
-import { startStandaloneRedis, startTlsRedis, type RedisServer, type TlsRedis } from '../support/redis.ts';
+import { announceClusterPorts, startRedisCluster, startStandaloneRedis, startTlsRedis, type RedisCluster, type RedisServer, type TlsRedis } from '../support/redis.ts';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
 
 const policies = [{ name: '100-per-1m', limit: 100, windowMs: 60_000 }];
@@ -87,5 +87,29 @@ describe('the rate-limit check deadline', () => {
     frozen.thaw();
     expect(outcome).toBeInstanceOf(HttpProblem);
     expect((outcome as HttpProblem).status).toBe(503);
+  });
+});
+
+describe('the rate-limit check deadline on a TLS Redis Cluster', () => {
+  let cluster: RedisCluster;
+  let distant: TcpProxy[];
+  beforeAll(async () => {
+    cluster = await startRedisCluster({ tls: true });
+    // Every answer of every master, TLS handshakes included, arrives 120 ms late.
+    distant = await Promise.all(cluster.nodes.map((node) => startTcpProxy(node.port, { replyDelayMs: 120 })));
+    await announceClusterPorts(cluster, distant.map((proxy) => proxy.port));
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    await Promise.all(distant.map((proxy) => proxy.close()));
+    await cluster.stop();
+  });
+
+  it('does not count the connections a cold client opens to the masters: a distant cluster admits the first check', async () => {
+    await useEnvironment({ REDIS_URL: `rediss://127.0.0.1:${distant[0]!.port}`, REDIS_CLUSTER: 'true', REDIS_TLS_CA_FILE: cluster.tlsMaterial!.ca });
+
+    const decision = await check();
+
+    expect(decision.allowed).toBe(true);
   });
 });

@@ -2,6 +2,7 @@
 // Redis is absent, silent or restarted, TLS and Cluster, and the URL read from a local stand-in
 // for Secrets Manager, password rotation included, the password never logged.
 
+import { readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Cluster, Redis } from 'ioredis';
@@ -27,6 +28,30 @@ async function clientCount(admin: Redis): Promise<number> {
 
 function adminFor(server: RedisServer, password?: string): Redis {
   return new Redis({ port: server.port, host: '127.0.0.1', password, lazyConnect: false });
+}
+
+/**
+ * Writes 30 keys through the container's client and reads them back: what was written, what was
+ * read, and how many of the cluster's nodes hold some (read from each one directly).
+ */
+async function writeAndReadBack(cluster: RedisCluster, label: string): Promise<{ written: string[]; read: Array<string | null>; nodesHoldingKeys: number }> {
+  const written = Array.from({ length: 30 }, (_, i) => `tc:test:${label}:${i}`);
+  await withRedis(async (client: RedisClient) => {
+    for (const key of written) await client.set(key, key);
+  });
+  const read = await withRedis((client) => Promise.all(written.map((key) => client.get(key))));
+  const tls = cluster.tlsMaterial === undefined ? {} : { tls: { ca: readFileSync(cluster.tlsMaterial.ca) } };
+  const sizes = await Promise.all(
+    cluster.nodes.map(async (node) => {
+      const direct = new Redis({ port: node.port, host: '127.0.0.1', ...tls });
+      try {
+        return await direct.dbsize();
+      } finally {
+        direct.disconnect();
+      }
+    }),
+  );
+  return { written, read, nodesHoldingKeys: sizes.filter((size) => size > 0).length };
 }
 
 describe('the Redis connection of a container', () => {
@@ -273,23 +298,11 @@ describe('a Redis Cluster (REDIS_CLUSTER=true)', () => {
 
   it('serves keys of every slot through one cluster client', async () => {
     await useEnvironment({ REDIS_URL: cluster.url, REDIS_CLUSTER: 'true' });
-    const keys = Array.from({ length: 30 }, (_, i) => `tc:test:cluster:${i}`);
 
-    await withRedis(async (client: RedisClient) => {
-      for (const key of keys) await client.set(key, key);
-    });
-    const values = await withRedis((client) => Promise.all(keys.map((key) => client.get(key))));
-    const nodesHoldingKeys = await Promise.all(
-      cluster.nodes.map(async (node) => {
-        const direct = new Redis({ port: node.port, host: '127.0.0.1' });
-        const size = await direct.dbsize();
-        direct.disconnect();
-        return size;
-      }),
-    );
+    const { written, read, nodesHoldingKeys } = await writeAndReadBack(cluster, 'cluster');
 
-    expect(values).toEqual(keys);
-    expect(nodesHoldingKeys.filter((size) => size > 0).length).toBe(3);
+    expect(read).toEqual(written);
+    expect(nodesHoldingKeys).toBe(3);
   });
 
   it('answers GET /health with 200', async () => {
@@ -343,6 +356,32 @@ describe('a Redis Cluster (REDIS_CLUSTER=true)', () => {
     expect(ended).toBe(true);
     expect(status).toBe(200);
   }, 40_000);
+});
+
+describe('a TLS Redis Cluster (rediss://, REDIS_CLUSTER=true), as Redis Cloud and ElastiCache serve one', () => {
+  let cluster: RedisCluster;
+  beforeAll(async () => {
+    cluster = await startRedisCluster({ tls: true });
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    await cluster.stop();
+  });
+
+  it('serves keys of every slot, each master reached over TLS', async () => {
+    await useEnvironment({ REDIS_URL: cluster.url, REDIS_CLUSTER: 'true', REDIS_TLS_CA_FILE: cluster.tlsMaterial!.ca });
+
+    const { written, read, nodesHoldingKeys } = await writeAndReadBack(cluster, 'tls-cluster');
+
+    expect(read).toEqual(written);
+    expect(nodesHoldingKeys).toBe(3);
+  });
+
+  it('is refused when its certificate is not trusted', async () => {
+    await useEnvironment({ REDIS_URL: cluster.url, REDIS_CLUSTER: 'true' });
+
+    expect((await checkHealth()).statusCode).toBe(503);
+  });
 });
 
 describe('the Redis URL from Secrets Manager (REDIS_SECRET_ID)', () => {

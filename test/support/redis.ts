@@ -2,7 +2,7 @@
 // cluster, each on free loopback ports, each torn down by the returned `stop`.
 
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -45,14 +45,22 @@ export async function startTlsRedis(options: RedisServerOptions = {}): Promise<T
 
 export interface RedisCluster {
   nodes: RedisServer[];
-  /** A `redis://` URL of one node (the seed). */
+  /** A `redis://` URL of one node (the seed); `rediss://` for a TLS cluster. */
   url: string;
+  /** The certificates of a TLS cluster (clients and the cluster bus speak TLS only). */
+  tlsMaterial?: TlsMaterial;
   stop(): Promise<void>;
 }
 
+export interface RedisClusterOptions {
+  /** TLS only, as Redis Cloud and ElastiCache with in-transit encryption serve a cluster. */
+  tls?: boolean;
+}
+
 /** Three masters, no replicas, all 16384 slots assigned, state ok. */
-export async function startRedisCluster(): Promise<RedisCluster> {
+export async function startRedisCluster({ tls = false }: RedisClusterOptions = {}): Promise<RedisCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'tc-cluster-'));
+  const tlsMaterial = tls ? makeTlsMaterial() : undefined;
   // A bus port of its own for each node: the default, port + 10000, is past 65535 for any port
   // above 55535 (a quarter of the ephemeral range, where free ports come from), and Redis then
   // refuses to start. All six taken together, so that none is handed out twice.
@@ -63,23 +71,28 @@ export async function startRedisCluster(): Promise<RedisCluster> {
     ports.map((port, index) =>
       startRedisServer({
         port,
+        ...(tlsMaterial === undefined ? {} : { tls: tlsMaterial }),
         extraArgs: [
           ...['--cluster-enabled', 'yes', '--cluster-port', String(busPorts[index])],
           ...['--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-node-timeout', '2000'],
+          ...(tls ? ['--tls-cluster', 'yes'] : []),
         ],
       }),
     ),
   );
-  execFileSync('redis-cli', ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '0', '--cluster-yes'], {
+  const tlsArgs = tlsMaterial === undefined ? [] : ['--tls', '--cacert', tlsMaterial.ca];
+  execFileSync('redis-cli', [...tlsArgs, '--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '0', '--cluster-yes'], {
     stdio: 'ignore',
   });
-  await waitForClusterOk(ports);
+  await waitForClusterOk(ports, tlsMaterial);
   return {
     nodes,
-    url: `redis://127.0.0.1:${ports[0]}`,
+    url: `${tls ? 'rediss' : 'redis'}://127.0.0.1:${ports[0]}`,
+    ...(tlsMaterial === undefined ? {} : { tlsMaterial }),
     stop: async () => {
       await Promise.all(nodes.map((node) => node.kill()));
       rmSync(dir, { recursive: true, force: true });
+      if (tlsMaterial !== undefined) rmSync(tlsMaterial.dir, { recursive: true, force: true });
     },
   };
 }
@@ -97,10 +110,33 @@ export async function nodeServing(cluster: RedisCluster, key: string): Promise<R
   }
 }
 
-async function waitForClusterOk(ports: number[]): Promise<void> {
+/**
+ * Has each node of `cluster` announce `ports[i]` (a proxy in front of it) instead of its own, as
+ * nodes behind a NAT do, and waits until every node's CLUSTER SLOTS says so: clients then reach
+ * every master through its proxy.
+ */
+export async function announceClusterPorts(cluster: RedisCluster, ports: number[]): Promise<void> {
+  const setting = cluster.tlsMaterial === undefined ? 'cluster-announce-port' : 'cluster-announce-tls-port';
+  const tls = cluster.tlsMaterial === undefined ? {} : { tls: { ca: readFileSync(cluster.tlsMaterial.ca) } };
+  const clients = cluster.nodes.map((node) => new Redis({ port: node.port, host: '127.0.0.1', ...tls }));
+  try {
+    await Promise.all(clients.map((client, index) => client.config('SET', setting, String(ports[index]))));
+    const deadline = Date.now() + 15_000;
+    const announced = async (client: Redis) => (await client.cluster('SLOTS')).every(([, , master]) => ports.includes(master![1]));
+    while (!(await Promise.all(clients.map(announced))).every(Boolean)) {
+      if (Date.now() > deadline) throw new Error('the cluster nodes did not announce the new ports within 15 s');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  } finally {
+    for (const client of clients) client.disconnect();
+  }
+}
+
+async function waitForClusterOk(ports: number[], tlsMaterial: TlsMaterial | undefined): Promise<void> {
   const deadline = Date.now() + 15_000;
   for (const port of ports) {
-    const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true });
+    const tls = tlsMaterial === undefined ? {} : { tls: { ca: readFileSync(tlsMaterial.ca) } };
+    const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, ...tls });
     await client.connect();
     try {
       while ((await client.cluster('INFO')).includes('cluster_state:ok') === false) {
