@@ -6,7 +6,7 @@
 import middy from '@middy/core';
 import * as z from 'zod/mini';
 import { addressHeaders, loginAttempt, reserveLoginAttempt } from '#shared/auth/login-throttle.ts';
-import { hashPassword, verifyPassword } from '#shared/auth/passwords.ts';
+import { hashPassword, PASSWORD_MAX_UNITS, verifyPassword } from '#shared/auth/passwords.ts';
 import { drawSessionToken, startSession } from '#shared/auth/sessions.ts';
 import { emailDigest, findUserByEmail } from '#shared/auth/users.ts';
 import { httpBasics, json, withRequestLogging, type HttpEvent, type HttpResult } from '#shared/http.ts';
@@ -16,8 +16,9 @@ import { validateWithHeaders } from '#shared/validation.ts';
 export const LoginBody = z.strictObject({
   // No format check beyond length: a malformed email is simply an unknown account.
   email: z.string().check(z.trim(), z.toLowerCase(), z.minLength(1), z.maxLength(254)),
-  // Bounded so that nobody makes scrypt chew megabytes; a registered password is at most 256.
-  password: z.string().check(z.minLength(1), z.maxLength(1024)),
+  // Bounded so that nobody makes scrypt chew megabytes, as registration bounds it: every
+  // registered password fits.
+  password: z.string().check(z.minLength(1), z.maxLength(PASSWORD_MAX_UNITS)),
 });
 
 /** The same for an unknown email and a wrong password. A 401 carries a challenge (RFC 9110). */

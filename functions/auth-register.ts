@@ -6,19 +6,11 @@ import middy from '@middy/core';
 import * as z from 'zod/mini';
 import { registrationHeaders, reserveRegistration } from '#shared/auth/registration-throttle.ts';
 import { createUser, isEmailTaken } from '#shared/auth/users.ts';
-import { hashPassword, passwordLength } from '#shared/auth/passwords.ts';
+import { hashPassword, PASSWORD_LENGTH, PASSWORD_MAX_UNITS, passwordLength } from '#shared/auth/passwords.ts';
 import { config } from '#shared/config.ts';
 import { httpBasics, json, withRequestLogging, type HttpEvent, type HttpResult } from '#shared/http.ts';
 import { HttpProblem } from '#shared/problem.ts';
 import { validateWithHeaders } from '#shared/validation.ts';
-
-const PASSWORD_LENGTH = { min: 12, max: 256 };
-
-/**
- * Past this many UTF-16 units (8 a character) a password is refused as too long without being
- * segmented: a bound on the work, generous for any text a person types.
- */
-const PASSWORD_MAX_UNITS = 8 * PASSWORD_LENGTH.max;
 
 /**
  * Control and invisible format characters (direction overrides, zero-width spaces, byte-order

@@ -35,6 +35,16 @@ function normalised(password: string): string {
   return password.normalize('NFKC');
 }
 
+/** In characters as the user sees them (`passwordLength`): the contract's bounds. */
+export const PASSWORD_LENGTH = { min: 12, max: 256 };
+
+/**
+ * Past this many UTF-16 units (8 a character) a password is refused as too long without being
+ * segmented: a bound on the work, generous for any text a person types. Login accepts as many,
+ * so that every password registration took can log in.
+ */
+export const PASSWORD_MAX_UNITS = 8 * PASSWORD_LENGTH.max;
+
 let graphemes: Intl.Segmenter | undefined;
 
 /**

@@ -75,6 +75,16 @@ describe('POST /auth/login', () => {
     expect(response.json.user.email).toBe(email);
   });
 
+  it('logs in with the longest password registration takes: 256 characters of several code points each', async () => {
+    await environment();
+    const password = 'e\u0301\u0302\u0303\u0304'.repeat(256); // 256 characters, 1,280 code points
+    const email = await registered(uniqueEmail(), password);
+
+    const response = await callLogin({ email, password });
+
+    expect(response.statusCode).toBe(200);
+  });
+
   it('gives a different token at each login, each one valid', async () => {
     await environment();
     const email = await registered();
