@@ -115,7 +115,7 @@ const STAGE_DEFAULTS: Record<Stage, { cacheTtlSeconds: number }> = {
 const DURATION_UNITS_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 
 function fail(variable: string, expected: string, got: string): never {
-  // The value is echoed only for variables that never hold secrets (callers below).
+  // The value is echoed only for variables that never hold secrets (callers below; URLs are not).
   throw new ConfigError(`${variable}: expected ${expected}, got "${got}"`);
 }
 
@@ -152,7 +152,8 @@ function readInteger(env: Env, variable: string, fallback: number, min: number, 
 function readUrl(env: Env, variable: string): string | undefined {
   const raw = readString(env, variable);
   if (raw === undefined) return undefined;
-  if (!/^https?:\/\/[^\s]+$/.test(raw)) return fail(variable, 'an http:// or https:// URL', raw);
+  // Not echoed: a URL may carry credentials (`user:password@`, `?token=`).
+  if (!/^https?:\/\/[^\s]+$/.test(raw)) throw new ConfigError(`${variable}: expected an http:// or https:// URL`);
   return raw.replace(/\/+$/, '');
 }
 

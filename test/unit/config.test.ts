@@ -74,6 +74,13 @@ describe('configuration', () => {
     expect(attempt).not.toThrow(/hunter2/);
   });
 
+  it.each(['ANTHROPIC_BASE_URL', 'OTEL_EXPORTER_OTLP_ENDPOINT'])('rejects a %s that is not an http(s) URL without echoing it', (variable) => {
+    const attempt = () => loadConfig({ [variable]: 'htps://user:hunter2hunter2@api.example.test' });
+
+    expect(attempt).toThrow(new RegExp(`${variable}: expected an http:// or https:// URL`));
+    expect(attempt).not.toThrow(/hunter2/);
+  });
+
   it('chooses the anthropic provider only when an API key is set', () => {
     expect(loadConfig({}).chat.provider).toBe('local');
     expect(loadConfig({ ANTHROPIC_API_KEY: 'sk-test-key' }).chat.provider).toBe('anthropic');
