@@ -53,7 +53,7 @@ function limitsOf({ address, accountDigest }: Attempt): [Limit, Limit] {
 
 /**
  * The attempt's hold on one limit, or undefined when Redis could not answer and the limit is
- * configured to fail open (the account lookup that follows will then tell whether Redis is back).
+ * configured to fail open (the account lookup sent alongside will then tell whether Redis is back).
  */
 async function reserve(request: RateLimitRequest, limit: RouteRateLimit): Promise<AttemptReservation | undefined> {
   try {

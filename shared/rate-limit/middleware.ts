@@ -13,7 +13,7 @@ import type { MiddlewareObj } from '@middy/core';
 import type { RateLimitPolicy, RouteRateLimit } from '../config.ts';
 import type { HttpEvent, HttpResult } from '../http.ts';
 import { log } from '../logger.ts';
-import { HttpProblem, unavailable } from '../problem.ts';
+import { HttpProblem } from '../problem.ts';
 import { checkRateLimit, rateLimitedProblem, rateLimitHeaders, type RateLimitDecision } from './limiter.ts';
 
 export interface RateLimitOptions {
@@ -115,7 +115,7 @@ export function rateLimit(options: RateLimitOptions): MiddlewareObj<HttpEvent, H
         return;
       }
       notify(route, 'failed-closed');
-      throw unavailable('redis', error.cause);
+      throw error; // keeps what was down: Redis, or the secret that says where it is
     }
     decisions.set(request, decision);
     notify(route, decision.allowed && exceeded === undefined ? 'allowed' : 'refused');
