@@ -61,7 +61,7 @@ describe('POST /auth/login', () => {
     expect(new Date(expiresAt).toISOString()).toBe(response.json.expiresAt);
     expect(expiresAt).toBeGreaterThanOrEqual(before + 3600_000 - 2000);
     expect(expiresAt).toBeLessThanOrEqual(Date.now() + 3600_000 + 2000);
-    expect(response.headers['ratelimit-policy']).toBeDefined();
+    expect(response.headers['ratelimit-policy']).toBe('"address-10-per-15m";q=10;w=900, "account-5-per-15m";q=5;w=900');
     expect(response.headers['cache-control']).toBe('no-store');
   });
 
@@ -284,7 +284,7 @@ describe('POST /auth/login', () => {
       expect(failures).toEqual([401, 401, 401]);
       expect(refused.statusCode).toBe(429);
       expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
-      expect(refused.headers['ratelimit']).toBeDefined();
+      expect(refused.headers['ratelimit']).toBe(`"address-3-per-1h";r=0;t=${refused.headers['retry-after']}, "account-5-per-15m";r=5;t=0`);
       expect(elsewhere.statusCode).toBe(200);
     });
 

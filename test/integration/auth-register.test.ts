@@ -223,7 +223,7 @@ describe('POST /auth/register', () => {
 
     expect(response.statusCode).toBe(403);
     expect(response.json).toMatchObject({ status: 403, type: expect.stringContaining('registration-closed') });
-    expect(response.headers['ratelimit-policy']).toBeDefined();
+    expect(response.headers['ratelimit-policy']).toBe('"10-per-15m";q=10;w=900');
     expect(await storedAccount(email)).toEqual({});
   });
 

@@ -264,7 +264,7 @@ describe('the Anthropic provider (thin client)', () => {
 
     expect(problem.status).toBe(503);
     expect(problem.type).toMatch(/upstream-timeout$/);
-    expect(problem.headers['Retry-After']).toBeDefined();
+    expect(problem.headers['Retry-After']).toBe('5');
     expect(Date.now() - started).toBeLessThan(1_500);
   });
 

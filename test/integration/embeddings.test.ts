@@ -260,7 +260,8 @@ describe('POST /embeddings with the local provider', () => {
     const third = await post({ input: texts(4) }, bearer(fresh));
 
     expect(first.statusCode).toBe(200);
-    expect(first.headers['ratelimit-policy']).toBeDefined();
+    expect(first.headers['ratelimit-policy']).toBe('"10-per-1h";q=10;w=3600');
+    expect(first.headers['ratelimit']).toMatch(/^"10-per-1h";r=4;t=\d+$/);
     expect(second.statusCode).toBe(429);
     expect(Number(second.headers['retry-after'])).toBeGreaterThan(0);
     expect(third.statusCode).toBe(200);
