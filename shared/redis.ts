@@ -16,8 +16,6 @@ import { describeRedisUrl, resolveRedisEndpoint, type RedisEndpoint } from './re
 import { isCluster } from './redis-cluster.ts';
 import { isRedisUnavailableError } from './redis-errors.ts';
 
-export { isRedisUnavailableError };
-
 export type RedisClient = Redis | Cluster;
 
 interface Connection {
@@ -45,8 +43,8 @@ function tlsOptions(url: URL): RedisOptions['tls'] {
   };
 }
 
-/** The client options of every connection to `url` (also used by the operator tools in scripts/). */
-export function redisClientOptions(url: URL): RedisOptions {
+/** The client options of every connection to `url` (the operator tools' too, through `newRedisClient`). */
+function redisClientOptions(url: URL): RedisOptions {
   const { connectTimeoutMs, commandTimeoutMs } = config().redis;
   return {
     username: url.username === '' ? undefined : decodeURIComponent(url.username),
@@ -77,8 +75,8 @@ export function redisClientOptions(url: URL): RedisOptions {
   };
 }
 
-/** The Cluster options of every cluster connection to `url` (also used by the operator tools). */
-export function redisClusterOptions(url: URL): ClusterOptions {
+/** The Cluster options of every cluster connection to `url` (the operator tools' too). */
+function redisClusterOptions(url: URL): ClusterOptions {
   return {
     redisOptions: redisClientOptions(url),
     lazyConnect: true,
