@@ -280,8 +280,9 @@ export function loadConfig(env: Env = process.env): Config {
     },
     cacheTtlSeconds: readInteger(env, 'CACHE_TTL_SECONDS', STAGE_DEFAULTS[stage].cacheTtlSeconds, 1, 30 * 86_400),
     http: {
-      // Default: Lambda's own limit for a request (6 MB), so every request within the contract's
-      // bounds fits (50 messages of 32,000 characters; 256 inputs of 8,192).
+      // Default: Lambda's own limit for a request (6 MB), which no function can raise. Every
+      // request within the contract's bounds fits when its text is ASCII (50 messages of 32,000
+      // characters: 1.6 MB; 256 inputs of 8,192: 2.1 MB); the largest, in three-byte characters, may not.
       maxBodyBytes: readInteger(env, 'MAX_BODY_BYTES', LAMBDA_PAYLOAD_BYTES, 1024, LAMBDA_PAYLOAD_BYTES),
     },
     rateLimits: {

@@ -86,10 +86,11 @@ export function userSessionsKey(shard: number, userId: string): string {
 
 // ── Response cache (chat) ────────────────────────────────────────────────────────────────────
 // One question = one hash tag: `tc:{rc:<cache>:<question digest>}:answer` holds the answer,
-// `...:lock` the single-flight lock and `...:outcome` (a few seconds) how its last holder's
-// computation ended (a problem, or an answer not to be cached) for the requests that waited, so the script that stores the answer and releases the lock touches one cluster
-// slot, while different questions spread over the cluster. The digest covers the scope owner
-// (user id or `*`), so user-scoped answers of two users never share a key.
+// `...:lock` the single-flight lock, and `...:outcome` (for a few seconds) how its last holder's
+// computation ended (a problem, or an answer not to be cached), for the requests that waited.
+// The script that stores the answer and releases the lock thus touches one cluster slot, while
+// different questions spread over the cluster. The digest covers the scope owner (user id or
+// `*`), so user-scoped answers of two users never share a key.
 
 /** The answer, lock and outcome keys of one question in one response cache, e.g. `chat`. */
 export function responseCacheKeys(cache: string, questionDigest: string): { answer: string; lock: string; outcome: string } {

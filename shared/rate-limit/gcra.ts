@@ -34,6 +34,15 @@ import type { RateLimitPolicy } from '../config.ts';
 import type { RedisClient } from '../redis.ts';
 
 /**
+ * Lua that sets `now` to the server's clock in whole µs since an epoch close to today: the time
+ * base of every TAT, shared by every script that reads or writes one (this one, attempts.ts).
+ */
+export const LUA_NOW_US = `
+local clock = redis.call('TIME')
+local now = (clock[1] - 1700000000) * 1000000 + clock[2]
+`;
+
+/**
  * KEYS: the TAT keys of every check, check after check (the keys of a check share a hash tag;
  * in a cluster, a run carries only checks of one tag).
  * ARGV[1]: the number of checks; ARGV[2]: the number of distinct policy lists among them; then
@@ -47,15 +56,6 @@ import type { RedisClient } from '../redis.ts';
  * `redis.replicate_commands()`. A key that holds anything but a number (never written by this
  * script) reads as empty and is overwritten, rather than failing the run for every check in it.
  */
-/**
- * Lua that sets `now` to the server's clock in whole µs since an epoch close to today: the time
- * base of every TAT, shared by every script that reads or writes one (this one, attempts.ts).
- */
-export const LUA_NOW_US = `
-local clock = redis.call('TIME')
-local now = (clock[1] - 1700000000) * 1000000 + clock[2]
-`;
-
 export const GCRA_SCRIPT = `${LUA_NOW_US}
 local format, ceil = string.format, math.ceil
 local lists, a = {}, 3
