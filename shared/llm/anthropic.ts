@@ -10,11 +10,11 @@
 //   Claude 529 (overloaded)      → 503 upstream-overloaded     Retry-After: Claude's, else 5
 //   Claude 503 (unavailable)     → 503 upstream-unavailable    Retry-After: Claude's, else 5
 //   Claude other 5xx, bad reply, network → 502 upstream-error  Retry-After: Claude's, if any
-//   no answer before the deadline → 503 upstream-timeout       Retry-After: 5
+//   no answer before the deadline → 502 upstream-timeout       Retry-After: 5
 //   "prompt is too long" (400)   → 422 conversation-too-long   (the client can shorten it)
 //   any other 4xx (key, model)   → 502 upstream-rejected       (logged as an error for the operator)
-// A time-out is a 503 rather than a 504 because the contract lists 502/503/429 for a failing
-// Claude, and 503 with Retry-After tells clients the one thing they can do: try again shortly.
+// A time-out is a 502, as the contract has it for a failing Claude: its 503 and 429 are for what
+// Claude itself said. Retry-After still tells clients the one thing they can do: try again shortly.
 //
 // The API key goes only into the x-api-key header; it is registered with the logger's scrubber,
 // and problems carry fixed texts, never Claude's error text.
@@ -182,7 +182,7 @@ function seconds(ms: number | undefined): number | undefined {
 
 function toProblem(outcome: Exclude<Attempt, { kind: 'answer' }>): HttpProblem {
   if (outcome.kind === 'timeout') {
-    return new HttpProblem(503, 'upstream-timeout', {
+    return new HttpProblem(502, 'upstream-timeout', {
       detail: 'Claude did not answer in time; try again shortly.',
       retryAfterSeconds: DEFAULT_RETRY_AFTER_SECONDS,
       cause: new Error('anthropic: no answer before the deadline'),

@@ -256,13 +256,13 @@ describe('the Anthropic provider (thin client)', () => {
     expect(problem.detail).toBe('Claude sent an answer that could not be read.');
   });
 
-  it('gives up at the deadline with a 503 and Retry-After', async () => {
+  it('gives up at the deadline with a 502 and Retry-After', async () => {
     double.script({ delayMs: 2_000 });
     const started = Date.now();
 
     const problem = await problemOf(claude().complete(question, { deadline: Date.now() + 300 }));
 
-    expect(problem.status).toBe(503);
+    expect(problem.status).toBe(502);
     expect(problem.type).toMatch(/upstream-timeout$/);
     expect(problem.headers['Retry-After']).toBe('5');
     expect(Date.now() - started).toBeLessThan(1_500);

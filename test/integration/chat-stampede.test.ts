@@ -181,7 +181,7 @@ describe('POST /chat single flight across containers', () => {
     const results = (await Promise.all(pair.map((worker) => worker.result))).flat();
 
     expect(double.calls).toBe(1);
-    expect(results.map((result) => [result.status, result.retryAfter])).toEqual(Array.from({ length: 4 }, () => [503, '5']));
+    expect(results.map((result) => [result.status, result.retryAfter])).toEqual(Array.from({ length: 4 }, () => [502, '5']));
   });
 
   it('calls Claude again for an identical request once the failure has expired, and serves its answer MISS then HIT', async () => {

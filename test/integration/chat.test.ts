@@ -276,13 +276,13 @@ describe('POST /chat', () => {
       expect(double.calls).toBe(3);
     });
 
-    it('answers 503 upstream-timeout when Claude is slower than CHAT_TIMEOUT_MS', async () => {
+    it('answers 502 upstream-timeout with Retry-After when Claude is slower than CHAT_TIMEOUT_MS', async () => {
       await environment({ CHAT_TIMEOUT_MS: '300' });
       double.script({ delayMs: 3_000 });
 
       const slow = await ask('ana', newQuestion());
 
-      expect(slow.statusCode).toBe(503);
+      expect(slow.statusCode).toBe(502);
       expect(slow.json.type).toMatch(/upstream-timeout$/);
       expect(slow.headers['retry-after']).toBe('5');
     });
