@@ -3,6 +3,7 @@
 // the stage's CORS rules as API Gateway does.
 
 import { createServer } from 'node:net';
+import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import packageJson from '../../package.json' with { type: 'json' };
 import { startDevServer, type DevServer } from '../support/dev-server.ts';
@@ -94,6 +95,31 @@ describe('npm run dev', () => {
       expect(response.headers.get('access-control-allow-origin')).toBe(allowed);
       expect(response.headers.get('access-control-allow-methods')).toContain('POST');
       expect(response.headers.get('access-control-allow-headers')?.toLowerCase()).toContain('authorization');
+    });
+
+    it('lets through the preflight of every header the OpenAI SDK sends (a browser app using it for embeddings)', async () => {
+      let sent: string[] = [];
+      const sdk = new OpenAI({
+        apiKey: 'a-session-token',
+        baseURL: dev.baseUrl,
+        dangerouslyAllowBrowser: true,
+        fetch: async (_url, init) => {
+          sent = [...new Headers(init?.headers).keys()];
+          return Response.json({ object: 'list', model: 'm', data: [], usage: { prompt_tokens: 0, total_tokens: 0 } });
+        },
+      });
+      await sdk.embeddings.create({ input: 'hello', model: 'm' });
+      // What a browser asks the preflight about: not the safelisted Accept, nor what it sets itself.
+      const unsafe = sent.filter((name) => !['accept', 'content-length', 'user-agent'].includes(name));
+
+      const response = await fetch(`${dev.baseUrl}/embeddings`, {
+        method: 'OPTIONS',
+        headers: { origin: allowed, 'access-control-request-method': 'POST', 'access-control-request-headers': unsafe.join(', ') },
+      });
+
+      expect(unsafe).toContain('x-stainless-os');
+      const allowedHeaders = (response.headers.get('access-control-allow-headers') ?? '').toLowerCase().split(/\s*,\s*/);
+      expect(unsafe.filter((name) => !allowedHeaders.includes(name))).toEqual([]);
     });
 
     it('lets an allowed origin read the answer and its rate-limit and cache headers', async () => {
