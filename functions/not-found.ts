@@ -3,6 +3,7 @@
 // `Allow` (a plain OPTIONS gets 204 with `Allow`); any other path is a 404.
 
 import middy from '@middy/core';
+import { openAiErrorMember } from '#shared/embeddings/openai-error.ts';
 import { httpBasics, withRequestLogging, type HttpEvent, type HttpResult } from '#shared/http.ts';
 import { HttpProblem } from '#shared/problem.ts';
 
@@ -43,5 +44,7 @@ async function notFound(event: HttpEvent): Promise<HttpResult> {
 
 export const handler = withRequestLogging(
   'not-found',
-  middy<HttpEvent, HttpResult>().use(httpBasics({ parseBody: false })).handler(notFound),
+  // OpenAI's error member too: an OpenAI client given a wrong base URL (one ending in /v1) lands
+  // here, and its user then reads the route it asked for rather than "404 status code (no body)".
+  middy<HttpEvent, HttpResult>().use(openAiErrorMember()).use(httpBasics({ parseBody: false })).handler(notFound),
 );

@@ -1,7 +1,7 @@
 // OpenAI's SDKs take an error's message from the `error` member of the body; without one, their
-// users read "400 status code (no body)". Problems answered by POST /embeddings therefore carry
-// OpenAI's error object as an RFC 9457 extension member, next to the problem's own fields, which
-// stay as they are for every other client.
+// users read "400 status code (no body)". Problems answered by POST /embeddings (and by the
+// catch-all, where a wrong base URL leads) therefore carry OpenAI's error object as an RFC 9457
+// extension member, next to the problem's own fields, which stay as they are for every other client.
 
 import type { MiddlewareObj } from '@middy/core';
 import type { HttpEvent, HttpResult } from '../http.ts';

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { handler } from '../../functions/embeddings.ts';
+import { handler as notFound } from '../../functions/not-found.ts';
 import { LocalEmbedder } from '../../shared/embeddings/local.ts';
 import { useEnvironment } from '../support/env.ts';
 import { httpEvent, invoke } from '../support/lambda.ts';
@@ -25,17 +26,14 @@ function readBody(request: IncomingMessage): Promise<string> {
   });
 }
 
-/** HTTP in, handler invoked with the API Gateway event, HTTP out. Only POST /embeddings is routed. */
+/** HTTP in, handler invoked with the API Gateway event, HTTP out: POST /embeddings, else the catch-all. */
 async function startGateway(): Promise<{ baseUrl: string; server: Server }> {
   const server = createServer(async (request, response) => {
     const body = await readBody(request);
     const url = new URL(request.url ?? '/', 'http://localhost');
-    if (request.method !== 'POST' || url.pathname !== '/embeddings') {
-      response.writeHead(404, { 'Content-Type': 'application/problem+json' }).end('{"status":404}');
-      return;
-    }
+    const route = request.method === 'POST' && url.pathname === '/embeddings' ? handler : notFound;
     const headers = Object.fromEntries(Object.entries(request.headers).map(([name, value]) => [name, String(value)]));
-    const result = await invoke(handler, httpEvent('POST', url.pathname, { headers, body }));
+    const result = await invoke(route, httpEvent(request.method ?? 'GET', url.pathname, { headers, body }));
     response.writeHead(result.statusCode, result.headers).end(result.body);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -129,5 +127,14 @@ describe('the official openai client against POST /embeddings', () => {
     const error = await stranger.embeddings.create({ input: 'x', model: MODEL }).catch((reason: unknown) => reason);
 
     expect((error as Error).message).toBe('401 The bearer token is malformed, expired or revoked; log in again.');
+  });
+
+  it('tells a client whose base URL ends in /v1 which route it asked for, in the NotFoundError message', async () => {
+    const misdirected = new OpenAI({ baseURL: `${gateway.baseUrl}/v1`, apiKey: 'any', maxRetries: 0 });
+
+    const error = await misdirected.embeddings.create({ input: 'x', model: MODEL }).catch((reason: unknown) => reason);
+
+    expect(error).toBeInstanceOf(OpenAI.NotFoundError);
+    expect((error as Error).message).toBe('404 No route for POST /v1/embeddings.');
   });
 });
