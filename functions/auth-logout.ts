@@ -5,10 +5,11 @@ import middy from '@middy/core';
 import { authenticate, type AuthenticatedEvent } from '#shared/auth/middleware.ts';
 import { endAllSessions, endSession } from '#shared/auth/sessions.ts';
 import { httpBasics, withRequestLogging, type HttpResult } from '#shared/http.ts';
-import { HttpProblem } from '#shared/problem.ts';
+import type { HttpProblem } from '#shared/problem.ts';
+import { invalidRequest } from '#shared/validation.ts';
 
 function invalidQuery(path: string, message: string): HttpProblem {
-  return new HttpProblem(400, 'validation', { detail: 'The query is not valid.', errors: [{ path, message }] });
+  return invalidRequest([{ path, message }], 'The query is not valid.');
 }
 
 /**

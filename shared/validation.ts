@@ -70,7 +70,12 @@ function isLooserBound(issue: Issue, issues: readonly Issue[]): boolean {
   });
 }
 
-export function toFieldErrors(issues: readonly Issue[]): FieldError[] {
+/** The 400 of a request whose body (or other part, as `detail` says) is not valid, each field at fault in `errors`. */
+export function invalidRequest(errors: FieldError[], detail = 'The request body is not valid.'): HttpProblem {
+  return new HttpProblem(400, 'validation', { detail, errors });
+}
+
+function toFieldErrors(issues: readonly Issue[]): FieldError[] {
   const told = issues.filter((issue) => !isLooserBound(issue, issues));
   return told.flatMap((issue) =>
     // An unknown field is named by its own path, one error each, as a missing one is.
@@ -186,10 +191,7 @@ function scanForDuplicateKey(text: string, countIndexes: boolean): PropertyKey[]
 export function assertUniqueKeys(text: string): void {
   if (!text.includes('{') || scanForDuplicateKey(text, false) === undefined) return;
   const path = scanForDuplicateKey(text, true)!;
-  throw new HttpProblem(400, 'validation', {
-    detail: 'The request body is not valid.',
-    errors: [{ path: pathOf(path), message: 'appears more than once in its object' }],
-  });
+  throw invalidRequest([{ path: pathOf(path), message: 'appears more than once in its object' }]);
 }
 
 /**
@@ -199,10 +201,7 @@ export function assertUniqueKeys(text: string): void {
 export function assertWellFormedText(body: unknown): void {
   const path = illFormedTextPath(body);
   if (path === undefined) return;
-  throw new HttpProblem(400, 'validation', {
-    detail: 'The request body is not valid.',
-    errors: [{ path: pathOf(path), message: 'must be valid Unicode text: it holds a lone surrogate' }],
-  });
+  throw invalidRequest([{ path: pathOf(path), message: 'must be valid Unicode text: it holds a lone surrogate' }]);
 }
 
 /**
@@ -228,8 +227,5 @@ export async function validateWithHeaders<S extends z.ZodMiniType>(
 export function validate<S extends z.ZodMiniType>(schema: S, value: unknown): z.infer<S> {
   const result = schema.safeParse(value, { reportInput: true });
   if (result.success) return result.data;
-  throw new HttpProblem(400, 'validation', {
-    detail: 'The request body is not valid.',
-    errors: toFieldErrors(result.error.issues as unknown as Issue[]),
-  });
+  throw invalidRequest(toFieldErrors(result.error.issues as unknown as Issue[]));
 }
