@@ -7,7 +7,7 @@ import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context
 import { config, ConfigError } from './config.ts';
 import { log, withLogContext } from './logger.ts';
 import { monotonicMs } from './monotonic-clock.ts';
-import { HttpProblem, unavailable } from './problem.ts';
+import { HttpProblem, redisUnavailable } from './problem.ts';
 import { isRedisUnavailableError } from './redis-errors.ts';
 import { assertUniqueKeys, assertWellFormedText } from './validation.ts';
 import { flushTelemetry, startTelemetry } from './telemetry/export.ts';
@@ -135,7 +135,7 @@ function errorResponse(error: unknown): APIGatewayProxyStructuredResultV2 {
   }
   if (isRedisUnavailableError(error)) {
     log.warn('redis unavailable', { err: error });
-    return unavailable('redis', error).toResponse();
+    return redisUnavailable(error).toResponse();
   }
   if (error instanceof ConfigError) log.error('configuration error', { err: error });
   else log.error('unhandled error', { err: error });

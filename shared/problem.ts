@@ -78,13 +78,12 @@ export class HttpProblem extends Error {
   }
 }
 
-export const isHttpProblem = (error: unknown): error is HttpProblem => error instanceof HttpProblem;
+/** 503: Redis, which every route but the catch-all needs, could not answer. */
+export function redisUnavailable(cause?: unknown): HttpProblem {
+  return new HttpProblem(503, 'redis-unavailable', { detail: 'Redis is unavailable; try again shortly.', retryAfterSeconds: 1, cause });
+}
 
-/** 503 for a dependency the route cannot do without. */
-export function unavailable(dependency: string, cause?: unknown): HttpProblem {
-  return new HttpProblem(503, `${dependency}-unavailable`, {
-    detail: `${dependency === 'redis' ? 'Redis' : dependency} is unavailable; try again shortly.`,
-    retryAfterSeconds: 1,
-    cause,
-  });
+/** The problem `redisUnavailable` makes (not a 503 of another dependency, such as the secret's). */
+export function isRedisUnavailable(error: unknown): boolean {
+  return error instanceof HttpProblem && error.slug === 'redis-unavailable';
 }

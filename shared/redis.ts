@@ -11,7 +11,7 @@ import { isIP } from 'node:net';
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import { config, ConfigError } from './config.ts';
 import { log, outsideRequests, registerSecret } from './logger.ts';
-import { HttpProblem, unavailable } from './problem.ts';
+import { HttpProblem, redisUnavailable } from './problem.ts';
 import { describeRedisUrl, resolveRedisEndpoint, type RedisEndpoint } from './redis-endpoint.ts';
 import { isCluster } from './redis-cluster.ts';
 import { isRedisUnavailableError } from './redis-errors.ts';
@@ -352,7 +352,7 @@ function renewConnection(rejected: Promise<Connection>): Promise<Connection> {
 
 /** Problems (secret unreadable) and configuration mistakes keep their own meaning; the rest is "Redis is down". */
 function passThroughOrUnavailable(error: unknown): unknown {
-  return error instanceof HttpProblem || error instanceof ConfigError ? error : unavailable('redis', error);
+  return error instanceof HttpProblem || error instanceof ConfigError ? error : redisUnavailable(error);
 }
 
 function isAuthFailure(conn: Connection, error: unknown): boolean {
@@ -360,7 +360,7 @@ function isAuthFailure(conn: Connection, error: unknown): boolean {
 }
 
 function toProblem(error: unknown): unknown {
-  return isRedisUnavailableError(error) ? unavailable('redis', error) : error;
+  return isRedisUnavailableError(error) ? redisUnavailable(error) : error;
 }
 
 /** Closes the container's client (tests, operator tools). */

@@ -31,7 +31,7 @@
 import { randomUUID } from 'node:crypto';
 import { defineScript } from '../redis-script.ts';
 import { log } from '../logger.ts';
-import { HttpProblem } from '../problem.ts';
+import { HttpProblem, isRedisUnavailable } from '../problem.ts';
 import { withRedis, type RedisClient } from '../redis.ts';
 
 /** How the value was obtained: `hit` from Redis at once, `shared` from another request's computation,
@@ -131,10 +131,6 @@ return 1`,
 /** In-process single flight: the computation of each answer key running in this container. */
 const inFlight = new Map<string, Promise<FlightResult>>();
 
-export function isRedisDown(error: unknown): boolean {
-  return error instanceof HttpProblem && error.status === 503 && error.type.endsWith('/redis-unavailable');
-}
-
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** The value for `keys.answer`: read from Redis, waited for, or computed (once across containers). */
@@ -148,7 +144,7 @@ export async function singleFlight(options: FlightOptions): Promise<FlightResult
     if (cached !== null) return { value: cached, outcome: 'hit' };
     return await lead(options);
   } catch (error) {
-    if (!(options.degradeWhenRedisDown && isRedisDown(error))) throw error;
+    if (!(options.degradeWhenRedisDown && isRedisUnavailable(error))) throw error;
     log.warn('response cache skipped: Redis unavailable; answering uncached', { err: (error as Error).cause });
     return { value: (await options.compute()).value, outcome: 'uncached' };
   }
@@ -235,7 +231,7 @@ async function computeAsHolder(options: FlightOptions, token: string): Promise<F
 
 /** The record of a failure worth sharing with the waiters, and how long it lives; undefined for any other error. */
 function failureRecordOf(error: unknown): { record: FailureRecord; ttlMs: number } | undefined {
-  if (!(error instanceof HttpProblem) || !SHARED_FAILURE_STATUSES.has(error.status) || isRedisDown(error)) return undefined;
+  if (!(error instanceof HttpProblem) || !SHARED_FAILURE_STATUSES.has(error.status) || isRedisUnavailable(error)) return undefined;
   const retryAfter = error.headers['Retry-After'];
   const record: FailureRecord = {
     status: error.status,

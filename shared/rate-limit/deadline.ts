@@ -15,7 +15,7 @@
 import { config } from '../config.ts';
 import type { RedisClient } from '../redis.ts';
 import { isCluster } from '../redis-cluster.ts';
-import { unavailable } from '../problem.ts';
+import { redisUnavailable } from '../problem.ts';
 
 /**
  * Ready to answer at once: a standalone client that is ready; a Cluster that is ready and holds a
@@ -75,7 +75,7 @@ export function withinTime<T>(client: RedisClient, operation: Promise<T>, timeou
         setImmediate(() => {
           if (done) return;
           done = true;
-          reject(unavailable('redis', new Error(`the rate-limit check took more than ${timeoutMs} ms`)));
+          reject(redisUnavailable(new Error(`the rate-limit check took more than ${timeoutMs} ms`)));
         });
       }, timeoutMs);
     };
