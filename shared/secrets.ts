@@ -33,26 +33,33 @@ async function readWithSdk(secretId: string): Promise<string | undefined> {
   return result.SecretString ?? (result.SecretBinary ? Buffer.from(result.SecretBinary).toString('utf8') : undefined);
 }
 
+/** Why a secret could not be read: the AWS error's name (`AccessDeniedException`, `TimeoutError`…), or none: no value. */
+export class SecretReadFailure extends Error {
+  readonly awsError: string | undefined;
+  constructor(awsError: string | undefined) {
+    super(awsError === undefined ? 'the secret has no string value' : `GetSecretValue failed (${awsError})`);
+    this.name = 'SecretReadFailure';
+    this.awsError = awsError;
+  }
+}
+
+function secretsUnavailable(failure: SecretReadFailure): HttpProblem {
+  return new HttpProblem(503, 'secrets-unavailable', {
+    detail: 'The service configuration could not be read; try again shortly.',
+    retryAfterSeconds: 1,
+    cause: failure,
+  });
+}
+
 async function fetchSecret(secretId: string, whileWaiting: (() => void) | undefined): Promise<string> {
   const access = directAccess();
   let value: string | undefined;
   try {
     value = access === undefined ? await readWithSdk(secretId) : await getSecretValue(secretId, access, whileWaiting);
   } catch (error) {
-    const name = (error as { name?: string }).name ?? 'Error';
-    throw new HttpProblem(503, 'secrets-unavailable', {
-      detail: 'The service configuration could not be read; try again shortly.',
-      retryAfterSeconds: 1,
-      cause: new Error(`GetSecretValue failed (${name})`),
-    });
+    throw secretsUnavailable(new SecretReadFailure((error as { name?: string }).name ?? 'Error'));
   }
-  if (value === undefined || value.trim() === '') {
-    throw new HttpProblem(503, 'secrets-unavailable', {
-      detail: 'The service configuration could not be read; try again shortly.',
-      retryAfterSeconds: 1,
-      cause: new Error('the secret has no string value'),
-    });
-  }
+  if (value === undefined || value.trim() === '') throw secretsUnavailable(new SecretReadFailure(undefined));
   return value;
 }
 

@@ -6,6 +6,7 @@ import { connect as connectTcp } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import { ConfigError, config } from '../../shared/config.ts';
 import { HttpProblem } from '../../shared/problem.ts';
+import { SecretReadFailure } from '../../shared/secrets.ts';
 import { ClusterNotServing, ConnectionFailure } from './connection.ts';
 import { describeEndpoint, SecretFailure, type OperatorEndpoint } from './endpoint.ts';
 
@@ -107,12 +108,10 @@ export function clusterExpected(endpoint: OperatorEndpoint): string {
   return `${host}:${port} is a Redis Cluster node but was reached as a single server: set REDIS_CLUSTER=true (or pass the cluster flag) so that keys on the other nodes can be reached.`;
 }
 
-function secretName(error: SecretFailure): string {
-  const cause = error.cause;
-  if (cause instanceof HttpProblem && cause.cause instanceof Error) {
-    return /\((\w+)\)/.exec(cause.cause.message)?.[1] ?? cause.cause.message;
-  }
-  return '';
+/** What the functions' secret reader said went wrong, if it got that far. */
+function readFailureOf(error: SecretFailure): SecretReadFailure | undefined {
+  const cause = error.cause instanceof HttpProblem ? error.cause.cause : undefined;
+  return cause instanceof SecretReadFailure ? cause : undefined;
 }
 
 export function explainSecretFailure(error: SecretFailure): string {
@@ -121,15 +120,16 @@ export function explainSecretFailure(error: SecretFailure): string {
   if (error.cause instanceof ConfigError) {
     return `The secret "${id}" does not hold a Redis endpoint: store a redis:// or rediss:// URL in it, or JSON {"url"} or {"host","port","username","password","tls"}.`;
   }
-  const reason = secretName(error);
+  const failure = readFailureOf(error);
+  if (failure !== undefined && failure.awsError === undefined) {
+    return `The secret "${id}" has no value: store the Redis URL in it.`;
+  }
+  const reason = failure?.awsError ?? '';
   if (reason === 'ResourceNotFoundException') {
     return `The secret "${id}" does not exist in ${region}: check REDIS_SECRET_ID and AWS_REGION.`;
   }
   if (reason === 'AccessDeniedException' || reason === 'AccessDenied') {
     return `These AWS credentials may not read the secret "${id}": grant secretsmanager:GetSecretValue on it (and kms:Decrypt on its key).`;
-  }
-  if (/no string value/.test(reason)) {
-    return `The secret "${id}" has no value: store the Redis URL in it.`;
   }
   if (/Credentials|Token|Signature/i.test(reason)) {
     return `Secrets Manager refused these AWS credentials (${reason}): sign in again or set AWS_PROFILE.`;

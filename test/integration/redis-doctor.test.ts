@@ -286,6 +286,15 @@ describe('npm run redis:doctor', () => {
       expect(verdict(run)).toMatch(/^✗ These AWS credentials may not read the secret "doctor\/forbidden": grant secretsmanager:GetSecretValue on it/);
     });
 
+    it('when the secret has no value', async () => {
+      secrets.setSecret('doctor/empty', '  ');
+
+      const run = await doctor({ REDIS_SECRET_ID: 'doctor/empty', ...secrets.env });
+
+      expect(run.code).toBe(1);
+      expect(verdict(run)).toBe('✗ The secret "doctor/empty" has no value: store the Redis URL in it.');
+    });
+
     it('when the secret holds something other than a Redis endpoint, without printing it', async () => {
       secrets.setSecret('doctor/garbled', `not a url ${PASSWORD}`);
 
