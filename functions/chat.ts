@@ -15,8 +15,8 @@ import { httpBasics, withRequestLogging, type HttpEvent, type HttpResult } from 
 import { chatProvider, type ChatTurn } from '#shared/llm/provider.ts';
 import { systemPrompt } from '#shared/llm/system-prompt.ts';
 import { annotateRequest } from '#shared/logger.ts';
-import { observeRateLimitDecisions, rateLimit } from '#shared/rate-limit/middleware.ts';
-import { countCacheRequests, countRateLimitDecision, recordTokenUsage } from '#shared/telemetry/metrics.ts';
+import { rateLimit } from '#shared/rate-limit/middleware.ts';
+import { countCacheRequests, recordTokenUsage } from '#shared/telemetry/metrics.ts';
 import { countUsageInBackground } from '#shared/usage/counters.ts';
 import { validate } from '#shared/validation.ts';
 
@@ -129,7 +129,6 @@ function countUsage(event: AuthenticatedEvent, answer: ChatAnswer, outcome: Cach
   annotateRequest({ cache: outcome });
 }
 
-observeRateLimitDecisions(countRateLimitDecision);
 
 export const chatCache = responseCache<AuthenticatedEvent, ChatQuestion, ChatAnswer>({
   name: 'chat',

@@ -24,8 +24,8 @@ import { httpBasics, withRequestLogging, type HttpResult } from '#shared/http.ts
 import type { EmbeddingOwner } from '#shared/keys.ts';
 import { annotateRequest } from '#shared/logger.ts';
 import { HttpProblem } from '#shared/problem.ts';
-import { observeRateLimitDecisions, rateLimit } from '#shared/rate-limit/middleware.ts';
-import { countCacheRequests, countRateLimitDecision } from '#shared/telemetry/metrics.ts';
+import { rateLimit } from '#shared/rate-limit/middleware.ts';
+import { countCacheRequests } from '#shared/telemetry/metrics.ts';
 import { countUsageInBackground } from '#shared/usage/counters.ts';
 
 /** Lambda's response payload limit is 6 MB; a larger body would reach the client as an opaque 502. */
@@ -106,7 +106,6 @@ function countUsage(event: AuthenticatedEvent, outcome: EmbedOutcome, inputs: nu
   annotateRequest({ cache: `${outcome.hits}/${inputs}` });
 }
 
-observeRateLimitDecisions(countRateLimitDecision);
 
 async function embeddings(event: AuthenticatedEvent, context: Context): Promise<HttpResult> {
   const provider = embeddingsProvider();

@@ -14,6 +14,7 @@ import type { RateLimitPolicy, RouteRateLimit } from '../config.ts';
 import type { HttpEvent, HttpResult } from '../http.ts';
 import { log } from '../logger.ts';
 import { HttpProblem } from '../problem.ts';
+import { countRateLimitDecision } from '../telemetry/metrics.ts';
 import { checkRateLimit, rateLimitedProblem, rateLimitHeaders, type RateLimitDecision } from './limiter.ts';
 
 export interface RateLimitOptions {
@@ -34,26 +35,6 @@ export interface RateLimitOptions {
   identify?: (event: HttpEvent) => string;
 }
 
-export type RateLimitOutcome = 'allowed' | 'refused' | 'failed-open' | 'failed-closed';
-type DecisionListener = (route: string, outcome: RateLimitOutcome) => void;
-
-const listeners = new Set<DecisionListener>();
-
-/** Lets telemetry count decisions by route and outcome without this module depending on it. */
-export function observeRateLimitDecisions(listener: DecisionListener): () => void {
-  listeners.add(listener);
-  return () => listeners.delete(listener);
-}
-
-function notify(route: string, outcome: RateLimitOutcome): void {
-  for (const listener of listeners) {
-    try {
-      listener(route, outcome);
-    } catch (error) {
-      log.warn('rate-limit listener failed', { err: error });
-    }
-  }
-}
 
 /**
  * The user set by the auth middleware, else the address API Gateway saw the request come from.
@@ -110,15 +91,15 @@ export function rateLimit(options: RateLimitOptions): MiddlewareObj<HttpEvent, H
     } catch (error) {
       if (!(error instanceof HttpProblem) || error.status !== 503) throw error;
       if (limit.onRedisDown === 'open') {
-        notify(route, 'failed-open');
+        countRateLimitDecision(route, 'failed-open');
         log.warn('rate limit not checked: Redis unavailable; letting the request through', { bucket: route, err: error.cause });
         return;
       }
-      notify(route, 'failed-closed');
+      countRateLimitDecision(route, 'failed-closed');
       throw error; // keeps what was down: Redis, or the secret that says where it is
     }
     decisions.set(request, decision);
-    notify(route, decision.allowed && exceeded === undefined ? 'allowed' : 'refused');
+    countRateLimitDecision(route, decision.allowed && exceeded === undefined ? 'allowed' : 'refused');
     if (exceeded !== undefined) throw costBeyondQuota(cost, exceeded);
     if (!decision.allowed) throw rateLimitedProblem(decision);
   };

@@ -23,8 +23,11 @@ export function countCacheRequests(cache: string, outcome: CacheOutcome, count =
   addToSum(METRICS.cacheRequests, count, { cache, outcome });
 }
 
-/** One rate-limit check: outcome `allowed`, `refused`, `failed-open` or `failed-closed`. */
-export function countRateLimitDecision(route: string, outcome: string): void {
+/** How a rate-limit check ended: failed-open and failed-closed when Redis could not answer it. */
+export type RateLimitOutcome = 'allowed' | 'refused' | 'failed-open' | 'failed-closed';
+
+/** One rate-limit check of a route (or of a login limit: `login:address`, `login:account`). */
+export function countRateLimitDecision(route: string, outcome: RateLimitOutcome): void {
   if (!telemetryEnabled()) return;
   addToSum(METRICS.rateLimitDecisions, 1, { route, outcome });
 }

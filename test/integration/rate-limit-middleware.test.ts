@@ -8,7 +8,7 @@ import type { RouteRateLimit } from '../../shared/config.ts';
 import { httpBasics, json, type HttpEvent, type HttpResult } from '../../shared/http.ts';
 import { HttpProblem } from '../../shared/problem.ts';
 import { checkRateLimit } from '../../shared/rate-limit/limiter.ts';
-import { observeRateLimitDecisions, rateLimit, type RateLimitOutcome } from '../../shared/rate-limit/middleware.ts';
+import { rateLimit } from '../../shared/rate-limit/middleware.ts';
 import { captureOutput } from '../support/logs.ts';
 import { useEnvironment } from '../support/env.ts';
 import { httpEvent, invoke } from '../support/lambda.ts';
@@ -150,23 +150,6 @@ describe('the rateLimit middleware', () => {
 
     expect(response.statusCode).toBe(400);
     expect(response.headers['ratelimit']).toBe('"5-per-1h";r=4;t=720');
-  });
-
-  it('reports every decision to observers by route and outcome', async () => {
-    await useEnvironment({ REDIS_URL: redis.url });
-    const seen: Array<[string, RateLimitOutcome]> = [];
-    const stop = observeRateLimitDecisions((route, outcome) => seen.push([route, outcome]));
-    const handler = limitedHandler(perHour(1), { route: 'observed' });
-    const user = randomUUID();
-
-    await invoke(handler, post({ user }));
-    await invoke(handler, post({ user }));
-    stop();
-
-    expect(seen).toEqual([
-      ['observed', 'allowed'],
-      ['observed', 'refused'],
-    ]);
   });
 });
 

@@ -1,5 +1,5 @@
 // The metrics and log fields of the routes, exported to a local OTLP receiver: POST /chat's cache
-// outcome, rate-limit decision and Claude tokens, POST /embeddings' hits, misses and tokens, and
+// outcome, rate-limit decisions and Claude tokens, POST /embeddings' hits, misses and tokens, and
 // login throttle decisions.
 
 import { randomUUID } from 'node:crypto';
@@ -85,6 +85,19 @@ describe('metrics and logs of the routes', () => {
         count: 2,
       }),
     ]);
+  });
+
+  it('counts a refused chat request as refused, by route', async () => {
+    await useEnvironment({ REDIS_URL: redis.url, PASSWORD_SCRYPT_LOG2N: '14', ...double.env, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, RATE_LIMIT_CHAT: '1/1h' });
+    const { token } = await signUpAndLogIn();
+    const ask = () => invoke(chat, httpEvent('POST', '/chat', { body: { messages: [{ role: 'user', content: `Hi ${randomUUID()}` }] }, headers: bearer(token) }));
+    resetTelemetry();
+
+    const answers = [(await ask()).statusCode, (await ask()).statusCode];
+
+    expect(answers).toEqual([200, 429]);
+    const decisions = receiver.latestPoints('tutor.rate_limit.decisions');
+    expect([valueOf(decisions, { route: 'chat', outcome: 'allowed' }), valueOf(decisions, { route: 'chat', outcome: 'refused' })]).toEqual([1, 1]);
   });
 
   it('counts login throttle decisions by bucket, once per attempt', async () => {
