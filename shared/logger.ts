@@ -78,10 +78,24 @@ export function scrub(text: string): string {
   return clean;
 }
 
-function errorFields(error: unknown): Record<string, unknown> {
-  if (!(error instanceof Error)) return { error: String(error) };
+/**
+ * An error's name, message and code, and those of what caused it, two levels deep: ioredis's
+ * ClusterAllFailedError says only "Failed to refresh slots cache.", its last node's error says why
+ * (WRONGPASS, a refused connection).
+ */
+function describeError(error: Error, depth = 0): Record<string, unknown> {
   const code = (error as { code?: unknown }).code;
-  return { error: { name: error.name, message: error.message, ...(code === undefined ? {} : { code }) } };
+  const cause = (error as { lastNodeError?: unknown }).lastNodeError ?? error.cause;
+  return {
+    name: error.name,
+    message: error.message,
+    ...(code === undefined ? {} : { code }),
+    ...(cause instanceof Error && depth < 2 ? { cause: describeError(cause, depth + 1) } : {}),
+  };
+}
+
+function errorFields(error: unknown): Record<string, unknown> {
+  return { error: error instanceof Error ? describeError(error) : String(error) };
 }
 
 function write(level: LogLevel, message: string, fields: Record<string, unknown> = {}): void {

@@ -20,6 +20,17 @@ import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
 
 const checkHealth = () => invoke(health, httpEvent('GET', '/health'));
 
+/** GET /health, and what the process wrote meanwhile. */
+async function checkHealthCapturingLogs(): Promise<{ response: Awaited<ReturnType<typeof checkHealth>>; logs: string }> {
+  const output = captureOutput();
+  try {
+    const response = await checkHealth();
+    return { response, logs: output.text() };
+  } finally {
+    output.restore();
+  }
+}
+
 /** Clients connected to `server`, other than the admin client asking. */
 async function clientCount(admin: Redis): Promise<number> {
   const list = await admin.client('LIST');
@@ -305,6 +316,22 @@ describe('a Redis Cluster (REDIS_CLUSTER=true)', () => {
     expect(nodesHoldingKeys).toBe(3);
   });
 
+  it('logs why no node would serve, from the last node\'s error (a refused password), not only "Failed to refresh slots cache"', async () => {
+    const admins = cluster.nodes.map((node) => adminFor(node));
+    await Promise.all(admins.map((admin) => admin.config('SET', 'requirepass', 'the-right-password')));
+    await useEnvironment({ REDIS_URL: `redis://:a-wrong-password@127.0.0.1:${cluster.nodes[0]!.port}`, REDIS_CLUSTER: 'true', LOG_LEVEL: 'warn' });
+    let checked;
+    try {
+      checked = await checkHealthCapturingLogs();
+    } finally {
+      await Promise.all(admins.map((admin) => admin.config('SET', 'requirepass', '')));
+      for (const admin of admins) admin.disconnect();
+    }
+
+    expect(checked.response.statusCode).toBe(503);
+    expect(checked.logs).toContain('"name":"ClusterAllFailedError","message":"Failed to refresh slots cache.","cause":{"name":"ReplyError","message":"WRONGPASS');
+  });
+
   it('answers GET /health with 200', async () => {
     await useEnvironment({ REDIS_URL: cluster.url, REDIS_CLUSTER: 'true' });
 
@@ -458,18 +485,12 @@ describe('the Redis URL from Secrets Manager (REDIS_SECRET_ID)', () => {
     const secretId = 'redis/wrong-password';
     secrets.setSecret(secretId, `redis://:not-the-password-9876@127.0.0.1:${secured.port}`);
     await useEnvironment({ ...secrets.env, REDIS_SECRET_ID: secretId, LOG_LEVEL: 'debug' });
-    const output = captureOutput();
 
-    let response;
-    try {
-      response = await checkHealth();
-    } finally {
-      output.restore();
-    }
+    const { response, logs } = await checkHealthCapturingLogs();
 
     expect(response.statusCode).toBe(503);
-    expect(output.text()).toContain('redis connection error');
-    expect(output.text()).not.toContain('not-the-password-9876');
+    expect(logs).toContain('redis connection error');
+    expect(logs).not.toContain('not-the-password-9876');
     expect(response.body).not.toContain('not-the-password-9876');
   });
 });
