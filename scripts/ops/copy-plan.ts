@@ -2,8 +2,8 @@
 // many with a TTL, and how many already exist on the target and would be replaced.
 
 import type { RedisClient } from '../../shared/redis.ts';
+import { dataNodes } from '../../shared/redis-info.ts';
 import { readPerKey, scanKeys } from './keyspace.ts';
-import { dataNodes } from './server-info.ts';
 
 export interface CopyPlan {
   keys: number;
@@ -14,7 +14,7 @@ export interface CopyPlan {
 
 export async function planCopy(source: RedisClient, target: RedisClient, match: string, batchSize: number): Promise<CopyPlan> {
   const plan: CopyPlan = { keys: 0, byType: new Map(), withTtl: 0, existingOnTarget: 0 };
-  for (const node of dataNodes(source)) {
+  for (const node of await dataNodes(source)) {
     for await (const keys of scanKeys(node, match, batchSize)) {
       const [described, existing] = await Promise.all([readPerKey(node, keys, ['TYPE', 'PTTL']), readPerKey(target, keys, ['EXISTS'])]);
       keys.forEach((_, index) => {

@@ -12,9 +12,9 @@
 
 import type { Redis } from 'ioredis';
 import type { RedisClient } from '../../shared/redis.ts';
+import { dataNodes } from '../../shared/redis-info.ts';
 import { monotonicMs } from '../../shared/monotonic-clock.ts';
 import { pipelinePerNode, readPerKey, runScript, scanKeys, scriptsRefused, scriptsUsable, showKey, stopUsingScripts, ttlOfCopy, ttlToWrite } from './keyspace.ts';
-import { dataNodes } from './server-info.ts';
 import { copyByType } from './typed-copy.ts';
 
 export type CopyMethod = 'restore' | 'by-type';
@@ -202,7 +202,7 @@ export async function copyKeys(source: RedisClient, target: RedisClient, options
 
   const inFlight: Array<Promise<void>> = [];
   let failure: unknown;
-  for (const node of dataNodes(source)) {
+  for (const node of await dataNodes(source)) {
     for await (const keys of scanKeys(node, options.match, options.batchSize)) {
       if (failure !== undefined) break;
       inFlight.push(

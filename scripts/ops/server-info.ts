@@ -4,25 +4,13 @@
 
 import type { Redis } from 'ioredis';
 import type { RedisClient } from '../../shared/redis.ts';
-import { isCluster } from '../../shared/redis-cluster.ts';
-
-export type Info = Map<string, string>;
+import { dataNodes, nodeAddress, parseInfo } from '../../shared/redis-info.ts';
 
 export interface NodeInfo {
   address: string;
-  info: Info;
+  info: Map<string, string>;
   /** `CONFIG GET save`, or undefined where CONFIG is not allowed. */
   save: string | undefined;
-}
-
-export function parseInfo(text: string): Info {
-  const info: Info = new Map();
-  for (const line of text.split(/\r?\n/)) {
-    if (line === '' || line.startsWith('#')) continue;
-    const colon = line.indexOf(':');
-    if (colon > 0) info.set(line.slice(0, colon), line.slice(colon + 1));
-  }
-  return info;
 }
 
 /** The keys of one database (`db3:keys=10,expires=2,avg_ttl=0`), summed over the nodes (a cluster's masters). */
@@ -35,15 +23,6 @@ export function keyCounts(nodes: readonly NodeInfo[], database: number): { keys:
     expires += Number(/expires=(\d+)/.exec(line)?.[1] ?? 0);
   }
   return { keys, expires };
-}
-
-/** The nodes that hold data: every master of a cluster, or the one server. */
-export function dataNodes(client: RedisClient): Redis[] {
-  return isCluster(client) ? client.nodes('master') : [client];
-}
-
-function address(node: Redis): string {
-  return `${node.options.host ?? '?'}:${node.options.port ?? '?'}`;
 }
 
 async function configValue(node: Redis, name: string): Promise<string | undefined> {
@@ -62,9 +41,9 @@ export async function nodeInfo(node: Redis): Promise<NodeInfo> {
     // cluster_state and friends are only in CLUSTER INFO.
     for (const [name, value] of parseInfo(String(await node.cluster('INFO')))) info.set(name, value);
   }
-  return { address: address(node), info, save };
+  return { address: nodeAddress(node), info, save };
 }
 
 export async function serverInfo(client: RedisClient): Promise<NodeInfo[]> {
-  return Promise.all(dataNodes(client).map(nodeInfo));
+  return Promise.all((await dataNodes(client)).map(nodeInfo));
 }

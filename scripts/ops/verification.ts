@@ -6,8 +6,8 @@
 
 import { createHash } from 'node:crypto';
 import type { RedisClient } from '../../shared/redis.ts';
+import { dataNodes } from '../../shared/redis-info.ts';
 import { pipelinePerNode, readPerKey, scanKeys, showKey, valueOf } from './keyspace.ts';
-import { dataNodes } from './server-info.ts';
 import { COPYABLE_TYPES, queueRead } from './typed-copy.ts';
 
 export interface VerifyOptions {
@@ -83,7 +83,7 @@ export async function verifyCopy(source: RedisClient, target: RedisClient, optio
   /** Gone, or about to be: a key whose TTL runs out within the tolerance may be missing on one side. */
   const expiring = (ttl: number) => ttl === -2 || (ttl >= 0 && ttl <= tolerance);
 
-  for (const node of dataNodes(source)) {
+  for (const node of await dataNodes(source)) {
     for await (const keys of scanKeys(node, options.match, options.batchSize)) {
       const [sourceReplies, targetReplies] = await Promise.all([readPerKey(node, keys, DESCRIBE), readPerKey(target, keys, DESCRIBE)]);
       const unlike: number[] = [];
@@ -139,7 +139,7 @@ async function countTarget(
   differ: (key: Buffer, what: string) => void,
   expiring: (ttl: number) => boolean,
 ): Promise<void> {
-  for (const node of dataNodes(target)) {
+  for (const node of await dataNodes(target)) {
     for await (const keys of scanKeys(node, options.match, options.batchSize)) {
       result.targetKeys += keys.length;
       const [onSource, targetTtls] = await Promise.all([readPerKey(source, keys, ['EXISTS']), readPerKey(node, keys, ['PTTL'])]);

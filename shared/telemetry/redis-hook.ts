@@ -8,6 +8,7 @@ import type { Cluster, Redis } from 'ioredis';
 import { monotonicMs } from '../monotonic-clock.ts';
 import { currentRedisClient } from '../redis.ts';
 import { isCluster } from '../redis-cluster.ts';
+import { nodeAddress } from '../redis-info.ts';
 import { observeRedisConnections, recordRedisOperation } from './metrics.ts';
 
 /** What ioredis puts in the channel's context (see ioredis/built/tracing.js). */
@@ -69,9 +70,7 @@ const createdAt = new WeakMap<object, number>();
 /** The ready connections of the container's client, one per node, as `host:port`. */
 function readyConnections(client: Redis | Cluster): string[] {
   const nodes: Redis[] = isCluster(client) ? client.nodes('all') : [client];
-  return nodes
-    .filter((node) => node.status === 'ready')
-    .map((node) => `${node.options.host ?? 'localhost'}:${node.options.port ?? 6379}`);
+  return nodes.filter((node) => node.status === 'ready').map(nodeAddress);
 }
 
 /** Records the connections held now (before each export): the client is read, never created. */

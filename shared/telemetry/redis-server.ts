@@ -2,9 +2,8 @@
 // misses), one series per node. Read by the scheduled flush only, never on the request path:
 // INFO is a few kilobytes and every function container asking for it would only repeat it.
 
-import type { Redis } from 'ioredis';
 import type { RedisClient } from '../redis.ts';
-import { isCluster } from '../redis-cluster.ts';
+import { dataNodes, nodeEndpoint, parseInfo } from '../redis-info.ts';
 import { FLUSH_METRICS } from './flush-catalogue.ts';
 import { telemetryEnabled } from './metrics.ts';
 import { observeSum, setGauge, type Attributes } from './registry.ts';
@@ -30,16 +29,6 @@ export function observeRedisServer(stats: RedisServerStats): void {
   if (stats.keyspaceMisses !== undefined) observeSum(FLUSH_METRICS.redisKeyspaceMisses, stats.keyspaceMisses, attributes, stats.startTimeMs);
 }
 
-/** `field:value` lines of an INFO reply (sections and blank lines skipped). */
-export function parseInfo(text: string): Map<string, string> {
-  const fields = new Map<string, string>();
-  for (const line of text.split(/\r?\n/)) {
-    const at = line.indexOf(':');
-    if (at > 0 && !line.startsWith('#')) fields.set(line.slice(0, at), line.slice(at + 1).trim());
-  }
-  return fields;
-}
-
 function integer(fields: Map<string, string>, name: string): number | undefined {
   const value = Number(fields.get(name));
   return fields.has(name) && Number.isSafeInteger(value) ? value : undefined;
@@ -62,22 +51,15 @@ function startTimeOf(fields: Map<string, string>): number {
   return start;
 }
 
-async function masters(client: RedisClient): Promise<Redis[]> {
-  if (!isCluster(client)) return [client];
-  const cluster = client;
-  // Until the slots are known, the node list holds only the seed.
-  if (cluster.status !== 'ready') await cluster.ping();
-  return cluster.nodes('master');
-}
-
 /** Reads INFO from every master and records it as gauges and sums. Managed services that hide some fields just omit those series. */
 export async function observeRedisServers(client: RedisClient): Promise<void> {
   await Promise.all(
-    (await masters(client)).map(async (node) => {
+    (await dataNodes(client)).map(async (node) => {
       const fields = parseInfo(await node.info());
+      const { host, port } = nodeEndpoint(node);
       observeRedisServer({
-        serverAddress: node.options.host ?? 'localhost',
-        serverPort: node.options.port ?? 6379,
+        serverAddress: host,
+        serverPort: port,
         startTimeMs: startTimeOf(fields),
         usedMemory: integer(fields, 'used_memory'),
         connectedClients: integer(fields, 'connected_clients'),
