@@ -11,6 +11,7 @@
 // handling spares the wrapper's extra promise.
 
 import { createHash } from 'node:crypto';
+import type { RedisKey, RedisValue } from 'ioredis';
 import type { RedisClient } from './redis.ts';
 
 /** Lua that sets `now` to the server's clock in milliseconds: one clock for every container. */
@@ -24,20 +25,51 @@ export type Script = ((client: RedisClient, keys: string[], args: Array<string |
   readonly lua: string;
 };
 
-export function defineScript(lua: string): Script {
+type Run = (client: RedisClient, keys: RedisKey[], args: RedisValue[]) => Promise<unknown>;
+
+/** Runs the script on `client` with binary-safe keys and arguments; bulk replies come as Buffers. */
+export type BinaryScript = Run;
+
+type Send = (client: RedisClient, shaOrLua: string, keys: RedisKey[], args: RedisValue[]) => Promise<unknown>;
+
+/** EVALSHA and EVAL, with replies decoded as text (ioredis's named commands) or kept as Buffers. */
+interface Sender {
+  bySha: Send;
+  byLua: Send;
+}
+
+const TEXT_REPLIES: Sender = {
+  bySha: (client, sha, keys, args) => client.evalsha(sha, keys.length, ...keys, ...args),
+  byLua: (client, lua, keys, args) => client.eval(lua, keys.length, ...keys, ...args),
+};
+
+const BUFFER_REPLIES: Sender = {
+  bySha: (client, sha, keys, args) => client.callBuffer('EVALSHA', [sha, keys.length, ...keys, ...args]),
+  byLua: (client, lua, keys, args) => client.callBuffer('EVAL', [lua, keys.length, ...keys, ...args]),
+};
+
+function scriptRunner(lua: string, send: Sender): Run {
   const sha = createHash('sha1').update(lua).digest('hex');
   // Not an async function: one promise less per run, on every request's hottest path.
-  const run = (client: RedisClient, keys: string[], args: Array<string | number>): Promise<unknown> => {
+  return (client, keys, args) => {
     let sent: Promise<unknown>;
     try {
-      sent = client.evalsha(sha, keys.length, ...keys, ...args);
+      sent = send.bySha(client, sha, keys, args);
     } catch (error) {
       return Promise.reject(error);
     }
     return sent.catch((error: unknown) => {
       if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-      return client.eval(lua, keys.length, ...keys, ...args);
+      return send.byLua(client, lua, keys, args);
     });
   };
-  return Object.assign(run, { lua });
+}
+
+export function defineScript(lua: string): Script {
+  return Object.assign(scriptRunner(lua, TEXT_REPLIES), { lua });
+}
+
+/** For keys and values that are bytes, not text (the operator tools' copies of any keyspace). */
+export function defineBinaryScript(lua: string): BinaryScript {
+  return scriptRunner(lua, BUFFER_REPLIES);
 }

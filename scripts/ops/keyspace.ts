@@ -7,12 +7,12 @@
 // over many slots, which one script may not touch, so clusters get pipelines, and so does a
 // server whose ACL or configuration refuses scripts.
 
-import { createHash } from 'node:crypto';
 import type { ChainableCommander, Redis } from 'ioredis';
 import { monotonicMs } from '../../shared/monotonic-clock.ts';
 import type { RedisClient } from '../../shared/redis.ts';
 import { isCluster } from '../../shared/redis-cluster.ts';
 import { groupByNode } from '../../shared/redis-cluster.ts';
+import { defineBinaryScript } from '../../shared/redis-script.ts';
 
 /** SCAN over one node, one batch of key names per SCAN reply (binary-safe: names stay Buffers). */
 export async function* scanKeys(node: Redis, match: string, count: number): AsyncGenerator<Buffer[]> {
@@ -92,14 +92,14 @@ export function showKey(key: Buffer): string {
 }
 
 /** Runs each (read-only) command named in ARGV on each key: one reply per key and command. */
-const READ_SCRIPT = `
+const READ_SCRIPT = defineBinaryScript(`
 local out = {}
 for _, key in ipairs(KEYS) do
   for _, command in ipairs(ARGV) do
     out[#out + 1] = redis.call(command, key)
   end
 end
-return out`;
+return out`);
 
 /** Servers that refused a script once: not asked again. */
 const refusesScripts = new WeakSet<object>();
@@ -121,17 +121,6 @@ export function stopUsingScripts(client: RedisClient): void {
   refusesScripts.add(client);
 }
 
-/** A script call by SHA1 (uploaded once per server, not once per batch); binary replies. */
-export async function runScript(node: Redis, lua: string, keys: Buffer[], args: Array<Buffer | number | string>): Promise<unknown> {
-  const sha = createHash('sha1').update(lua).digest('hex');
-  try {
-    return await node.callBuffer('EVALSHA', [sha, keys.length, ...keys, ...args]);
-  } catch (error) {
-    if (!(error instanceof Error) || !/NOSCRIPT/.test(error.message)) throw error;
-    return node.callBuffer('EVAL', [lua, keys.length, ...keys, ...args]);
-  }
-}
-
 /**
  * The replies of `commands` (read-only, one key each: TYPE, PTTL, DUMP, EXISTS) for every key, in
  * one round trip per node: `replies[i][j]` is commands[j] on keys[i]. Status and bulk replies
@@ -141,7 +130,7 @@ export async function readPerKey(client: RedisClient, keys: Buffer[], commands: 
   if (keys.length === 0) return [];
   if (scriptsUsable(client)) {
     try {
-      const flat = (await runScript(client, READ_SCRIPT, keys, commands)) as unknown[];
+      const flat = (await READ_SCRIPT(client, keys, commands)) as unknown[];
       return keys.map((_, i) => flat.slice(i * commands.length, (i + 1) * commands.length));
     } catch (error) {
       if (!scriptsRefused(error)) throw error;

@@ -13,8 +13,9 @@
 import type { Redis } from 'ioredis';
 import type { RedisClient } from '../../shared/redis.ts';
 import { dataNodes } from '../../shared/redis-info.ts';
+import { defineBinaryScript } from '../../shared/redis-script.ts';
 import { monotonicMs } from '../../shared/monotonic-clock.ts';
-import { pipelinePerNode, readPerKey, runScript, scanKeys, scriptsRefused, scriptsUsable, showKey, stopUsingScripts, ttlOfCopy, ttlToWrite } from './keyspace.ts';
+import { pipelinePerNode, readPerKey, scanKeys, scriptsRefused, scriptsUsable, showKey, stopUsingScripts, ttlOfCopy, ttlToWrite } from './keyspace.ts';
 import { copyByType } from './typed-copy.ts';
 
 export type CopyMethod = 'restore' | 'by-type';
@@ -79,7 +80,7 @@ interface Dumped {
 // The restore runs as one script call per batch against a single server (see keyspace.ts for why).
 
 /** RESTORE ... REPLACE of each key (ARGV: ttl, payload per key); answers the refused ones as position, error. */
-const RESTORE_SCRIPT = `
+const RESTORE_SCRIPT = defineBinaryScript(`
 local refused = {}
 for i, key in ipairs(KEYS) do
   local reply = redis.pcall('RESTORE', key, ARGV[2 * i - 1], ARGV[2 * i], 'REPLACE')
@@ -88,7 +89,7 @@ for i, key in ipairs(KEYS) do
     refused[#refused + 1] = reply.err
   end
 end
-return refused`;
+return refused`);
 
 async function dumpBatch(node: Redis, keys: Buffer[]): Promise<{ dumped: Dumped[]; expired: number }> {
   const askedAt = monotonicMs();
@@ -139,7 +140,7 @@ async function restoreByScript(target: Redis, dumped: Dumped[]): Promise<Dumped[
     for (const entry of part) args.push(ttlToWrite(entry.ttl, entry.askedAt), entry.payload);
     let reply: Array<number | Buffer>;
     try {
-      reply = (await runScript(target, RESTORE_SCRIPT, part.map((entry) => entry.key), args)) as Array<number | Buffer>;
+      reply = (await RESTORE_SCRIPT(target, part.map((entry) => entry.key), args)) as Array<number | Buffer>;
     } catch (error) {
       // An error answered by the target is about what was written; a lost or slow connection is
       // not (it is told as such, with what to do, rather than blamed on the batch's first key).
