@@ -9,7 +9,8 @@
 // read back as text, so a token sequence and a text live in different feature spaces: the tokens
 // of "photosynthesis" are not close to the text "photosynthesis". Compare like with like.
 
-import { estimateTokens, type EmbeddingInput, type EmbedResult, type EmbeddingsProvider } from './provider.ts';
+import { estimateTokens } from '../tokens-estimate.ts';
+import type { EmbeddingInput, EmbedResult, EmbeddingsProvider } from './provider.ts';
 
 /** Bumped whenever a text or a token sequence would get a different vector, so that old cache entries are not served. */
 const ALGORITHM = 'lexical-v1';

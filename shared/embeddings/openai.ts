@@ -14,8 +14,9 @@
 import { log, scrubbedExcerpt } from '../logger.ts';
 import { HttpProblem } from '../problem.ts';
 import { retryAfterMs } from '../retry-after.ts';
+import { estimateTokens } from '../tokens-estimate.ts';
 import { base64ToVector } from './float32.ts';
-import { estimateTokens, type EmbeddingInput, type EmbedOptions, type EmbedResult, type EmbeddingsProvider } from './provider.ts';
+import type { EmbeddingInput, EmbedOptions, EmbedResult, EmbeddingsProvider } from './provider.ts';
 
 export interface OpenAiEmbeddingsOptions {
   /** e.g. `https://api.openai.com/v1`; `/embeddings` is appended. */

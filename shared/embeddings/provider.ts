@@ -34,11 +34,3 @@ export interface EmbeddingsProvider {
    */
   embed(inputs: readonly EmbeddingInput[], options?: EmbedOptions): Promise<EmbedResult>;
 }
-
-/**
- * Tokens of an input no tokenizer has counted: a token sequence's length, or about 4 characters a
- * token for text (OpenAI's rule of thumb for English).
- */
-export function estimateTokens(input: EmbeddingInput): number {
-  return typeof input === 'string' ? Math.ceil(input.length / 4) : input.length;
-}

@@ -14,8 +14,9 @@ import { embeddingKey, type EmbeddingOwner } from '../keys.ts';
 import { log } from '../logger.ts';
 import { withRedis } from '../redis.ts';
 import { recordTokenUsage } from '../telemetry/metrics.ts';
+import { estimateTokens } from '../tokens-estimate.ts';
 import { readVectors, writeVectors } from './cache.ts';
-import { estimateTokens, type EmbeddingInput, type EmbeddingsProvider } from './provider.ts';
+import type { EmbeddingInput, EmbeddingsProvider } from './provider.ts';
 
 export interface EmbedOutcome {
   /** One vector per input, in input order. */

@@ -6,6 +6,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { digest } from '../keys.ts';
+import { estimateTokens } from '../tokens-estimate.ts';
 import type { ChatProvider, Completion, CompletionRequest } from './provider.ts';
 
 export const LOCAL_TUTOR_MODEL = 'local-tutor';
@@ -18,11 +19,6 @@ const NUDGES = [
   'Which part feels unclear: the idea itself, or how to start? Tell me where you got stuck.',
   'What would a good answer look like? Describe it before working it out, then check your work against it.',
 ];
-
-/** Rough token count (about four characters a token), for usage figures that behave like Claude's. */
-function estimateTokens(text: string): number {
-  return Math.max(1, Math.ceil(text.length / 4));
-}
 
 /**
  * At most the first `length` UTF-16 units of `text`, one fewer rather than split a surrogate pair
@@ -57,7 +53,8 @@ export function localTutor(): ChatProvider {
         model: LOCAL_TUTOR_MODEL,
         content,
         stopReason: content.length < full.length ? 'max_tokens' : 'end_turn',
-        usage: { inputTokens: estimateTokens(inputText), outputTokens: estimateTokens(content) },
+        // Claude never reports fewer than one token for a turn; nor does its stand-in.
+        usage: { inputTokens: Math.max(1, estimateTokens(inputText)), outputTokens: Math.max(1, estimateTokens(content)) },
       };
     },
   };
