@@ -64,6 +64,19 @@ export function dayMember(day: string, userId: string): string {
   return `day|${day}|${userId}`;
 }
 
+export type BucketName = { kind: 'minute'; startMs: number } | { kind: 'day'; day: string; userId: string };
+
+/**
+ * The bucket an index member names, or undefined for a member not written by `minuteMember` or
+ * `dayMember`. A user id may itself hold `|`: everything after the day is the user id.
+ */
+export function parseMember(member: string): BucketName | undefined {
+  const [kind, first = '', ...rest] = member.split('|');
+  if (kind === 'minute' && /^\d+$/.test(first)) return { kind, startMs: Number(first) };
+  if (kind === 'day' && /^\d{4}-\d{2}-\d{2}$/.test(first) && rest.length > 0) return { kind, day: first, userId: rest.join('|') };
+  return undefined;
+}
+
 /** KEYS[1]: a user's day. ARGV[1]: its TTL in seconds; then field, increment pairs. */
 const userDayScript = defineScript(`
 for i = 2, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
@@ -224,7 +237,8 @@ export function countUsageInBackground(usage: Usage): void {
   if (queued.length === 1) process.nextTick(sendQueued);
 }
 
-function toCounts(hash: Record<string, string>): UsageCounts {
+/** The counters held in a bucket's hash fields; zero for those never counted, other fields ignored. */
+export function toCounts(hash: Record<string, string>): UsageCounts {
   const counts = {} as UsageCounts;
   for (const counter of USAGE_COUNTERS) counts[counter] = Number(hash[counter] ?? 0);
   return counts;

@@ -27,7 +27,7 @@ import { claimedUsageKey, minuteUsageKey, usageIndexKey, userDayUsageKey } from 
 import { log } from '../logger.ts';
 import { monotonicMs } from '../monotonic-clock.ts';
 import type { RedisClient } from '../redis.ts';
-import { ROUTE_FIELD_SEPARATOR, USAGE_COUNTERS, type UsageCounter, type UsageCounts } from './counters.ts';
+import { parseMember, ROUTE_FIELD_SEPARATOR, toCounts, USAGE_COUNTERS, type BucketName, type UsageCounter, type UsageCounts } from './counters.ts';
 
 export type UsageRecord =
   | { kind: 'route-minute'; bucket: string; startMs: number; endMs: number; route: string; counts: UsageCounts }
@@ -110,6 +110,7 @@ return redis.call('DEL', KEYS[1])
 
 interface Bucket {
   member: string;
+  name: BucketName;
   score: number;
   key: string;
   claimedKey: string;
@@ -126,15 +127,10 @@ interface Claimed extends Bucket {
 }
 
 function bucketOf(member: string, score: number): Bucket | undefined {
-  const [kind, first, ...rest] = member.split('|');
-  let key: string | undefined;
-  if (kind === 'minute' && /^\d+$/.test(first ?? '')) key = minuteUsageKey(Number(first));
-  else if (kind === 'day' && /^\d{4}-\d{2}-\d{2}$/.test(first ?? '') && rest.length > 0) key = userDayUsageKey(rest.join('|'), first!);
-  return key === undefined ? undefined : { member, score, key, claimedKey: claimedUsageKey(key) };
-}
-
-function emptyCounts(): UsageCounts {
-  return { requests: 0, inputTokens: 0, outputTokens: 0, cacheHits: 0 };
+  const name = parseMember(member);
+  if (name === undefined) return undefined;
+  const key = name.kind === 'minute' ? minuteUsageKey(name.startMs) : userDayUsageKey(name.userId, name.day);
+  return { member, name, score, key, claimedKey: claimedUsageKey(key) };
 }
 
 function isCounter(name: string): name is UsageCounter {
@@ -143,30 +139,29 @@ function isCounter(name: string): name is UsageCounter {
 
 /** The records of a claimed bucket: one per route for a minute, one for a user's day. */
 function recordsOf(bucket: Bucket, fields: Map<string, string>): UsageRecord[] {
-  const [kind, first, ...rest] = bucket.member.split('|');
-  if (kind === 'day') {
-    const counts = emptyCounts();
-    for (const [name, value] of fields) if (isCounter(name)) counts[name] = Number(value);
-    const startMs = Date.parse(`${first}T00:00:00Z`);
-    return [{ kind: 'user-day', bucket: bucket.member, startMs, endMs: bucket.score, userId: rest.join('|'), day: first!, counts }];
+  const { name } = bucket;
+  if (name.kind === 'day') {
+    const startMs = Date.parse(`${name.day}T00:00:00Z`);
+    const counts = toCounts(Object.fromEntries(fields));
+    return [{ kind: 'user-day', bucket: bucket.member, startMs, endMs: bucket.score, userId: name.userId, day: name.day, counts }];
   }
-  const byRoute = new Map<string, UsageCounts>();
-  for (const [name, value] of fields) {
-    const at = name.lastIndexOf(ROUTE_FIELD_SEPARATOR);
-    const counter = name.slice(at + 1);
+  const byRoute = new Map<string, Record<string, string>>();
+  for (const [field, value] of fields) {
+    const at = field.lastIndexOf(ROUTE_FIELD_SEPARATOR);
+    const counter = field.slice(at + 1);
     if (at <= 0 || !isCounter(counter)) continue;
-    const route = name.slice(0, at);
-    const counts = byRoute.get(route) ?? emptyCounts();
-    counts[counter] = Number(value);
-    byRoute.set(route, counts);
+    const route = field.slice(0, at);
+    const routeFields = byRoute.get(route) ?? {};
+    routeFields[counter] = value;
+    byRoute.set(route, routeFields);
   }
-  return [...byRoute].map(([route, counts]) => ({
+  return [...byRoute].map(([route, routeFields]) => ({
     kind: 'route-minute',
     bucket: bucket.member,
-    startMs: Number(first),
+    startMs: name.startMs,
     endMs: bucket.score,
     route,
-    counts,
+    counts: toCounts(routeFields),
   }));
 }
 
