@@ -1,7 +1,8 @@
 // The remote provider: any server speaking the OpenAI embeddings wire format (OpenAI, Azure-style
 // proxies, vLLM, LiteLLM, Voyage's compatible endpoint...). One POST for all the misses of a
-// request, texts or token sequences passed on as they came, a hard time-out, and upstream failures
-// turned into problems a client can act on:
+// request (the route takes at most 256 inputs, OpenAI up to 2,048 a request), texts or token
+// sequences passed on as they came, a hard time-out, and upstream failures turned into problems a
+// client can act on:
 //
 //   upstream 429            -> 429, Retry-After passed on (default 1 s)
 //   upstream 503            -> 503, Retry-After passed on (default 1 s)
@@ -27,8 +28,6 @@ export interface OpenAiEmbeddingsOptions {
   timeoutMs: number;
 }
 
-/** OpenAI's own limit of inputs per request; our route accepts at most 256, so one call suffices. */
-const MAX_INPUTS_PER_CALL = 2048;
 const MAX_LOGGED_BODY = 300;
 
 interface WireEmbedding {
@@ -56,19 +55,7 @@ export class OpenAiEmbeddings implements EmbeddingsProvider {
     this.#url = `${options.baseUrl.replace(/\/+$/, '')}/embeddings`;
   }
 
-  async embed(inputs: readonly EmbeddingInput[], options: EmbedOptions = {}): Promise<EmbedResult> {
-    const batches: Array<readonly EmbeddingInput[]> = [];
-    for (let start = 0; start < inputs.length; start += MAX_INPUTS_PER_CALL) {
-      batches.push(inputs.slice(start, start + MAX_INPUTS_PER_CALL));
-    }
-    const results = await Promise.all(batches.map((batch) => this.#call(batch, options.signal)));
-    return {
-      vectors: results.flatMap((result) => result.vectors),
-      promptTokens: results.reduce((sum, result) => sum + result.promptTokens, 0),
-    };
-  }
-
-  async #call(inputs: readonly EmbeddingInput[], callerSignal: AbortSignal | undefined): Promise<EmbedResult> {
+  async embed(inputs: readonly EmbeddingInput[], { signal: callerSignal }: EmbedOptions = {}): Promise<EmbedResult> {
     const timeout = AbortSignal.timeout(this.#options.timeoutMs);
     const signal = callerSignal ? AbortSignal.any([timeout, callerSignal]) : timeout;
     let status: number;
