@@ -165,7 +165,7 @@ function shouldRetryHeader(headers: Headers): boolean | undefined {
 function retryWaitMs(outcome: Attempt): number | undefined {
   if (outcome.kind === 'network') return DEFAULT_RETRY_WAIT_MS;
   if (outcome.kind !== 'status' || outcome.shouldRetry === false) return undefined;
-  const retryable = outcome.status === 529 || outcome.status >= 500;
+  const retryable = outcome.status >= 500; // 529 (overloaded) included
   if (!retryable) return undefined;
   const wait = outcome.retryAfterMs ?? DEFAULT_RETRY_WAIT_MS;
   return wait <= MAX_RETRY_WAIT_MS ? wait : undefined;
