@@ -133,7 +133,7 @@ function countUsage(event: AuthenticatedEvent, answer: ChatAnswer, outcome: Cach
 export const chatCache = responseCache<AuthenticatedEvent, ChatQuestion, ChatAnswer>({
   name: 'chat',
   question: chatQuestion,
-  owner: (event) => event.user?.id,
+  owner: (event) => event.user.id,
   scope: () => config().chat.cacheScope,
   ttlSeconds: () => config().cacheTtlSeconds,
   computeBudgetMs: () => config().chat.timeoutMs,
