@@ -57,6 +57,11 @@ function endsBeforeReady(client: RedisClient): Promise<never> {
   });
 }
 
+/** What to tell of a cluster node whose `cluster_state` is not ok (after "the" or "The"). */
+export function clusterStateFailure(address: string, state: string): string {
+  return `cluster node ${address} reports cluster_state:${state}: some slots have no reachable master; check the failed nodes (CLUSTER NODES)`;
+}
+
 /** What the cluster's entry node says of the cluster, when it is reachable and says it is not ok. */
 async function clusterStateProblem(endpoint: OperatorEndpoint): Promise<ClusterNotServing | undefined> {
   const url = new URL(endpoint.url);
@@ -67,9 +72,7 @@ async function clusterStateProblem(endpoint: OperatorEndpoint): Promise<ClusterN
     const info = String(await node.cluster('INFO'));
     const state = /cluster_state:(\w+)/.exec(info)?.[1];
     if (state === undefined || state === 'ok') return undefined;
-    return new ClusterNotServing(
-      `the cluster node ${url.hostname}:${url.port || 6379} reports cluster_state:${state}: some slots have no reachable master; check the failed nodes (CLUSTER NODES)`,
-    );
+    return new ClusterNotServing(`the ${clusterStateFailure(`${url.hostname}:${url.port || 6379}`, state)}`);
   } catch {
     return undefined;
   } finally {

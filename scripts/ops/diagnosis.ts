@@ -87,16 +87,15 @@ export async function explainConnectionFailure(failure: ConnectionFailure): Prom
     }
     return `${at} did not answer within ${timeoutMs} ms: check that a security group or firewall lets this machine reach port ${port}, and that the host and port in ${endpoint.origin} are right.`;
   }
+  // A TLS port answers plain Redis with a TLS alert (protocol error) or by closing the connection.
+  const garbledOrClosed = /Protocol error|Unknown RESP type|ECONNRESET|socket disconnected|EPIPE|closed/i.test(text);
+  if (garbledOrClosed && !tls && (await speaksTls(host, port, timeoutMs))) {
+    return `${at} expects TLS: use rediss:// instead of redis:// in ${endpoint.origin} (and REDIS_TLS_CA_FILE if its CA is private).`;
+  }
   if (/Protocol error|Unknown RESP type/i.test(text)) {
-    if (!tls && (await speaksTls(host, port, timeoutMs))) {
-      return `${at} expects TLS: use rediss:// instead of redis:// in ${endpoint.origin} (and REDIS_TLS_CA_FILE if its CA is private).`;
-    }
     return `${at} answered, but not in the Redis protocol (another service listens there, HTTP for one): check the host and port in ${endpoint.origin}.`;
   }
   if (/ECONNRESET|socket disconnected|EPIPE|closed/i.test(text)) {
-    if (!tls && (await speaksTls(host, port, timeoutMs))) {
-      return `${at} expects TLS: use rediss:// instead of redis:// in ${endpoint.origin} (and REDIS_TLS_CA_FILE if its CA is private).`;
-    }
     return `${at} closed the connection (${reason.message}): check that ${endpoint.origin} names a Redis server and that it accepts clients from this machine.`;
   }
   return `Redis at ${describeEndpoint(endpoint)} failed: ${reason.message}.`;

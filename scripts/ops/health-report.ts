@@ -4,6 +4,7 @@
 
 import { config } from '../../shared/config.ts';
 import { databaseOf } from '../../shared/redis.ts';
+import { clusterStateFailure } from './connection.ts';
 import type { OperatorEndpoint } from './endpoint.ts';
 import { keyCounts, type NodeInfo } from './server-info.ts';
 
@@ -140,6 +141,6 @@ export function healthReport(observations: Observations): HealthReport {
   const failure =
     badState === undefined
       ? undefined
-      : `The cluster node ${badState.address} reports cluster_state:${badState.info.get('cluster_state')}: some slots have no reachable master; check the failed nodes (CLUSTER NODES) before sending traffic.`;
+      : `The ${clusterStateFailure(badState.address, badState.info.get('cluster_state')!)} before sending traffic.`;
   return { lines, warnings, failure };
 }
