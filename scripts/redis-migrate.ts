@@ -136,14 +136,79 @@ function explainCopyFailure(error: unknown, source: Side, target: Side, copied: 
   return undefined;
 }
 
+/** What the copy needs beyond its two sides, read from the command line. */
+interface CopyOptions {
+  match: string;
+  batchSize: number;
+  window: number;
+  ttlToleranceMs: number;
+}
+
+/** Says what a copy would do, writing nothing. */
+async function dryRun(source: Side, target: Side, { match, batchSize }: CopyOptions): Promise<void> {
+  const plan = await planCopy(source.client, target.client, match, batchSize);
+  const types = [...plan.byType].map(([type, count]) => `${type} ${count}`).join(', ');
+  say(`dry run: would copy ${plan.keys} keys matching "${match}"${types ? ` (${types})` : ''}, ${plan.withTtl} of them with a TTL;`);
+  say(`  ${plan.existingOnTarget} already exist on the target and would be replaced. Nothing was written.`);
+}
+
+/** Copies the keys, with progress when asked or on a terminal: 0, or 1 after a failure it can explain. */
+async function copy(source: Side, target: Side, values: Values, { match, batchSize, window }: CopyOptions): Promise<number> {
+  const showProgress = values.progress === true || process.stderr.isTTY === true;
+  const progress = showProgress ? startProgress(match === '*' ? keysIn(source) : undefined) : undefined;
+  const started = Date.now();
+  let stats: CopyStats = { copied: 0, expired: 0, copiedByType: 0 };
+  try {
+    stats = await copyKeys(source.client, target.client, {
+      match,
+      batchSize,
+      window,
+      method: values['fallback-copy'] ? 'by-type' : 'restore',
+      fallbackToTypes: !values['no-fallback'],
+      onProgress: (now) => {
+        stats = now;
+        progress?.update(now.copied);
+      },
+      onFallback: (rdbVersion) =>
+        complain(
+          `! The target (Redis ${target.nodes[0]?.info.get('redis_version')}) cannot read DUMP payloads of RDB format ${rdbVersion} from the source (Redis ${source.nodes[0]?.info.get('redis_version')}): copying type by type instead.`,
+        ),
+    });
+  } catch (error) {
+    progress?.finish();
+    const sentence = explainCopyFailure(error, source, target, stats.copied);
+    if (sentence === undefined) throw error;
+    complain(`✗ ${sentence}`);
+    return 1;
+  }
+  progress?.finish();
+  say(summary(stats, (Date.now() - started) / 1000));
+  return 0;
+}
+
+/** Compares the target with the source: 0 when equal, 3 when they differ. */
+async function verify(source: Side, target: Side, { match, batchSize, ttlToleranceMs }: CopyOptions): Promise<number> {
+  const result = await verifyCopy(source.client, target.client, { match, batchSize, ttlToleranceMs });
+  if (result.differences === 0) {
+    say(`verify: equal (${result.compared} keys compared; the target holds ${result.targetKeys} keys matching "${match}")`);
+    return 0;
+  }
+  say(`verify: ${result.differences} difference${result.differences === 1 ? '' : 's'} in ${result.compared} keys compared:`);
+  for (const example of result.examples) say(`  - ${example}`);
+  complain(`✗ The copy differs from the source in ${result.differences} keys: run the migration again (it overwrites), then verify again.`);
+  return 3;
+}
+
 async function run(values: Values): Promise<number> {
-  const ttlToleranceMs = wholeNumber(values, 'ttl-tolerance', 0, 86_400_000);
-  const batchSize = wholeNumber(values, 'batch', 1, 100_000);
-  const window = wholeNumber(values, 'parallel', 1, 64);
+  const options: CopyOptions = {
+    match: values.match,
+    batchSize: wholeNumber(values, 'batch', 1, 100_000),
+    window: wholeNumber(values, 'parallel', 1, 64),
+    ttlToleranceMs: wholeNumber(values, 'ttl-tolerance', 0, 86_400_000),
+  };
   const commandTimeoutMs = wholeNumber(values, 'timeout', 100, 600_000);
   if (values['fallback-copy'] && values['no-fallback']) throw new UsageError('--fallback-copy and --no-fallback exclude each other');
   const [fromEndpoint, toEndpoint] = await Promise.all([endpointOf(values, 'from'), endpointOf(values, 'to')]);
-  const match = values.match;
 
   const source = await open(fromEndpoint, commandTimeoutMs);
   let target: Side | undefined;
@@ -152,57 +217,13 @@ async function run(values: Values): Promise<number> {
     say(describeSide('from', source));
     say(describeSide('to  ', target));
     if (sameDatabase(source, target)) throw new UsageError('--from and --to name the same server and database: there is nothing to copy');
-
     if (values['dry-run']) {
-      const plan = await planCopy(source.client, target.client, match, batchSize);
-      const types = [...plan.byType].map(([type, count]) => `${type} ${count}`).join(', ');
-      say(`dry run: would copy ${plan.keys} keys matching "${match}"${types ? ` (${types})` : ''}, ${plan.withTtl} of them with a TTL;`);
-      say(`  ${plan.existingOnTarget} already exist on the target and would be replaced. Nothing was written.`);
+      await dryRun(source, target, options);
     } else {
-      const showProgress = values.progress === true || process.stderr.isTTY === true;
-      const total = match === '*' ? keysIn(source) : undefined;
-      const progress = showProgress ? startProgress(total) : undefined;
-      const started = Date.now();
-      let stats: CopyStats = { copied: 0, expired: 0, copiedByType: 0 };
-      try {
-        stats = await copyKeys(source.client, target.client, {
-          match,
-          batchSize,
-          window,
-          method: values['fallback-copy'] ? 'by-type' : 'restore',
-          fallbackToTypes: !values['no-fallback'],
-          onProgress: (now) => {
-            stats = now;
-            progress?.update(now.copied);
-          },
-          onFallback: (rdbVersion) =>
-            complain(
-              `! The target (Redis ${target!.nodes[0]?.info.get('redis_version')}) cannot read DUMP payloads of RDB format ${rdbVersion} from the source (Redis ${source.nodes[0]?.info.get('redis_version')}): copying type by type instead.`,
-            ),
-        });
-      } catch (error) {
-        progress?.finish();
-        const sentence = explainCopyFailure(error, source, target, stats.copied);
-        if (sentence === undefined) throw error;
-        complain(`✗ ${sentence}`);
-        return 1;
-      }
-      progress?.finish();
-      say(summary(stats, (Date.now() - started) / 1000));
+      const copied = await copy(source, target, values, options);
+      if (copied !== 0) return copied;
     }
-
-    if (values.verify) {
-      const result = await verifyCopy(source.client, target.client, { match, batchSize, ttlToleranceMs });
-      if (result.differences === 0) {
-        say(`verify: equal (${result.compared} keys compared; the target holds ${result.targetKeys} keys matching "${match}")`);
-        return 0;
-      }
-      say(`verify: ${result.differences} difference${result.differences === 1 ? '' : 's'} in ${result.compared} keys compared:`);
-      for (const example of result.examples) say(`  - ${example}`);
-      complain(`✗ The copy differs from the source in ${result.differences} keys: run the migration again (it overwrites), then verify again.`);
-      return 3;
-    }
-    return 0;
+    return values.verify ? await verify(source, target, options) : 0;
   } finally {
     source.client.disconnect();
     target?.client.disconnect();
