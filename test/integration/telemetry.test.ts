@@ -14,7 +14,7 @@ import { httpBasics, json, withRequestLogging, type HttpEvent, type HttpResult }
 import { annotateRequest } from '../../shared/logger.ts';
 import { getRedis } from '../../shared/redis.ts';
 import { flushTelemetry, resetTelemetry, startTelemetry } from '../../shared/telemetry/export.ts';
-import { ALL_METRICS } from '../../shared/telemetry/all-metrics.ts';
+import { ALL_METRICS } from '../support/all-metrics.ts';
 import { countCacheRequests, countRateLimitDecision, recordTokenUsage } from '../../shared/telemetry/metrics.ts';
 import { collectMetrics } from '../../shared/telemetry/registry.ts';
 import { startOtlpReceiver, type OtlpReceiver } from '../doubles/otlp-receiver.ts';

@@ -4,7 +4,7 @@
 
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ALL_METRICS } from '../../shared/telemetry/all-metrics.ts';
+import { ALL_METRICS } from '../support/all-metrics.ts';
 import type { MetricDescriptor } from '../../shared/telemetry/catalogue.ts';
 
 // How Prometheus names OTLP metrics (its OTLP receiver and the Collector's Prometheus exporters,
