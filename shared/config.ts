@@ -64,30 +64,8 @@ export interface Config {
     /** scrypt cost of new password hashes as log2(N): 17 in production, lower only to speed up tests. */
     passwordScryptLog2N: number;
   };
-  chat: {
-    provider: ChatProviderName;
-    models: string[];
-    defaultModel: string;
-    systemPrompt: string | undefined;
-    systemPromptFile: string | undefined;
-    cacheScope: CacheScope;
-    /** Serve uncached answers (no single-flight, no cache) when Redis is down, instead of a 503. */
-    degradeWhenRedisDown: boolean;
-    timeoutMs: number;
-    /** Claude's credentials and endpoint (the Anthropic SDK's own variables). */
-    anthropicApiKey: string | undefined;
-    anthropicBaseUrl: string;
-  };
-  embeddings: {
-    provider: EmbeddingsProviderName;
-    model: string;
-    dimensions: number;
-    baseUrl: string | undefined;
-    apiKey: string | undefined;
-    timeoutMs: number;
-    /** `user` (default): each user's vectors are theirs; `global`: shared by every user. */
-    cacheScope: CacheScope;
-  };
+  chat: ChatConfig;
+  embeddings: EmbeddingsConfig;
   otlpEndpoint: string | undefined;
   /** How metrics reach `otlpEndpoint` (the OpenTelemetry SDK's own variables). */
   otlp: {
@@ -97,6 +75,38 @@ export interface Config {
     serviceName: string;
   };
 }
+
+/** Who answers: Claude, with the credentials and endpoint it needs, or the offline tutor. */
+export type ChatProviderSettings =
+  | {
+      provider: 'anthropic';
+      /** Claude's credentials and endpoint (the Anthropic SDK's own variables). */
+      anthropicApiKey: string;
+      anthropicBaseUrl: string;
+    }
+  | { provider: 'local' };
+
+export type ChatConfig = ChatProviderSettings & {
+  models: string[];
+  defaultModel: string;
+  systemPrompt: string | undefined;
+  systemPromptFile: string | undefined;
+  cacheScope: CacheScope;
+  /** Serve uncached answers (no single-flight, no cache) when Redis is down, instead of a 503. */
+  degradeWhenRedisDown: boolean;
+  timeoutMs: number;
+};
+
+/** Who embeds: an OpenAI-compatible API at its base URL, or the offline embedder. */
+export type EmbeddingsProviderSettings = { provider: 'openai'; baseUrl: string; apiKey: string | undefined } | { provider: 'local' };
+
+export type EmbeddingsConfig = EmbeddingsProviderSettings & {
+  model: string;
+  dimensions: number;
+  timeoutMs: number;
+  /** `user` (default): each user's vectors are theirs; `global`: shared by every user. */
+  cacheScope: CacheScope;
+};
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -233,14 +243,56 @@ export function isRedisUrl(text: string): boolean {
   return url.hostname !== '' && /^(\/\d{0,5})?$/.test(url.pathname);
 }
 
-export function loadConfig(env: Env = process.env): Config {
-  const stage = readEnum(env, 'STAGE', ['dev', 'prod'], 'dev');
-  const redisUrl = readString(env, 'REDIS_URL');
-  if (redisUrl !== undefined && !isRedisUrl(redisUrl)) {
-    // Never echo the URL: it may hold a password.
-    throw new ConfigError(`REDIS_URL: expected ${REDIS_URL_FORM}`);
+function readRedis(env: Env): Config['redis'] {
+  const url = readString(env, 'REDIS_URL');
+  // Never echo the URL: it may hold a password.
+  if (url !== undefined && !isRedisUrl(url)) throw new ConfigError(`REDIS_URL: expected ${REDIS_URL_FORM}`);
+  return {
+    url,
+    secretId: readString(env, 'REDIS_SECRET_ID'),
+    cluster: readBoolean(env, 'REDIS_CLUSTER', false),
+    tlsCaFile: readString(env, 'REDIS_TLS_CA_FILE'),
+    allowPlaintextInProd: readBoolean(env, 'REDIS_ALLOW_PLAINTEXT', false),
+    connectTimeoutMs: readInteger(env, 'REDIS_CONNECT_TIMEOUT_MS', 800, 50, 10_000),
+    commandTimeoutMs: readInteger(env, 'REDIS_COMMAND_TIMEOUT_MS', 800, 50, 10_000),
+  };
+}
+
+function readRateLimits(env: Env): Config['rateLimits'] {
+  const login = readRouteLimit(env, 'LOGIN', '10/15m', 'closed');
+  return {
+    chat: readRouteLimit(env, 'CHAT', '20/1m,500/1d', 'closed'),
+    embeddings: readRouteLimit(env, 'EMBEDDINGS', '2000/1m', 'closed'),
+    login,
+    loginAccount: readRouteLimit(env, 'LOGIN_ACCOUNT', '5/15m', login.onRedisDown),
+    register: { policies: readPolicies(env, 'RATE_LIMIT_REGISTER', '10/15m') },
+  };
+}
+
+function readAuth(env: Env): Config['auth'] {
+  const sessionIdleSeconds = readInteger(env, 'SESSION_IDLE_SECONDS', 7 * 86_400, 1, 365 * 86_400);
+  const sessionMaxSeconds = readInteger(env, 'SESSION_MAX_SECONDS', 30 * 86_400, 1, 365 * 86_400);
+  if (sessionMaxSeconds < sessionIdleSeconds) {
+    return fail('SESSION_MAX_SECONDS', `at least SESSION_IDLE_SECONDS (${sessionIdleSeconds})`, String(sessionMaxSeconds));
   }
-  const anthropicKeySet = readString(env, 'ANTHROPIC_API_KEY') !== undefined;
+  return {
+    registrationOpen: readBoolean(env, 'AUTH_REGISTRATION_OPEN', true),
+    sessionIdleSeconds,
+    sessionMaxSeconds,
+    passwordScryptLog2N: readInteger(env, 'PASSWORD_SCRYPT_LOG2N', 17, 14, 20),
+  };
+}
+
+function readChatProvider(env: Env): ChatProviderSettings {
+  const apiKey = readString(env, 'ANTHROPIC_API_KEY');
+  const baseUrl = readUrl(env, 'ANTHROPIC_BASE_URL') ?? 'https://api.anthropic.com';
+  const provider = readEnum(env, 'CHAT_PROVIDER', ['anthropic', 'local'], apiKey === undefined ? 'local' : 'anthropic');
+  if (provider === 'local') return { provider };
+  if (apiKey === undefined) return fail('ANTHROPIC_API_KEY', 'an Anthropic API key when CHAT_PROVIDER=anthropic', '');
+  return { provider, anthropicApiKey: apiKey, anthropicBaseUrl: baseUrl };
+}
+
+function readChat(env: Env): ChatConfig {
   const models = readList(env, 'CHAT_MODELS') ?? DEFAULT_CHAT_MODELS;
   const defaultModel = readString(env, 'CHAT_DEFAULT_MODEL') ?? models[0];
   if (models.length === 0 || defaultModel === undefined) {
@@ -249,35 +301,46 @@ export function loadConfig(env: Env = process.env): Config {
   if (!models.includes(defaultModel)) {
     return fail('CHAT_DEFAULT_MODEL', `one of CHAT_MODELS (${models.join(', ')})`, defaultModel);
   }
-  const chatProvider = readEnum(env, 'CHAT_PROVIDER', ['anthropic', 'local'], anthropicKeySet ? 'anthropic' : 'local');
-  if (chatProvider === 'anthropic' && !anthropicKeySet) {
-    return fail('ANTHROPIC_API_KEY', 'an Anthropic API key when CHAT_PROVIDER=anthropic', '');
-  }
-  const sessionIdleSeconds = readInteger(env, 'SESSION_IDLE_SECONDS', 7 * 86_400, 1, 365 * 86_400);
-  const sessionMaxSeconds = readInteger(env, 'SESSION_MAX_SECONDS', 30 * 86_400, 1, 365 * 86_400);
-  if (sessionMaxSeconds < sessionIdleSeconds) {
-    return fail('SESSION_MAX_SECONDS', `at least SESSION_IDLE_SECONDS (${sessionIdleSeconds})`, String(sessionMaxSeconds));
-  }
-  const loginLimit = readRouteLimit(env, 'LOGIN', '10/15m', 'closed');
-  const embeddingsProvider = readEnum(env, 'EMBEDDINGS_PROVIDER', ['local', 'openai'], 'local');
-  const embeddingsBaseUrl = readUrl(env, 'EMBEDDINGS_BASE_URL');
-  if (embeddingsProvider === 'openai' && embeddingsBaseUrl === undefined) {
+  return {
+    ...readChatProvider(env),
+    models,
+    defaultModel,
+    systemPrompt: readString(env, 'CHAT_SYSTEM_PROMPT'),
+    systemPromptFile: readString(env, 'CHAT_SYSTEM_PROMPT_FILE'),
+    cacheScope: readEnum(env, 'CHAT_CACHE_SCOPE', ['user', 'global'], 'user'),
+    degradeWhenRedisDown: readBoolean(env, 'CHAT_DEGRADE_WHEN_REDIS_DOWN', false),
+    timeoutMs: readInteger(env, 'CHAT_TIMEOUT_MS', 25_000, 100, 900_000),
+  };
+}
+
+function readEmbeddingsProvider(env: Env): EmbeddingsProviderSettings {
+  const provider = readEnum(env, 'EMBEDDINGS_PROVIDER', ['local', 'openai'], 'local');
+  const baseUrl = readUrl(env, 'EMBEDDINGS_BASE_URL');
+  if (provider === 'local') return { provider };
+  if (baseUrl === undefined) {
     return fail('EMBEDDINGS_BASE_URL', 'the base URL of an OpenAI-compatible embeddings API when EMBEDDINGS_PROVIDER=openai', '');
   }
+  return { provider, baseUrl, apiKey: readString(env, 'EMBEDDINGS_API_KEY') };
+}
 
+function readEmbeddings(env: Env): EmbeddingsConfig {
+  const settings = readEmbeddingsProvider(env);
+  return {
+    ...settings,
+    model: readString(env, 'EMBEDDINGS_MODEL') ?? (settings.provider === 'local' ? 'local-hash-384' : 'text-embedding-3-small'),
+    dimensions: readInteger(env, 'EMBEDDINGS_DIMENSIONS', 384, 8, 8192),
+    timeoutMs: readInteger(env, 'EMBEDDINGS_TIMEOUT_MS', 8_000, 100, 900_000),
+    cacheScope: readEnum(env, 'EMBEDDINGS_CACHE_SCOPE', ['user', 'global'], 'user'),
+  };
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const stage = readEnum(env, 'STAGE', ['dev', 'prod'], 'dev');
   return {
     stage,
     version: packageJson.version,
     logLevel: readEnum(env, 'LOG_LEVEL', ['debug', 'info', 'warn', 'error'], 'info'),
-    redis: {
-      url: redisUrl,
-      secretId: readString(env, 'REDIS_SECRET_ID'),
-      cluster: readBoolean(env, 'REDIS_CLUSTER', false),
-      tlsCaFile: readString(env, 'REDIS_TLS_CA_FILE'),
-      allowPlaintextInProd: readBoolean(env, 'REDIS_ALLOW_PLAINTEXT', false),
-      connectTimeoutMs: readInteger(env, 'REDIS_CONNECT_TIMEOUT_MS', 800, 50, 10_000),
-      commandTimeoutMs: readInteger(env, 'REDIS_COMMAND_TIMEOUT_MS', 800, 50, 10_000),
-    },
+    redis: readRedis(env),
     cacheTtlSeconds: readInteger(env, 'CACHE_TTL_SECONDS', STAGE_DEFAULTS[stage].cacheTtlSeconds, 1, 30 * 86_400),
     http: {
       // Default: Lambda's own limit for a request (6 MB), which no function can raise. Every
@@ -285,40 +348,10 @@ export function loadConfig(env: Env = process.env): Config {
       // characters: 1.6 MB; 256 inputs of 8,192: 2.1 MB); the largest, in three-byte characters, may not.
       maxBodyBytes: readInteger(env, 'MAX_BODY_BYTES', LAMBDA_PAYLOAD_BYTES, 1024, LAMBDA_PAYLOAD_BYTES),
     },
-    rateLimits: {
-      chat: readRouteLimit(env, 'CHAT', '20/1m,500/1d', 'closed'),
-      embeddings: readRouteLimit(env, 'EMBEDDINGS', '2000/1m', 'closed'),
-      login: loginLimit,
-      loginAccount: readRouteLimit(env, 'LOGIN_ACCOUNT', '5/15m', loginLimit.onRedisDown),
-      register: { policies: readPolicies(env, 'RATE_LIMIT_REGISTER', '10/15m') },
-    },
-    auth: {
-      registrationOpen: readBoolean(env, 'AUTH_REGISTRATION_OPEN', true),
-      sessionIdleSeconds,
-      sessionMaxSeconds,
-      passwordScryptLog2N: readInteger(env, 'PASSWORD_SCRYPT_LOG2N', 17, 14, 20),
-    },
-    chat: {
-      provider: chatProvider,
-      models,
-      defaultModel,
-      systemPrompt: readString(env, 'CHAT_SYSTEM_PROMPT'),
-      systemPromptFile: readString(env, 'CHAT_SYSTEM_PROMPT_FILE'),
-      cacheScope: readEnum(env, 'CHAT_CACHE_SCOPE', ['user', 'global'], 'user'),
-      degradeWhenRedisDown: readBoolean(env, 'CHAT_DEGRADE_WHEN_REDIS_DOWN', false),
-      timeoutMs: readInteger(env, 'CHAT_TIMEOUT_MS', 25_000, 100, 900_000),
-      anthropicApiKey: readString(env, 'ANTHROPIC_API_KEY'),
-      anthropicBaseUrl: readUrl(env, 'ANTHROPIC_BASE_URL') ?? 'https://api.anthropic.com',
-    },
-    embeddings: {
-      provider: embeddingsProvider,
-      model: readString(env, 'EMBEDDINGS_MODEL') ?? (embeddingsProvider === 'local' ? 'local-hash-384' : 'text-embedding-3-small'),
-      dimensions: readInteger(env, 'EMBEDDINGS_DIMENSIONS', 384, 8, 8192),
-      baseUrl: embeddingsBaseUrl,
-      apiKey: readString(env, 'EMBEDDINGS_API_KEY'),
-      timeoutMs: readInteger(env, 'EMBEDDINGS_TIMEOUT_MS', 8_000, 100, 900_000),
-      cacheScope: readEnum(env, 'EMBEDDINGS_CACHE_SCOPE', ['user', 'global'], 'user'),
-    },
+    rateLimits: readRateLimits(env),
+    auth: readAuth(env),
+    chat: readChat(env),
+    embeddings: readEmbeddings(env),
     otlpEndpoint: readUrl(env, 'OTEL_EXPORTER_OTLP_ENDPOINT'),
     otlp: {
       headers: readHeaders(env, 'OTEL_EXPORTER_OTLP_HEADERS'),

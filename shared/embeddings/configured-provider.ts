@@ -11,7 +11,7 @@ export function embeddingsProvider(settings: Config['embeddings'] = config().emb
   if (settings.provider === 'local') return new LocalEmbedder(settings.model, settings.dimensions);
   registerSecret(settings.apiKey);
   return new OpenAiEmbeddings({
-    baseUrl: settings.baseUrl ?? '',
+    baseUrl: settings.baseUrl,
     apiKey: settings.apiKey,
     model: settings.model,
     dimensions: settings.dimensions,

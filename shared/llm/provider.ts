@@ -43,13 +43,11 @@ let chosen: { key: string; provider: ChatProvider } | undefined;
 
 /** The configured provider, created once per configuration (the API key is registered as a secret then). */
 export function chatProvider(): ChatProvider {
-  const { provider, anthropicApiKey, anthropicBaseUrl } = config().chat;
-  const key = `${provider}|${anthropicBaseUrl}|${anthropicApiKey ?? ''}`;
+  const settings = config().chat;
+  const key = settings.provider === 'anthropic' ? `anthropic|${settings.anthropicBaseUrl}|${settings.anthropicApiKey}` : 'local';
   if (chosen?.key !== key) {
     const created =
-      provider === 'anthropic' && anthropicApiKey !== undefined
-        ? anthropicProvider({ apiKey: anthropicApiKey, baseUrl: anthropicBaseUrl })
-        : localTutor();
+      settings.provider === 'anthropic' ? anthropicProvider({ apiKey: settings.anthropicApiKey, baseUrl: settings.anthropicBaseUrl }) : localTutor();
     chosen = { key, provider: created };
   }
   return chosen.provider;

@@ -346,8 +346,9 @@ describe('provider choice and the system prompt', () => {
 
   it('names ANTHROPIC_BASE_URL when it is not an http(s) URL, and drops a trailing slash', () => {
     expect(() => loadConfig({ ANTHROPIC_BASE_URL: 'api.anthropic.com' })).toThrow(/ANTHROPIC_BASE_URL: expected an http:\/\/ or https:\/\/ URL/);
-    expect(loadConfig({ ANTHROPIC_BASE_URL: 'http://127.0.0.1:9999/' }).chat.anthropicBaseUrl).toBe('http://127.0.0.1:9999');
-    expect(loadConfig({}).chat.anthropicBaseUrl).toBe('https://api.anthropic.com');
+    const claude = (env: Record<string, string>) => loadConfig({ ANTHROPIC_API_KEY: 'sk-test-key', ...env }).chat;
+    expect(claude({ ANTHROPIC_BASE_URL: 'http://127.0.0.1:9999/' })).toMatchObject({ provider: 'anthropic', anthropicBaseUrl: 'http://127.0.0.1:9999' });
+    expect(claude({})).toMatchObject({ provider: 'anthropic', anthropicBaseUrl: 'https://api.anthropic.com' });
   });
 
   it('uses the default tutor prompt unless configured', async () => {
