@@ -26,7 +26,7 @@ const UNSHOWABLE = /(?![\u200C\u200D\u{E0020}-\u{E007F}])[\p{Cc}\p{Cf}\u2028\u20
  */
 const BLANK_LOOKING = /^[\s\u115F\u1160\u3164\uFFA0\u2800\u200C\u200D]*$/u;
 
-export const RegisterBody = z.strictObject({
+const RegisterBody = z.strictObject({
   // Normalised before it is checked, so ` Ada@Example.org` is accepted as `ada@example.org`.
   email: z.string().check(z.trim(), z.toLowerCase(), z.maxLength(254), z.email()),
   // Counted in characters as the user sees them (see passwords.ts): 12 code points that make 6

@@ -3,7 +3,7 @@
 
 import { hash } from 'node:crypto';
 
-export const KEY_PREFIX = 'tc:';
+const KEY_PREFIX = 'tc:';
 
 /** Hex SHA-256, for keys built from user-supplied or secret text (emails, tokens, prompts). */
 export function digest(text: string | Buffer): string {
@@ -130,7 +130,7 @@ export function embeddingKey(namespace: string, text: string, owner: EmbeddingOw
 // recording usage touches two slots: see shared/usage/counters.ts for how the writes are sent.
 
 /** The hash tag of one user's usage. */
-export function usageUserTag(userId: string): string {
+function usageUserTag(userId: string): string {
   return safeTag('u', userId);
 }
 

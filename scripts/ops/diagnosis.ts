@@ -37,7 +37,7 @@ function where(endpoint: OperatorEndpoint): { host: string; port: number; tls: b
   return { host: url.hostname, port: Number(url.port || 6379), tls: url.protocol === 'rediss:' };
 }
 
-export async function explainConnectionFailure(failure: ConnectionFailure): Promise<string> {
+async function explainConnectionFailure(failure: ConnectionFailure): Promise<string> {
   const { endpoint, reason } = failure;
   const { host, port, tls } = where(endpoint);
   const at = `${host}:${port}`;
@@ -113,7 +113,7 @@ function readFailureOf(error: SecretFailure): SecretReadFailure | undefined {
   return cause instanceof SecretReadFailure ? cause : undefined;
 }
 
-export function explainSecretFailure(error: SecretFailure): string {
+function explainSecretFailure(error: SecretFailure): string {
   const id = error.secretId;
   const region = process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'the default region';
   if (error.cause instanceof ConfigError) {

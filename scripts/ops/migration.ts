@@ -65,7 +65,7 @@ export class WriteRefused extends Error {
 const FORMAT_REJECTED = /DUMP payload version or checksum are wrong/i;
 
 /** The RDB format version a DUMP payload was written in: 2 bytes before the 8-byte CRC64. */
-export function rdbVersionOf(payload: Buffer): number {
+function rdbVersionOf(payload: Buffer): number {
   return payload.length >= 10 ? payload.readUInt16LE(payload.length - 10) : 0;
 }
 

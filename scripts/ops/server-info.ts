@@ -34,7 +34,7 @@ async function configValue(node: Redis, name: string): Promise<string | undefine
   }
 }
 
-export async function nodeInfo(node: Redis): Promise<NodeInfo> {
+async function nodeInfo(node: Redis): Promise<NodeInfo> {
   const [text, save] = await Promise.all([node.info(), configValue(node, 'save')]);
   const info = parseInfo(text);
   if (info.get('cluster_enabled') === '1') {

@@ -12,7 +12,7 @@
 import { hash, randomBytes } from 'node:crypto';
 import { authShard, digest } from '../keys.ts';
 
-export const TOKEN_BYTES = 32;
+const TOKEN_BYTES = 32;
 
 const TOKEN_FORM = /^[A-Za-z0-9_-]{43}$/;
 

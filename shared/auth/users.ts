@@ -61,6 +61,6 @@ export async function findUserByEmail(normalisedEmail: string): Promise<UserReco
 }
 
 /** The account as clients may see it: never the password hash. */
-export function publicUser({ id, email, name, createdAt }: User): User {
+function publicUser({ id, email, name, createdAt }: User): User {
   return { id, email, name, createdAt };
 }

@@ -24,7 +24,7 @@ export interface DirectAccess {
 }
 
 /** A failed call, named like the SDK names its errors (`AccessDeniedException`, `TimeoutError`, …). */
-export class SecretsManagerError extends Error {
+class SecretsManagerError extends Error {
   override readonly name: string;
   readonly retryable: boolean;
   constructor(name: string, retryable: boolean) {

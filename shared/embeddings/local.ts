@@ -63,7 +63,7 @@ function fnvTokenId(h: number, id: number): number {
   return fnvAdd(fnvAdd(h, id >>> 0), Math.floor(id / 2 ** 32));
 }
 
-export function wordsOf(text: string): string[] {
+function wordsOf(text: string): string[] {
   const words = text.normalize('NFKC').toLowerCase().match(WORD) ?? [];
   // Punctuation-only or blank text still deserves a vector of its own.
   return words.length > 0 ? words : [text.trim() === '' ? ' ' : text.trim()];

@@ -16,9 +16,9 @@ import type { FieldError } from '../problem.ts';
 import { invalidRequest } from '../validation.ts';
 import type { EmbeddingInput } from './provider.ts';
 
-export const MAX_INPUTS = 256;
-export const MAX_INPUT_CHARACTERS = 8192;
-export const MAX_INPUT_TOKENS = 8192;
+const MAX_INPUTS = 256;
+const MAX_INPUT_CHARACTERS = 8192;
+const MAX_INPUT_TOKENS = 8192;
 /** Enough to show what is wrong without a 256-line error body. */
 const MAX_REPORTED_ERRORS = 20;
 

@@ -9,7 +9,7 @@ import { digest } from '../keys.ts';
 import { estimateTokens } from '../tokens-estimate.ts';
 import type { ChatProvider, Completion, CompletionRequest } from './provider.ts';
 
-export const LOCAL_TUTOR_MODEL = 'local-tutor';
+const LOCAL_TUTOR_MODEL = 'local-tutor';
 export const LOCAL_TUTOR_LABEL = '[local tutor — offline, not Claude]';
 
 const NUDGES = [

@@ -27,7 +27,7 @@ export const MAX_REMEMBERED_BLOCKS = 10_000;
 
 const blocks = new Map<string, Block>();
 
-export function blockKey(bucket: string, identity: string): string {
+function blockKey(bucket: string, identity: string): string {
   return `${bucket}\u0000${identity}`;
 }
 

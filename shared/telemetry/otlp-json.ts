@@ -19,7 +19,7 @@ function anyValue(value: AttributeValue): KeyValue['value'] {
   return Number.isInteger(value) ? { intValue: String(value) } : { doubleValue: value };
 }
 
-export function encodeAttributes(attributes: Attributes): KeyValue[] {
+function encodeAttributes(attributes: Attributes): KeyValue[] {
   return Object.entries(attributes).map(([key, value]) => ({ key, value: anyValue(value) }));
 }
 

@@ -28,7 +28,7 @@ const REPLY_ERROR_PREFIX = /^([A-Z][A-Z_-]+) /;
  * the socket error code, a client-side time-out, or `_OTHER`. Class names are not used: the
  * minified bundle renames them.
  */
-export function redisErrorType(error: unknown): string {
+function redisErrorType(error: unknown): string {
   if (!(error instanceof Error)) return '_OTHER';
   const prefix = REPLY_ERROR_PREFIX.exec(error.message)?.[1];
   if (prefix !== undefined) return prefix;

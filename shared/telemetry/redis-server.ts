@@ -20,7 +20,7 @@ export interface RedisServerStats {
 }
 
 /** One Redis node's INFO figures (read by the scheduled flush, never on the request path). */
-export function observeRedisServer(stats: RedisServerStats): void {
+function observeRedisServer(stats: RedisServerStats): void {
   if (!telemetryEnabled()) return;
   const attributes: Attributes = { 'server.address': stats.serverAddress, 'server.port': stats.serverPort };
   if (stats.usedMemory !== undefined) setGauge(FLUSH_METRICS.redisMemoryUsed, stats.usedMemory, attributes);

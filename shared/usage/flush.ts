@@ -71,8 +71,8 @@ export interface FlushReport {
   returned: number;
 }
 
-export const DEFAULT_GRACE_MS = 10_000;
-export const DEFAULT_STALE_CLAIM_MS = 120_000;
+const DEFAULT_GRACE_MS = 10_000;
+const DEFAULT_STALE_CLAIM_MS = 120_000;
 
 /**
  * KEYS[1] bucket, KEYS[2] its claimed key. ARGV[1] claimer, ARGV[2] stale after (ms).

@@ -15,8 +15,8 @@ import type { MetricData, SumPoint } from '../telemetry/registry.ts';
 import type { UsageCounts } from './counters.ts';
 import type { UsageRecord, UsageSink } from './flush.ts';
 
-export const EMF_NAMESPACE = 'TutorCopiloto';
-export const EMF_USER_DAY_NAMESPACE = 'TutorCopiloto/UserDays';
+const EMF_NAMESPACE = 'TutorCopiloto';
+const EMF_USER_DAY_NAMESPACE = 'TutorCopiloto/UserDays';
 
 const EMF_METRICS = [
   { Name: 'Requests', Unit: 'Count' },
@@ -30,7 +30,7 @@ function emfValues(counts: UsageCounts): Record<string, number> {
 }
 
 /** One EMF document per record. */
-export function emfLine(record: UsageRecord): string {
+function emfLine(record: UsageRecord): string {
   const window = { bucket: record.bucket, windowStart: new Date(record.startMs).toISOString(), windowEnd: new Date(record.endMs).toISOString() };
   if (record.kind === 'route-minute') {
     return JSON.stringify({
@@ -67,7 +67,7 @@ export function emfSink(write: (text: string) => Promise<void> = writeStdout): U
 }
 
 /** The per-route minutes as OTLP delta sums; accepted once the collector answered 2xx. */
-export function otlpUsageSink(): UsageSink {
+function otlpUsageSink(): UsageSink {
   return {
     name: 'otlp',
     accept: async (records) => {
