@@ -106,7 +106,6 @@ function countUsage(event: AuthenticatedEvent, outcome: EmbedOutcome, inputs: nu
   annotateRequest({ cache: `${outcome.hits}/${inputs}` });
 }
 
-
 async function embeddings(event: AuthenticatedEvent, context: Context): Promise<HttpResult> {
   const provider = embeddingsProvider();
   const request = requestOf(event, provider);
