@@ -9,14 +9,14 @@ import { HttpProblem } from '#shared/problem.ts';
 
 /** The routes serverless.yml declares, by path (the stack test keeps the two equal). */
 export const ROUTES: Readonly<Record<string, readonly string[]>> = {
-  '/health': ['GET'],
+  '/health': ['GET', 'HEAD'],
   '/auth/register': ['POST'],
   '/auth/login': ['POST'],
-  '/auth/session': ['GET'],
+  '/auth/session': ['GET', 'HEAD'],
   '/auth/logout': ['POST'],
   '/chat': ['POST'],
   '/embeddings': ['POST'],
-  '/usage': ['GET'],
+  '/usage': ['GET', 'HEAD'],
 };
 
 /** Longer paths are cut in the problem's detail: an answer never grows with the garbage it is sent. */

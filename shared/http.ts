@@ -150,6 +150,8 @@ function decorate(request: { event: APIGatewayProxyEventV2; response: unknown; c
     ...(requestId ? { 'X-Request-Id': requestId } : {}),
     ...response.headers,
   };
+  // A HEAD is answered as its GET, without the body (RFC 9110): the headers say what GET would send.
+  if (request.event.requestContext?.http?.method === 'HEAD') delete response.body;
   request.response = response;
 }
 

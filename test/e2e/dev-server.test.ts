@@ -23,6 +23,14 @@ describe('npm run dev', () => {
     expect(dev.output()).toContain('local redis-server on redis://127.0.0.1:');
   });
 
+  it('answers HEAD /health as GET, without a body', async () => {
+    const response = await fetch(`${dev.baseUrl}/health`, { method: 'HEAD' });
+
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('application/json; charset=utf-8');
+    expect(await response.text()).toBe('');
+  });
+
   it('hands the function the body as sent: a JSON string holding an object is not an object', async () => {
     const credentials = JSON.stringify({ email: 'double-encoded@example.test', password: 'correct horse battery staple' });
 

@@ -40,6 +40,17 @@ describe('sessions: GET /auth/session, POST /auth/logout and the bearer middlewa
     expect(Date.parse(response.json.expiresAt)).toBeGreaterThanOrEqual(before + 600_000 - 2000);
   });
 
+  it('answers HEAD /auth/session as GET, without the body: 200 for a live token, 401 with its challenge for another', async () => {
+    await environment();
+    const { token } = await signUpAndLogIn();
+    const head = (authorization: string) => invoke(sessionRoute, httpEvent('HEAD', '/auth/session', { headers: { authorization } }));
+
+    const [live, dead] = [await head(`Bearer ${token}`), await head('Bearer not-a-token')];
+
+    expect([live.statusCode, live.body]).toEqual([200, '']);
+    expect([dead.statusCode, dead.body, dead.headers['www-authenticate']]).toEqual([401, '', 'Bearer']);
+  });
+
   it('keeps the session key and the index under the TTL of their expiry', async () => {
     await environment({ SESSION_IDLE_SECONDS: '600', SESSION_MAX_SECONDS: '3600' });
     const { token, user } = await signUpAndLogIn();

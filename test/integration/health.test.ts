@@ -1,5 +1,5 @@
-// GET /health: 200 with the package version when a real redis-server answers, a 503 degraded
-// within about a second when nothing listens on the Redis port.
+// GET /health: 200 with the package version when a real redis-server answers (HEAD: the same
+// without the body), a 503 degraded within about a second when nothing listens on the Redis port.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { handler } from '../../functions/health.ts';
@@ -25,6 +25,16 @@ describe('GET /health', () => {
 
     expect(response.statusCode).toBe(200);
     expect(response.json).toEqual({ status: 'ok', redis: 'ok', version: packageJson.version });
+  });
+
+  it('answers HEAD as it answers GET, without the body', async () => {
+    await useEnvironment({ REDIS_URL: redis.url });
+
+    const response = await invoke(handler, httpEvent('HEAD', '/health'));
+
+    expect(response.statusCode).toBe(200);
+    expect(response.headers['content-type']).toBe('application/json; charset=utf-8');
+    expect(response.body).toBe('');
   });
 
   it('answers 503 degraded within about a second when nothing listens on the Redis port', async () => {

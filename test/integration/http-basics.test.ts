@@ -205,7 +205,7 @@ describe('the HTTP basics of every route', () => {
 
     expect(response.statusCode).toBe(405);
     expect(response.headers['content-type']).toBe('application/problem+json');
-    expect(response.headers['allow']).toBe('GET, OPTIONS');
+    expect(response.headers['allow']).toBe('GET, HEAD, OPTIONS');
     expect(response.json).toMatchObject({ status: 405, title: 'Method Not Allowed' });
   });
 
