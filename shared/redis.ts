@@ -180,8 +180,14 @@ async function connect(refreshSecret: boolean): Promise<Connection> {
     const noteAuthRejection = (error: Error) => {
       if (AUTH_ERROR.test(error.message)) connection.authRejected = true;
     };
-    // A Cluster reports what its nodes' connections meet (a password a node refuses) as 'node error'.
-    if (isCluster(client)) client.on('node error', noteAuthRejection);
+    if (isCluster(client)) {
+      // A Cluster reports what its nodes' connections meet (a password a node refuses) as 'node error'.
+      client.on('node error', noteAuthRejection);
+      // A master that joins later (a failover, a resharding) is connected as the first ones were.
+      client.on('+node', () => {
+        if (client.status === 'ready') connectEveryMaster(client);
+      });
+    }
     client.on('error', (error: Error) => {
       noteAuthRejection(error);
       // One line per distinct failure, not one per reconnect attempt.
@@ -214,7 +220,8 @@ function gaveUp(client: RedisClient): boolean {
 /**
  * Opens the connection to every master now rather than on each one's first command: a cold
  * container's TLS handshakes then run side by side, not one after another as its first request
- * reaches one master after the other (the session's, the rate limit's, the usage counters').
+ * reaches one master after the other (the session's, the rate limit's, the usage counters'). The
+ * rate-limit deadline counts from then (shared/rate-limit/deadline.ts).
  */
 function connectEveryMaster(cluster: Cluster): void {
   for (const node of cluster.nodes('master')) {
