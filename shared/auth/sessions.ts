@@ -15,7 +15,7 @@ import { config } from '../config.ts';
 import { HttpProblem } from '../problem.ts';
 import { withRedis } from '../redis.ts';
 import { defineScript, LUA_NOW_MS } from '../redis-script.ts';
-import { newTokenInShard, tokenDigest } from './tokens.ts';
+import { newTokenInShard, tokenDigest, type SessionToken } from './tokens.ts';
 import type { UserRecord } from './users.ts';
 
 export interface SessionUser {
@@ -103,12 +103,6 @@ return 1
 );
 
 const END_ALL_ATTEMPTS = 5;
-
-/** A new session token for the account of `emailDigestOfUser`, with its digest. */
-export interface SessionToken {
-  token: string;
-  tokenDigest: string;
-}
 
 /**
  * A token for a session of that account, not yet stored. Drawing it takes a millisecond or more

@@ -31,8 +31,14 @@ function shardOfCandidate(token: string): number {
   return authShard(hash('sha256', token, 'buffer').toString('hex', 0, 2));
 }
 
+/** A session token in the clear (given to the client once) and the digest it is stored under. */
+export interface SessionToken {
+  token: string;
+  tokenDigest: string;
+}
+
 /** A new token whose digest falls in `shard`, with that digest. */
-export function newTokenInShard(shard: number): { token: string; tokenDigest: string } {
+export function newTokenInShard(shard: number): SessionToken {
   for (let drawn = 0; drawn < MAX_DRAWS; drawn += DRAWS_PER_BATCH) {
     const batch = randomBytes(TOKEN_BYTES * DRAWS_PER_BATCH);
     for (let offset = 0; offset < batch.length; offset += TOKEN_BYTES) {
