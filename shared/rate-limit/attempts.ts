@@ -37,7 +37,7 @@ const IN_FLIGHT_MS = 10_000;
  * Reply: 1 when admitted (the unit spent, the attempt in flight), else 0; then the number of
  * other attempts in flight; then per policy the µs until its quota is full again.
  */
-const RESERVE = defineScript(`${LUA_NOW_US}local inFlightKey = KEYS[#KEYS]
+const reserveScript = defineScript(`${LUA_NOW_US}local inFlightKey = KEYS[#KEYS]
 redis.call('ZREMRANGEBYSCORE', inFlightKey, '-inf', now)
 local n = #KEYS - 1
 local admitted = 1
@@ -65,12 +65,12 @@ return reply
 `);
 
 /**
- * KEYS: as RESERVE. ARGV[1]: the attempt's id; ARGV[2]: 1 when it counts (its unit stays spent),
+ * KEYS: as reserveScript. ARGV[1]: the attempt's id; ARGV[2]: 1 when it counts (its unit stays spent),
  * 0 to give the unit back; then per policy its interval (µs). An attempt no longer in flight
  * (settled already, or expired) gives nothing back: a unit is returned at most once.
  * Reply: per policy the µs until its quota is full again.
  */
-const SETTLE = defineScript(`${LUA_NOW_US}local ended = redis.call('ZREM', KEYS[#KEYS], ARGV[1]) == 1
+const settleScript = defineScript(`${LUA_NOW_US}local ended = redis.call('ZREM', KEYS[#KEYS], ARGV[1]) == 1
 local reply = {}
 for i = 1, #KEYS - 1 do
   local tat = tonumber(redis.pcall('GET', KEYS[i])) or now
@@ -121,7 +121,7 @@ export async function reserveAttempt(request: RateLimitRequest): Promise<Attempt
   let reply: number[];
   try {
     reply = (await withRedis((client) =>
-      withinTime(client, RESERVE(client, keys, [target.id, IN_FLIGHT_MS, ...policyArgs(policies)]), DEFAULT_CHECK_TIMEOUT_MS),
+      withinTime(client, reserveScript(client, keys, [target.id, IN_FLIGHT_MS, ...policyArgs(policies)]), DEFAULT_CHECK_TIMEOUT_MS),
     )) as number[];
   } catch (error) {
     // Given up on, the reservation may still run, late: ended as a success, so that it holds nothing.
@@ -166,7 +166,7 @@ async function settle<D extends RateLimitDecision | undefined>({ request, keys, 
   const { bucket, identity, policies } = request;
   try {
     const reply = (await withRedis((client) =>
-      withinTime(client, SETTLE(client, keys, [id, counts ? 1 : 0, ...policies.map(intervalUs)]), DEFAULT_CHECK_TIMEOUT_MS),
+      withinTime(client, settleScript(client, keys, [id, counts ? 1 : 0, ...policies.map(intervalUs)]), DEFAULT_CHECK_TIMEOUT_MS),
     )) as number[];
     if (!counts) forgetBlock(bucket, identity);
     return decisionOf([1, ...reply], 0, policies, 0);

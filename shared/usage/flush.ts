@@ -78,7 +78,7 @@ const DEFAULT_STALE_CLAIM_MS = 120_000;
  * KEYS[1] bucket, KEYS[2] its claimed key. ARGV[1] claimer, ARGV[2] stale after (ms).
  * Reply: {'claimed', claimedAt, field, value, ...} | {'taken'} | {'empty'}.
  */
-const CLAIM = defineScript(`${LUA_NOW_MS}
+const claimScript = defineScript(`${LUA_NOW_MS}
 local claimed_at = redis.call('HGET', KEYS[2], '@claimedAt')
 if claimed_at then
   if now - tonumber(claimed_at) < tonumber(ARGV[2]) then return {'taken'} end
@@ -96,14 +96,14 @@ return reply
 `);
 
 /** KEYS[1] claimed key. ARGV[1] claimer, then field/value pairs to set if we still hold it. */
-const MARK = defineScript(`
+const markScript = defineScript(`
 if redis.call('HGET', KEYS[1], '@claimer') ~= ARGV[1] then return 0 end
 for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1
 `);
 
 /** KEYS[1] claimed key. ARGV[1] claimer. Deletes the bucket if we still hold it. */
-const RELEASE = defineScript(`
+const releaseScript = defineScript(`
 if redis.call('HGET', KEYS[1], '@claimer') ~= ARGV[1] then return 0 end
 return redis.call('DEL', KEYS[1])
 `);
@@ -166,7 +166,7 @@ function recordsOf(bucket: Bucket, fields: Map<string, string>): UsageRecord[] {
 }
 
 async function claim(redis: RedisClient, bucket: Bucket, claimer: string, staleClaimMs: number): Promise<Claimed | 'taken' | 'empty'> {
-  const reply = (await CLAIM(redis, [bucket.key, bucket.claimedKey], [claimer, staleClaimMs])) as Array<string | number>;
+  const reply = (await claimScript(redis, [bucket.key, bucket.claimedKey], [claimer, staleClaimMs])) as Array<string | number>;
   if (reply[0] !== 'claimed') return reply[0] as 'taken' | 'empty';
   const fields = new Map<string, string>();
   for (let i = 2; i < reply.length; i += 2) fields.set(String(reply[i]), String(reply[i + 1]));
@@ -203,7 +203,7 @@ async function sendToSinks(redis: RedisClient, claimed: Claimed[], options: Requ
     } catch (error) {
       throw new SinkFailed(`sink ${sink.name} failed`, { cause: error });
     }
-    await Promise.all(pending.map((bucket) => MARK(redis, [bucket.claimedKey], [claimer, mark, 1])));
+    await Promise.all(pending.map((bucket) => markScript(redis, [bucket.claimedKey], [claimer, mark, 1])));
     for (const bucket of pending) bucket.fields.set(mark, '1');
   }
 }
@@ -221,12 +221,12 @@ async function flushBatch(redis: RedisClient, buckets: Bucket[], options: Requir
     await sendToSinks(redis, claimed, options, claimer);
   } catch (error) {
     // Give the claims back at once (claimed at 0 = stale) so that the next run retries them.
-    await Promise.all(claimed.map((bucket) => MARK(redis, [bucket.claimedKey], [claimer, '@claimedAt', 0])));
+    await Promise.all(claimed.map((bucket) => markScript(redis, [bucket.claimedKey], [claimer, '@claimedAt', 0])));
     report.returned += claimed.length;
     throw error;
   }
   report.records += claimed.reduce((sum, bucket) => sum + bucket.records.length, 0);
-  const released = await Promise.all(claimed.map((bucket) => RELEASE(redis, [bucket.claimedKey], [claimer])));
+  const released = await Promise.all(claimed.map((bucket) => releaseScript(redis, [bucket.claimedKey], [claimer])));
   report.flushed += released.filter((deleted) => deleted === 1).length;
   const lost = claimed.filter((_, i) => released[i] !== 1).map((bucket) => bucket.member);
   // Only a flusher slower than the stale time gets here; the one that took over will send again.
