@@ -30,6 +30,7 @@ import type { CacheScope } from '../config.ts';
 import { header, type HttpEvent, type HttpResult } from '../http.ts';
 import { digest, responseCacheKeys } from '../keys.ts';
 import { log } from '../logger.ts';
+import { requestSlot } from '../request-slot.ts';
 import { readAnswer, singleFlight, type FlightOptions, type FlightOutcome } from './single-flight.ts';
 
 export type CacheOutcome = 'HIT' | 'MISS' | 'BYPASS';
@@ -101,7 +102,7 @@ function wantsFresh(event: HttpEvent): boolean {
 const NO_STORE = /(^|,)\s*no-store\s*(,|$)/i;
 
 export function responseCache<E extends HttpEvent, Q, A>(options: ResponseCacheOptions<E, Q, A>): ResponseCache<E, Q, A> {
-  const lookups = new WeakMap<E, Lookup<Q>>();
+  const lookups = requestSlot<E, Lookup<Q>>(`${options.name} cache lookup`);
 
   /** Each request's question and keys, computed once whether or not the prefetch ran. */
   function lookupOf(event: E): Lookup<Q> {
