@@ -14,6 +14,7 @@ import type { RateLimitPolicy, RouteRateLimit } from '../config.ts';
 import type { HttpEvent, HttpResult } from '../http.ts';
 import { log } from '../logger.ts';
 import { HttpProblem } from '../problem.ts';
+import { requestSlot } from '../request-slot.ts';
 import { countRateLimitDecision } from '../telemetry/metrics.ts';
 import { checkRateLimit, rateLimitedProblem, rateLimitHeaders, type RateLimitDecision } from './limiter.ts';
 
@@ -73,7 +74,7 @@ export function rateLimit(options: RateLimitOptions): MiddlewareObj<HttpEvent, H
   const { route } = options;
   const currentLimit = typeof options.limit === 'function' ? options.limit : () => options.limit as RouteRateLimit;
   const identify = options.identify ?? defaultIdentity;
-  const decisions = new WeakMap<Request, RateLimitDecision>();
+  const decisions = requestSlot<Request, RateLimitDecision>(`${route} rate-limit decision`);
 
   const before = async (request: Request): Promise<void> => {
     const limit = currentLimit();
