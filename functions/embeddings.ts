@@ -25,6 +25,7 @@ import type { EmbeddingOwner } from '#shared/keys.ts';
 import { annotateRequest } from '#shared/logger.ts';
 import { HttpProblem } from '#shared/problem.ts';
 import { rateLimit } from '#shared/rate-limit/middleware.ts';
+import { requestSlot } from '#shared/request-slot.ts';
 import { countCacheRequests } from '#shared/telemetry/metrics.ts';
 import { countUsageInBackground } from '#shared/usage/counters.ts';
 
@@ -35,8 +36,8 @@ const ANSWER_MARGIN_MS = 1000;
 /** The largest cache read sent before the rate limit has answered (vectors of 4 bytes a dimension). */
 const PREFETCH_MAX_BYTES = 64 * 1024;
 
-const validated = new WeakMap<AuthenticatedEvent, EmbeddingsRequest>();
-const prefetched = new WeakMap<AuthenticatedEvent, CacheLookup>();
+const validated = requestSlot<AuthenticatedEvent, EmbeddingsRequest>('embeddings request');
+const prefetched = requestSlot<AuthenticatedEvent, CacheLookup>('embeddings cache prefetch');
 
 /** The validated request (parsed once per request); throws its 400 problem. */
 function requestOf(event: AuthenticatedEvent, provider: EmbeddingsProvider): EmbeddingsRequest {
