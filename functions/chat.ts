@@ -95,7 +95,7 @@ export function chatQuestion(event: HttpEvent): ChatQuestion {
   };
 }
 
-async function askTutor(question: ChatQuestion, _event: AuthenticatedEvent, budget: { deadline: number }): Promise<ChatAnswer> {
+async function askTutor(question: ChatQuestion, budget: { deadline: number }): Promise<ChatAnswer> {
   const completion = await chatProvider().complete(
     {
       model: question.model,
@@ -107,6 +107,7 @@ async function askTutor(question: ChatQuestion, _event: AuthenticatedEvent, budg
     budget,
   );
   recordTokenUsage({ operation: 'chat', provider: question.provider, model: question.model, ...completion.usage });
+  // Field by field: what is cached and served is exactly the contract's answer, whatever else a provider's object holds.
   return {
     id: completion.id,
     model: completion.model,

@@ -40,8 +40,8 @@ export interface ResponseCacheOptions<E extends HttpEvent, Q, A> {
   name: string;
   /** The validated, normalised question (throws a 400 problem); its JSON is what the key digests. */
   question: (event: E) => Q;
-  /** The user the answer belongs to under the `user` scope. */
-  owner: (event: E) => string | undefined;
+  /** The user the answer belongs to under the `user` scope (the route has authenticated them). */
+  owner: (event: E) => string;
   scope: () => CacheScope;
   ttlSeconds: () => number;
   /** The longest one computation may take (e.g. Claude's time-out). Waiters wait as long. */
@@ -57,13 +57,13 @@ export interface ResponseCacheOptions<E extends HttpEvent, Q, A> {
 }
 
 /** Computes the answer of a miss; `deadline` (epoch ms) bounds it, retries included. */
-export type Compute<E, Q, A> = (question: Q, event: E, budget: { deadline: number }) => Promise<A>;
+export type Compute<Q, A> = (question: Q, budget: { deadline: number }) => Promise<A>;
 
 export interface ResponseCache<E extends HttpEvent, Q, A> {
   prefetch(): MiddlewareObj<E, HttpResult>;
   /** Throws the request's 400 problem when its question is invalid (computed once per request). */
   validate(event: E): void;
-  handler(compute: Compute<E, Q, A>): (event: E, context: Context) => Promise<HttpResult>;
+  handler(compute: Compute<Q, A>): (event: E, context: Context) => Promise<HttpResult>;
 }
 
 interface Lookup<Q> {
@@ -110,7 +110,6 @@ export function responseCache<E extends HttpEvent, Q, A>(options: ResponseCacheO
     if (known) return known;
     const question = options.question(event);
     const owner = options.scope() === 'global' ? '*' : options.owner(event);
-    if (owner === undefined) throw new Error(`response cache ${options.name}: user scope needs a signed-in user`);
     const keys = responseCacheKeys(options.name, digest(JSON.stringify([owner, question])));
     const lookup: Lookup<Q> = { question, keys, fresh: wantsFresh(event), noStore: NO_STORE.test(header(event, 'cache-control') ?? '') };
     lookups.set(event, lookup);
@@ -137,7 +136,7 @@ export function responseCache<E extends HttpEvent, Q, A>(options: ResponseCacheO
     };
   }
 
-  function handler(compute: Compute<E, Q, A>) {
+  function handler(compute: Compute<Q, A>) {
     return async (event: E, context: Context): Promise<HttpResult> => {
       const lookup = lookupOf(event);
       const budgetMs = options.computeBudgetMs();
@@ -157,7 +156,7 @@ export function responseCache<E extends HttpEvent, Q, A>(options: ResponseCacheO
         ...(lookup.read === undefined ? {} : { read: lookup.read }),
         compute: async () => {
           const deadline = Math.min(Date.now() + budgetMs, requestEnd);
-          computed = await compute(lookup.question, event, { deadline });
+          computed = await compute(lookup.question, { deadline });
           return { value: JSON.stringify(computed), keep: lookup.noStore ? 'nowhere' : options.isCacheable(computed) ? 'cache' : 'waiters' };
         },
       });
