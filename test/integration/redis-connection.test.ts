@@ -15,7 +15,7 @@ import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles
 import { useEnvironment } from '../support/env.ts';
 import { httpEvent, invoke } from '../support/lambda.ts';
 import { captureOutput } from '../support/logs.ts';
-import { startRedisCluster, startStandaloneRedis, startTlsRedis, type RedisCluster, type RedisServer, type TlsRedis } from '../support/redis.ts';
+import { addMaster, startRedisCluster, startStandaloneRedis, startTlsRedis, type RedisCluster, type RedisServer, type TlsRedis } from '../support/redis.ts';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
 
 const checkHealth = () => invoke(health, httpEvent('GET', '/health'));
@@ -359,6 +359,18 @@ describe('a Redis Cluster (REDIS_CLUSTER=true)', () => {
       admins.forEach((admin) => admin.disconnect());
       await secrets.close();
     }
+  });
+
+  it('connects to a master that joins the cluster as soon as it learns of it, before any command goes there', async () => {
+    await useEnvironment({ REDIS_URL: cluster.url, REDIS_CLUSTER: 'true' });
+    const client = (await withRedis(async (connected) => (await connected.ping(), connected))) as Cluster;
+    const added = await addMaster(cluster, 12_345);
+
+    await new Promise<void>((resolve) => client.refreshSlotsCache(() => resolve()));
+    const statusOfAdded = () => client.nodes('master').find((node) => node.options.port === added.port)?.status;
+    for (let waited = 0; waited < 3000 && statusOfAdded() !== 'ready'; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
+
+    expect(statusOfAdded()).toBe('ready');
   });
 
   // Last: it stops the whole cluster.

@@ -49,6 +49,8 @@ export interface RedisCluster {
   url: string;
   /** The certificates of a TLS cluster (clients and the cluster bus speak TLS only). */
   tlsMaterial?: TlsMaterial;
+  /** Where the nodes keep their cluster configuration files (removed with the cluster). */
+  configDir: string;
   stop(): Promise<void>;
 }
 
@@ -88,6 +90,7 @@ export async function startRedisCluster({ tls = false }: RedisClusterOptions = {
   return {
     nodes,
     url: `${tls ? 'rediss' : 'redis'}://127.0.0.1:${ports[0]}`,
+    configDir: dir,
     ...(tlsMaterial === undefined ? {} : { tlsMaterial }),
     stop: async () => {
       await Promise.all(nodes.map((node) => node.kill()));
@@ -95,6 +98,46 @@ export async function startRedisCluster({ tls = false }: RedisClusterOptions = {
       if (tlsMaterial !== undefined) rmSync(tlsMaterial.dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Starts one more node (plain cluster only), joins it to `cluster` and hands it `slot`, which must
+ * hold no key, as a resharding would; resolves once every node says so. It is stopped with the
+ * cluster.
+ */
+export async function addMaster(cluster: RedisCluster, slot: number): Promise<RedisServer> {
+  const [port, busPort] = await freePorts(2);
+  const node = await startRedisServer({
+    port,
+    extraArgs: [
+      ...['--cluster-enabled', 'yes', '--cluster-port', String(busPort)],
+      ...['--cluster-config-file', join(cluster.configDir, `nodes-${port}.conf`), '--cluster-node-timeout', '2000'],
+    ],
+  });
+  cluster.nodes.push(node);
+  const clients = cluster.nodes.map((each) => new Redis(each.port, '127.0.0.1'));
+  const fresh = clients.at(-1)!;
+  try {
+    // The new node's bus port is not port + 10000: the introduction names it.
+    await clients[0]!.cluster('MEET', '127.0.0.1', port!, busPort!);
+    const id = (await fresh.cluster('MYID')) as string;
+    await until(async () => (await Promise.all(clients.map(async (client) => String(await client.cluster('NODES')).includes(id)))).every(Boolean));
+    for (const client of clients) await client.cluster('SETSLOT', slot, 'NODE', id);
+    await until(async () =>
+      (await Promise.all(clients.map(async (client) => (await client.cluster('SLOTS')).some(([from, to, master]) => from <= slot && slot <= to && master![1] === port)))).every(Boolean),
+    );
+    return node;
+  } finally {
+    for (const client of clients) client.disconnect();
+  }
+}
+
+async function until(condition: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('the test cluster did not agree on its new layout within 15 s');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 /** The master of `cluster` that serves the slot of `key`. */
@@ -121,12 +164,8 @@ export async function announceClusterPorts(cluster: RedisCluster, ports: number[
   const clients = cluster.nodes.map((node) => new Redis({ port: node.port, host: '127.0.0.1', ...tls }));
   try {
     await Promise.all(clients.map((client, index) => client.config('SET', setting, String(ports[index]))));
-    const deadline = Date.now() + 15_000;
     const announced = async (client: Redis) => (await client.cluster('SLOTS')).every(([, , master]) => ports.includes(master![1]));
-    while (!(await Promise.all(clients.map(announced))).every(Boolean)) {
-      if (Date.now() > deadline) throw new Error('the cluster nodes did not announce the new ports within 15 s');
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await until(async () => (await Promise.all(clients.map(announced))).every(Boolean));
   } finally {
     for (const client of clients) client.disconnect();
   }
