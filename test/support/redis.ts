@@ -121,21 +121,22 @@ export async function addMaster(cluster: RedisCluster, slot: number): Promise<Re
     // The new node's bus port is not port + 10000: the introduction names it.
     await clients[0]!.cluster('MEET', '127.0.0.1', port!, busPort!);
     const id = (await fresh.cluster('MYID')) as string;
-    await until(async () => (await Promise.all(clients.map(async (client) => String(await client.cluster('NODES')).includes(id)))).every(Boolean));
+    const knowsIt = async (client: Redis) => String(await client.cluster('NODES')).includes(id);
+    await until(async () => (await Promise.all(clients.map(knowsIt))).every(Boolean), 'every node knew the new one');
     for (const client of clients) await client.cluster('SETSLOT', slot, 'NODE', id);
-    await until(async () =>
-      (await Promise.all(clients.map(async (client) => (await client.cluster('SLOTS')).some(([from, to, master]) => from <= slot && slot <= to && master![1] === port)))).every(Boolean),
-    );
+    const servesSlot = async (client: Redis) => (await client.cluster('SLOTS')).some(([from, to, master]) => from <= slot && slot <= to && master![1] === port);
+    await until(async () => (await Promise.all(clients.map(servesSlot))).every(Boolean), `every node gave slot ${slot} to the new one`);
     return node;
   } finally {
     for (const client of clients) client.disconnect();
   }
 }
 
-async function until(condition: () => Promise<boolean>): Promise<void> {
+/** Polls `condition` every 100 ms; fails after 15 s with `what` did not happen. */
+async function until(condition: () => Promise<boolean>, what: string): Promise<void> {
   const deadline = Date.now() + 15_000;
   while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('the test cluster did not agree on its new layout within 15 s');
+    if (Date.now() > deadline) throw new Error(`not within 15 s: ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
@@ -165,23 +166,19 @@ export async function announceClusterPorts(cluster: RedisCluster, ports: number[
   try {
     await Promise.all(clients.map((client, index) => client.config('SET', setting, String(ports[index]))));
     const announced = async (client: Redis) => (await client.cluster('SLOTS')).every(([, , master]) => ports.includes(master![1]));
-    await until(async () => (await Promise.all(clients.map(announced))).every(Boolean));
+    await until(async () => (await Promise.all(clients.map(announced))).every(Boolean), 'every node announced the new ports');
   } finally {
     for (const client of clients) client.disconnect();
   }
 }
 
 async function waitForClusterOk(ports: number[], tlsMaterial: TlsMaterial | undefined): Promise<void> {
-  const deadline = Date.now() + 15_000;
   for (const port of ports) {
     const tls = tlsMaterial === undefined ? {} : { tls: { ca: readFileSync(tlsMaterial.ca) } };
     const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, ...tls });
     await client.connect();
     try {
-      while ((await client.cluster('INFO')).includes('cluster_state:ok') === false) {
-        if (Date.now() > deadline) throw new Error('the test cluster did not reach cluster_state:ok');
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
+      await until(async () => (await client.cluster('INFO')).includes('cluster_state:ok'), `node ${port} reported cluster_state:ok`);
     } finally {
       client.disconnect();
     }
