@@ -130,7 +130,6 @@ function countUsage(event: AuthenticatedEvent, answer: ChatAnswer, outcome: Cach
   annotateRequest({ cache: outcome });
 }
 
-
 export const chatCache = responseCache<AuthenticatedEvent, ChatQuestion, ChatAnswer>({
   name: 'chat',
   question: chatQuestion,

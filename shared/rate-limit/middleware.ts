@@ -36,7 +36,6 @@ export interface RateLimitOptions {
   identify?: (event: HttpEvent) => string;
 }
 
-
 /**
  * The user set by the auth middleware, else the address API Gateway saw the request come from.
  * Never a header such as X-Forwarded-For: a client could send any value and get a fresh quota.
