@@ -269,6 +269,9 @@ function readRateLimits(env: Env): Config['rateLimits'] {
   };
 }
 
+/** The scrypt costs `PASSWORD_SCRYPT_LOG2N` may name (a derivation needs 128·2^N·8 bytes: 1 GiB at the top). */
+export const PASSWORD_SCRYPT_LOG2N = { min: 14, max: 20 };
+
 function readAuth(env: Env): Config['auth'] {
   const sessionIdleSeconds = readInteger(env, 'SESSION_IDLE_SECONDS', 7 * 86_400, 1, 365 * 86_400);
   const sessionMaxSeconds = readInteger(env, 'SESSION_MAX_SECONDS', 30 * 86_400, 1, 365 * 86_400);
@@ -279,7 +282,7 @@ function readAuth(env: Env): Config['auth'] {
     registrationOpen: readBoolean(env, 'AUTH_REGISTRATION_OPEN', true),
     sessionIdleSeconds,
     sessionMaxSeconds,
-    passwordScryptLog2N: readInteger(env, 'PASSWORD_SCRYPT_LOG2N', 17, 14, 20),
+    passwordScryptLog2N: readInteger(env, 'PASSWORD_SCRYPT_LOG2N', 17, PASSWORD_SCRYPT_LOG2N.min, PASSWORD_SCRYPT_LOG2N.max),
   };
 }
 

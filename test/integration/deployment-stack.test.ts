@@ -1,7 +1,8 @@
 // The stack `sls package` builds, offline, for each stage, and what a deploy relies on in it
 // (runtime, stage defaults, log retention, the Redis connection budget, a secret-scoped IAM
-// statement). Packaged from a copy of serverless.yml beside links to the sources, so that the
-// build folder of serverless-esbuild never meets the one of a running `npm run dev`.
+// statement, the memory of the functions that hash passwords). Packaged from a copy of
+// serverless.yml beside links to the sources, so that the build folder of serverless-esbuild
+// never meets the one of a running `npm run dev`.
 
 import { execFile } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
@@ -9,10 +10,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROUTES } from '../../functions/not-found.ts';
+import { PASSWORD_SCRYPT_LOG2N } from '../../shared/config.ts';
 import { projectRoot } from '../../infra/bundling/options.ts';
 
 const SLS = join(projectRoot, 'node_modules/osls/bin/serverless.js');
 const SOURCES = ['functions', 'shared', 'infra', 'node_modules', 'package.json', 'tsconfig.json'];
+/** Lambda's memory at which a function has one full vCPU (CPU is given in proportion to memory). */
+const ONE_VCPU_MB = 1769;
+/** What a function needs beside a scrypt derivation's memory: Node, the bundle, the heap. */
+const NODE_ROOM_MB = 256;
 const EXISTING_SECRET = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:tutor/redis-AbCdEf';
 
 /** Functions that never open a Redis connection (they hold none of the connection budget). */
@@ -85,6 +91,17 @@ describe('the packaged stack', () => {
 
     expect(connections(dev)).toBeLessThanOrEqual(10);
     expect(connections(prod)).toBeLessThanOrEqual(100);
+  });
+
+  it('gives the functions that derive a password hash one full vCPU and room for the costliest derivation allowed', () => {
+    const derivationMb = (128 * 2 ** PASSWORD_SCRYPT_LOG2N.max * 8) / 2 ** 20;
+    const hashing = functionsOf(prod).filter(([, lambda]) => 'PASSWORD_SCRYPT_LOG2N' in lambda.Properties['Environment'].Variables);
+
+    expect(hashing.map(([name]) => name).sort()).toEqual(['AuthLoginLambdaFunction', 'AuthRegisterLambdaFunction']);
+    for (const [name, lambda] of hashing) {
+      expect(lambda.Properties['MemorySize'], name).toBeGreaterThanOrEqual(ONE_VCPU_MB);
+      expect(lambda.Properties['MemorySize'] - derivationMb, name).toBeGreaterThanOrEqual(NODE_ROOM_MB);
+    }
   });
 
   it('declares exactly the routes the catch-all knows (its 405s name the methods of each path)', () => {
