@@ -5,7 +5,7 @@
 //   scrypt$<log2 N>$<r>$<p>$<salt, base64>$<key, base64>      e.g. scrypt$17$8$1$…$…
 
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
-import { config } from '../config.ts';
+import { config, PASSWORD_SCRYPT_LOG2N } from '../config.ts';
 
 interface ScryptParameters {
   log2N: number;
@@ -23,8 +23,14 @@ const PARALLELISM = 1;
 const SALT_BYTES = 16;
 const KEY_BYTES = 64;
 
-/** Stored hashes outside these bounds are treated as corrupt rather than run (2^22·8·128 B = 4 GiB). */
-const STORED_LOG2N = { min: 10, max: 21 };
+/** Weaker stored hashes than this are treated as corrupt rather than trusted. */
+const STORED_LOG2N_MIN = 10;
+
+/**
+ * The work (N·r·p) of the costliest hash this service makes. A stored hash asking for more is
+ * treated as corrupt rather than run: its 128·N·r bytes would not fit the function's memory.
+ */
+const MAX_STORED_WORK = 2 ** PASSWORD_SCRYPT_LOG2N.max * BLOCK_SIZE * PARALLELISM;
 
 function configuredParameters(): ScryptParameters {
   return { log2N: config().auth.passwordScryptLog2N, r: BLOCK_SIZE, p: PARALLELISM };
@@ -79,7 +85,7 @@ function decode(text: string): StoredHash | undefined {
   const [log2N, r, p] = [Number(match[1]), Number(match[2]), Number(match[3])];
   const salt = Buffer.from(match[4]!, 'base64');
   const key = Buffer.from(match[5]!, 'base64');
-  if (log2N < STORED_LOG2N.min || log2N > STORED_LOG2N.max || r < 1 || p < 1 || key.length < 16) return undefined;
+  if (log2N < STORED_LOG2N_MIN || r < 1 || p < 1 || 2 ** log2N * r * p > MAX_STORED_WORK || key.length < 16) return undefined;
   return { log2N, r, p, salt, key };
 }
 

@@ -149,6 +149,18 @@ describe('POST /auth/login', () => {
     expect(response.statusCode).toBe(401);
   });
 
+  it('answers 401 without running a stored hash costlier than any this service makes', async () => {
+    await environment();
+    const email = await registered();
+    const salt = Buffer.alloc(16, 1).toString('base64');
+    const key = Buffer.alloc(64, 2).toString('base64');
+    await (await getRedis()).hset(userKey(digest(email)), 'passwordHash', `scrypt$20$64$1$${salt}$${key}`);
+
+    const response = await callLogin({ email, password: PASSWORD });
+
+    expect(response.statusCode).toBe(401);
+  });
+
   describe('throttling', () => {
     it('refuses an account with 429 and Retry-After after its allowed failures, whatever the address, even with the right password', async () => {
       await environment({ RATE_LIMIT_LOGIN_ACCOUNT: '3/1h' });
