@@ -385,6 +385,8 @@ subtract, run by run, one derivation of the row's cost timed right after the req
 process of its own (a login's derivation is its process's first, which is slower than the next:
 the thread pool starts, the memory is mapped). With N=2^17 the derivation is five sixths of the
 time, so that row's spread is wide; the N=2^14 row is the steadier measure of the same code.
+In AWS the derivation runs at one core's speed too: register and login have 1,769 MB, one full
+vCPU (serverless.yml); at the 512 MB of the other functions it would take about 3.5 times as long.
 
 Against the goal, in this run: ${goalSummary(rows)}.
 
