@@ -71,10 +71,13 @@ export async function checkRateLimit(request: RateLimitRequest, options: CheckOp
     if (remembered !== undefined) return remembered;
   }
   const keys = rateLimitKeys(identity, bucket, namesOf(policies));
+  // A peek's refusal is not remembered: peeks read the buckets of attempts (attempts.ts), whose
+  // units may be held by attempts in flight that give them back, which this script cannot see.
+  const remember = cost > 0 && request.peek !== true;
   return new Promise<RateLimitDecision>((resolve, reject) => {
     const settle = (reply: number[], offset: number) => {
       const decision = decisionOf(reply, offset, policies, cost);
-      if (!decision.allowed && cost > 0) rememberBlock(bucket, identity, decision, cost, oneUnitWaitMs(reply, offset, policies));
+      if (!decision.allowed && remember) rememberBlock(bucket, identity, decision, cost, oneUnitWaitMs(reply, offset, policies));
       resolve(decision);
     };
     const check = { keys, policies, cost, peek: request.peek === true, settle, fail: reject };

@@ -71,6 +71,19 @@ describe('the in-process block memory', () => {
     expect(runs).toBe(1); // the busy identity's reservation: the spent one is refused from memory
   });
 
+  it('remembers no refusal a peek read: the units it found spent may be held by attempts in flight', async () => {
+    await useEnvironment({ REDIS_URL: redis.url });
+    const busy = request([{ name: '1-per-1h', limit: 1, windowMs: 3_600_000 }]);
+    const inFlight = await reserveAttempt(busy);
+    const peeked = await checkRateLimit({ ...busy, peek: true }); // the headers of a malformed login body, say
+
+    const next = await reserveAttempt(busy);
+    await inFlight.settle(false);
+
+    expect(peeked.allowed).toBe(false);
+    expect(next.decision.retryAfterSeconds).toBe(1); // refused by the attempt in flight only, not for the hour
+  });
+
   it('asks Redis again once the retry time has passed', async () => {
     await useEnvironment({ REDIS_URL: redis.url });
     const fast = request([{ name: '1-per-300ms', limit: 1, windowMs: 300 }]);
