@@ -40,7 +40,10 @@ async function login(event: HttpEvent): Promise<HttpResult> {
   lookup.catch(() => {}); // awaited below, unless the attempt is refused first
   const reservation = await reserveLoginAttempt(attempt);
 
-  const user = await lookup;
+  const user = await lookup.catch(async (error: unknown) => {
+    await reservation.abandoned();
+    throw error;
+  });
   const verifying = verifyPassword(password, user?.passwordHash);
   // Drawn while scrypt runs on the thread pool, where the main thread would wait idle; whatever
   // the verdict, so that a failure takes the time a success does.

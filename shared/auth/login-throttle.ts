@@ -8,6 +8,7 @@
 //   reserve address + account (one round trip) ─ either refused → the other's unit back → 429, no scrypt
 //        └ both held → scrypt ─ wrong → both stay spent → 401
 //                              └ right → both given back (with the session write) → 200
+//        └ both held, the account unreadable (its node down) → both given back → 503
 //
 // Why successes do not count: many honest users share one address (an office behind NAT, a
 // school, `npm run dev` where every request comes from 127.0.0.1). Many of them logging in at
@@ -109,6 +110,11 @@ export interface LoginReservation {
   failed(): Promise<Record<string, string>>;
   /** The attempt succeeded: its units are given back. The headers of the 200. */
   succeeded(): Promise<Record<string, string>>;
+  /**
+   * The attempt could not be made (the account could not be read): no verdict, so it counts as
+   * nothing and its units are given back, else an outage would lock accounts out as failures do.
+   */
+  abandoned(): Promise<void>;
 }
 
 /**
@@ -144,5 +150,5 @@ export async function reserveLoginAttempt(attempt: Attempt): Promise<LoginReserv
     const [address, account] = await settleAll(reservations, counts);
     return rateLimitHeaders(combined(address, account));
   };
-  return { failed: () => end(true), succeeded: () => end(false) };
+  return { failed: () => end(true), succeeded: () => end(false), abandoned: async () => void (await settleAll(reservations, false)) };
 }

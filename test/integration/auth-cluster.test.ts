@@ -4,6 +4,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authShard, digest, rateLimitKeys, sessionKey, userKey, userSessionsKey } from '../../shared/keys.ts';
+import { checkRateLimit } from '../../shared/rate-limit/limiter.ts';
 import { useEnvironment } from '../support/env.ts';
 import { nodeServing, startRedisCluster, type RedisCluster } from '../support/redis.ts';
 import { callLogin, callLogout, callRegister, callSession, randomAddress, signUpAndLogIn, uniqueEmail } from '../support/session.ts';
@@ -117,6 +118,34 @@ describe('auth on a Redis Cluster', () => {
 
     expect(attempt.statusCode).toBe(503);
     expect([before.headers['ratelimit'], afterwards.headers['ratelimit']]).toEqual(Array(2).fill('"address-2-per-1h";r=2;t=0'));
+  });
+
+  it('gives both units back when the account itself cannot be read: a 503 is not a failed login', async () => {
+    await environment({ RATE_LIMIT_LOGIN: '2/1h', RATE_LIMIT_LOGIN_ACCOUNT: '5/1h' });
+    const address = randomAddress();
+    const limitNodes = async (email: string) =>
+      Promise.all([
+        nodeServing(cluster, rateLimitKeys(address, 'login:address', ['2-per-1h'])[0]!),
+        nodeServing(cluster, rateLimitKeys(digest(email), 'login:account', ['5-per-1h'])[0]!),
+      ]);
+    let email = uniqueEmail();
+    while ((await limitNodes(email)).includes(await nodeServing(cluster, userKey(digest(email))))) email = uniqueEmail();
+    const userNode = await nodeServing(cluster, userKey(digest(email)));
+    const before = await callLogin({ email }, address); // learns the cluster's layout (see above)
+
+    userNode.process.kill('SIGSTOP');
+    let attempt;
+    try {
+      attempt = await callLogin({ email, password: 'a guess at the password' }, address);
+    } finally {
+      userNode.process.kill('SIGCONT');
+    }
+    const afterwards = await callLogin({ email }, address);
+    const account = await checkRateLimit({ bucket: 'login:account', identity: digest(email), policies: [{ name: '5-per-1h', limit: 5, windowMs: 3_600_000 }], peek: true });
+
+    expect(attempt.statusCode).toBe(503);
+    expect([before.headers['ratelimit'], afterwards.headers['ratelimit']]).toEqual(Array(2).fill('"address-2-per-1h";r=2;t=0'));
+    expect(account.states[0]!.remaining).toBe(5);
   });
 
   it('serves many sessions at once, their keys spread over the nodes', async () => {
