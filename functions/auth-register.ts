@@ -5,7 +5,7 @@
 import middy from '@middy/core';
 import * as z from 'zod/mini';
 import { registrationHeaders, reserveRegistration } from '#shared/auth/registration-throttle.ts';
-import { createUser, isEmailTaken } from '#shared/auth/users.ts';
+import { createUser, isEmailTaken, type User } from '#shared/auth/users.ts';
 import { hashPassword, PASSWORD_LENGTH, PASSWORD_MAX_UNITS, passwordLength } from '#shared/auth/passwords.ts';
 import { config } from '#shared/config.ts';
 import { httpBasics, json, withRequestLogging, type HttpEvent, type HttpResult } from '#shared/http.ts';
@@ -55,6 +55,14 @@ function emailTaken(headers: Record<string, string>): HttpProblem {
   return new HttpProblem(409, 'email-taken', { detail: 'An account with this email already exists.', headers });
 }
 
+/** The new account; undefined when the email is taken. */
+async function createUnlessTaken(taken: Promise<boolean>, fields: { email: string; name: string | null; password: string }): Promise<User | undefined> {
+  if (await taken) return undefined;
+  const passwordHash = await hashPassword(fields.password);
+  // Two registrations racing past the check: the atomic create lets exactly one win.
+  return createUser({ email: fields.email, name: fields.name, passwordHash });
+}
+
 async function register(event: HttpEvent): Promise<HttpResult> {
   if (!config().auth.registrationOpen) {
     // With the limit's headers, as every answer of the route; best effort, as for a 400.
@@ -68,10 +76,11 @@ async function register(event: HttpEvent): Promise<HttpResult> {
   const taken = isEmailTaken(email);
   taken.catch(() => {}); // awaited below, unless the address is refused first
   const reservation = await reserveRegistration(event);
-  if (await taken) throw emailTaken(await reservation.emailTaken());
-  const passwordHash = await hashPassword(password);
-  // Two registrations racing past the check: the atomic create lets exactly one win.
-  const user = await createUser({ email, name: name ? name : null, passwordHash });
+  const user = await createUnlessTaken(taken, { email, name: name ? name : null, password }).catch(async (error: unknown) => {
+    // A failure (Redis down, the email's node unreachable) tells nothing of the email: the unit goes back.
+    await reservation.abandoned();
+    throw error;
+  });
   if (user === undefined) throw emailTaken(await reservation.emailTaken());
   return json(201, { user }, await reservation.accountCreated());
 }

@@ -8,6 +8,7 @@
 //   reserve (with the email lookup, one round trip) → refused: 429
 //     email taken → the unit stays spent → 409
 //     account created → the unit is given back → 201
+//     Redis failed meanwhile (503) → the unit is given back
 
 import { config } from '../config.ts';
 import type { HttpEvent } from '../http.ts';
@@ -26,6 +27,8 @@ export interface RegistrationReservation {
   emailTaken(): Promise<Record<string, string>>;
   /** An account was created: the unit is given back. The headers of the 201. */
   accountCreated(): Promise<Record<string, string>>;
+  /** The registration failed (Redis could not answer): it told nothing of the email, so the unit is given back. */
+  abandoned(): Promise<void>;
 }
 
 /** Holds one unit for a registration, or throws the 429 problem. */
@@ -36,6 +39,7 @@ export async function reserveRegistration(event: HttpEvent): Promise<Registratio
   return {
     emailTaken: async () => rateLimitHeaders(await settle(true)),
     accountCreated: async () => rateLimitHeaders(await settle(false)),
+    abandoned: async () => void (await settle(false)),
   };
 }
 

@@ -148,6 +148,28 @@ describe('auth on a Redis Cluster', () => {
     expect(account.states[0]!.remaining).toBe(5);
   });
 
+  it('gives the registration unit back when the email cannot be looked up: a 503 is not "taken"', async () => {
+    await environment({ RATE_LIMIT_REGISTER: '2/1h' });
+    const address = randomAddress();
+    const limitNode = await nodeServing(cluster, rateLimitKeys(address, 'register:taken', ['2-per-1h'])[0]!);
+    let email = uniqueEmail();
+    while ((await nodeServing(cluster, userKey(digest(email)))) === limitNode) email = uniqueEmail();
+    const userNode = await nodeServing(cluster, userKey(digest(email)));
+    const before = await callRegister({ email }, address); // learns the cluster's layout (see above)
+
+    userNode.process.kill('SIGSTOP');
+    let attempt;
+    try {
+      attempt = await callRegister({ email, password: 'correct horse battery' }, address);
+    } finally {
+      userNode.process.kill('SIGCONT');
+    }
+    const afterwards = await callRegister({ email }, address);
+
+    expect(attempt.statusCode).toBe(503);
+    expect([before.headers['ratelimit'], afterwards.headers['ratelimit']]).toEqual(Array(2).fill('"2-per-1h";r=2;t=0'));
+  });
+
   it('serves many sessions at once, their keys spread over the nodes', async () => {
     await environment();
     const users = [];
