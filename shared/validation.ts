@@ -96,10 +96,11 @@ function illFormedTextPath(body: unknown): PropertyKey[] | undefined {
     key?: PropertyKey;
     parent?: Node;
   }
+  // Gathered leaf first, then reversed: an unshift per level would be quadratic in the depth.
   const pathTo = (node: Node | undefined): PropertyKey[] => {
     const path: PropertyKey[] = [];
-    for (let at = node; at?.parent !== undefined; at = at.parent) path.unshift(at.key!);
-    return path;
+    for (let at = node; at?.parent !== undefined; at = at.parent) path.push(at.key!);
+    return path.reverse();
   };
   const pending: Node[] = [{ value: body }];
   for (let node = pending.pop(); node !== undefined; node = pending.pop()) {
