@@ -5,7 +5,7 @@
 import middy from '@middy/core';
 import { openAiErrorMember } from '#shared/embeddings/openai-error.ts';
 import { httpBasics, withRequestLogging, type HttpEvent, type HttpResult } from '#shared/http.ts';
-import { HttpProblem } from '#shared/problem.ts';
+import { HttpProblem, shown } from '#shared/problem.ts';
 
 /** The routes serverless.yml declares, by path (the stack test keeps the two equal). */
 export const ROUTES: Readonly<Record<string, readonly string[]>> = {
@@ -18,14 +18,6 @@ export const ROUTES: Readonly<Record<string, readonly string[]>> = {
   '/embeddings': ['POST'],
   '/usage': ['GET', 'HEAD'],
 };
-
-/** Longer paths are cut in the problem's detail: an answer never grows with the garbage it is sent. */
-const SHOWN_PATH_LENGTH = 120;
-
-function shown(path: string): string {
-  const characters = [...path];
-  return characters.length <= SHOWN_PATH_LENGTH ? path : `${characters.slice(0, SHOWN_PATH_LENGTH - 1).join('')}…`;
-}
 
 async function notFound(event: HttpEvent): Promise<HttpResult> {
   const method = event.requestContext?.http?.method ?? '';

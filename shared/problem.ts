@@ -36,6 +36,21 @@ const TITLES: Record<number, string> = {
 
 const TYPE_BASE = 'https://tutor-copiloto.dev/problems/';
 
+/** Where a problem shows what the client sent, longer text is cut: an answer never grows with the garbage it is sent. */
+const SHOWN_LENGTH = 120;
+
+/** `text`, or its first 119 characters and `…` when it has more than 120. */
+export function shown(text: string): string {
+  if (text.length <= SHOWN_LENGTH) return text; // code points never exceed code units
+  // Counted in code points (an emoji is not cut in half), reading no further than the cut.
+  const characters: string[] = [];
+  for (const character of text) {
+    if (characters.length === SHOWN_LENGTH) return `${characters.slice(0, SHOWN_LENGTH - 1).join('')}…`;
+    characters.push(character);
+  }
+  return text;
+}
+
 export class HttpProblem extends Error {
   override name = 'HttpProblem';
   readonly status: number;

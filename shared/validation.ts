@@ -2,7 +2,7 @@
 // name each field and say, in words, what it must be.
 
 import type * as z from 'zod/mini';
-import { HttpProblem, type FieldError } from './problem.ts';
+import { HttpProblem, shown, type FieldError } from './problem.ts';
 
 interface Issue {
   code: string;
@@ -70,9 +70,17 @@ function isLooserBound(issue: Issue, issues: readonly Issue[]): boolean {
   });
 }
 
-/** The 400 of a request whose body (or other part, as `detail` says) is not valid, each field at fault in `errors`. */
+/** Enough to show what is wrong without an error body as large as the request (50,000 unknown fields). */
+export const MAX_REPORTED_ERRORS = 20;
+
+/**
+ * The 400 of a request whose body (or other part, as `detail` says) is not valid, each field at
+ * fault in `errors`: the first MAX_REPORTED_ERRORS, their paths cut as `shown` cuts (a path
+ * holds the client's own keys, of any length, and may be a million levels deep).
+ */
 export function invalidRequest(errors: FieldError[], detail = 'The request body is not valid.'): HttpProblem {
-  return new HttpProblem(400, 'validation', { detail, errors });
+  const told = errors.slice(0, MAX_REPORTED_ERRORS).map(({ path, message }) => ({ path: shown(path), message }));
+  return new HttpProblem(400, 'validation', { detail, errors: told });
 }
 
 function toFieldErrors(issues: readonly Issue[]): FieldError[] {

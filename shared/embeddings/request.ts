@@ -13,14 +13,12 @@
 // inputs is named with what is wrong with it (a number among strings: "cannot be mixed").
 
 import type { FieldError } from '../problem.ts';
-import { invalidRequest } from '../validation.ts';
+import { invalidRequest, MAX_REPORTED_ERRORS } from '../validation.ts';
 import type { EmbeddingInput } from './provider.ts';
 
 const MAX_INPUTS = 256;
 const MAX_INPUT_CHARACTERS = 8192;
 const MAX_INPUT_TOKENS = 8192;
-/** Enough to show what is wrong without a 256-line error body. */
-const MAX_REPORTED_ERRORS = 20;
 
 export type EncodingFormat = 'float' | 'base64';
 
@@ -129,9 +127,7 @@ export function parseEmbeddingsRequest(body: unknown, accepted: Accepted): Embed
   const errors = isObject(body)
     ? [...inputErrors(body['input']), ...optionErrors(body, accepted)]
     : [{ path: '(body)', message: 'must be a JSON object with an "input" field' }];
-  if (errors.length > 0) {
-    throw invalidRequest(errors.slice(0, MAX_REPORTED_ERRORS));
-  }
+  if (errors.length > 0) throw invalidRequest(errors);
   const valid = body as Body;
   return {
     inputs: inputsOf(valid['input'] as string | unknown[]),

@@ -203,6 +203,21 @@ describe('POST /auth/register', () => {
     expect(await storedAccount(email)).toEqual({});
   });
 
+  it('names at most 20 unknown fields, each cut at 120 characters: the answer never grows with the garbage sent', async () => {
+    await fastHashing();
+    const unknown = Object.fromEntries(Array.from({ length: 50_000 }, (_, i) => [`field${i}`, 1]));
+    const longKey = 'k'.repeat(100_000);
+
+    const many = await callRegister({ email: uniqueEmail(), password: PASSWORD, ...unknown });
+    const long = await callRegister({ email: uniqueEmail(), password: PASSWORD, [longKey]: 1 });
+
+    expect(many.statusCode).toBe(400);
+    expect(many.json.errors).toHaveLength(20);
+    expect(many.json.errors[0]).toEqual({ path: 'field0', message: 'is not a known field' });
+    expect(long.statusCode).toBe(400);
+    expect(long.json.errors).toEqual([{ path: `${'k'.repeat(119)}…`, message: 'is not a known field' }]);
+  });
+
   it('lets exactly one of two concurrent registrations of one email win', async () => {
     await fastHashing();
     const email = uniqueEmail();

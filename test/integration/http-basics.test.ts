@@ -84,7 +84,7 @@ describe('the HTTP basics of every route', () => {
     expect(response.json.errors).toEqual([{ path: 'messages.0.content', message: expect.stringContaining('lone surrogate') }]);
   });
 
-  it('finds a lone surrogate 1,000 levels deep and names its path', async () => {
+  it('finds a lone surrogate 1,000 levels deep and names its path, cut at 120 characters', async () => {
     await useEnvironment({ MAX_BODY_BYTES: String(1 << 20) });
     const body = `${'['.repeat(1000)}"\\udc00"${']'.repeat(1000)}`;
 
@@ -92,7 +92,7 @@ describe('the HTTP basics of every route', () => {
     await useEnvironment({ MAX_BODY_BYTES: '2048' });
 
     expect(response.statusCode).toBe(400);
-    expect(response.json.errors[0].path).toBe(Array(1000).fill('0').join('.'));
+    expect(response.json.errors[0].path).toBe(`${'0.'.repeat(59)}0…`);
   });
 
   it('names the path of a lone surrogate a million levels deep in seconds, far from the function\'s time-out', async () => {
@@ -121,6 +121,17 @@ describe('the HTTP basics of every route', () => {
 
     expect(response.statusCode).toBe(400);
     expect(response.json.errors).toEqual([{ path: 'email', message: 'appears more than once in its object' }]);
+  });
+
+  it('names a long key given twice cut at 120 characters', async () => {
+    await useEnvironment({ MAX_BODY_BYTES: String(1 << 20) });
+    const key = 'k'.repeat(100_000);
+
+    const response = await post(`{"${key}":1,"${key}":2}`, { 'content-type': 'application/json' });
+    await useEnvironment({ MAX_BODY_BYTES: '2048' });
+
+    expect(response.statusCode).toBe(400);
+    expect(response.json.errors).toEqual([{ path: `${'k'.repeat(119)}…`, message: 'appears more than once in its object' }]);
   });
 
   it('accepts the same key in different objects, and key-like text inside strings', async () => {
