@@ -95,19 +95,18 @@ describe('the HTTP basics of every route', () => {
     expect(response.json.errors[0].path).toBe(`${'0.'.repeat(59)}0…`);
   });
 
-  it('names the path of a lone surrogate a million levels deep in seconds, far from the function\'s time-out', async () => {
+  // A guard, not a measure: the test's time-out (20 s, under the chat function's 29 s) fails the
+  // quadratic walk that gathered the path (about 40 s here); the linear one takes under a second.
+  it('names the path of a lone surrogate a million levels deep before the function would time out', async () => {
     await useEnvironment({ MAX_BODY_BYTES: String(6 << 20) });
     const body = `${'['.repeat(1_000_000)}"\\udc00"${']'.repeat(1_000_000)}`;
 
-    const started = performance.now();
     const response = await post(body, { 'content-type': 'application/json' });
-    const elapsedMs = performance.now() - started;
     await useEnvironment({ MAX_BODY_BYTES: '2048' });
 
     expect(response.statusCode).toBe(400);
     expect(response.json.errors[0].path).toMatch(/^0\.0\.0/);
-    expect(elapsedMs).toBeLessThan(3_000);
-  }, 120_000);
+  }, 20_000);
 
   it('answers 400 naming the key for a key given twice in one object, whichever value comes last', async () => {
     const response = await post('{"messages":[{"role":"user","content":"hi","role":"assistant"}]}', { 'content-type': 'application/json' });
