@@ -67,15 +67,23 @@ export function scrubbedExcerpt(text: string, maxChars: number): string {
   return scrub(text).slice(0, maxChars);
 }
 
-const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)[^@\s]+@/gi;
+/**
+ * A URL's password runs to the last `@` before its host, as a URL parser reads it (`p@ss` in
+ * `rediss://u:p@ss@host`), not to the first: that would leave the rest of it in the line. The
+ * lookahead ends the URL at a path, query, fragment, blank or quote, so an address further on
+ * in the line (`"email":"ada@example.org"`) is not taken for the host.
+ */
+const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)[^\s]+?@(?![^\s/?#"'@]*@)/gi;
 const BEARER = /(bearer\s+)[A-Za-z0-9._~+/=-]+/gi;
 
 /** The text with URL passwords, bearer tokens and every registered secret replaced by `***`. */
 export function scrub(text: string): string {
-  // URL_PASSWORD needs a `://`: a line without one (most) skips its scan.
-  let clean = (text.includes('://') ? text.replace(URL_PASSWORD, '$1***@') : text).replace(BEARER, '$1***');
+  // Registered secrets first: a pattern below that matched part of one (a password holding an
+  // `@`, cut at it) would leave the text no longer holding the whole secret to be found.
+  let clean = text;
   for (const secret of secrets) clean = clean.split(secret).join('***');
-  return clean;
+  // URL_PASSWORD needs a `://`: a line without one (most) skips its scan.
+  return (clean.includes('://') ? clean.replace(URL_PASSWORD, '$1***@') : clean).replace(BEARER, '$1***');
 }
 
 /**

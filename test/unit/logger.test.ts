@@ -2,7 +2,7 @@
 // whatever characters it holds and wherever an excerpt is cut.
 
 import { describe, expect, it } from 'vitest';
-import { log, registerSecret, scrubbedExcerpt } from '#shared/logger.ts';
+import { log, registerSecret, scrub, scrubbedExcerpt } from '#shared/logger.ts';
 import { captureOutput } from '../support/logs.ts';
 
 /** The lines `act` writes (the tests run with LOG_LEVEL=error, so errors are what is written). */
@@ -35,6 +35,31 @@ describe('the logger', () => {
 
     expect(line).not.toContain('sk-plain');
     expect(JSON.parse(line!)).toMatchObject({ message: 'message ***', a: '***', nested: { b: ['***'] } });
+  });
+});
+
+describe('a URL password that holds an @', () => {
+  it('is scrubbed whole when registered, not cut at its own @', () => {
+    const password = 'p@ssword-0f-the-day';
+    registerSecret(password);
+
+    const [line] = linesWrittenBy(() => log.error('connecting', { url: `rediss://default:${password}@redis.example.com:6379` }));
+
+    expect(JSON.parse(line!).url).toBe('rediss://default:***@redis.example.com:6379');
+  });
+
+  it('is scrubbed up to the @ before the host when nobody registered it (an operator tool echoing its arguments)', () => {
+    const text = "Unexpected argument 'rediss://:unregistered@half@redis.example.com:6379'";
+
+    const clean = scrub(text);
+
+    expect(clean).toBe("Unexpected argument 'rediss://:***@redis.example.com:6379'");
+  });
+
+  it('stops at the end of the URL: an address later in the line is kept', () => {
+    const line = JSON.stringify({ endpoint: 'redis://u:pw123456@host:6379', email: 'ada@example.org' });
+
+    expect(scrub(line)).toBe(JSON.stringify({ endpoint: 'redis://u:***@host:6379', email: 'ada@example.org' }));
   });
 });
 
