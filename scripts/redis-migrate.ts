@@ -15,7 +15,7 @@ import { describeEndpoint, secretEndpoint, urlEndpoint, type OperatorEndpoint } 
 import { copyKeys, DumpFormatRejected, WriteRefused, type CopyStats } from './ops/migration.ts';
 import { complain, runTool, say } from './ops/output.ts';
 import { startProgress } from './ops/progress.ts';
-import { keyCounts, serverInfo, type NodeInfo } from './ops/server-info.ts';
+import { evictedKeys, keyCounts, serverInfo, type NodeInfo } from './ops/server-info.ts';
 import { verifyCopy } from './ops/verification.ts';
 
 const USAGE = `Usage: npm run redis:migrate -- (--from URL | --from-secret ID) (--to URL | --to-secret ID) [options]
@@ -182,6 +182,14 @@ async function copy(source: Side, target: Side, values: Values, { match, batchSi
     return 1;
   }
   progress?.finish();
+  // A target whose memory is full and whose policy evicts accepts every write and drops keys to
+  // make room, copied ones included: every RESTORE succeeded, yet keys are missing.
+  const evicted = evictedKeys(await serverInfo(target.client)) - evictedKeys(target.nodes);
+  if (evicted > 0) {
+    const policy = [...new Set(target.nodes.map((node) => node.info.get('maxmemory_policy') ?? '?'))].join('/');
+    complain(`✗ The target evicted ${evicted} keys during the copy (maxmemory full, maxmemory-policy ${policy}): raise its maxmemory, or copy fewer keys with --match, then run again.`);
+    return 1;
+  }
   say(summary(stats, (Date.now() - started) / 1000));
   return 0;
 }

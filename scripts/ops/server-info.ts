@@ -25,6 +25,11 @@ export function keyCounts(nodes: readonly NodeInfo[], database: number): { keys:
   return { keys, expires };
 }
 
+/** Keys evicted since the nodes started (INFO's `evicted_keys`), summed; 0 where INFO hides it. */
+export function evictedKeys(nodes: readonly NodeInfo[]): number {
+  return nodes.reduce((sum, node) => sum + Number(node.info.get('evicted_keys') ?? 0), 0);
+}
+
 async function configValue(node: Redis, name: string): Promise<string | undefined> {
   try {
     const reply = (await node.config('GET', name)) as string[];

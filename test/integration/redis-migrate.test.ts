@@ -406,6 +406,24 @@ describe('npm run redis:migrate', () => {
       }
     });
 
+    it('when the target evicts keys to make room for the copy, rather than claiming every key was copied', async () => {
+      const pipeline = sourceClient.pipeline();
+      for (let i = 0; i < 20_000; i += 1) pipeline.set(`cache:${i}`, 'x'.repeat(500), 'PX', 3_600_000);
+      await pipeline.exec();
+      const smallTarget = await startStandaloneRedis({ extraArgs: ['--maxmemory', '5mb', '--maxmemory-policy', 'volatile-lru'] });
+      try {
+        const run = await migrate(['--from', source.url, '--to', smallTarget.url]);
+
+        expect(run.code).toBe(1);
+        expect(run.stdout).not.toMatch(/copied \d+ keys in/);
+        expect(run.stderr.trim()).toMatch(
+          /^✗ The target evicted \d+ keys during the copy \(maxmemory full, maxmemory-policy volatile-lru\): raise its maxmemory, or copy fewer keys with --match, then run again\.$/,
+        );
+      } finally {
+        await smallTarget.stop();
+      }
+    });
+
     it('when the target rejects the password, without printing it', async () => {
       const wrong = 'wrong-password-1618';
 
