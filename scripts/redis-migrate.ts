@@ -106,9 +106,17 @@ function describeSide(label: string, side: Side): string {
   return `${label} ${describeEndpoint(side.endpoint)}: Redis ${version}, ${mode}, ${keysIn(side)} keys`;
 }
 
+/**
+ * Whether both sides hold one database: a server in common, by its run_id, and the same database
+ * number. Every node is compared, not the first: two entry points of one cluster list its masters
+ * in different orders.
+ */
 function sameDatabase(source: Side, target: Side): boolean {
-  const id = (side: Side) => `${side.nodes[0]?.info.get('run_id')}/${databaseOf(new URL(side.endpoint.url))}`;
-  return id(source) === id(target);
+  // A node whose INFO hides its run_id tells nothing (two such servers are not thereby one).
+  const ids = (side: Side) =>
+    side.nodes.flatMap((node) => (node.info.has('run_id') ? [`${node.info.get('run_id')}/${databaseOf(new URL(side.endpoint.url))}`] : []));
+  const targetIds = new Set(ids(target));
+  return ids(source).some((id) => targetIds.has(id));
 }
 
 function summary(stats: CopyStats, seconds: number): string {

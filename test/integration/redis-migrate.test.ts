@@ -452,6 +452,13 @@ describe('npm run redis:migrate', () => {
       expect(run.stderr).toContain('--from and --to name the same server and database: there is nothing to copy');
     });
 
+    it('when source and target are one cluster reached through two of its nodes', async () => {
+      const run = await migrate(['--from', `redis://127.0.0.1:${cluster.nodes[2]!.port}`, '--to', `redis://127.0.0.1:${cluster.nodes[0]!.port}`]);
+
+      expect(run.code).toBe(2);
+      expect(run.stderr).toContain('--from and --to name the same server and database: there is nothing to copy');
+    });
+
     it('when an endpoint is missing (exit 2, with the usage)', async () => {
       const run = await migrate(['--from', source.url]);
 
