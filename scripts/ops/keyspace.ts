@@ -91,6 +91,16 @@ export function showKey(key: Buffer): string {
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 
+/** The target refused a write for another reason than a DUMP format (out of memory, a module type it lacks, ...). */
+export class WriteRefused extends Error {
+  override name = 'WriteRefused';
+  readonly key: string;
+  constructor(key: Buffer, cause: Error) {
+    super(cause.message, { cause });
+    this.key = showKey(key);
+  }
+}
+
 /** Runs each (read-only) command named in ARGV on each key: one reply per key and command. */
 const READ_SCRIPT = defineBinaryScript(`
 local out = {}

@@ -15,7 +15,7 @@ import type { RedisClient } from '../../shared/redis.ts';
 import { dataNodes } from '../../shared/redis-info.ts';
 import { defineBinaryScript } from '../../shared/redis-script.ts';
 import { monotonicMs } from '../../shared/monotonic-clock.ts';
-import { pipelinePerNode, readPerKey, scanKeys, scriptsRefused, scriptsUsable, showKey, stopUsingScripts, ttlOfCopy, ttlToWrite } from './keyspace.ts';
+import { pipelinePerNode, readPerKey, scanKeys, scriptsRefused, scriptsUsable, stopUsingScripts, ttlOfCopy, ttlToWrite, WriteRefused } from './keyspace.ts';
 import { copyByType } from './typed-copy.ts';
 
 export type CopyMethod = 'restore' | 'by-type';
@@ -49,16 +49,6 @@ export class DumpFormatRejected extends Error {
   constructor(rdbVersion: number) {
     super(`the target cannot read DUMP payloads of RDB format ${rdbVersion}`);
     this.rdbVersion = rdbVersion;
-  }
-}
-
-/** The target refused a write for another reason (out of memory, a module type it lacks, ...). */
-export class WriteRefused extends Error {
-  override name = 'WriteRefused';
-  readonly key: string;
-  constructor(key: Buffer, cause: Error) {
-    super(cause.message, { cause });
-    this.key = showKey(key);
   }
 }
 

@@ -6,7 +6,7 @@
 import type { ChainableCommander, Redis } from 'ioredis';
 import type { RedisClient } from '../../shared/redis.ts';
 import { monotonicMs } from '../../shared/monotonic-clock.ts';
-import { pipelinePerNode, readPerKey, showKey, ttlOfCopy, ttlToWrite, valueOf } from './keyspace.ts';
+import { pipelinePerNode, readPerKey, showKey, ttlOfCopy, ttlToWrite, valueOf, WriteRefused } from './keyspace.ts';
 
 /** Elements per write command, so that a large hash or list never becomes one huge command. */
 const CHUNK = 1000;
@@ -122,6 +122,13 @@ export async function copyByType(node: Redis, target: RedisClient, keys: Buffer[
     values.map((entry) => entry.key),
     (pipeline, _key, index) => queueWrite(pipeline, values[index]!),
   );
-  for (const replies of written) for (const reply of replies) valueOf(reply);
+  written.forEach((replies, index) => {
+    for (const [error] of replies) {
+      // An error the target answered is about that key (OOM, ...), told as a refused RESTORE is;
+      // a lost connection is not, and is thrown as it is.
+      if (error?.name === 'ReplyError') throw new WriteRefused(values[index]!.key, error);
+      if (error) throw error;
+    }
+  });
   return { copied: values.length, expired: keys.length - values.length };
 }

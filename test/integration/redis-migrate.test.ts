@@ -424,6 +424,25 @@ describe('npm run redis:migrate', () => {
       }
     });
 
+    it('when the target runs out of memory, copying by RESTORE or type by type', async () => {
+      const pipeline = sourceClient.pipeline();
+      for (let i = 0; i < 20_000; i += 1) pipeline.set(`big:${i}`, 'x'.repeat(500));
+      await pipeline.exec();
+      const fullTarget = await startStandaloneRedis({ extraArgs: ['--maxmemory', '5mb', '--maxmemory-policy', 'noeviction'] });
+      try {
+        for (const method of [[], ['--fallback-copy']]) {
+          const run = await migrate(['--from', source.url, '--to', fullTarget.url, ...method]);
+
+          expect(run.code, method.join(' ')).toBe(1);
+          expect(run.stderr.trim(), method.join(' ')).toMatch(
+            /^✗ The target ran out of memory writing "big:\d+" after \d+ keys: raise its maxmemory, or copy fewer keys with --match\.$/,
+          );
+        }
+      } finally {
+        await fullTarget.stop();
+      }
+    });
+
     it('when the target rejects the password, without printing it', async () => {
       const wrong = 'wrong-password-1618';
 
