@@ -95,8 +95,9 @@ async function open(endpoint: OperatorEndpoint, commandTimeoutMs: number): Promi
   return { endpoint, client, nodes };
 }
 
-/** The keys of the side's database alone: the copy touches no other. */
-function keysIn(side: Side): number {
+/** The keys of the side's database alone (the copy touches no other); undefined where INFO is refused. */
+function keysIn(side: Side): number | undefined {
+  if (side.nodes.some((node) => node.infoRefused !== undefined)) return undefined;
   return keyCounts(side.nodes, databaseOf(new URL(side.endpoint.url))).keys;
 }
 
@@ -104,7 +105,8 @@ function describeSide(label: string, side: Side): string {
   const version = side.nodes[0]?.info.get('redis_version') ?? '?';
   const mode = side.endpoint.cluster ? `cluster of ${side.nodes.length} masters` : 'standalone';
   // The endpoint names the database (`…:6379/3`); the keys counted are that database's.
-  return `${label} ${describeEndpoint(side.endpoint)}: Redis ${version}, ${mode}, ${keysIn(side)} keys`;
+  const keys = keysIn(side);
+  return `${label} ${describeEndpoint(side.endpoint)}: Redis ${version}, ${mode}, ${keys === undefined ? 'keys unknown (INFO not allowed)' : `${keys} keys`}`;
 }
 
 /**

@@ -125,6 +125,22 @@ function keys(nodes: NodeInfo[], database: number): string {
 
 export function healthReport(observations: Observations): HealthReport {
   const { endpoint, nodes, pingMs } = observations;
+  const refused = nodes.find((node) => node.infoRefused !== undefined)?.infoRefused;
+  if (refused !== undefined) {
+    // Without INFO every other figure would read as zero or "not set": say so, and warn of nothing that is not known.
+    return {
+      lines: [
+        ['transport', transport(endpoint)],
+        ['mode', mode(observations)],
+        ['server', 'unknown (INFO not allowed)'],
+        ['latency', latency(pingMs)],
+      ],
+      warnings: [
+        `This user may not run INFO (${refused}): memory, eviction policy, persistence, clients and keyspace were not checked; run the doctor as a user allowed INFO (ACL +info).`,
+      ],
+      failure: undefined,
+    };
+  }
   const warnings: string[] = [];
   const versions = distinct(nodes, 'redis_version');
   const lines: HealthReport['lines'] = [

@@ -11,6 +11,11 @@ export interface NodeInfo {
   info: Map<string, string>;
   /** `CONFIG GET save`, or undefined where CONFIG is not allowed. */
   save: string | undefined;
+  /**
+   * Why INFO was refused (`NOPERM`: an ACL without it, as a user granted `-@dangerous` is;
+   * `unknown command`: renamed or disabled), in which case `info` is empty; undefined when it answered.
+   */
+  infoRefused: string | undefined;
 }
 
 /** The keys of one database (`db3:keys=10,expires=2,avg_ttl=0`), summed over the nodes (a cluster's masters). */
@@ -39,14 +44,26 @@ async function configValue(node: Redis, name: string): Promise<string | undefine
   }
 }
 
+/** INFO's text, or why this user may not run it: what a managed service or an ACL refuses, the tools do without. */
+async function infoText(node: Redis): Promise<{ text: string; refused?: undefined } | { text: ''; refused: string }> {
+  try {
+    return { text: await node.info() };
+  } catch (error) {
+    if (!(error instanceof Error)) throw error;
+    if (error.message.startsWith('NOPERM')) return { text: '', refused: 'NOPERM' };
+    if (/unknown command/i.test(error.message)) return { text: '', refused: 'unknown command' };
+    throw error;
+  }
+}
+
 async function nodeInfo(node: Redis): Promise<NodeInfo> {
-  const [text, save] = await Promise.all([node.info(), configValue(node, 'save')]);
+  const [{ text, refused }, save] = await Promise.all([infoText(node), configValue(node, 'save')]);
   const info = parseInfo(text);
   if (info.get('cluster_enabled') === '1') {
     // cluster_state and friends are only in CLUSTER INFO.
     for (const [name, value] of parseInfo(String(await node.cluster('INFO')))) info.set(name, value);
   }
-  return { address: nodeAddress(node), info, save };
+  return { address: nodeAddress(node), info, save, infoRefused: refused };
 }
 
 export async function serverInfo(client: RedisClient): Promise<NodeInfo[]> {

@@ -117,6 +117,23 @@ describe('npm run redis:doctor', () => {
       expect(run.stdout).toMatch(/persistence\s+AOF on/);
     });
 
+    it('reports what it can when the user may not run INFO, and says what it could not check', async () => {
+      const admin = new Redis({ port: plain.port, host: '127.0.0.1' });
+      await admin.acl('SETUSER', 'no-info', 'on', '>no-info-password-2024', '~*', '&*', '+@all', '-@dangerous');
+      admin.disconnect();
+
+      const run = await doctor({ REDIS_URL: `redis://no-info:no-info-password-2024@127.0.0.1:${plain.port}` });
+
+      expect(run.code).toBe(0);
+      expect(run.stdout).toMatch(/latency\s+PING p50 [\d.]+ ms/);
+      expect(run.stdout).toMatch(/server\s+unknown \(INFO not allowed\)/);
+      expect(run.stdout).toContain(
+        '! This user may not run INFO (NOPERM): memory, eviction policy, persistence, clients and keyspace were not checked; run the doctor as a user allowed INFO (ACL +info).',
+      );
+      expect(run.stdout).not.toContain('maxmemory is not set');
+      expect(run.output).not.toContain('no-info-password-2024');
+    });
+
     it('reports a cluster with its masters when REDIS_CLUSTER is set', async () => {
       const run = await doctor({ REDIS_URL: cluster.url, REDIS_CLUSTER: 'true' });
 

@@ -145,6 +145,18 @@ describe('npm run redis:migrate', () => {
       }
     });
 
+    it('copies from a source whose user may not run INFO (an ACL without @dangerous)', async () => {
+      await seedEveryType(sourceClient);
+      await sourceClient.acl('SETUSER', 'no-info', 'on', '>no-info-password-2024', '~*', '&*', '+@all', '-@dangerous');
+
+      const run = await migrate(['--from', `redis://no-info:no-info-password-2024@127.0.0.1:${source.port}`, '--to', target.url, '--verify']);
+
+      expect(run.code).toBe(0);
+      expect(run.stdout).toMatch(/^from redis:\/\/no-info:\*\*\*@127\.0\.0\.1:\d+: Redis \?, standalone, keys unknown \(INFO not allowed\)$/m);
+      expect(run.stdout).toContain('verify: equal (8 keys compared');
+      expect(await everyTypeAsSeen(targetClient)).toEqual(EVERY_TYPE);
+    });
+
     it('copies only the keys that --match selects', async () => {
       await sourceClient.mset('tc:{u:1}:session', 'a', 'tc:{u:2}:session', 'b', 'other', 'c');
 
