@@ -60,6 +60,9 @@ function chunks<T>(items: T[], size: number): T[][] {
   return out;
 }
 
+/** A consumer group that exists only for the instant it takes to create an empty stream. */
+const EMPTY_STREAM_GROUP = 'redis-migrate:empty-stream';
+
 function queueWrite(pipeline: ChainableCommander, { key, type, ttl: ttlAsRead, askedAt, value }: TypedValue): void {
   const ttl = ttlToWrite(ttlAsRead, askedAt);
   if (type === 'string') {
@@ -87,6 +90,11 @@ function queueWrite(pipeline: ChainableCommander, { key, type, ttl: ttlAsRead, a
       break;
     }
     case 'stream':
+      if (items.length === 0) {
+        // A stream whose entries were all deleted still exists; XADD would need an entry to make it.
+        pipeline.xgroup('CREATE', key, EMPTY_STREAM_GROUP, '$', 'MKSTREAM');
+        pipeline.xgroup('DESTROY', key, EMPTY_STREAM_GROUP);
+      }
       for (const [id, fields] of value as StreamEntry[]) pipeline.callBuffer('XADD', key, id, ...fields);
       break;
   }
@@ -109,13 +117,18 @@ export async function copyByType(node: Redis, target: RedisClient, keys: Buffer[
   const read = await pipelinePerNode(
     node,
     live.map((entry) => entry.key),
-    (pipeline, key, index) => queueRead(pipeline, key, live[index]!.type),
+    (pipeline, key, index) => {
+      queueRead(pipeline, key, live[index]!.type);
+      // A stream may exist with no entries: whether it still exists tells it from one that expired.
+      if (live[index]!.type === 'stream') pipeline.exists(key);
+    },
   );
   const values: TypedValue[] = [];
   live.forEach((entry, index) => {
     const value = valueOf<TypedValue['value'] | null>(read[index]![0]);
-    // Empty now: the key expired between its TTL and its value were read.
-    if (!isEmpty(value)) values.push({ ...entry, value: value! });
+    const emptyStream = entry.type === 'stream' && valueOf<number>(read[index]![1]) === 1;
+    // Empty now (an empty stream aside): the key expired between its TTL and its value were read.
+    if (!isEmpty(value) || emptyStream) values.push({ ...entry, value: value! });
   });
   const written = await pipelinePerNode(
     target,

@@ -385,6 +385,21 @@ describe('npm run redis:migrate', () => {
     });
   });
 
+  describe('type by type', () => {
+    it('copies a stream whose entries were all deleted as an empty stream, not as a key that expired', async () => {
+      await sourceClient.xadd('events', '1-1', 'question', 'why');
+      await sourceClient.xdel('events', '1-1');
+
+      const run = await migrate(['--from', source.url, '--to', target.url, '--fallback-copy', '--verify']);
+
+      expect(run.code).toBe(0);
+      expect(run.stdout).toContain('copied 1 keys');
+      expect(run.stdout).not.toContain('expired during the copy');
+      expect(await targetClient.type('events')).toBe('stream');
+      expect(await targetClient.xlen('events')).toBe(0);
+    });
+  });
+
   describe('fails with one sentence', () => {
     it('when the target cannot be reached', async () => {
       const port = await freePort();
