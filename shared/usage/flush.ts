@@ -4,7 +4,8 @@
 //   index (ZRANGEBYSCORE closed) ─ claim ─ sink 1 ─ mark sent 1 ─ sink 2 ─ mark sent 2 ─ release ─ ZREM index
 //
 // - claim (one script, the bucket's slot): RENAME the bucket to its `:claimed` key and stamp it
-//   with the claimer and Redis's time. A fresh claim of another flusher makes us skip the bucket;
+//   with the claimer and Redis's time, and, once, with the time of this first claim (`@firstClaimedAt`),
+//   which names the bucket's records in `id`. A fresh claim of another flusher makes us skip the bucket;
 //   a claim older than `staleClaimMs` belonged to a flusher that died or froze: we take it over,
 //   counters untouched. RENAME moves the whole hash at once: no increment can fall in between.
 // - sinks: a bucket goes to every sink that has not yet accepted it; after each sink accepts,
@@ -17,8 +18,10 @@
 //   flusher B:                  claim → "taken"        ...  claim (≥ staleClaimMs later) → taken over → sink → release
 //
 // What remains at-least-once: a flusher that dies after a sink accepted a bucket and before it
-// could record that (`@sent`), which is one Redis command later. Each record carries its bucket id
-// so a consumer can drop such a duplicate. A flusher never sends a bucket whose claim is older than
+// could record that (`@sent`), which is one Redis command later. Each record carries an `id` so a
+// consumer can drop such a duplicate: the same when a claim is taken over and sent again, another
+// when a late increment re-creates a flushed bucket and the next run flushes it (a record of its
+// own, to be added to the first, never dropped as a duplicate of it). A flusher never sends a bucket whose claim is older than
 // half the stale time, so a slow flusher cannot race the one that takes its claims over.
 
 import { randomUUID } from 'node:crypto';
@@ -29,9 +32,13 @@ import { monotonicMs } from '../monotonic-clock.ts';
 import type { RedisClient } from '../redis.ts';
 import { parseMember, ROUTE_FIELD_SEPARATOR, toCounts, USAGE_COUNTERS, type BucketName, type UsageCounter, type UsageCounts } from './counters.ts';
 
+/**
+ * `bucket` names what is counted (a minute, a user's day); `id` names this record: a record sent
+ * twice keeps its id, and the records of one bucket with different ids add up.
+ */
 export type UsageRecord =
-  | { kind: 'route-minute'; bucket: string; startMs: number; endMs: number; route: string; counts: UsageCounts }
-  | { kind: 'user-day'; bucket: string; startMs: number; endMs: number; userId: string; day: string; counts: UsageCounts };
+  | { kind: 'route-minute'; id: string; bucket: string; startMs: number; endMs: number; route: string; counts: UsageCounts }
+  | { kind: 'user-day'; id: string; bucket: string; startMs: number; endMs: number; userId: string; day: string; counts: UsageCounts };
 
 /** Where flushed usage goes. `accept` resolves once the records are durably taken. */
 export interface UsageSink {
@@ -85,6 +92,7 @@ if claimed_at then
   -- its flusher died or froze: take the claim over, counters and sent marks untouched
 elseif redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('RENAME', KEYS[1], KEYS[2])
+  redis.call('HSET', KEYS[2], '@firstClaimedAt', now)
 else
   return {'empty'}
 end
@@ -140,10 +148,12 @@ function isCounter(name: string): name is UsageCounter {
 /** The records of a claimed bucket: one per route for a minute, one for a user's day. */
 function recordsOf(bucket: Bucket, fields: Map<string, string>): UsageRecord[] {
   const { name } = bucket;
+  // A claim made before this stamp existed has only its latest claim time.
+  const claim = `@${fields.get('@firstClaimedAt') ?? fields.get('@claimedAt')}`;
   if (name.kind === 'day') {
     const startMs = Date.parse(`${name.day}T00:00:00Z`);
     const counts = toCounts(Object.fromEntries(fields));
-    return [{ kind: 'user-day', bucket: bucket.member, startMs, endMs: bucket.score, userId: name.userId, day: name.day, counts }];
+    return [{ kind: 'user-day', id: `${bucket.member}${claim}`, bucket: bucket.member, startMs, endMs: bucket.score, userId: name.userId, day: name.day, counts }];
   }
   const byRoute = new Map<string, Record<string, string>>();
   for (const [field, value] of fields) {
@@ -157,6 +167,7 @@ function recordsOf(bucket: Bucket, fields: Map<string, string>): UsageRecord[] {
   }
   return [...byRoute].map(([route, routeFields]) => ({
     kind: 'route-minute',
+    id: `${bucket.member}${ROUTE_FIELD_SEPARATOR}${route}${claim}`,
     bucket: bucket.member,
     startMs: name.startMs,
     endMs: bucket.score,

@@ -31,7 +31,7 @@ function emfValues(counts: UsageCounts): Record<string, number> {
 
 /** One EMF document per record. */
 function emfLine(record: UsageRecord): string {
-  const window = { bucket: record.bucket, windowStart: new Date(record.startMs).toISOString(), windowEnd: new Date(record.endMs).toISOString() };
+  const window = { id: record.id, bucket: record.bucket, windowStart: new Date(record.startMs).toISOString(), windowEnd: new Date(record.endMs).toISOString() };
   if (record.kind === 'route-minute') {
     return JSON.stringify({
       _aws: { Timestamp: record.startMs, CloudWatchMetrics: [{ Namespace: EMF_NAMESPACE, Dimensions: [['Route']], Metrics: EMF_METRICS }] },

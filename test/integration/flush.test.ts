@@ -38,11 +38,12 @@ function failingSink(name = 'collect'): UsageSink {
   };
 }
 
-/** A sink whose flusher "dies" in it: the call never returns. */
-function frozenSink(name = 'collect'): UsageSink & { reached: Promise<void> } {
+/** A sink that takes the records and whose flusher then "dies" in it: the call never returns. */
+function frozenSink(name = 'collect'): UsageSink & { reached: Promise<void>; records: UsageRecord[] } {
   let reachedResolve!: () => void;
   const reached = new Promise<void>((resolve) => (reachedResolve = resolve));
-  return { name, reached, accept: () => (reachedResolve(), new Promise<void>(() => {})) };
+  const records: UsageRecord[] = [];
+  return { name, reached, records, accept: (batch) => (records.push(...batch), reachedResolve(), new Promise<void>(() => {})) };
 }
 
 function totals(records: UsageRecord[]) {
@@ -102,6 +103,7 @@ describe('flush-metrics: closed usage buckets leave Redis exactly once', () => {
       expect.arrayContaining([
         {
           kind: 'route-minute',
+          id: expect.stringMatching(new RegExp(`^minute\\|${DAY_START + 60_000}\\|POST /chat@\\d+$`)),
           bucket: `minute|${DAY_START + 60_000}`,
           startMs: DAY_START + 60_000,
           endMs: DAY_START + 120_000,
@@ -110,6 +112,7 @@ describe('flush-metrics: closed usage buckets leave Redis exactly once', () => {
         },
         {
           kind: 'user-day',
+          id: expect.stringMatching(new RegExp(`^day\\|${DAY}\\|u1@\\d+$`)),
           bucket: `day|${DAY}|u1`,
           startMs: DAY_START,
           endMs: DAY_START + 86_400_000,
@@ -224,6 +227,35 @@ describe('flush-metrics: closed usage buckets leave Redis exactly once', () => {
     expect(await client.zscore(usageIndexKey(), `minute|${at}`)).not.toBeNull();
   });
 
+  it('gives the record of a late increment an id of its own, so that a consumer dropping repeated ids still adds it', async () => {
+    const client = await getRedis();
+    const at = DAY_START + 3_600_000;
+    await recordUsage(client, { userId: 'u1', route: 'POST /chat', requests: 1, at });
+    const sink = collectingSink();
+    await flushUsage(client, { sinks: [sink], nowMs: LATER });
+    await recordUsage(client, { userId: 'u1', route: 'POST /chat', requests: 1, at }); // a late write
+
+    await flushUsage(client, { sinks: [sink], nowMs: LATER });
+
+    const minutes = sink.records.filter((record) => record.kind === 'route-minute');
+    expect(minutes.map((record) => record.bucket)).toEqual([`minute|${at}`, `minute|${at}`]);
+    expect(new Set(minutes.map((record) => record.id)).size).toBe(2);
+  });
+
+  it('sends a record again under the same id when a dead flusher\'s claim is taken over', async () => {
+    const client = await getRedis();
+    await recordUsage(client, { userId: 'u1', route: 'POST /chat', requests: 1, at: DAY_START + 3_600_000 });
+    const dying = frozenSink(); // it has the records, but its flusher dies before marking them sent
+    void flushUsage(client, { sinks: [dying], nowMs: LATER, staleClaimMs: 400 });
+    await dying.reached;
+    await sleep(500);
+    const resent = collectingSink();
+
+    await flushUsage(client, { sinks: [resent], nowMs: LATER, staleClaimMs: 400 });
+
+    expect(resent.records.map((record) => record.id).sort()).toEqual(dying.records.map((record) => record.id).sort());
+  });
+
   it('drops the index entry of a bucket that expired before it was flushed', async () => {
     const client = await getRedis();
     await client.zadd(usageIndexKey(), DAY_START, `minute|${DAY_START - 60_000}`);
@@ -252,7 +284,7 @@ describe('usage sinks', () => {
     const sink = emfSink(async (text) => void lines.push(...text.trim().split('\n')));
     const counts = { requests: 3, inputTokens: 300, outputTokens: 50, cacheHits: 1 };
 
-    await sink.accept([{ kind: 'route-minute', bucket: 'minute|1', startMs: 60_000, endMs: 120_000, route: 'POST /chat', counts }]);
+    await sink.accept([{ kind: 'route-minute', id: 'minute|1|POST /chat@130000', bucket: 'minute|1', startMs: 60_000, endMs: 120_000, route: 'POST /chat', counts }]);
 
     expect(JSON.parse(lines[0]!)).toEqual({
       _aws: {
@@ -275,6 +307,7 @@ describe('usage sinks', () => {
       InputTokens: 300,
       OutputTokens: 50,
       CacheHits: 1,
+      id: 'minute|1|POST /chat@130000',
       bucket: 'minute|1',
       windowStart: '1970-01-01T00:01:00.000Z',
       windowEnd: '1970-01-01T00:02:00.000Z',
@@ -286,7 +319,7 @@ describe('usage sinks', () => {
     const sink = emfSink(async (text) => void lines.push(text));
     const counts = { requests: 1, inputTokens: 2, outputTokens: 3, cacheHits: 0 };
 
-    await sink.accept([{ kind: 'user-day', bucket: `day|${DAY}|u1`, startMs: DAY_START, endMs: DAY_START + 86_400_000, userId: 'u1', day: DAY, counts }]);
+    await sink.accept([{ kind: 'user-day', id: `day|${DAY}|u1@1`, bucket: `day|${DAY}|u1`, startMs: DAY_START, endMs: DAY_START + 86_400_000, userId: 'u1', day: DAY, counts }]);
 
     const line = JSON.parse(lines[0]!);
     expect(line._aws.CloudWatchMetrics[0]).toMatchObject({ Namespace: 'TutorCopiloto/UserDays', Dimensions: [[]] });
