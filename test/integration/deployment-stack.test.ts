@@ -1,8 +1,8 @@
 // The stack `sls package` builds, offline, for each stage, and what a deploy relies on in it
-// (runtime, stage defaults, log retention, the Redis connection budget, a secret-scoped IAM
-// statement, the memory of the functions that hash passwords). Packaged from a copy of
-// serverless.yml beside links to the sources, so that the build folder of serverless-esbuild
-// never meets the one of a running `npm run dev`.
+// (runtime, stage defaults, the configuration passed on, log retention, the Redis connection
+// budget, a secret-scoped IAM statement, the memory of the functions that hash passwords).
+// Packaged from a copy of serverless.yml beside links to the sources, so that the build folder
+// of serverless-esbuild never meets the one of a running `npm run dev`.
 
 import { execFile } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROUTES } from '../../functions/not-found.ts';
-import { PASSWORD_SCRYPT_LOG2N } from '../../shared/config.ts';
+import { loadConfig, PASSWORD_SCRYPT_LOG2N } from '../../shared/config.ts';
 import { projectRoot } from '../../infra/bundling/options.ts';
 
 const SLS = join(projectRoot, 'node_modules/osls/bin/serverless.js');
@@ -20,6 +20,32 @@ const ONE_VCPU_MB = 1769;
 /** What a function needs beside a scrypt derivation's memory: Node, the bundle, the heap. */
 const NODE_ROOM_MB = 256;
 const EXISTING_SECRET = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:tutor/redis-AbCdEf';
+
+/**
+ * What shared/config.ts reads but a deploy does not pass on: a URL and paths on the developer's
+ * machine, and the switch that allows plain-text Redis in prod (written in serverless.yml if ever).
+ */
+const LOCAL_ONLY = new Set(['REDIS_URL', 'REDIS_TLS_CA_FILE', 'CHAT_SYSTEM_PROMPT_FILE', 'REDIS_ALLOW_PLAINTEXT']);
+
+/** Every variable shared/config.ts reads, the ones only a remote provider reads included. */
+function variablesConfigReads(): string[] {
+  const read = new Set<string>();
+  const env: Record<string, string | undefined> = {
+    CHAT_PROVIDER: 'anthropic',
+    ANTHROPIC_API_KEY: 'a-key',
+    EMBEDDINGS_PROVIDER: 'openai',
+    EMBEDDINGS_BASE_URL: 'http://127.0.0.1:1',
+  };
+  loadConfig(
+    new Proxy(env, {
+      get: (target, name) => {
+        if (typeof name === 'string') read.add(name);
+        return typeof name === 'string' ? target[name] : undefined;
+      },
+    }),
+  );
+  return [...read];
+}
 
 /** Functions that never open a Redis connection (they hold none of the connection budget). */
 const WITHOUT_REDIS = new Set(['NotFoundLambdaFunction']);
@@ -118,6 +144,14 @@ describe('the packaged stack', () => {
     expect(api.Properties['CorsConfiguration'].ExposeHeaders).toEqual(
       expect.arrayContaining(['RateLimit', 'RateLimit-Policy', 'Retry-After', 'X-Cache', 'X-Cache-Hits', 'WWW-Authenticate', 'Allow']),
     );
+  });
+
+  it('passes every variable shared/config.ts reads on to the functions, except the four for local use', () => {
+    const deployed = new Set(functionsOf(prod).flatMap(([, lambda]) => Object.keys(lambda.Properties['Environment'].Variables)));
+    const read = variablesConfigReads();
+
+    expect(read).toContain('RATE_LIMIT_CHAT');
+    expect(read.filter((name) => !LOCAL_ONLY.has(name) && !deployed.has(name))).toEqual([]);
   });
 
   it('keeps logs 14 days in dev and 90 days in prod', () => {
