@@ -2,7 +2,7 @@
 // secret named by REDIS_SECRET_ID; REDIS_CLUSTER, REDIS_TLS_CA_FILE and the time-outs of the
 // functions) and prints a short report, or one sentence saying what to fix and exits non-zero.
 //
-//   npm run redis:doctor [-- --cluster] [-- --pings 200]
+//   npm run redis:doctor [-- [--cluster] [--pings 200]]
 
 import { parseArgs } from 'node:util';
 import type { RedisClient } from '../shared/redis.ts';
@@ -13,7 +13,7 @@ import { healthReport } from './ops/health-report.ts';
 import { complain, runTool, say } from './ops/output.ts';
 import { serverInfo } from './ops/server-info.ts';
 
-const USAGE = `Usage: npm run redis:doctor [-- --cluster] [-- --pings N]
+const USAGE = `Usage: npm run redis:doctor [-- [--cluster] [--pings N]]
 
 Reads REDIS_URL (or REDIS_SECRET_ID), REDIS_CLUSTER, REDIS_TLS_CA_FILE and the time-outs the way
 the functions do, and reports on the Redis it reaches.

@@ -141,6 +141,18 @@ describe('npm run redis:doctor', () => {
       expect(run.stdout).toMatch(/mode\s+cluster, 3 masters \(cluster_state ok\)/);
     });
 
+    it('runs with both options written as its usage line shows them', async () => {
+      const usage = (await runTool('redis-doctor.ts', ['--help'], {})).stdout.split('\n')[0]!;
+      // What npm passes on: the words after the script's name, less the first `--`, which npm takes.
+      const written = usage.replace('Usage: npm run redis:doctor', '').replace(/[[\]]/g, ' ').replace('N', '5').trim().split(/\s+/);
+
+      const run = await runTool('redis-doctor.ts', written.slice(1), { REDIS_URL: cluster.url });
+
+      expect(written[0]).toBe('--');
+      expect(run.code).toBe(0);
+      expect(run.stdout).toMatch(/PING p50 .* over 5 pings/);
+    });
+
     it('reports TLS when it connects with rediss:// and REDIS_TLS_CA_FILE', async () => {
       const run = await doctor({ REDIS_URL: tls.url, REDIS_TLS_CA_FILE: tls.tlsMaterial.ca });
 
