@@ -12,6 +12,7 @@
 //   Claude other 5xx, bad reply, network → 502 upstream-error  Retry-After: Claude's, if any
 //   no answer before the deadline → 502 upstream-timeout       Retry-After: 5
 //   "prompt is too long" (400)   → 422 conversation-too-long   (the client can shorten it)
+//   "input length and `max_tokens` exceed context limit" (400) → 422 conversation-too-long (or lower maxTokens)
 //   any other 4xx (key, model)   → 502 upstream-rejected       (logged as an error for the operator)
 // A time-out is a 502, as the contract has it for a failing Claude: its 503 and 429 are for what
 // Claude itself said. Retry-After still tells clients the one thing they can do: try again shortly.
@@ -229,6 +230,15 @@ function toProblem(outcome: Exclude<Attempt, { kind: 'answer' }>): HttpProblem {
   if (status === 400 && /prompt is too long|too many tokens|context (window|length)/i.test(message)) {
     return new HttpProblem(422, 'conversation-too-long', {
       detail: "The conversation is longer than the model can read; shorten it or start a new one.",
+      cause,
+    });
+  }
+  // Models that do not stop at their context window refuse a conversation that fits only without
+  // room for maxTokens more ("input length and `max_tokens` exceed context limit: 199759 + 4096 >
+  // 200000"): the client's to fix too, by a smaller maxTokens as well as a shorter conversation.
+  if (status === 400 && /exceed context limit/i.test(message)) {
+    return new HttpProblem(422, 'conversation-too-long', {
+      detail: 'The conversation and the maxTokens of the answer exceed what the model can hold; ask for fewer maxTokens, shorten the conversation or start a new one.',
       cause,
     });
   }

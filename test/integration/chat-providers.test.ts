@@ -276,6 +276,16 @@ describe('the Anthropic provider (thin client)', () => {
     expect(problem.status).toBe(422);
   });
 
+  it('tells the client to shorten the conversation or ask for fewer tokens when both together exceed the model (422)', async () => {
+    double.script({ status: 400, message: 'input length and `max_tokens` exceed context limit: 199759 + 4096 > 200000, decrease input length or `max_tokens` and try again' });
+
+    const problem = await problemOf(claude().complete(question, inSeconds(5)));
+
+    expect(problem.status).toBe(422);
+    expect(problem.type).toMatch(/conversation-too-long$/);
+    expect(problem.detail).toMatch(/maxTokens/);
+  });
+
   it('answers 502 when Claude rejects the key, and the problem never holds the key', async () => {
     const wrongKey = 'sk-ant-api03-this-key-is-wrong-000000000000';
     const rejected = anthropicProvider({ apiKey: wrongKey, baseUrl: double.url });
