@@ -1,8 +1,9 @@
 // The remote provider: any server speaking the OpenAI embeddings wire format (OpenAI, Azure-style
 // proxies, vLLM, LiteLLM, Voyage's compatible endpoint...). One POST for all the misses of a
-// request (the route takes at most 256 inputs, OpenAI up to 2,048 a request), texts or token
-// sequences passed on as they came, a hard time-out, and upstream failures turned into problems a
-// client can act on:
+// request (the route takes at most 256 inputs, OpenAI up to 2,048 a request), unless they may hold
+// more than the 300,000 tokens OpenAI takes in one request: then several, side by side. Texts or
+// token sequences are passed on as they came, with a hard time-out, and upstream failures turned
+// into problems a client can act on:
 //
 //   upstream 429            -> 429, Retry-After passed on (default 1 s)
 //   upstream 503            -> 503, Retry-After passed on (default 1 s)
@@ -29,6 +30,12 @@ export interface OpenAiEmbeddingsOptions {
 }
 
 const MAX_LOGGED_BODY = 300;
+/**
+ * OpenAI refuses a request whose inputs hold more than this many tokens in all (400
+ * max_tokens_per_request); 256 inputs of 8,192 characters or ids, which the route accepts, can
+ * hold about two million.
+ */
+const MAX_TOKENS_PER_CALL = 300_000;
 
 interface WireEmbedding {
   index?: unknown;
@@ -55,7 +62,16 @@ export class OpenAiEmbeddings implements EmbeddingsProvider {
     this.#url = `${options.baseUrl.replace(/\/+$/, '')}/embeddings`;
   }
 
-  async embed(inputs: readonly EmbeddingInput[], { signal: callerSignal }: EmbedOptions = {}): Promise<EmbedResult> {
+  async embed(inputs: readonly EmbeddingInput[], options: EmbedOptions = {}): Promise<EmbedResult> {
+    const results = await Promise.all(underTokenCap(inputs).map((batch) => this.#call(batch, options.signal)));
+    if (results.length === 1) return results[0]!;
+    return {
+      vectors: results.flatMap((result) => result.vectors),
+      promptTokens: results.reduce((sum, result) => sum + result.promptTokens, 0),
+    };
+  }
+
+  async #call(inputs: readonly EmbeddingInput[], callerSignal: AbortSignal | undefined): Promise<EmbedResult> {
     const timeout = AbortSignal.timeout(this.#options.timeoutMs);
     const signal = callerSignal ? AbortSignal.any([timeout, callerSignal]) : timeout;
     let status: number;
@@ -150,6 +166,33 @@ export class OpenAiEmbeddings implements EmbeddingsProvider {
       promptTokens: typeof counted === 'number' && Number.isFinite(counted) ? counted : inputs.reduce((sum, input) => sum + estimateTokens(input), 0),
     };
   }
+}
+
+/**
+ * The most tokens an input can be: a token sequence's length; a text's UTF-8 bytes, since a token
+ * of a byte-level tokenizer (OpenAI's) holds at least one byte. Characters would not do: one
+ * emoji or rare ideograph can be several tokens.
+ */
+function mostTokens(input: EmbeddingInput): number {
+  return typeof input === 'string' ? Buffer.byteLength(input) : input.length;
+}
+
+/** The inputs in order, cut into consecutive batches that can hold at most MAX_TOKENS_PER_CALL tokens each. */
+function underTokenCap(inputs: readonly EmbeddingInput[]): Array<readonly EmbeddingInput[]> {
+  const batches: Array<readonly EmbeddingInput[]> = [];
+  let start = 0;
+  let tokens = 0;
+  inputs.forEach((input, position) => {
+    const most = mostTokens(input);
+    if (position > start && tokens + most > MAX_TOKENS_PER_CALL) {
+      batches.push(inputs.slice(start, position));
+      start = position;
+      tokens = 0;
+    }
+    tokens += most;
+  });
+  batches.push(inputs.slice(start));
+  return batches;
 }
 
 function toVector(embedding: unknown): Float32Array | undefined {

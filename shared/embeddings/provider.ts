@@ -29,8 +29,9 @@ export interface EmbeddingsProvider {
    */
   readonly cacheNamespace: string;
   /**
-   * All inputs in one call (one upstream request for remote providers). The inputs of one call are
-   * all texts or all token sequences: OpenAI refuses a mix, and so does the request's validation.
+   * All inputs in one call (one upstream request for remote providers, or a few when the inputs
+   * exceed what the upstream takes in one). The inputs of one call are all texts or all token
+   * sequences: OpenAI refuses a mix, and so does the request's validation.
    */
   embed(inputs: readonly EmbeddingInput[], options?: EmbedOptions): Promise<EmbedResult>;
 }

@@ -1,8 +1,9 @@
 // A local server speaking the OpenAI embeddings wire format (POST <base>/embeddings), so the real
 // remote provider runs against it through EMBEDDINGS_BASE_URL. Its vectors are deterministic and
 // unlike the local provider's (unit vectors seeded by the text's SHA-256), so a test can tell
-// which side computed a vector. Like OpenAI it takes texts or token arrays, not a mix of both. It
-// counts calls and inputs, and can fail or answer slowly.
+// which side computed a vector. Like OpenAI it takes texts or token arrays, not a mix of both, and
+// refuses a request of more than 300,000 tokens in all. It counts calls and inputs, and can fail
+// or answer slowly.
 
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -86,9 +87,12 @@ function sendJson(response: ServerResponse, status: number, payload: unknown, he
   response.end(JSON.stringify(payload));
 }
 
-function openAiError(response: ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
-  sendJson(response, status, { error: { message, type: 'invalid_request_error', param: null, code: null } }, headers);
+function openAiError(response: ServerResponse, status: number, message: string, headers: Record<string, string> = {}, code: string | null = null): void {
+  sendJson(response, status, { error: { message, type: code ?? 'invalid_request_error', param: null, code } }, headers);
 }
+
+/** OpenAI's cap on the tokens of all the inputs of one request, whatever their number. */
+export const MAX_TOKENS_PER_REQUEST = 300_000;
 
 export async function startOpenAiEmbeddingsDouble(apiKey = 'sk-test-double-0123456789abcdef'): Promise<OpenAiEmbeddingsDouble> {
   const double = {
@@ -132,6 +136,9 @@ export async function startOpenAiEmbeddingsDouble(apiKey = 'sk-test-double-01234
     const dimensions = double.forceDimensions ?? (typeof body.dimensions === 'number' ? body.dimensions : 1536);
     const base64 = body.encoding_format === 'base64' && !double.ignoreEncodingFormat;
     const tokens = inputs.reduce((sum, input) => sum + doubleTokens(input), 0);
+    if (tokens > MAX_TOKENS_PER_REQUEST) {
+      return openAiError(response, 400, `Requested ${tokens} tokens, max ${MAX_TOKENS_PER_REQUEST} tokens per request`, {}, 'max_tokens_per_request');
+    }
     sendJson(response, 200, {
       object: 'list',
       model: body.model,

@@ -8,7 +8,15 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { embeddingsProvider } from '../../shared/embeddings/configured-provider.ts';
 import { OpenAiEmbeddings } from '../../shared/embeddings/openai.ts';
 import { HttpProblem } from '../../shared/problem.ts';
-import { DOUBLE_MODEL, doubleTokens, doubleTokenVector, doubleVector, startOpenAiEmbeddingsDouble, type OpenAiEmbeddingsDouble } from '../doubles/openai-embeddings.ts';
+import {
+  DOUBLE_MODEL,
+  doubleTokens,
+  doubleTokenVector,
+  doubleVector,
+  MAX_TOKENS_PER_REQUEST,
+  startOpenAiEmbeddingsDouble,
+  type OpenAiEmbeddingsDouble,
+} from '../doubles/openai-embeddings.ts';
 import { useEnvironment } from '../support/env.ts';
 import { captureOutput } from '../support/logs.ts';
 
@@ -79,6 +87,29 @@ describe('the OpenAI-compatible embeddings provider', () => {
 
     expect(result.vectors.map((vector) => Array.from(vector))).toEqual(arrays.map((ids) => Array.from(doubleTokenVector(ids, 32))));
     expect(result.promptTokens).toBe(3 + 1);
+  });
+
+  it('splits texts of more tokens than OpenAI takes in one request into requests under its 300,000, answering in the order of the texts', async () => {
+    const texts = Array.from({ length: 256 }, (_, i) => `${i} ${'w '.repeat(4096)}`.slice(0, 8192));
+
+    const result = await provider().embed(texts);
+
+    expect(upstream.requests.length).toBeGreaterThan(1);
+    for (const { body } of upstream.requests) {
+      expect((body.input as string[]).reduce((sum, text) => sum + doubleTokens(text), 0)).toBeLessThanOrEqual(MAX_TOKENS_PER_REQUEST);
+    }
+    expect(result.vectors.map((vector) => Array.from(vector))).toEqual(texts.map((text) => Array.from(doubleVector(text, 32))));
+    expect(result.promptTokens).toBe(texts.reduce((sum, text) => sum + doubleTokens(text), 0));
+  });
+
+  it('splits 256 token arrays of 8,192 ids into requests under OpenAI\'s 300,000 tokens, answering in their order', async () => {
+    const arrays = Array.from({ length: 256 }, (_, i) => Array.from({ length: 8192 }, (_, id) => i + id));
+
+    const result = await provider().embed(arrays);
+
+    for (const { body } of upstream.requests) expect((body.input as number[][]).flat().length).toBeLessThanOrEqual(MAX_TOKENS_PER_REQUEST);
+    expect(result.vectors.map((vector) => Array.from(vector))).toEqual(arrays.map((ids) => Array.from(doubleTokenVector(ids, 32))));
+    expect(result.promptTokens).toBe(256 * 8192);
   });
 
   it('reads number arrays as well as base64, for servers that ignore encoding_format', async () => {
