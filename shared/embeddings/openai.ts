@@ -7,6 +7,8 @@
 //
 //   upstream 429            -> 429, Retry-After passed on (default 1 s)
 //   upstream 503            -> 503, Retry-After passed on (default 1 s)
+//   upstream 400, an input
+//   past the model's tokens -> 422 (the client can shorten it)
 //   other 5xx, other 4xx,
 //   unreachable, bad answer -> 502 (the client did nothing wrong; our key or upstream is at fault)
 //   no answer in time       -> 504
@@ -128,6 +130,15 @@ export class OpenAiEmbeddings implements EmbeddingsProvider {
       return new HttpProblem(503, 'embeddings-unavailable', {
         detail: 'The embeddings provider is unavailable; try again shortly.',
         retryAfterSeconds,
+      });
+    }
+    // An input of at most 8,192 characters can still be more tokens than the model reads (emoji,
+    // ideographs): the client's to fix, by shortening it, not a fault of ours or of upstream.
+    // OpenAI says "This model's maximum context length is 8192 tokens, however you requested …"
+    // or "Invalid 'input': maximum context length is 8192 tokens."
+    if (status === 400 && /maximum context length/i.test(body)) {
+      return new HttpProblem(422, 'embeddings-input-too-long', {
+        detail: 'An input is more tokens than the embeddings model reads; shorten it or split it.',
       });
     }
     return new HttpProblem(502, 'embeddings-upstream-error', {

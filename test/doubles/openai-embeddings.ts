@@ -2,7 +2,7 @@
 // remote provider runs against it through EMBEDDINGS_BASE_URL. Its vectors are deterministic and
 // unlike the local provider's (unit vectors seeded by the text's SHA-256), so a test can tell
 // which side computed a vector. Like OpenAI it takes texts or token arrays, not a mix of both, and
-// refuses a request of more than 300,000 tokens in all. It counts calls and inputs, and can fail
+// refuses an input of more than 8,192 tokens and a request of more than 300,000 in all. It counts calls and inputs, and can fail
 // or answer slowly.
 
 import { createHash } from 'node:crypto';
@@ -60,9 +60,14 @@ export function doubleVector(text: string, dimensions: number): Float32Array {
   return vector.map((value) => value / norm);
 }
 
-/** Tokens the double reports for a text: its words, plus one; for a token array, its length. */
+/**
+ * Tokens the double reports for a text: its words, plus one, plus one for each character beyond
+ * ASCII (a real tokenizer spends one or more on an emoji or an ideograph, so a text of 8,192 of
+ * them is past the model's 8,192 tokens); for a token array, its length.
+ */
 export function doubleTokens(input: string | number[]): number {
-  return typeof input === 'string' ? input.split(/\s+/).filter(Boolean).length + 1 : input.length;
+  if (typeof input !== 'string') return input.length;
+  return input.split(/\s+/).filter(Boolean).length + 1 + (input.match(/[^\u0000-\u007f]/gu)?.length ?? 0);
 }
 
 /** The vector the double returns for a token array: unlike any text's, however the ids are spelt. */
@@ -93,6 +98,8 @@ function openAiError(response: ServerResponse, status: number, message: string, 
 
 /** OpenAI's cap on the tokens of all the inputs of one request, whatever their number. */
 export const MAX_TOKENS_PER_REQUEST = 300_000;
+/** The most tokens one input may hold (OpenAI's embedding models read 8,192). */
+export const MAX_TOKENS_PER_INPUT = 8192;
 
 export async function startOpenAiEmbeddingsDouble(apiKey = 'sk-test-double-0123456789abcdef'): Promise<OpenAiEmbeddingsDouble> {
   const double = {
@@ -135,6 +142,11 @@ export async function startOpenAiEmbeddingsDouble(apiKey = 'sk-test-double-01234
     }
     const dimensions = double.forceDimensions ?? (typeof body.dimensions === 'number' ? body.dimensions : 1536);
     const base64 = body.encoding_format === 'base64' && !double.ignoreEncodingFormat;
+    const longest = Math.max(...inputs.map((input) => doubleTokens(input)));
+    if (longest > MAX_TOKENS_PER_INPUT) {
+      const message = `This model's maximum context length is ${MAX_TOKENS_PER_INPUT} tokens, however you requested ${longest} tokens (${longest} in your prompt; 0 for the completion). Please reduce your prompt; or completion length.`;
+      return openAiError(response, 400, message);
+    }
     const tokens = inputs.reduce((sum, input) => sum + doubleTokens(input), 0);
     if (tokens > MAX_TOKENS_PER_REQUEST) {
       return openAiError(response, 400, `Requested ${tokens} tokens, max ${MAX_TOKENS_PER_REQUEST} tokens per request`, {}, 'max_tokens_per_request');

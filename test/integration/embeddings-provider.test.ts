@@ -146,6 +146,25 @@ describe('the OpenAI-compatible embeddings provider', () => {
     expect(problem.headers['Retry-After']).toBe('1');
   });
 
+  it('answers 422 naming the fault when an input within 8,192 characters is more tokens than the model reads', async () => {
+    const emoji = '🦜'.repeat(8192);
+
+    const problem = await problemOf(provider().embed(['short', emoji]));
+
+    expect(problem.status).toBe(422);
+    expect(problem.type).toMatch(/embeddings-input-too-long$/);
+    expect(problem.detail).toMatch(/shorten/);
+  });
+
+  it("answers 422 too for OpenAI's newer wording of an input longer than the model reads", async () => {
+    const error = { message: "Invalid 'input': maximum context length is 8192 tokens.", type: 'invalid_request_error', param: null, code: null };
+    upstream.failure = { status: 400, body: JSON.stringify({ error }) };
+
+    const problem = await problemOf(provider().embed(['x']));
+
+    expect(problem.status).toBe(422);
+  });
+
   it.each([500, 502, 400, 401, 404])('answers 502 when upstream answers %i', async (status) => {
     upstream.failure = { status };
 
