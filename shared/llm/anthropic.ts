@@ -56,7 +56,16 @@ interface MessagesReply {
 /** What one attempt ended with, before it is turned into an answer, a retry or a problem. */
 type Attempt =
   | { kind: 'answer'; completion: Completion }
-  | { kind: 'status'; status: number; retryAfterMs: number | undefined; shouldRetry: boolean | undefined; errorType: string; message: string }
+  | {
+      kind: 'status';
+      status: number;
+      retryAfterMs: number | undefined;
+      shouldRetry: boolean | undefined;
+      /** Claude's `request-id`, which Anthropic's support asks for; kept in the cause (logged), never answered. */
+      requestId: string | null;
+      errorType: string;
+      message: string;
+    }
   | { kind: 'network'; cause: unknown }
   | { kind: 'timeout' };
 
@@ -83,6 +92,7 @@ export function anthropicProvider(options: AnthropicOptions): ChatProvider {
         status: response.status,
         retryAfterMs: retryAfterMs(response.headers),
         shouldRetry: shouldRetryHeader(response.headers),
+        requestId: response.headers.get('request-id'),
         ...error,
       };
     } catch (error) {
@@ -196,9 +206,9 @@ function toProblem(outcome: Exclude<Attempt, { kind: 'answer' }>): HttpProblem {
       cause: outcome.cause,
     });
   }
-  const { status, errorType, message } = outcome;
+  const { status, errorType, message, requestId } = outcome;
   const retryAfterSeconds = seconds(outcome.retryAfterMs);
-  const cause = new Error(`anthropic ${status} ${errorType}: ${message}`);
+  const cause = new Error(`anthropic ${status} ${errorType}${requestId === null ? '' : ` (request ${requestId})`}: ${message}`);
   if (status === 429) {
     return new HttpProblem(429, 'upstream-rate-limited', {
       detail: 'Claude is rate limiting this service; try again later.',

@@ -286,6 +286,15 @@ describe('the Anthropic provider (thin client)', () => {
     expect(problem.detail).toMatch(/maxTokens/);
   });
 
+  it("keeps Claude's request-id in the cause of a failure, which the operator quotes to Anthropic", async () => {
+    double.script({ status: 500, shouldRetry: false });
+
+    const problem = await problemOf(claude().complete(question, inSeconds(5)));
+
+    expect(String((problem.cause as Error).message)).toMatch(/request req_double_\d+/);
+    expect(JSON.stringify(problem.toResponse())).not.toContain('req_double_');
+  });
+
   it('answers 502 when Claude rejects the key, and the problem never holds the key', async () => {
     const wrongKey = 'sk-ant-api03-this-key-is-wrong-000000000000';
     const rejected = anthropicProvider({ apiKey: wrongKey, baseUrl: double.url });
