@@ -243,12 +243,13 @@ describe('the Redis connection of a container', () => {
 
 describe('a TLS Redis (rediss://)', () => {
   let tls: TlsRedis;
+  let plain: RedisServer;
   beforeAll(async () => {
-    tls = await startTlsRedis();
+    [tls, plain] = await Promise.all([startTlsRedis(), startStandaloneRedis()]);
   });
   afterAll(async () => {
     await useEnvironment({});
-    await tls.stop();
+    await Promise.all([tls.stop(), plain.stop()]);
   });
 
   it('is reached over TLS when the URL says rediss://', async () => {
@@ -267,12 +268,14 @@ describe('a TLS Redis (rediss://)', () => {
     expect(response.statusCode).toBe(503);
   });
 
-  it('is required in prod: a plain redis:// URL is refused unless explicitly allowed', async () => {
-    await useEnvironment({ STAGE: 'prod', REDIS_URL: 'redis://127.0.0.1:6379' });
-
+  it('is required in prod: a plain redis:// URL of a listening server is refused unless explicitly allowed', async () => {
+    await useEnvironment({ STAGE: 'prod', REDIS_URL: plain.url });
     const refused = await checkHealth();
+    await useEnvironment({ STAGE: 'prod', REDIS_URL: plain.url, REDIS_ALLOW_PLAINTEXT: 'true' });
 
-    expect(refused.statusCode).toBe(503);
+    const allowed = await checkHealth();
+
+    expect([refused.statusCode, allowed.statusCode]).toEqual([503, 200]);
   });
 });
 
