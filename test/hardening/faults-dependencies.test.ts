@@ -3,8 +3,6 @@
 // within Claude's budget), nothing of it is cached, and the next request after the dependency is
 // back succeeds in the same container.
 
-import { createServer, type Server, type Socket } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { handler as chat } from '../../functions/chat.ts';
@@ -15,6 +13,7 @@ import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles
 import { useEnvironment } from '../support/env.ts';
 import { httpEvent, invoke } from '../support/lambda.ts';
 import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import { startSilentServer, type SilentServer } from '../support/tcp-proxy.ts';
 import { bearer, callLogin, callRegister, callSession, signUpAndLogIn, uniqueEmail, type SignedIn } from '../support/session.ts';
 import { auditCaches } from './cache-integrity.ts';
 import { chatBody, expectUnavailable, timed, type Outcome } from './traffic.ts';
@@ -98,19 +97,14 @@ describe('Secrets Manager down at cold start', () => {
   });
 
   describe('when it accepts connections and never answers', () => {
-    let silent: Server;
-    const sockets: Socket[] = [];
+    let silent: SilentServer;
     beforeAll(async () => {
-      silent = createServer((socket) => sockets.push(socket));
-      await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+      silent = await startSilentServer();
     });
-    afterAll(() => {
-      for (const socket of sockets) socket.destroy();
-      silent.close();
-    });
+    afterAll(() => silent.close());
 
     it('answers 503 within about a second (two attempts of 0.5 s of silence), never at the function time-out', async () => {
-      const endpoint = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+      const endpoint = `http://127.0.0.1:${silent.port}`;
       await useEnvironment({ REDIS_URL: undefined, REDIS_SECRET_ID: SECRET_ID, ...secrets.env, AWS_ENDPOINT_URL_SECRETS_MANAGER: endpoint, ...FAST_AUTH });
 
       // All at once, to keep the test short: no Redis client is made while the secret is unread.

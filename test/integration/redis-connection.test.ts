@@ -3,7 +3,7 @@
 // for Secrets Manager, password rotation included, the password never logged.
 
 import { readFileSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -16,7 +16,7 @@ import { useEnvironment } from '../support/env.ts';
 import { httpEvent, invoke } from '../support/lambda.ts';
 import { captureOutput } from '../support/logs.ts';
 import { addMaster, startRedisCluster, startStandaloneRedis, startTlsRedis, type RedisCluster, type RedisServer, type TlsRedis } from '../support/redis.ts';
-import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
+import { startSilentServer, startTcpProxy, type SilentServer, type TcpProxy } from '../support/tcp-proxy.ts';
 
 const checkHealth = () => invoke(health, httpEvent('GET', '/health'));
 
@@ -108,19 +108,14 @@ describe('the Redis connection of a container', () => {
   });
 
   describe('against a server that accepts connections and never answers', () => {
-    let silent: Server;
-    const sockets: Socket[] = [];
+    let silent: SilentServer;
     beforeAll(async () => {
-      silent = createServer((socket) => sockets.push(socket));
-      await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+      silent = await startSilentServer();
     });
-    afterAll(() => {
-      for (const socket of sockets) socket.destroy();
-      silent.close();
-    });
+    afterAll(() => silent.close());
 
     it('fails within about a second with a 503 instead of hanging', async () => {
-      await useEnvironment({ REDIS_URL: `redis://127.0.0.1:${(silent.address() as AddressInfo).port}` });
+      await useEnvironment({ REDIS_URL: `redis://127.0.0.1:${silent.port}` });
       const started = Date.now();
 
       const response = await checkHealth();

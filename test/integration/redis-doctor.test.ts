@@ -3,7 +3,7 @@
 // sentence with exit code 1 for each way of failing to reach one.
 
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import { freePort } from '../../infra/local/redis-server.ts';
 import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles/secrets-manager.ts';
 import { runTool, type ToolRun } from '../support/operator-tool.ts';
 import { startRedisCluster, startStandaloneRedis, startTlsRedis, type RedisCluster, type RedisServer, type TlsRedis } from '../support/redis.ts';
+import { startSilentServer, type SilentServer } from '../support/tcp-proxy.ts';
 
 const PASSWORD = 'doctor-password-4711';
 const WRONG_PASSWORD = 'not-the-password-0815';
@@ -45,27 +46,23 @@ describe('npm run redis:doctor', () => {
   let guarded: RedisServer;
   let tls: TlsRedis;
   let cluster: RedisCluster;
-  let silent: Server;
-  const silentSockets: Socket[] = [];
+  let silent: SilentServer;
   let secrets: SecretsManagerDouble;
 
   beforeAll(async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'tc-doctor-'));
-    silent = createServer((socket) => silentSockets.push(socket));
-    [plain, tuned, guarded, tls, cluster, secrets] = await Promise.all([
+    [plain, tuned, guarded, tls, cluster, secrets, silent] = await Promise.all([
       startStandaloneRedis(),
       startStandaloneRedis({ dir: dataDir, extraArgs: ['--maxmemory', '64mb', '--maxmemory-policy', 'allkeys-lru'] }),
       startStandaloneRedis({ password: PASSWORD }),
       startTlsRedis(),
       startRedisCluster(),
       startSecretsManagerDouble(),
-      new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve)),
+      startSilentServer(),
     ]);
   });
   afterAll(async () => {
-    for (const socket of silentSockets) socket.destroy();
-    silent.close();
-    await Promise.all([plain.stop(), tuned.stop(), guarded.stop(), tls.stop(), cluster.stop(), secrets.close()]);
+    await Promise.all([plain.stop(), tuned.stop(), guarded.stop(), tls.stop(), cluster.stop(), secrets.close(), silent.close()]);
     rmSync(dataDir, { recursive: true, force: true });
   });
 
@@ -198,7 +195,7 @@ describe('npm run redis:doctor', () => {
     });
 
     it('when the server accepts the connection and never answers, within a few seconds', async () => {
-      const port = (silent.address() as AddressInfo).port;
+      const port = silent.port;
       const started = Date.now();
 
       const run = await doctor({ REDIS_URL: `redis://127.0.0.1:${port}` });

@@ -5,7 +5,7 @@
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpsServer } from 'node:https';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -14,6 +14,7 @@ import { getSecret } from '../../shared/secrets.ts';
 import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles/secrets-manager.ts';
 import { useEnvironment } from '../support/env.ts';
 import { makeTlsMaterial, type TlsMaterial } from '../support/redis.ts';
+import { startSilentServer, type SilentServer } from '../support/tcp-proxy.ts';
 
 /** A Lambda's environment: the role's temporary credentials and the region. */
 function lambdaCredentials(secrets: SecretsManagerDouble): Record<string, string> {
@@ -175,20 +176,14 @@ describe('reading a secret from Secrets Manager', () => {
   });
 
   describe('when Secrets Manager accepts connections and never answers', () => {
-    let silent: Server;
-    const sockets = new Set<Socket>();
+    let silent: SilentServer;
     beforeAll(async () => {
-      silent = createServer((socket) => sockets.add(socket));
-      await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+      silent = await startSilentServer();
     });
-    afterAll(async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => silent.close(() => resolve()));
-    });
+    afterAll(() => silent.close());
 
     it('answers a 503 problem within about a second', async () => {
-      const { port } = silent.address() as { port: number };
-      await useEnvironment({ ...lambdaCredentials(secrets), AWS_ENDPOINT_URL_SECRETS_MANAGER: `http://127.0.0.1:${port}` });
+      await useEnvironment({ ...lambdaCredentials(secrets), AWS_ENDPOINT_URL_SECRETS_MANAGER: `http://127.0.0.1:${silent.port}` });
       const started = Date.now();
 
       const problem = await problemOf(getSecret('app/silent'));

@@ -63,3 +63,26 @@ export async function startTcpProxy(targetPort: number, { replyDelayMs = 0 }: Tc
       }),
   });
 }
+
+export interface SilentServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+/** A loopback server that accepts every connection and never answers (a hung dependency). */
+export async function startSilentServer(): Promise<SilentServer> {
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
