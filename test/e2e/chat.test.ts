@@ -3,7 +3,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAnthropicDouble, type AnthropicDouble } from '../doubles/anthropic.ts';
-import { startDevServer, type DevServer } from '../support/dev-server.ts';
+import { signUpOverHttp, startDevServer, type DevServer } from '../support/dev-server.ts';
 
 describe('POST /chat on npm run dev', () => {
   let dev: DevServer;
@@ -12,11 +12,7 @@ describe('POST /chat on npm run dev', () => {
   beforeAll(async () => {
     double = await startAnthropicDouble();
     dev = await startDevServer({ REDIS_URL: '', ...double.env, PASSWORD_SCRYPT_LOG2N: '14' });
-    const credentials = { email: `e2e-${Date.now()}@example.test`, password: 'a long enough password' };
-    const post = (path: string, body: unknown) =>
-      fetch(`${dev.baseUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-    expect((await post('/auth/register', credentials)).status).toBe(201);
-    token = ((await (await post('/auth/login', credentials)).json()) as { token: string }).token;
+    token = await signUpOverHttp(dev.baseUrl);
   }, 90_000);
   afterAll(async () => {
     await dev?.stop();

@@ -4,15 +4,11 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalEmbedder } from '../../shared/embeddings/local.ts';
-import { startDevServer, type DevServer } from '../support/dev-server.ts';
+import { signUpOverHttp, startDevServer, type DevServer } from '../support/dev-server.ts';
 import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
 
 const MODEL = 'local-hash-384';
 const local = new LocalEmbedder(MODEL, 384);
-
-async function postJson(url: string, body: unknown): Promise<Response> {
-  return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-}
 
 describe('POST /embeddings on npm run dev, through the official openai client', () => {
   let redis: RedisServer;
@@ -21,12 +17,7 @@ describe('POST /embeddings on npm run dev, through the official openai client', 
   beforeAll(async () => {
     redis = await startStandaloneRedis();
     dev = await startDevServer({ REDIS_URL: redis.url, PASSWORD_SCRYPT_LOG2N: '14', EMBEDDINGS_PROVIDER: 'local' });
-    const email = 'student@example.test';
-    const password = 'a long enough password';
-    expect((await postJson(`${dev.baseUrl}/auth/register`, { email, password })).status).toBe(201);
-    const login = await postJson(`${dev.baseUrl}/auth/login`, { email, password });
-    const { token } = (await login.json()) as { token: string };
-    client = new OpenAI({ baseURL: dev.baseUrl, apiKey: token, maxRetries: 0 });
+    client = new OpenAI({ baseURL: dev.baseUrl, apiKey: await signUpOverHttp(dev.baseUrl), maxRetries: 0 });
   }, 90_000);
   afterAll(async () => {
     await dev?.stop();

@@ -2,18 +2,14 @@
 // counting a chat request, and a 401 problem without a token.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDevServer, type DevServer } from '../support/dev-server.ts';
+import { signUpOverHttp, startDevServer, type DevServer } from '../support/dev-server.ts';
 
 describe('GET /usage on npm run dev', () => {
   let dev: DevServer;
   let token: string;
   beforeAll(async () => {
     dev = await startDevServer({ REDIS_URL: '', CHAT_PROVIDER: 'local', PASSWORD_SCRYPT_LOG2N: '14' });
-    const credentials = { email: `usage-${Date.now()}@example.test`, password: 'a long enough password' };
-    const post = (path: string, body: unknown) =>
-      fetch(`${dev.baseUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-    expect((await post('/auth/register', credentials)).status).toBe(201);
-    token = ((await (await post('/auth/login', credentials)).json()) as { token: string }).token;
+    token = await signUpOverHttp(dev.baseUrl);
   }, 90_000);
   afterAll(async () => {
     await dev?.stop();

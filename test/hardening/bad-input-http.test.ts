@@ -17,7 +17,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROUTES } from '../../functions/not-found.ts';
 import { loadConfig } from '../../shared/config.ts';
-import { startDevServer, type DevServer } from '../support/dev-server.ts';
+import { signUpOverHttp, startDevServer, type DevServer } from '../support/dev-server.ts';
 import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
 import {
   badBodies,
@@ -89,10 +89,7 @@ describe('bad input over HTTP (npm run dev)', () => {
       LOG_LEVEL: 'error',
       MAX_BODY_BYTES: String(TEST_BODY_LIMIT_BYTES),
     });
-    const credentials = Buffer.from(JSON.stringify({ email: `http-fuzz-${Date.now()}@example.test`, password: 'correct horse battery staple' }));
-    const json = { 'content-type': 'application/json' };
-    expect((await send(dev.baseUrl, 'POST', '/auth/register', json, credentials)).statusCode).toBe(201);
-    ({ token } = JSON.parse((await send(dev.baseUrl, 'POST', '/auth/login', json, credentials)).body) as { token: string });
+    token = await signUpOverHttp(dev.baseUrl);
   }, 90_000);
 
   afterAll(async () => {

@@ -2,6 +2,7 @@
 // REDIS_URL is given) on free ports, for end-to-end tests over real HTTP.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../infra/local/redis-server.ts';
@@ -52,4 +53,19 @@ export async function startDevServer(env: Record<string, string> = {}): Promise<
       rmSync(`${projectRoot}.redis-data/${redisPort}`, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Registers a new user through the server's own POST /auth/register and logs it in with POST
+ * /auth/login, as a client over HTTP would; the bearer token of the session.
+ */
+export async function signUpOverHttp(baseUrl: string): Promise<string> {
+  const credentials = { email: `e2e-${randomUUID()}@example.test`, password: 'a long enough password' };
+  const post = (path: string) =>
+    fetch(`${baseUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(credentials) });
+  const registered = await post('/auth/register');
+  if (registered.status !== 201) throw new Error(`registration failed: ${registered.status} ${await registered.text()}`);
+  const loggedIn = await post('/auth/login');
+  if (loggedIn.status !== 200) throw new Error(`login failed: ${loggedIn.status} ${await loggedIn.text()}`);
+  return ((await loggedIn.json()) as { token: string }).token;
 }
