@@ -38,7 +38,7 @@ describe('POST /auth/login without a timing oracle', () => {
   it('runs scrypt once, with the same parameters, for a wrong password and for an unknown email', async () => {
     await useEnvironment({ REDIS_URL: redis.url, PASSWORD_SCRYPT_LOG2N: '14' });
     const email = uniqueEmail();
-    await callRegister({ email, password: 'correct horse battery' });
+    expect((await callRegister({ email, password: 'correct horse battery' })).statusCode).toBe(201);
 
     const wrongPassword = await scryptRunsOf(() => callLogin({ email, password: 'not the password' }));
     const unknownEmail = await scryptRunsOf(() => callLogin({ email: uniqueEmail(), password: 'not the password' }));
@@ -50,7 +50,7 @@ describe('POST /auth/login without a timing oracle', () => {
   it('does the same for the default parameters, N=2^17', async () => {
     await useEnvironment({ REDIS_URL: redis.url });
     const email = uniqueEmail();
-    await callRegister({ email, password: 'correct horse battery' });
+    expect((await callRegister({ email, password: 'correct horse battery' })).statusCode).toBe(201);
 
     const wrongPassword = await scryptRunsOf(() => callLogin({ email, password: 'not the password' }));
     const unknownEmail = await scryptRunsOf(() => callLogin({ email: uniqueEmail(), password: 'not the password' }));
