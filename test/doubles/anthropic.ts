@@ -6,6 +6,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
+import { text as bodyText } from 'node:stream/consumers';
 
 export const DOUBLE_API_KEY = 'sk-ant-api03-double-0123456789abcdefghijklmnopqrstuvwxyz-XYZ';
 
@@ -54,14 +55,6 @@ export interface AnthropicDouble {
   close(): Promise<void>;
 }
 
-function readBody(request: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    request.on('data', (chunk: Buffer) => chunks.push(chunk));
-    request.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    request.on('error', reject);
-  });
-}
 
 function sendError(response: ServerResponse, status: number, type: string, message: string, headers: Record<string, string> = {}): void {
   response.writeHead(status, { 'content-type': 'application/json', 'request-id': `req_double_${Date.now()}`, ...headers });
@@ -108,7 +101,7 @@ export async function startAnthropicDouble(): Promise<AnthropicDouble> {
     if (request.method !== 'POST' || request.url?.split('?')[0] !== '/v1/messages') {
       return sendError(response, 404, 'not_found_error', `no route ${request.method} ${request.url}`);
     }
-    const text = await readBody(request);
+    const text = await bodyText(request);
     double.calls += 1;
     const step = queue.shift() ?? { delayMs: double.defaultDelayMs };
     let body: any;

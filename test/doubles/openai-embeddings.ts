@@ -6,8 +6,9 @@
 // or answer slowly.
 
 import { createHash } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { text as bodyText } from 'node:stream/consumers';
 
 export interface Failure {
   status: number;
@@ -78,14 +79,6 @@ export function doubleTokenVector(ids: number[], dimensions: number): Float32Arr
 const isTokenArray = (input: unknown): input is number[] =>
   Array.isArray(input) && input.length > 0 && input.every((id) => Number.isSafeInteger(id) && id >= 0);
 
-function readBody(request: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    request.on('data', (chunk: Buffer) => chunks.push(chunk));
-    request.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    request.on('error', reject);
-  });
-}
 
 function sendJson(response: ServerResponse, status: number, payload: unknown, headers: Record<string, string> = {}): void {
   response.writeHead(status, { 'Content-Type': 'application/json', ...headers });
@@ -111,7 +104,7 @@ export async function startOpenAiEmbeddingsDouble(apiKey = 'sk-test-double-01234
   } as OpenAiEmbeddingsDouble;
 
   const server = createServer(async (request, response) => {
-    const text = await readBody(request);
+    const text = await bodyText(request);
     if (request.method !== 'POST' || !request.url?.endsWith('/embeddings')) return openAiError(response, 404, 'not found');
     let body: ReceivedRequest['body'];
     try {

@@ -7,6 +7,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gunzipSync } from 'node:zlib';
+import { buffer as bodyBytes } from 'node:stream/consumers';
 
 export type DecodedAttributes = Record<string, string | number | boolean>;
 
@@ -176,14 +177,6 @@ export function decodeMetricsRequest(body: unknown): DecodedMetric[] {
   return metrics;
 }
 
-function readBody(request: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    request.on('data', (chunk: Buffer) => chunks.push(chunk));
-    request.on('end', () => resolve(Buffer.concat(chunks)));
-    request.on('error', reject);
-  });
-}
 
 function answer(response: ServerResponse, status: number, body: unknown): void {
   response.writeHead(status, { 'Content-Type': 'application/json' });
@@ -196,7 +189,7 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
 
   const server = createServer(async (request, response) => {
     if (request.method !== 'POST' || request.url !== '/v1/metrics') return answer(response, 404, { message: 'not found' });
-    let raw = await readBody(request);
+    let raw = await bodyBytes(request);
     if (request.headers['content-encoding'] === 'gzip') raw = gunzipSync(raw);
     const contentType = (request.headers['content-type'] ?? '').split(';')[0]!.trim();
     if (contentType !== 'application/json') {

@@ -2,8 +2,9 @@
 // the real @aws-sdk/client-secrets-manager runs against it via AWS_ENDPOINT_URL_SECRETS_MANAGER.
 
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { text as bodyText } from 'node:stream/consumers';
 
 export interface SecretsManagerDouble {
   endpoint: string;
@@ -25,14 +26,6 @@ export interface SecretsManagerDouble {
   close(): Promise<void>;
 }
 
-function readBody(request: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let body = '';
-    request.on('data', (chunk: Buffer) => (body += chunk.toString()));
-    request.on('end', () => resolve(body));
-    request.on('error', reject);
-  });
-}
 
 function reply(response: ServerResponse, status: number, payload: unknown): void {
   response.writeHead(status, { 'Content-Type': 'application/x-amz-json-1.1' });
@@ -48,7 +41,7 @@ export async function startSecretsManagerDouble(): Promise<SecretsManagerDouble>
 
   const server = createServer(async (request, response) => {
     const target = String(request.headers['x-amz-target'] ?? '');
-    const input = JSON.parse((await readBody(request)) || '{}') as { SecretId?: string; SecretString?: string };
+    const input = JSON.parse((await bodyText(request)) || '{}') as { SecretId?: string; SecretString?: string };
     double.lastHeaders = request.headers;
     if (double.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, double.delayMs));
     if (double.failing || failures > 0) {

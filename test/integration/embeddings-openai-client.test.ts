@@ -2,8 +2,9 @@
 // key, through a small HTTP server that turns each request into an API Gateway event for the
 // handler (what serverless-offline and API Gateway do).
 
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { text as bodyText } from 'node:stream/consumers';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { handler } from '../../functions/embeddings.ts';
@@ -17,19 +18,11 @@ import { signUpAndLogIn } from '../support/session.ts';
 const MODEL = 'local-hash-384';
 const local = new LocalEmbedder(MODEL, 384);
 
-function readBody(request: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    request.on('data', (chunk: Buffer) => chunks.push(chunk));
-    request.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    request.on('error', reject);
-  });
-}
 
 /** HTTP in, handler invoked with the API Gateway event, HTTP out: POST /embeddings, else the catch-all. */
 async function startGateway(): Promise<{ baseUrl: string; server: Server }> {
   const server = createServer(async (request, response) => {
-    const body = await readBody(request);
+    const body = await bodyText(request);
     const url = new URL(request.url ?? '/', 'http://localhost');
     const route = request.method === 'POST' && url.pathname === '/embeddings' ? handler : notFound;
     const headers = Object.fromEntries(Object.entries(request.headers).map(([name, value]) => [name, String(value)]));
