@@ -12,9 +12,9 @@ import { anthropicProvider, ANTHROPIC_VERSION } from '../../shared/llm/anthropic
 import { LOCAL_TUTOR_LABEL, localTutor } from '../../shared/llm/local.ts';
 import { chatProvider, type CompletionRequest } from '../../shared/llm/provider.ts';
 import { DEFAULT_SYSTEM_PROMPT, systemPrompt } from '../../shared/llm/system-prompt.ts';
-import { HttpProblem } from '../../shared/problem.ts';
 import { startAnthropicDouble, type AnthropicDouble } from '../doubles/anthropic.ts';
 import { useEnvironment } from '../support/env.ts';
+import { problemOf } from '../support/problems.ts';
 
 const question: CompletionRequest = {
   model: 'claude-haiku-4-5',
@@ -25,15 +25,6 @@ const question: CompletionRequest = {
 };
 
 const inSeconds = (seconds: number) => ({ deadline: Date.now() + seconds * 1000 });
-
-async function problemOf(promise: Promise<unknown>): Promise<HttpProblem> {
-  const error = await promise.then(
-    () => undefined,
-    (caught: unknown) => caught,
-  );
-  expect(error).toBeInstanceOf(HttpProblem);
-  return error as HttpProblem;
-}
 
 describe('the Anthropic double speaks the Messages wire format', () => {
   let double: AnthropicDouble;

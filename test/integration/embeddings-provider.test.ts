@@ -19,15 +19,7 @@ import {
 } from '../doubles/openai-embeddings.ts';
 import { useEnvironment } from '../support/env.ts';
 import { captureOutput } from '../support/logs.ts';
-
-async function problemOf(promise: Promise<unknown>): Promise<HttpProblem> {
-  const error = await promise.then(
-    () => undefined,
-    (reason: unknown) => reason,
-  );
-  if (!(error instanceof HttpProblem)) throw new Error(`expected a problem, got ${String(error)}`);
-  return error;
-}
+import { problemOf } from '../support/problems.ts';
 
 async function closedPort(): Promise<number> {
   const server = createServer();

@@ -9,10 +9,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { HttpProblem } from '../../shared/problem.ts';
 import { getSecret } from '../../shared/secrets.ts';
 import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles/secrets-manager.ts';
 import { useEnvironment } from '../support/env.ts';
+import { problemOf } from '../support/problems.ts';
 import { makeTlsMaterial, type TlsMaterial } from '../support/redis.ts';
 import { startSilentServer, type SilentServer } from '../support/tcp-proxy.ts';
 
@@ -30,16 +30,6 @@ function getSecretInChild(id: string, env: Record<string, string>): Promise<stri
       error ? reject(new Error(`${error.message}: ${stderr}`)) : resolve(stdout),
     );
   });
-}
-
-async function problemOf(promise: Promise<unknown>): Promise<HttpProblem> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof HttpProblem) return error;
-    throw error;
-  }
-  throw new Error('expected a problem');
 }
 
 describe('reading a secret from Secrets Manager', () => {
