@@ -322,3 +322,38 @@ describe('a cold container serving concurrent requests (npm run dev does; a Lamb
     expect(settled.map((result) => result.status)).toEqual(['fulfilled', 'fulfilled']);
   });
 });
+
+describe('a Redis that is up but refuses commands', () => {
+  let redis: RedisServer;
+  let admin: Redis;
+  beforeAll(async () => {
+    redis = await startStandaloneRedis();
+    admin = new Redis({ port: redis.port, host: '127.0.0.1' });
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    admin.disconnect();
+    await redis.stop();
+  });
+
+  it('answers every route with a 503 while a long script keeps Redis busy (BUSY), and serves again once it is killed', async () => {
+    await useEnvironment({ REDIS_URL: redis.url, ...baseEnvironment });
+    const clients = await signUpClients(1);
+    await admin.config('SET', 'busy-reply-threshold', '50');
+    const blocker = new Redis({ port: redis.port, host: '127.0.0.1' });
+
+    const script = blocker.eval('while true do end', 0).catch(() => 'killed');
+    await new Promise((resolve) => setTimeout(resolve, 200)); // past the busy threshold
+    const busy = await runBatches(1, clients);
+    await admin.script('KILL');
+    await script;
+    blocker.disconnect();
+    const after = await runBatches(1, clients);
+
+    for (const outcome of busy.flat()) {
+      expectUnavailable(outcome);
+      expect(outcome.status, outcome.route).toBe(503);
+    }
+    expect(statuses(after[0]!)).toEqual([200]);
+  });
+});
