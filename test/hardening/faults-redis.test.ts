@@ -356,4 +356,19 @@ describe('a Redis that is up but refuses commands', () => {
     }
     expect(statuses(after[0]!)).toEqual([200]);
   });
+
+  it('answers a 503, never a 500, on every route that writes while Redis is out of memory (OOM), and serves again once it has room', async () => {
+    await useEnvironment({ REDIS_URL: redis.url, ...baseEnvironment });
+    const clients = await signUpClients(1);
+
+    await admin.config('SET', 'maxmemory-policy', 'noeviction');
+    await admin.config('SET', 'maxmemory', '1');
+    const full = await runBatches(1, clients);
+    await admin.config('SET', 'maxmemory', '0');
+    const after = await runBatches(1, clients);
+
+    for (const outcome of full.flat()) expectContractAnswer(outcome);
+    expect(full.flat().filter((outcome) => outcome.status === 503).length).toBeGreaterThan(0);
+    expect(statuses(after[0]!)).toEqual([200]);
+  });
 });
