@@ -5,13 +5,19 @@
 // Replies of a server that is up but serves no one for now count too: LOADING (reading its data
 // after a restart), MASTERDOWN, BUSY (a script running past the busy threshold: every command is
 // refused until it ends or is killed; not BUSYKEY, a RESTORE onto an existing key), OOM (writes
-// refused at maxmemory under noeviction, or with nothing left to evict: reads still work).
+// refused at maxmemory under noeviction, or with nothing left to evict: reads still work),
+// READONLY (a primary demoted by a failover, still reached on a socket opened before it).
 
 const UNAVAILABLE_ERROR =
-  /Command timed out|Connection is closed|Socket timeout|MaxRetriesPerRequest|Reached the max retries|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|EPIPE|connect ETIMEDOUT|Stream isn't writeable|None of startup nodes is available|Failed to refresh slots cache|CLUSTERDOWN|TRYAGAIN|LOADING|MASTERDOWN|\bBUSY\b|OOM command not allowed|Cluster isn't ready|WRONGPASS|NOAUTH|Protocol error|Unknown RESP type/i;
+  /Command timed out|Connection is closed|Socket timeout|MaxRetriesPerRequest|Reached the max retries|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|EPIPE|connect ETIMEDOUT|Stream isn't writeable|None of startup nodes is available|Failed to refresh slots cache|CLUSTERDOWN|TRYAGAIN|LOADING|MASTERDOWN|\bBUSY\b|OOM command not allowed|\bREADONLY\b|Cluster isn't ready|WRONGPASS|NOAUTH|Protocol error|Unknown RESP type/i;
 
 export function isRedisUnavailableError(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   const code = (error as { code?: string }).code ?? '';
   return UNAVAILABLE_ERROR.test(`${error.name} ${error.message} ${code}`);
+}
+
+/** A write refused by a replica: the server this socket reaches is no longer the primary. */
+export function isReadOnlyReplicaError(error: Error): boolean {
+  return /\bREADONLY\b/.test(error.message);
 }

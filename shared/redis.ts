@@ -14,7 +14,7 @@ import { log, outsideRequests, registerSecret } from './logger.ts';
 import { HttpProblem, redisUnavailable } from './problem.ts';
 import { describeRedisUrl, resolveRedisEndpoint, type RedisEndpoint } from './redis-endpoint.ts';
 import { isCluster } from './redis-cluster.ts';
-import { isRedisUnavailableError } from './redis-errors.ts';
+import { isReadOnlyReplicaError, isRedisUnavailableError } from './redis-errors.ts';
 
 export type RedisClient = Redis | Cluster;
 
@@ -62,6 +62,11 @@ function redisClientOptions(url: URL): RedisOptions {
     // Short reconnect delays: after a Redis restart the next invocation must find the client
     // reconnected within its command time-out.
     retryStrategy: (attempt) => Math.min(25 * 2 ** attempt, 250),
+    // After a failover the endpoint's name leads to the promoted replica, but a socket opened
+    // before it still reaches the demoted primary, which refuses every write (READONLY) for as long
+    // as the socket lives. The refused command fails (a 503, never resent: a script may have read
+    // before it was refused) and the socket is replaced, so the next one reaches the new primary.
+    reconnectOnError: (error) => isReadOnlyReplicaError(error),
     enableReadyCheck: false,
     disableClientInfo: true,
     // Commands are written to the socket as they are issued. Auto-pipelining would hold each one

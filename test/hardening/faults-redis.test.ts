@@ -372,3 +372,50 @@ describe('a Redis that is up but refuses commands', () => {
     expect(statuses(after[0]!)).toEqual([200]);
   });
 });
+
+describe('a failover that moves the endpoint to the promoted replica (ElastiCache, a managed primary endpoint)', () => {
+  let first: RedisServer;
+  let second: RedisServer;
+  let endpoint: TcpProxy;
+  beforeAll(async () => {
+    // The replicas load what they are sent straight from the socket: no RDB file left in the working directory.
+    const replication = { extraArgs: ['--repl-diskless-sync', 'yes', '--repl-diskless-sync-delay', '0', '--repl-diskless-load', 'swapdb'] };
+    [first, second] = await Promise.all([startStandaloneRedis(replication), startStandaloneRedis(replication)]);
+    endpoint = await startTcpProxy(first.port);
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    await endpoint.close();
+    await Promise.all([first.stop(), second.stop()]);
+  });
+
+  /** `second` takes over with every key of `first`, which becomes its replica; the endpoint follows. */
+  async function failOver(): Promise<void> {
+    const [oldPrimary, newPrimary] = [first, second].map((server) => new Redis({ port: server.port, host: '127.0.0.1' }));
+    try {
+      await newPrimary!.replicaof('127.0.0.1', String(first.port));
+      while (!String(await newPrimary!.info('replication')).includes('master_link_status:up') || (await newPrimary!.dbsize()) !== (await oldPrimary!.dbsize())) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      await newPrimary!.replicaof('NO', 'ONE');
+      await oldPrimary!.replicaof('127.0.0.1', String(second.port));
+      endpoint.retarget(second.port);
+    } finally {
+      oldPrimary!.disconnect();
+      newPrimary!.disconnect();
+    }
+  }
+
+  it('answers 503, not 500, while the open connection reaches the demoted primary (READONLY), and the next batch is served by the new one', async () => {
+    await useEnvironment({ REDIS_URL: `redis://127.0.0.1:${endpoint.port}`, ...baseEnvironment });
+    const clients = await signUpClients(2);
+
+    await failOver();
+    const during = await runBatches(1, clients);
+    await new Promise((resolve) => setTimeout(resolve, 300)); // one reconnect delay
+    const after = await runBatches(2, clients);
+
+    for (const outcome of during.flat()) expectContractAnswer(outcome);
+    expect(after.map(statuses)).toEqual([[200], [200]]);
+  });
+});

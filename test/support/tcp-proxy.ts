@@ -12,6 +12,8 @@ export interface TcpProxy {
   /** Only the connections open now go silent (a stale socket after a Lambda thaw); new ones work. */
   freezeExisting(): void;
   thaw(): void;
+  /** New connections go to `port` from now on; open ones stay where they are (a DNS name that moves at a failover). */
+  retarget(port: number): void;
   /** Connections accepted so far. */
   connections: number;
   close(): Promise<void>;
@@ -24,12 +26,13 @@ export interface TcpProxyOptions {
 
 export async function startTcpProxy(targetPort: number, { replyDelayMs = 0 }: TcpProxyOptions = {}): Promise<TcpProxy> {
   let frozen = false;
+  let target = targetPort;
   const sockets = new Set<Socket>();
   const silenced = new WeakSet<Socket>();
   const proxy = { connections: 0 } as TcpProxy;
   const server = createServer((client) => {
     proxy.connections += 1;
-    const upstream = connect({ port: targetPort, host: '127.0.0.1' });
+    const upstream = connect({ port: target, host: '127.0.0.1' });
     for (const socket of [client, upstream]) {
       // As Redis and ioredis do: no Nagle delay on small writes (which a held answer would meet).
       socket.setNoDelay(true);
@@ -55,6 +58,9 @@ export async function startTcpProxy(targetPort: number, { replyDelayMs = 0 }: Tc
     },
     thaw: () => {
       frozen = false;
+    },
+    retarget: (port: number) => {
+      target = port;
     },
     close: () =>
       new Promise<void>((resolve) => {
