@@ -2,7 +2,7 @@
 // (a URL string, JSON `{"url"}` or JSON `{"host","port","username","password","tls"}`).
 
 import { config, ConfigError, isRedisUrl } from './config.ts';
-import { getSecret, type SecretReadOptions } from './secrets.ts';
+import { forgetSecret, getSecret, type SecretReadOptions } from './secrets.ts';
 
 export interface RedisEndpoint {
   url: string;
@@ -48,15 +48,23 @@ export function redisUrlFromSecret(text: string): string {
 
 /** Resolves the endpoint; `refresh` reads the secret again (password rotation). */
 export async function resolveRedisEndpoint({ refresh = false, whileWaiting }: SecretReadOptions = {}): Promise<RedisEndpoint> {
-  const { redis, stage } = config();
-  let endpoint: RedisEndpoint;
-  if (redis.url !== undefined) {
-    endpoint = { url: redis.url, source: 'env' };
-  } else if (redis.secretId !== undefined) {
-    endpoint = { url: redisUrlFromSecret(await getSecret(redis.secretId, { refresh, whileWaiting })), source: 'secret' };
-  } else {
-    throw new ConfigError('REDIS_URL or REDIS_SECRET_ID: one of them must be set');
+  const { redis } = config();
+  if (redis.url !== undefined) return allowedInStage({ url: redis.url, source: 'env' });
+  if (redis.secretId === undefined) throw new ConfigError('REDIS_URL or REDIS_SECRET_ID: one of them must be set');
+  const text = await getSecret(redis.secretId, { refresh, whileWaiting });
+  try {
+    return allowedInStage({ url: redisUrlFromSecret(text), source: 'secret' });
+  } catch (error) {
+    // A secret refused here is not kept, as a failed read is not: correcting it is enough for the
+    // next request to read it again, rather than every request failing until a new container.
+    forgetSecret(redis.secretId);
+    throw error;
   }
+}
+
+/** `endpoint`, unless it is plain text and the stage is prod. */
+function allowedInStage(endpoint: RedisEndpoint): RedisEndpoint {
+  const { redis, stage } = config();
   if (stage === 'prod' && endpoint.url.startsWith('redis://') && !redis.allowPlaintextInProd) {
     throw new ConfigError(
       'REDIS_URL: the prod stage needs a rediss:// (TLS) URL; set REDIS_ALLOW_PLAINTEXT=true to allow plain text on purpose',

@@ -85,6 +85,14 @@ export function getSecret(secretId: string, { refresh = false, whileWaiting }: S
   return pending;
 }
 
+/**
+ * Forget the container's copy of a secret whose value could not be used (a malformed URL): the
+ * next read fetches it again, so that correcting the secret is enough, as for a failed read.
+ */
+export function forgetSecret(secretId: string): void {
+  cache.delete(secretId);
+}
+
 /** Forget every cached secret (tests). */
 export function resetSecrets(): void {
   cache.clear();

@@ -503,4 +503,18 @@ describe('the Redis URL from Secrets Manager (REDIS_SECRET_ID)', () => {
     expect(logs).not.toContain('not-the-password-9876');
     expect(response.body).not.toContain('not-the-password-9876');
   });
+
+  it('reads a secret it could not use again at the next invocation, and serves once it is corrected', async () => {
+    const secretId = 'redis/malformed';
+    secrets.setSecret(secretId, `{"url": "redis://:${password}@127.0.0.1:${secured.port}"`); // JSON cut short
+    await useEnvironment({ ...secrets.env, REDIS_SECRET_ID: secretId });
+
+    const whileMalformed = await checkHealth();
+    secrets.setSecret(secretId, `redis://:${password}@127.0.0.1:${secured.port}`);
+    const afterCorrection = await checkHealth();
+
+    expect(whileMalformed.statusCode).toBe(503);
+    expect(afterCorrection.statusCode).toBe(200);
+    expect(secrets.reads(secretId)).toBe(2);
+  });
 });
