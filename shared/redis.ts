@@ -5,12 +5,14 @@
 //   invocation 1:  withRedis ─ resolve URL (env | secret) ─ connect ─ command ─┐
 //   invocation 2:  withRedis ───────────────────────────────────── command ─┤ same client
 //   password rotated: command fails WRONGPASS → read secret again → new client → retry once
+//   Redis moved:      command fails, unreachable → read secret again → names another? → next request connects there
 
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import { config, ConfigError } from './config.ts';
 import { log, outsideRequests, registerSecret } from './logger.ts';
+import { monotonicMs } from './monotonic-clock.ts';
 import { HttpProblem, redisUnavailable } from './problem.ts';
 import { describeRedisUrl, resolveRedisEndpoint, type RedisEndpoint } from './redis-endpoint.ts';
 import { isCluster } from './redis-cluster.ts';
@@ -351,7 +353,43 @@ async function afterFailure<T>(
       throw toProblem(retryError);
     }
   }
+  if (isRedisUnavailableError(error) && (await secretNamesAnotherRedis(conn))) {
+    log.warn('redis unreachable and the secret now names another; the next request connects there', {
+      endpoint: describeRedisUrl(conn.endpoint.url),
+    });
+    // Not run again on the new server: the old one may have run it before it stopped answering.
+    dropConnection(pending, conn);
+  }
   throw toProblem(error);
+}
+
+/** When the secret was last read again because the Redis it named could not be reached. */
+let endpointCheckedAt = Number.NEGATIVE_INFINITY;
+/** While a Redis is down, one failing request in this time reads the secret again, not each one. */
+const ENDPOINT_CHECK_INTERVAL_MS = 5_000;
+
+/**
+ * Whether the secret names another Redis than the one `conn` cannot reach: a rotation to a new
+ * host, or a container started while the secret still held the placeholder a deploy creates. The
+ * client would otherwise try the old address until the container is recycled.
+ */
+async function secretNamesAnotherRedis(conn: Connection): Promise<boolean> {
+  if (conn.endpoint.source !== 'secret' || monotonicMs() - endpointCheckedAt < ENDPOINT_CHECK_INTERVAL_MS) return false;
+  endpointCheckedAt = monotonicMs();
+  try {
+    return (await resolveRedisEndpoint({ refresh: true })).url !== conn.endpoint.url;
+  } catch {
+    return false; // the secret unreadable or unusable: the failure of the Redis that was reached stands
+  }
+}
+
+/** Closes `conn`; the next request connects afresh, unless another request replaced it already. */
+function dropConnection(pending: Promise<Connection>, conn: Connection): void {
+  if (current === pending) {
+    current = undefined;
+    known = undefined;
+  }
+  conn.client.disconnect();
 }
 
 /**
@@ -381,6 +419,7 @@ export async function closeRedis(): Promise<void> {
   current = undefined;
   known = undefined;
   latestClient = undefined;
+  endpointCheckedAt = Number.NEGATIVE_INFINITY;
   if (!previous) return;
   try {
     const { client } = await previous;

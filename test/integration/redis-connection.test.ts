@@ -504,6 +504,24 @@ describe('the Redis URL from Secrets Manager (REDIS_SECRET_ID)', () => {
     expect(response.body).not.toContain('not-the-password-9876');
   });
 
+  it('follows the secret to another Redis once the one it named can no longer be reached, without a new container', async () => {
+    const retired = await startStandaloneRedis({ password });
+    const secretId = 'redis/moving';
+    secrets.setSecret(secretId, `redis://:${password}@127.0.0.1:${retired.port}`);
+    await useEnvironment({ ...secrets.env, REDIS_SECRET_ID: secretId });
+    const before = await checkHealth();
+
+    secrets.setSecret(secretId, `redis://:${password}@127.0.0.1:${secured.port}`);
+    await retired.stop();
+    const whenItStops = await checkHealth();
+    const next = await checkHealth();
+
+    expect(before.statusCode).toBe(200);
+    expect(whenItStops.statusCode).toBe(503);
+    expect(next.statusCode).toBe(200);
+    expect(secrets.reads(secretId)).toBe(2);
+  });
+
   it('reads a secret it could not use again at the next invocation, and serves once it is corrected', async () => {
     const secretId = 'redis/malformed';
     secrets.setSecret(secretId, `{"url": "redis://:${password}@127.0.0.1:${secured.port}"`); // JSON cut short
