@@ -353,14 +353,31 @@ async function afterFailure<T>(
       throw toProblem(retryError);
     }
   }
-  if (isRedisUnavailableError(error) && (await secretNamesAnotherRedis(conn))) {
+  if (isRedisUnavailableError(error)) await followSecretIfMoved(pending, conn);
+  throw toProblem(error);
+}
+
+/**
+ * The failing request waits this long at most for the secret's new read: long enough for a
+ * healthy Secrets Manager, so that the next request already connects where the secret points,
+ * short enough that the 503 stays fast when Secrets Manager is slow too (the read goes on).
+ */
+const ENDPOINT_CHECK_WAIT_MS = 300;
+
+/** Drops the connection when the secret names another Redis; the operation is not run again there. */
+async function followSecretIfMoved(pending: Promise<Connection>, conn: Connection): Promise<void> {
+  const check = secretNamesAnotherRedis(conn).then((moved) => {
+    if (!moved) return;
     log.warn('redis unreachable and the secret now names another; the next request connects there', {
       endpoint: describeRedisUrl(conn.endpoint.url),
     });
     // Not run again on the new server: the old one may have run it before it stopped answering.
     dropConnection(pending, conn);
-  }
-  throw toProblem(error);
+  });
+  let timer: NodeJS.Timeout | undefined;
+  const waited = new Promise<void>((resolve) => (timer = setTimeout(resolve, ENDPOINT_CHECK_WAIT_MS)));
+  await Promise.race([check, waited]);
+  clearTimeout(timer);
 }
 
 /** When the secret was last read again because the Redis it named could not be reached. */

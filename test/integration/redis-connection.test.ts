@@ -522,6 +522,29 @@ describe('the Redis URL from Secrets Manager (REDIS_SECRET_ID)', () => {
     expect(secrets.reads(secretId)).toBe(2);
   });
 
+  it('answers the outage without waiting for a slow new read of the secret, and still follows it once read', async () => {
+    const retired = await startStandaloneRedis({ password });
+    const secretId = 'redis/moving-slowly';
+    secrets.setSecret(secretId, `redis://:${password}@127.0.0.1:${retired.port}`);
+    await useEnvironment({ ...secrets.env, REDIS_SECRET_ID: secretId });
+    const before = await checkHealth();
+
+    secrets.setSecret(secretId, `redis://:${password}@127.0.0.1:${secured.port}`);
+    secrets.delayMs = 450; // longer than a failing request waits for it, within the read's own time-out
+    await retired.stop();
+    const whenItStops = await checkHealth();
+    const readsWhenAnswered = secrets.reads(secretId);
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    secrets.delayMs = 0;
+    const next = await checkHealth();
+
+    expect(before.statusCode).toBe(200);
+    expect(whenItStops.statusCode).toBe(503);
+    expect(readsWhenAnswered).toBe(1); // the second read was still on its way
+    expect(next.statusCode).toBe(200);
+    expect(secrets.reads(secretId)).toBe(2);
+  });
+
   it('reads a secret it could not use again at the next invocation, and serves once it is corrected', async () => {
     const secretId = 'redis/malformed';
     secrets.setSecret(secretId, `{"url": "redis://:${password}@127.0.0.1:${secured.port}"`); // JSON cut short
