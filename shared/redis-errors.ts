@@ -6,10 +6,11 @@
 // after a restart), MASTERDOWN, BUSY (a script running past the busy threshold: every command is
 // refused until it ends or is killed; not BUSYKEY, a RESTORE onto an existing key), OOM (writes
 // refused at maxmemory under noeviction, or with nothing left to evict: reads still work),
-// READONLY (a primary demoted by a failover, still reached on a socket opened before it).
+// READONLY (a primary demoted by a failover, still reached on a socket opened before it). And a
+// cluster that keeps redirecting a command past the client's limit (slots moving: a resharding).
 
 const UNAVAILABLE_ERROR =
-  /Command timed out|Connection is closed|Socket timeout|MaxRetriesPerRequest|Reached the max retries|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|EPIPE|connect ETIMEDOUT|Stream isn't writeable|None of startup nodes is available|Failed to refresh slots cache|CLUSTERDOWN|TRYAGAIN|LOADING|MASTERDOWN|\bBUSY\b|OOM command not allowed|\bREADONLY\b|Cluster isn't ready|WRONGPASS|NOAUTH|Protocol error|Unknown RESP type/i;
+  /Command timed out|Connection is closed|Socket timeout|MaxRetriesPerRequest|Reached the max retries|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|EPIPE|connect ETIMEDOUT|Stream isn't writeable|None of startup nodes is available|Failed to refresh slots cache|CLUSTERDOWN|TRYAGAIN|Too many Cluster redirections|LOADING|MASTERDOWN|\bBUSY\b|OOM command not allowed|\bREADONLY\b|Cluster isn't ready|WRONGPASS|NOAUTH|Protocol error|Unknown RESP type/i;
 
 export function isRedisUnavailableError(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
