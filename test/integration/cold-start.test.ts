@@ -135,6 +135,35 @@ async function runBundled(name: string, entry: string): Promise<{ report: Record
   return { report, warnings };
 }
 
+const requireFromHere = createRequire(import.meta.url);
+
+/** What ioredis asks of @ioredis/commands. */
+interface CommandTable {
+  list: string[];
+  exists(name: string): boolean;
+  hasFlag(name: string, flag: string): boolean;
+  getKeyIndexes(name: string, args: string[]): number[];
+}
+
+/** The text of every module of the installed ioredis. */
+function ioredisSources(): string[] {
+  const built = join(projectRoot, 'node_modules/ioredis/built');
+  return (readdirSync(built, { recursive: true, encoding: 'utf8' }) as string[]).filter((file) => file.endsWith('.js')).map((file) => readFileSync(join(built, file), 'utf8'));
+}
+
+/**
+ * Each command's (and subcommand's) answers to what ioredis asks: whether it exists, its FLAGS,
+ * and its keys among arguments that give each kind of key position something to find.
+ */
+function answersOf(commands: CommandTable, flags: string[]): unknown[] {
+  const table = requireFromHere('@ioredis/commands/built/commands.json') as Record<string, { subcommands?: Record<string, unknown> }>;
+  const samples = [['k1', 'k2', 'k3', 'k4', 'k5', 'k6'], ['2', 'k1', 'k2', 'k3', 'k4'], ['0', 'STREAMS', 'k1', 'k2', '0', '0']];
+  return commands.list.map((name) => {
+    const calls = [...samples, ...Object.keys(table[name]!.subcommands ?? {}).flatMap((subcommand) => samples.map((args) => [subcommand, ...args]))];
+    return [name, commands.exists(name), flags.map((flag) => commands.hasFlag(name, flag)), calls.map((args) => commands.getKeyIndexes(name, args))];
+  });
+}
+
 describe('ioredis as bundled for Lambda', () => {
   it('defines its commands on a prototype made a dictionary first, and leaves every command and nothing else there', async () => {
     const entry = "import { Redis } from 'ioredis'; export const names = Object.getOwnPropertyNames(Object.getPrototypeOf(Redis.prototype));";
@@ -149,16 +178,17 @@ describe('ioredis as bundled for Lambda', () => {
     expect(names.filter((name) => name.includes('dictionaryMode'))).toEqual([]);
   });
 
-  it("holds its table of Redis commands as JSON text for JSON.parse, with the same commands as the package", async () => {
-    const entry = "import { list, getKeyIndexes } from '@ioredis/commands'; export { list }; export const get = getKeyIndexes('get', ['k']);";
+  it('holds its table of Redis commands as JSON text for JSON.parse, answering every command as the package does', async () => {
+    const entry = "export { list, exists, hasFlag, getKeyIndexes } from '@ioredis/commands';";
+    const flagsIoredisReads = [...new Set(ioredisSources().flatMap((source) => [...source.matchAll(/hasFlag\)\([^,]+,\s*"([a-z_]+)"/g)].map((match) => match[1]!)))];
 
     const { outfile } = await bundleEntry('command-table', entry);
-    const bundled = (await import(pathToFileURL(outfile).href)) as { list: string[]; get: number[] };
-    const installed = createRequire(import.meta.url)('@ioredis/commands') as { list: string[] };
+    const bundled = (await import(pathToFileURL(outfile).href)) as CommandTable;
+    const installed = requireFromHere('@ioredis/commands') as CommandTable;
 
+    expect(flagsIoredisReads.sort()).toEqual(['loading', 'readonly']);
     expect(readFileSync(outfile, 'utf8')).toMatch(/JSON\.parse\('\{"acl":/);
-    expect(bundled.list).toEqual(installed.list);
-    expect(bundled.get).toEqual([0]);
+    expect(answersOf(bundled, flagsIoredisReads)).toEqual(answersOf(installed, flagsIoredisReads));
   });
 
   it('leaves out the Sentinel connector, and says so to a client that asks for Sentinel', async () => {
