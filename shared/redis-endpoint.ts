@@ -46,7 +46,7 @@ export function redisUrlFromSecret(text: string): string {
   return `${tls ? 'rediss' : 'redis'}://${credentials}${fields.host}:${port}`;
 }
 
-/** Resolves the endpoint; `refresh` reads the secret again (password rotation). */
+/** Resolves the endpoint; `refresh` reads the secret again (a rotated password, a Redis that moved). */
 export async function resolveRedisEndpoint({ refresh = false, whileWaiting }: SecretReadOptions = {}): Promise<RedisEndpoint> {
   const { redis } = config();
   if (redis.url !== undefined) return allowedInStage({ url: redis.url, source: 'env' });

@@ -1,10 +1,12 @@
 // The one Redis connection of a container: created on first use (never at import, so the Lambda
 // init phase stays network-free), reused by every later invocation, and recovered in place after
-// a Redis restart, a frozen socket or a rotated password.
+// a Redis restart, a frozen socket, a failover, a rotated password or a secret that names another
+// Redis.
 //
 //   invocation 1:  withRedis ─ resolve URL (env | secret) ─ connect ─ command ─┐
 //   invocation 2:  withRedis ───────────────────────────────────── command ─┤ same client
 //   password rotated: command fails WRONGPASS → read secret again → new client → retry once
+//   failover:         write refused READONLY → 503, socket replaced → next request reaches the new primary
 //   Redis moved:      command fails, unreachable → read secret again → names another? → next request connects there
 
 import { readFileSync } from 'node:fs';
@@ -239,9 +241,7 @@ function connectEveryMaster(cluster: Cluster): void {
 function connection(refreshSecret = false): Promise<Connection> {
   if (known !== undefined && known.promise === current && gaveUp(known.connection.client)) {
     // The next request connects afresh rather than fail until the container is recycled.
-    known.connection.client.disconnect();
-    current = undefined;
-    known = undefined;
+    dropConnection(known.promise, known.connection);
   }
   if (!current || refreshSecret) {
     const previous = current;

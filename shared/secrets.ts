@@ -1,5 +1,6 @@
 // Secrets Manager reads, cached for the life of the container. Failures are never cached, so a
-// Secrets Manager outage at cold start costs one request, not the container.
+// Secrets Manager outage at cold start costs one request, not the container; nor is a value its
+// reader could not use (`forgetSecret`), so correcting the secret is enough.
 //
 // With credentials in the environment (every Lambda) the read is one signed HTTPS request
 // (aws/secrets-manager.ts): loading the AWS SDK's client would cost the first request of each
