@@ -41,6 +41,7 @@ async function login(event: HttpEvent): Promise<HttpResult> {
   const reservation = await reserveLoginAttempt(attempt);
 
   const user = await lookup.catch(async (error: unknown) => {
+    // Without the account (Redis down, its node unreachable) there is no verdict: the units go back.
     await reservation.abandoned();
     throw error;
   });

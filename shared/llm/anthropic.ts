@@ -12,7 +12,7 @@
 //   Claude other 5xx, bad reply, network → 502 upstream-error  Retry-After: Claude's, if any
 //   no answer before the deadline → 502 upstream-timeout       Retry-After: 5
 //   "prompt is too long" (400)   → 422 conversation-too-long   (the client can shorten it)
-//   "input length and `max_tokens` exceed context limit" (400) → 422 conversation-too-long (or lower maxTokens)
+//   "exceed context limit" (400) → 422 conversation-too-long   (or ask for fewer maxTokens)
 //   any other 4xx (key, model)   → 502 upstream-rejected       (logged as an error for the operator)
 // A time-out is a 502, as the contract has it for a failing Claude: its 503 and 429 are for what
 // Claude itself said. Retry-After still tells clients the one thing they can do: try again shortly.
@@ -208,7 +208,8 @@ function toProblem(outcome: Exclude<Attempt, { kind: 'answer' }>): HttpProblem {
   }
   const { status, errorType, message, requestId } = outcome;
   const retryAfterSeconds = seconds(outcome.retryAfterMs);
-  const cause = new Error(`anthropic ${status} ${errorType}${requestId === null ? '' : ` (request ${requestId})`}: ${message}`);
+  const requestIdNote = requestId === null ? '' : ` (request ${requestId})`;
+  const cause = new Error(`anthropic ${status} ${errorType}${requestIdNote}: ${message}`);
   if (status === 429) {
     return new HttpProblem(429, 'upstream-rate-limited', {
       detail: 'Claude is rate limiting this service; try again later.',
