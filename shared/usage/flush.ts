@@ -4,10 +4,11 @@
 //   index (ZRANGEBYSCORE closed) ─ claim ─ sink 1 ─ mark sent 1 ─ sink 2 ─ mark sent 2 ─ release ─ ZREM index
 //
 // - claim (one script, the bucket's slot): RENAME the bucket to its `:claimed` key and stamp it
-//   with the claimer and Redis's time, and, once, with the time of this first claim (`@firstClaimedAt`),
-//   which names the bucket's records in `id`. A fresh claim of another flusher makes us skip the bucket;
-//   a claim older than `staleClaimMs` belonged to a flusher that died or froze: we take it over,
-//   counters untouched. RENAME moves the whole hash at once: no increment can fall in between.
+//   with the claimer and Redis's time, and, once, with the time of this first claim
+//   (`@firstClaimedAt`), which names the bucket's records in `id`. A fresh claim of another
+//   flusher makes us skip the bucket; a claim older than `staleClaimMs` belonged to a flusher that
+//   died or froze: we take it over, counters untouched. RENAME moves the whole hash at once: no
+//   increment can fall in between.
 // - sinks: a bucket goes to every sink that has not yet accepted it; after each sink accepts,
 //   `@sent:<sink>` is set on the claimed key, so a take-over after a crash resends only to the
 //   sinks that never confirmed. A sink that fails makes us give our claims back at once
@@ -21,8 +22,9 @@
 // could record that (`@sent`), which is one Redis command later. Each record carries an `id` so a
 // consumer can drop such a duplicate: the same when a claim is taken over and sent again, another
 // when a late increment re-creates a flushed bucket and the next run flushes it (a record of its
-// own, to be added to the first, never dropped as a duplicate of it). A flusher never sends a bucket whose claim is older than
-// half the stale time, so a slow flusher cannot race the one that takes its claims over.
+// own, to be added to the first, never dropped as a duplicate of it). A flusher never sends a
+// bucket whose claim is older than half the stale time, so a slow flusher cannot race the one that
+// takes its claims over.
 
 import { randomUUID } from 'node:crypto';
 import { defineScript, LUA_NOW_MS } from '../redis-script.ts';
@@ -145,16 +147,8 @@ function isCounter(name: string): name is UsageCounter {
   return (USAGE_COUNTERS as readonly string[]).includes(name);
 }
 
-/** The records of a claimed bucket: one per route for a minute, one for a user's day. */
-function recordsOf(bucket: Bucket, fields: Map<string, string>): UsageRecord[] {
-  const { name } = bucket;
-  // A claim made before this stamp existed has only its latest claim time.
-  const claim = `@${fields.get('@firstClaimedAt') ?? fields.get('@claimedAt')}`;
-  if (name.kind === 'day') {
-    const startMs = Date.parse(`${name.day}T00:00:00Z`);
-    const counts = toCounts(Object.fromEntries(fields));
-    return [{ kind: 'user-day', id: `${bucket.member}${claim}`, bucket: bucket.member, startMs, endMs: bucket.score, userId: name.userId, day: name.day, counts }];
-  }
+/** A minute bucket's counter fields (`<route>|<counter>`) by route; claim stamps and sent marks left out. */
+function countersByRoute(fields: Map<string, string>): Map<string, Record<string, string>> {
   const byRoute = new Map<string, Record<string, string>>();
   for (const [field, value] of fields) {
     const at = field.lastIndexOf(ROUTE_FIELD_SEPARATOR);
@@ -165,9 +159,22 @@ function recordsOf(bucket: Bucket, fields: Map<string, string>): UsageRecord[] {
     routeFields[counter] = value;
     byRoute.set(route, routeFields);
   }
-  return [...byRoute].map(([route, routeFields]) => ({
+  return byRoute;
+}
+
+/** The records of a claimed bucket: one per route for a minute, one for a user's day. */
+function recordsOf(bucket: Bucket, fields: Map<string, string>): UsageRecord[] {
+  const { name } = bucket;
+  // A claim made before this stamp existed has only its latest claim time.
+  const firstClaim = `@${fields.get('@firstClaimedAt') ?? fields.get('@claimedAt')}`;
+  if (name.kind === 'day') {
+    const startMs = Date.parse(`${name.day}T00:00:00Z`);
+    const counts = toCounts(Object.fromEntries(fields));
+    return [{ kind: 'user-day', id: `${bucket.member}${firstClaim}`, bucket: bucket.member, startMs, endMs: bucket.score, userId: name.userId, day: name.day, counts }];
+  }
+  return [...countersByRoute(fields)].map(([route, routeFields]) => ({
     kind: 'route-minute',
-    id: `${bucket.member}${ROUTE_FIELD_SEPARATOR}${route}${claim}`,
+    id: `${bucket.member}${ROUTE_FIELD_SEPARATOR}${route}${firstClaim}`,
     bucket: bucket.member,
     startMs: name.startMs,
     endMs: bucket.score,
