@@ -6,7 +6,7 @@ import { config } from '../../shared/config.ts';
 import { databaseOf } from '../../shared/redis.ts';
 import { clusterStateFailure } from './connection.ts';
 import type { OperatorEndpoint } from './endpoint.ts';
-import { keyCounts, type NodeInfo } from './server-info.ts';
+import { infoRefusal, keyCounts, type NodeInfo } from './server-info.ts';
 
 export interface HealthReport {
   lines: Array<[label: string, text: string]>;
@@ -123,24 +123,29 @@ function keys(nodes: NodeInfo[], database: number): string {
   return `${total.keys} keys${where}, ${total.expires} of them with a TTL`;
 }
 
+/**
+ * The report of a user that may not run INFO: without it every other figure would read as zero or
+ * "not set", so it says what it could not check and warns of nothing that is not known.
+ */
+function reportWithoutInfo(observations: Observations, refusal: string): HealthReport {
+  return {
+    lines: [
+      ['transport', transport(observations.endpoint)],
+      ['mode', mode(observations)],
+      ['server', 'unknown (INFO not allowed)'],
+      ['latency', latency(observations.pingMs)],
+    ],
+    warnings: [
+      `This user may not run INFO (${refusal}): memory, eviction policy, persistence, clients and keyspace were not checked; run the doctor as a user allowed INFO (ACL +info).`,
+    ],
+    failure: undefined,
+  };
+}
+
 export function healthReport(observations: Observations): HealthReport {
   const { endpoint, nodes, pingMs } = observations;
-  const refused = nodes.find((node) => node.infoRefused !== undefined)?.infoRefused;
-  if (refused !== undefined) {
-    // Without INFO every other figure would read as zero or "not set": say so, and warn of nothing that is not known.
-    return {
-      lines: [
-        ['transport', transport(endpoint)],
-        ['mode', mode(observations)],
-        ['server', 'unknown (INFO not allowed)'],
-        ['latency', latency(pingMs)],
-      ],
-      warnings: [
-        `This user may not run INFO (${refused}): memory, eviction policy, persistence, clients and keyspace were not checked; run the doctor as a user allowed INFO (ACL +info).`,
-      ],
-      failure: undefined,
-    };
-  }
+  const refusal = infoRefusal(nodes);
+  if (refusal !== undefined) return reportWithoutInfo(observations, refusal);
   const warnings: string[] = [];
   const versions = distinct(nodes, 'redis_version');
   const lines: HealthReport['lines'] = [

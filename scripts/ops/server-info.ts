@@ -30,6 +30,11 @@ export function keyCounts(nodes: readonly NodeInfo[], database: number): { keys:
   return { keys, expires };
 }
 
+/** Why INFO was refused on one of the nodes (`NOPERM`, `unknown command`); undefined when every node answered it. */
+export function infoRefusal(nodes: readonly NodeInfo[]): string | undefined {
+  return nodes.find((node) => node.infoRefused !== undefined)?.infoRefused;
+}
+
 /** Keys evicted since the nodes started (INFO's `evicted_keys`), summed; 0 where INFO hides it. */
 export function evictedKeys(nodes: readonly NodeInfo[]): number {
   return nodes.reduce((sum, node) => sum + Number(node.info.get('evicted_keys') ?? 0), 0);
