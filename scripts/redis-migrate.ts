@@ -16,7 +16,7 @@ import { WriteRefused } from './ops/keyspace.ts';
 import { copyKeys, DumpFormatRejected, type CopyStats } from './ops/migration.ts';
 import { complain, runTool, say } from './ops/output.ts';
 import { startProgress } from './ops/progress.ts';
-import { evictedKeys, keyCounts, serverInfo, type NodeInfo } from './ops/server-info.ts';
+import { evictedKeys, infoRefusal, keyCounts, serverInfo, type NodeInfo } from './ops/server-info.ts';
 import { verifyCopy } from './ops/verification.ts';
 
 const USAGE = `Usage: npm run redis:migrate -- (--from URL | --from-secret ID) (--to URL | --to-secret ID) [options]
@@ -97,7 +97,7 @@ async function open(endpoint: OperatorEndpoint, commandTimeoutMs: number): Promi
 
 /** The keys of the side's database alone (the copy touches no other); undefined where INFO is refused. */
 function keysIn(side: Side): number | undefined {
-  if (side.nodes.some((node) => node.infoRefused !== undefined)) return undefined;
+  if (infoRefusal(side.nodes) !== undefined) return undefined;
   return keyCounts(side.nodes, databaseOf(new URL(side.endpoint.url))).keys;
 }
 
@@ -147,6 +147,18 @@ function explainCopyFailure(error: unknown, source: Side, target: Side, copied: 
   return undefined;
 }
 
+/**
+ * The sentence for keys the target evicted since it was opened, if any. A target whose memory is
+ * full and whose policy evicts accepts every write and drops keys to make room, copied ones
+ * included: every RESTORE succeeded, yet keys are missing.
+ */
+function evictionDuringCopy(target: Side, nodesAfter: readonly NodeInfo[]): string | undefined {
+  const evicted = evictedKeys(nodesAfter) - evictedKeys(target.nodes);
+  if (evicted <= 0) return undefined;
+  const policy = [...new Set(target.nodes.map((node) => node.info.get('maxmemory_policy') ?? '?'))].join('/');
+  return `The target evicted ${evicted} keys during the copy (maxmemory full, maxmemory-policy ${policy}): raise its maxmemory, or copy fewer keys with --match, then run again.`;
+}
+
 /** What the copy needs beyond its two sides, read from the command line. */
 interface CopyOptions {
   match: string;
@@ -193,12 +205,9 @@ async function copy(source: Side, target: Side, values: Values, { match, batchSi
     return 1;
   }
   progress?.finish();
-  // A target whose memory is full and whose policy evicts accepts every write and drops keys to
-  // make room, copied ones included: every RESTORE succeeded, yet keys are missing.
-  const evicted = evictedKeys(await serverInfo(target.client)) - evictedKeys(target.nodes);
-  if (evicted > 0) {
-    const policy = [...new Set(target.nodes.map((node) => node.info.get('maxmemory_policy') ?? '?'))].join('/');
-    complain(`✗ The target evicted ${evicted} keys during the copy (maxmemory full, maxmemory-policy ${policy}): raise its maxmemory, or copy fewer keys with --match, then run again.`);
+  const eviction = evictionDuringCopy(target, await serverInfo(target.client));
+  if (eviction !== undefined) {
+    complain(`✗ ${eviction}`);
     return 1;
   }
   say(summary(stats, (Date.now() - started) / 1000));
