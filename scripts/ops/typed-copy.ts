@@ -136,11 +136,11 @@ export async function copyByType(node: Redis, target: RedisClient, keys: Buffer[
     (pipeline, _key, index) => queueWrite(pipeline, values[index]!),
   );
   written.forEach((replies, index) => {
-    for (const [error] of replies) {
+    for (const reply of replies) {
       // An error the target answered is about that key (OOM, ...), told as a refused RESTORE is;
       // a lost connection is not, and is thrown as it is.
-      if (error?.name === 'ReplyError') throw new WriteRefused(values[index]!.key, error);
-      if (error) throw error;
+      if (reply[0]?.name === 'ReplyError') throw new WriteRefused(values[index]!.key, reply[0]);
+      valueOf(reply);
     }
   });
   return { copied: values.length, expired: keys.length - values.length };
