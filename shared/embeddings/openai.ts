@@ -65,7 +65,7 @@ export class OpenAiEmbeddings implements EmbeddingsProvider {
   }
 
   async embed(inputs: readonly EmbeddingInput[], options: EmbedOptions = {}): Promise<EmbedResult> {
-    const results = await Promise.all(underTokenCap(inputs).map((batch) => this.#call(batch, options.signal)));
+    const results = await Promise.all(batchesUnderTokenCap(inputs).map((batch) => this.#embedInOneCall(batch, options.signal)));
     if (results.length === 1) return results[0]!;
     return {
       vectors: results.flatMap((result) => result.vectors),
@@ -73,7 +73,7 @@ export class OpenAiEmbeddings implements EmbeddingsProvider {
     };
   }
 
-  async #call(inputs: readonly EmbeddingInput[], callerSignal: AbortSignal | undefined): Promise<EmbedResult> {
+  async #embedInOneCall(inputs: readonly EmbeddingInput[], callerSignal: AbortSignal | undefined): Promise<EmbedResult> {
     const timeout = AbortSignal.timeout(this.#options.timeoutMs);
     const signal = callerSignal ? AbortSignal.any([timeout, callerSignal]) : timeout;
     let status: number;
@@ -189,7 +189,7 @@ function mostTokens(input: EmbeddingInput): number {
 }
 
 /** The inputs in order, cut into consecutive batches that can hold at most MAX_TOKENS_PER_CALL tokens each. */
-function underTokenCap(inputs: readonly EmbeddingInput[]): Array<readonly EmbeddingInput[]> {
+function batchesUnderTokenCap(inputs: readonly EmbeddingInput[]): Array<readonly EmbeddingInput[]> {
   const batches: Array<readonly EmbeddingInput[]> = [];
   let start = 0;
   let tokens = 0;
