@@ -79,8 +79,8 @@ export const MAX_REPORTED_ERRORS = 20;
  * holds the client's own keys, of any length, and may be a million levels deep).
  */
 export function invalidRequest(errors: FieldError[], detail = 'The request body is not valid.'): HttpProblem {
-  const told = errors.slice(0, MAX_REPORTED_ERRORS).map(({ path, message }) => ({ path: shown(path), message }));
-  return new HttpProblem(400, 'validation', { detail, errors: told });
+  const reported = errors.slice(0, MAX_REPORTED_ERRORS).map(({ path, message }) => ({ path: shown(path), message }));
+  return new HttpProblem(400, 'validation', { detail, errors: reported });
 }
 
 function toFieldErrors(issues: readonly Issue[]): FieldError[] {
