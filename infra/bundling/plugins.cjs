@@ -60,15 +60,15 @@ const ioredisCommandsInDictionaryMode = {
   },
 };
 
-// ioredis-command-table: ioredis reads of its table of Redis commands (@ioredis/commands, 43 KB
-// of JSON) whether a command exists, two of its flags (`readonly`, to route a read on a cluster,
-// and `loading`, whether a command may run while the server loads its data) and, for the commands
-// with keys, where the keys are (`keyStart`, `keyStop`, `step`, by subcommand). The table also
-// holds every command's arity and a dozen other flags, which nothing reads: left out, about 24 KB
-// less in every bundle. What remains (18 KB) becomes `JSON.parse('…')` rather than the object
-// literal esbuild writes: V8 parses JSON text several times faster than it compiles and runs the
-// same data as JavaScript. The bundling test checks that the table answers every command as the
-// package's does, for every flag ioredis reads (test/integration/cold-start.test.ts).
+// ioredis-command-table: of its table of Redis commands (@ioredis/commands, 43 KB of JSON),
+// ioredis reads only whether a command exists, two of its flags (`readonly`, to route a read on a
+// cluster, and `loading`, whether a command may run while the server loads its data) and, for the
+// commands with keys, where the keys are (`keyStart`, `keyStop`, `step`, by subcommand). The
+// table also holds every command's arity and a dozen other flags, which nothing reads: left out,
+// about 24 KB less in every bundle. What remains (18 KB) becomes `JSON.parse('…')` rather than the
+// object literal esbuild writes: V8 parses JSON text several times faster than it compiles and
+// runs the same data as JavaScript. The bundling test checks that the table answers every command
+// as the package's does, for every flag ioredis reads (test/integration/cold-start.test.ts).
 
 const COMMAND_TABLE_FILE = /[\\/]node_modules[\\/]@ioredis[\\/]commands[\\/]built[\\/]commands\.json$/;
 const COMMAND_FLAGS_READ = ['readonly', 'loading'];
