@@ -1,6 +1,8 @@
 // A loopback TCP proxy that can go silent: it keeps every socket open but stops forwarding, the
 // way a frozen Lambda's connection or a half-open TCP link behaves. It can also hold every answer
-// for a while, as a network between a function and Redis does (the benchmarks' round-trip time).
+// for a while, as a network between a function and Redis does (the benchmarks' round-trip time),
+// and send new connections elsewhere, as a DNS name does after a failover. Beside it, a server
+// that accepts connections and never answers (a hung dependency).
 
 import { createServer, connect, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
