@@ -122,7 +122,7 @@ describe('the HTTP basics of every route', () => {
     expect(response.json.errors).toEqual([{ path: 'email', message: 'appears more than once in its object' }]);
   });
 
-  it('names a long key given twice cut at 120 characters', async () => {
+  it('names a long key given twice by its first 120 characters at most', async () => {
     await useEnvironment({ MAX_BODY_BYTES: String(1 << 20) });
     const key = 'k'.repeat(100_000);
 
