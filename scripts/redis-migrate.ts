@@ -115,11 +115,18 @@ function describeSide(label: string, side: Side): string {
  * in different orders.
  */
 function sameDatabase(source: Side, target: Side): boolean {
+  const targetIds = new Set(databaseIds(target));
+  return databaseIds(source).some((id) => targetIds.has(id));
+}
+
+/** `<run_id>/<database>` for each node of the side whose INFO shows its run_id. */
+function databaseIds(side: Side): string[] {
+  const database = databaseOf(new URL(side.endpoint.url));
   // A node whose INFO hides its run_id tells nothing (two such servers are not thereby one).
-  const ids = (side: Side) =>
-    side.nodes.flatMap((node) => (node.info.has('run_id') ? [`${node.info.get('run_id')}/${databaseOf(new URL(side.endpoint.url))}`] : []));
-  const targetIds = new Set(ids(target));
-  return ids(source).some((id) => targetIds.has(id));
+  return side.nodes.flatMap((node) => {
+    const runId = node.info.get('run_id');
+    return runId === undefined ? [] : [`${runId}/${database}`];
+  });
 }
 
 function summary(stats: CopyStats, seconds: number): string {
