@@ -1,5 +1,6 @@
 // The one error shape: RFC 9457 problem details. Anything that should reach the client as a 4xx
 // or 5xx is thrown as an HttpProblem; anything else becomes an opaque 500 in the HTTP middleware.
+// What a problem echoes of the client's input goes through `shown`, which cuts it short.
 
 import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 

@@ -1,5 +1,5 @@
 // Request validation with zod/mini (small in the bundle), turned into 400 problems whose `errors`
-// name each field and say, in words, what it must be.
+// name each field and say, in words, what it must be (the first MAX_REPORTED_ERRORS of them).
 
 import type * as z from 'zod/mini';
 import { HttpProblem, shown, type FieldError } from './problem.ts';
