@@ -2,8 +2,8 @@
 // remote provider runs against it through EMBEDDINGS_BASE_URL. Its vectors are deterministic and
 // unlike the local provider's (unit vectors seeded by the text's SHA-256), so a test can tell
 // which side computed a vector. Like OpenAI it takes texts or token arrays, not a mix of both, and
-// refuses an input of more than 8,192 tokens and a request of more than 300,000 in all. It counts calls and inputs, and can fail
-// or answer slowly.
+// refuses an input of more than 8,192 tokens and a request of more than 300,000 in all. It counts
+// calls and inputs, and can fail or answer slowly.
 
 import { createHash } from 'node:crypto';
 import { createServer, type ServerResponse } from 'node:http';
