@@ -4,8 +4,9 @@
 //   index (ZRANGEBYSCORE closed) ─ claim ─ sink 1 ─ mark sent 1 ─ sink 2 ─ mark sent 2 ─ release ─ ZREM index
 //
 // - claim (one script, the bucket's slot): RENAME the bucket to its `:claimed` key and stamp it
-//   with the claimer and Redis's time, and, once, with the time of this first claim
-//   (`@firstClaimedAt`), which names the bucket's records in `id`. A fresh claim of another
+//   with the claimer and Redis's time, and, once, with this first claim (`@firstClaim`: its
+//   time and claimer, unique even for two claims in one millisecond), which names the bucket's
+//   records in `id`. A fresh claim of another
 //   flusher makes us skip the bucket; a claim older than `staleClaimMs` belonged to a flusher that
 //   died or froze: we take it over, counters untouched. RENAME moves the whole hash at once: no
 //   increment can fall in between.
@@ -94,7 +95,7 @@ if claimed_at then
   -- its flusher died or froze: take the claim over, counters and sent marks untouched
 elseif redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('RENAME', KEYS[1], KEYS[2])
-  redis.call('HSET', KEYS[2], '@firstClaimedAt', now)
+  redis.call('HSET', KEYS[2], '@firstClaim', now .. '/' .. ARGV[1])
 else
   return {'empty'}
 end
@@ -165,8 +166,8 @@ function countersByRoute(fields: Map<string, string>): Map<string, Record<string
 /** The records of a claimed bucket: one per route for a minute, one for a user's day. */
 function recordsOf(bucket: Bucket, fields: Map<string, string>): UsageRecord[] {
   const { name } = bucket;
-  // A claim made before this stamp existed has only its latest claim time.
-  const firstClaim = `@${fields.get('@firstClaimedAt') ?? fields.get('@claimedAt')}`;
+  // A claim made before this stamp existed has only its latest claim.
+  const firstClaim = `@${fields.get('@firstClaim') ?? `${fields.get('@claimedAt')}/${fields.get('@claimer')}`}`;
   if (name.kind === 'day') {
     const startMs = Date.parse(`${name.day}T00:00:00Z`);
     const counts = toCounts(Object.fromEntries(fields));

@@ -103,7 +103,7 @@ describe('flush-metrics: closed usage buckets leave Redis exactly once', () => {
       expect.arrayContaining([
         {
           kind: 'route-minute',
-          id: expect.stringMatching(new RegExp(`^minute\\|${DAY_START + 60_000}\\|POST /chat@\\d+$`)),
+          id: expect.stringMatching(new RegExp(`^minute\\|${DAY_START + 60_000}\\|POST /chat@\\d+/[0-9a-f-]+$`)),
           bucket: `minute|${DAY_START + 60_000}`,
           startMs: DAY_START + 60_000,
           endMs: DAY_START + 120_000,
@@ -112,7 +112,7 @@ describe('flush-metrics: closed usage buckets leave Redis exactly once', () => {
         },
         {
           kind: 'user-day',
-          id: expect.stringMatching(new RegExp(`^day\\|${DAY}\\|u1@\\d+$`)),
+          id: expect.stringMatching(new RegExp(`^day\\|${DAY}\\|u1@\\d+/[0-9a-f-]+$`)),
           bucket: `day|${DAY}|u1`,
           startMs: DAY_START,
           endMs: DAY_START + 86_400_000,
