@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ALL_METRICS } from '../support/all-metrics.ts';
 import type { MetricDescriptor } from '../../shared/telemetry/catalogue.ts';
+import { FLUSH_METRICS } from '../../shared/telemetry/flush-catalogue.ts';
 
 // How Prometheus names OTLP metrics (its OTLP receiver and the Collector's Prometheus exporters,
 // default translation "UnderscoreEscapingWithSuffixes"): characters outside [a-zA-Z0-9_:] become
@@ -62,13 +63,15 @@ interface Panel {
   title: string;
   id: number;
   datasource?: { uid?: string };
-  targets?: Array<{ expr: string; datasource?: { uid?: string } }>;
+  targets?: Array<{ expr: string; interval?: string; datasource?: { uid?: string } }>;
   panels?: Panel[];
 }
 
 const dashboard = JSON.parse(readFileSync(new URL('../../infra/grafana/dashboard.json', import.meta.url), 'utf8'));
 const panels: Panel[] = (dashboard.panels as Panel[]).flatMap((panel) => [panel, ...(panel.panels ?? [])]);
-const queries = panels.flatMap((panel) => (panel.targets ?? []).map((target) => ({ panel: panel.title, expr: target.expr })));
+const queries = panels.flatMap((panel) =>
+  (panel.targets ?? []).map((target) => ({ panel: panel.title, expr: target.expr, interval: target.interval })),
+);
 
 describe('the Grafana dashboard', () => {
   it('names metrics the way Prometheus stores the OTLP names', () => {
@@ -114,6 +117,14 @@ describe('the Grafana dashboard', () => {
     }
 
     expect(checked).toBeGreaterThan(0); // the label parser found the dashboard's labels at all
+  });
+
+  it('takes rates of the metrics exported once a minute with a one-minute min step, so that each window holds several of their points', () => {
+    const everyMinute = new Set(Object.values(FLUSH_METRICS).flatMap(prometheusNames));
+    const rated = queries.filter(({ expr }) => /\brate\(/.test(expr) && metricsIn(expr).some((name) => everyMinute.has(name)));
+
+    expect(rated.length).toBeGreaterThan(0);
+    for (const { panel, interval } of rated) expect(interval, panel).toBe('1m');
   });
 
   it('shows cache hit rate, Redis latency p50 and p99, connections, memory, rate-limit refusals, Claude tokens and usage', () => {
