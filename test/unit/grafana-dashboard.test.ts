@@ -127,6 +127,18 @@ describe('the Grafana dashboard', () => {
     for (const { panel, interval } of rated) expect(interval, panel).toBe('1m');
   });
 
+  it('counts each Redis node’s INFO gauges once, however many flush-metrics containers reported them', () => {
+    // Each container is its own series (service.instance.id): a replaced one stays visible for
+    // Prometheus's 5-minute lookback beside its successor, both with the same node's figure.
+    const gauges = Object.values(FLUSH_METRICS).filter((metric) => metric.kind === 'gauge').flatMap(prometheusNames);
+    const reading = queries.filter(({ expr }) => metricsIn(expr).some((name) => gauges.includes(name)));
+
+    expect(reading.length).toBeGreaterThan(0);
+    for (const { panel, expr } of reading) {
+      for (const name of metricsIn(expr)) expect(expr, panel).toContain(`max by (server_address, server_port) (${name})`);
+    }
+  });
+
   it('shows cache hit rate, Redis latency p50 and p99, connections, memory, rate-limit refusals, Claude tokens and usage', () => {
     const all = queries.map((query) => query.expr).join('\n');
 
