@@ -6,6 +6,10 @@
 //   invocation ─ startTelemetry ─ handler (records) ─ flushTelemetry: collect → encode → POST /v1/metrics (≤ timeout)
 //
 // An export that fails is logged and dropped: the points are cumulative, the next one carries them.
+// After a failure the invocations stop exporting for a while (the collector's Retry-After, else a
+// back-off doubling from 1 s): a collector that throttles or does not answer would otherwise get
+// one more export from every invocation of every container, each invocation waiting out the
+// time-out. Skipping loses nothing, for the same reason.
 
 import { randomUUID } from 'node:crypto';
 import { config } from '../config.ts';
@@ -38,6 +42,28 @@ function resource(): Attributes {
   return attributes;
 }
 
+const FIRST_PAUSE_MS = 1000;
+/** The back-off stops doubling here: a collector that comes back is seen within a minute. */
+const MAX_BACKOFF_MS = 60_000;
+/** A longer Retry-After is cut to this: cumulative points lose nothing, but dashboards go stale. */
+const MAX_RETRY_AFTER_MS = 5 * 60_000;
+
+let failuresInARow = 0;
+let pausedUntil = 0;
+
+/** Retry-After in seconds or as an HTTP date (RFC 9110), in ms from now. */
+function retryAfterMs(value: string | null): number | undefined {
+  if (value === null) return undefined;
+  const ms = /^\d+$/.test(value.trim()) ? Number(value) * 1000 : Date.parse(value) - Date.now();
+  return Number.isFinite(ms) ? Math.min(Math.max(ms, 0), MAX_RETRY_AFTER_MS) : undefined;
+}
+
+function pauseExports(retryAfter: number | undefined): void {
+  failuresInARow += 1;
+  const backoff = Math.min(FIRST_PAUSE_MS * 2 ** (failuresInARow - 1), MAX_BACKOFF_MS);
+  pausedUntil = Date.now() + (retryAfter ?? backoff);
+}
+
 function metricsUrl(endpoint: string): string {
   // OTLP/HTTP: the base endpoint gets the signal's path appended.
   return `${endpoint.replace(/\/+$/, '')}/v1/metrics`;
@@ -53,14 +79,26 @@ export async function exportMetrics(metrics: MetricData[]): Promise<void> {
   for (const value of Object.values(otlp.headers)) registerSecret(value);
   const { encodeMetricsRequest } = await import('./otlp-json.ts');
   const body = encodeMetricsRequest(resource(), { name: 'tutor-copiloto', version }, metrics);
-  const response = await fetch(metricsUrl(otlpEndpoint), {
-    method: 'POST',
-    headers: { ...otlp.headers, 'Content-Type': 'application/json' },
-    body,
-    signal: AbortSignal.timeout(otlp.timeoutMs),
-  });
-  const answer = await response.text();
-  if (!response.ok) throw new Error(`the OTLP endpoint answered ${response.status}`);
+  let response: Response;
+  let answer: string;
+  try {
+    response = await fetch(metricsUrl(otlpEndpoint), {
+      method: 'POST',
+      headers: { ...otlp.headers, 'Content-Type': 'application/json' },
+      body,
+      signal: AbortSignal.timeout(otlp.timeoutMs),
+    });
+    answer = await response.text();
+  } catch (error) {
+    pauseExports(undefined); // unreachable, or silent past the time-out
+    throw error;
+  }
+  if (!response.ok) {
+    pauseExports(retryAfterMs(response.headers.get('retry-after')));
+    throw new Error(`the OTLP endpoint answered ${response.status}`);
+  }
+  failuresInARow = 0;
+  pausedUntil = 0;
   if (answer.includes('rejectedDataPoints')) log.warn('the OTLP endpoint rejected some data points', { answer: scrubbedExcerpt(answer, 500) });
 }
 
@@ -71,7 +109,7 @@ export function startTelemetry(): void {
 
 /** Call before every invocation returns; never throws, bounded by OTEL_EXPORTER_OTLP_TIMEOUT. */
 export async function flushTelemetry(): Promise<void> {
-  if (!telemetryEnabled()) return;
+  if (!telemetryEnabled() || Date.now() < pausedUntil) return;
   try {
     observeConnectionsHeld();
     await exportMetrics(collectMetrics());
@@ -80,7 +118,9 @@ export async function flushTelemetry(): Promise<void> {
   }
 }
 
-/** Forgets every point (tests: a fresh container). */
+/** Forgets every point and any pause (tests: a fresh container). */
 export function resetTelemetry(): void {
   resetMetrics();
+  failuresInARow = 0;
+  pausedUntil = 0;
 }

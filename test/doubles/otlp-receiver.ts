@@ -54,8 +54,8 @@ export interface OtlpReceiver {
   latestPoints(name: string): DecodedPoint[];
   /** Data points of `name` from every export (delta metrics: each closed bucket once). */
   allPoints(name: string): DecodedPoint[];
-  /** The next `times` exports are answered with `status` (e.g. 503) and not kept. */
-  failNext(status: number, times?: number): void;
+  /** The next `times` exports are answered with `status` (e.g. 503) and `headers` (e.g. Retry-After), and not kept. */
+  failNext(status: number, times?: number, headers?: Record<string, string>): void;
   reset(): void;
   close(): Promise<void>;
 }
@@ -178,14 +178,14 @@ export function decodeMetricsRequest(body: unknown): DecodedMetric[] {
 }
 
 
-function answer(response: ServerResponse, status: number, body: unknown): void {
-  response.writeHead(status, { 'Content-Type': 'application/json' });
+function answer(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  response.writeHead(status, { ...headers, 'Content-Type': 'application/json' });
   response.end(JSON.stringify(body));
 }
 
 export async function startOtlpReceiver(): Promise<OtlpReceiver> {
   const exports: ReceivedExport[] = [];
-  const failures: number[] = [];
+  const failures: Array<{ status: number; headers: Record<string, string> }> = [];
 
   const server = createServer(async (request, response) => {
     if (request.method !== 'POST' || request.url !== '/v1/metrics') return answer(response, 404, { message: 'not found' });
@@ -195,8 +195,8 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     if (contentType !== 'application/json') {
       return answer(response, 415, { message: `this receiver decodes application/json only, got ${contentType}` });
     }
-    const status = failures.shift();
-    if (status !== undefined) return answer(response, status, { message: 'scripted failure' });
+    const failure = failures.shift();
+    if (failure !== undefined) return answer(response, failure.status, { message: 'scripted failure' }, failure.headers);
     try {
       const metrics = decodeMetricsRequest(JSON.parse(raw.toString('utf8')));
       exports.push({ contentType, headers: request.headers, metrics });
@@ -215,8 +215,8 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     metrics,
     latestPoints: (name) => metrics(name).at(-1)?.points ?? [],
     allPoints: (name) => metrics(name).flatMap((m) => m.points),
-    failNext: (status, times = 1) => {
-      for (let i = 0; i < times; i += 1) failures.push(status);
+    failNext: (status, times = 1, headers = {}) => {
+      for (let i = 0; i < times; i += 1) failures.push({ status, headers });
     },
     reset: () => {
       exports.length = 0;

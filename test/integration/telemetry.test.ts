@@ -194,13 +194,13 @@ describe('OpenTelemetry metrics', () => {
       OTEL_EXPORTER_OTLP_HEADERS: 'Authorization=Basic%20c2VjcmV0LXRva2VuLTEyMw%3D%3D,X-Scope-OrgID=tenant-1',
       LOG_LEVEL: 'debug',
     });
-    receiver.failNext(500);
     const output = captureOutput();
 
     try {
       countCacheRequests('chat', 'hit');
-      await flushTelemetry(); // refused: logged
       await flushTelemetry();
+      receiver.failNext(500);
+      await flushTelemetry(); // refused: logged
     } finally {
       output.restore();
     }
@@ -223,6 +223,58 @@ describe('OpenTelemetry metrics', () => {
     silent.close();
     expect(response.statusCode).toBe(200);
     expect(Date.now() - started).toBeLessThan(3000); // a hang would reach the test time-out
+  });
+});
+
+describe('OpenTelemetry metrics when the collector refuses or does not answer', () => {
+  let redis: RedisServer;
+  let receiver: OtlpReceiver;
+
+  beforeAll(async () => {
+    [redis, receiver] = await Promise.all([startStandaloneRedis(), startOtlpReceiver()]);
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    await Promise.all([redis.stop(), receiver.close()]);
+  });
+  beforeEach(() => {
+    resetTelemetry();
+    receiver.reset();
+  });
+
+  it('sends nothing more until the Retry-After of a collector that answered 429 has passed, then sends the totals', async () => {
+    await useEnvironment({ REDIS_URL: redis.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
+    receiver.failNext(429, 1, { 'Retry-After': '1' });
+    countCacheRequests('chat', 'hit');
+    await flushTelemetry(); // refused
+
+    countCacheRequests('chat', 'hit');
+    await flushTelemetry();
+    const duringWait = receiver.exports.length;
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    await flushTelemetry();
+
+    expect(duringWait).toBe(0);
+    expect(receiver.latestPoints('tutor.cache.requests')).toEqual([expect.objectContaining({ value: 2 })]);
+  });
+
+  it('does not make the next invocations wait for a collector that did not answer the last export', async () => {
+    let exports = 0;
+    const silent: Server = createServer(() => (exports += 1)); // accepts, never answers
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const { port } = silent.address() as AddressInfo;
+    await useEnvironment({ REDIS_URL: redis.url, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`, OTEL_EXPORTER_OTLP_TIMEOUT: '300' });
+    await invoke(health, httpEvent('GET', '/health')); // waits out the time-out
+
+    const started = Date.now();
+    const responses = [await invoke(health, httpEvent('GET', '/health')), await invoke(health, httpEvent('GET', '/health'))];
+    const took = Date.now() - started;
+
+    silent.closeAllConnections();
+    silent.close();
+    expect(responses.map((response) => response.statusCode)).toEqual([200, 200]);
+    expect(took).toBeLessThan(300);
+    expect(exports).toBe(1);
   });
 });
 
