@@ -42,7 +42,7 @@ export const METRICS = {
     kind: 'histogram',
     unit: 's',
     description: 'Duration of Redis commands as this client saw them, from write to reply.',
-    attributes: ['db.system.name', 'db.operation.name', 'server.address', 'server.port', 'error.type'],
+    attributes: ['db.system.name', 'db.operation.name', 'server.address', 'server.port', 'error.type', 'db.response.status_code'],
     boundaries: REDIS_DURATION_BOUNDARIES,
   },
   redisConnections: {

@@ -66,6 +66,11 @@ export interface RedisOperation {
   serverPort: number | undefined;
   /** Set on failure: the Redis error prefix (`WRONGTYPE`, `NOSCRIPT`) or the error's class. */
   errorType?: string;
+  /**
+   * Set when Redis answered with an error: its prefix. The Redis conventions require it as
+   * db.response.status_code beside error.type, which also covers failures without a reply.
+   */
+  statusCode?: string | undefined;
 }
 
 export function recordRedisOperation(op: RedisOperation): void {
@@ -74,6 +79,7 @@ export function recordRedisOperation(op: RedisOperation): void {
   if (op.serverAddress !== undefined) attributes['server.address'] = op.serverAddress;
   if (op.serverPort !== undefined) attributes['server.port'] = op.serverPort;
   if (op.errorType !== undefined) attributes['error.type'] = op.errorType;
+  if (op.statusCode !== undefined) attributes['db.response.status_code'] = op.statusCode;
   recordInHistogram(METRICS.redisOperationDuration, op.seconds, attributes);
 }
 

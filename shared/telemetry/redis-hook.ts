@@ -23,6 +23,11 @@ interface CommandContext {
 
 const REPLY_ERROR_PREFIX = /^([A-Z][A-Z_-]+) /;
 
+/** The prefix of an error Redis answered (`WRONGTYPE`, `NOSCRIPT`); none when no reply came. */
+function redisErrorPrefix(error: unknown): string | undefined {
+  return error instanceof Error ? REPLY_ERROR_PREFIX.exec(error.message)?.[1] : undefined;
+}
+
 /**
  * error.type per the semantic conventions: the Redis error prefix (`WRONGTYPE`, `NOSCRIPT`),
  * the socket error code, a client-side time-out, or `_OTHER`. Class names are not used: the
@@ -30,7 +35,7 @@ const REPLY_ERROR_PREFIX = /^([A-Z][A-Z_-]+) /;
  */
 function redisErrorType(error: unknown): string {
   if (!(error instanceof Error)) return '_OTHER';
-  const prefix = REPLY_ERROR_PREFIX.exec(error.message)?.[1];
+  const prefix = redisErrorPrefix(error);
   if (prefix !== undefined) return prefix;
   const code = (error as { code?: unknown }).code;
   if (typeof code === 'string' && code !== '') return code;
@@ -58,7 +63,7 @@ export function installRedisHook(): void {
         seconds: (monotonicMs() - context.tcStartedAt) / 1000,
         serverAddress: context.serverAddress,
         serverPort: context.serverPort,
-        ...(context.error === undefined ? {} : { errorType: redisErrorType(context.error) }),
+        ...(context.error === undefined ? {} : { errorType: redisErrorType(context.error), statusCode: redisErrorPrefix(context.error) }),
       });
     },
     error() {},

@@ -110,6 +110,21 @@ describe('OpenTelemetry metrics', () => {
     expect(failed).toMatchObject({ attributes: { 'error.type': 'WRONGTYPE', 'db.system.name': 'redis' }, count: 1 });
   });
 
+  it('records the Redis error prefix of a failed command as db.response.status_code too, as the Redis conventions ask', async () => {
+    await useEnvironment({ REDIS_URL: redis.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
+    startTelemetry();
+    const client = await getRedis();
+    await client.set('telemetry:string', 'x');
+
+    await expect(client.lpush('telemetry:string', 'y')).rejects.toThrow(/WRONGTYPE/);
+    await flushTelemetry();
+
+    const failed = receiver
+      .latestPoints('db.client.operation.duration')
+      .find((point) => point.attributes['db.operation.name'] === 'LPUSH');
+    expect(failed?.attributes).toMatchObject({ 'db.response.status_code': 'WRONGTYPE', 'error.type': 'WRONGTYPE' });
+  });
+
   it('reports the Redis connection the container holds as db.client.connection.count', async () => {
     await useEnvironment({ REDIS_URL: redis.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
 
