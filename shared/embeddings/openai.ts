@@ -162,7 +162,7 @@ export class OpenAiEmbeddings implements EmbeddingsProvider {
     (body.data as WireEmbedding[]).forEach((entry, position) => {
       const index = typeof entry?.index === 'number' ? entry.index : position;
       const vector = toVector(entry?.embedding);
-      if (vector === undefined) throw invalid('an embedding is neither a number array nor base64 float32');
+      if (vector === undefined) throw invalid('an embedding is neither finite numbers nor base64 of finite float32');
       if (vector.length !== this.dimensions) {
         throw invalid(`an embedding has ${vector.length} dimensions, EMBEDDINGS_DIMENSIONS is ${this.dimensions}`);
       }
@@ -207,7 +207,12 @@ function batchesUnderTokenCap(inputs: readonly EmbeddingInput[]): Array<readonly
 }
 
 function toVector(embedding: unknown): Float32Array | undefined {
-  if (typeof embedding === 'string') return base64ToVector(embedding);
+  if (typeof embedding === 'string') {
+    // Bytes can spell NaN or an infinity, which numbers in JSON cannot: cached, they would be
+    // served as null in every `float` answer until the TTL ran out.
+    const vector = base64ToVector(embedding);
+    return vector?.every(Number.isFinite) ? vector : undefined;
+  }
   if (!Array.isArray(embedding) || !embedding.every((value) => typeof value === 'number' && Number.isFinite(value))) {
     return undefined;
   }

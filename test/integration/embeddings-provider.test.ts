@@ -29,6 +29,14 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
+/** An answer for 'one' and 'two' in base64, 32 dimensions, whose second vector starts with `values`. */
+function base64AnswerWith(values: number[]): string {
+  const second = new Float32Array(32).fill(0.125);
+  second.set(values);
+  const data = [new Float32Array(32).fill(0.125), second].map((vector, index) => ({ index, embedding: Buffer.from(vector.buffer).toString('base64') }));
+  return JSON.stringify({ data, usage: { prompt_tokens: 2 } });
+}
+
 describe('the OpenAI-compatible embeddings provider', () => {
   let upstream: OpenAiEmbeddingsDouble;
   const provider = (overrides: Partial<ConstructorParameters<typeof OpenAiEmbeddings>[0]> = {}) =>
@@ -193,6 +201,7 @@ describe('the OpenAI-compatible embeddings provider', () => {
     ['vectors of another size', () => (upstream.forceDimensions = 16)],
     ['a body that is not JSON', () => (upstream.failure = { status: 200, body: '<html>gateway</html>' })],
     ['fewer vectors than texts', () => (upstream.failure = { status: 200, body: JSON.stringify({ data: [{ index: 0, embedding: [1] }] }) })],
+    ['a base64 vector holding NaN or Infinity', () => (upstream.failure = { status: 200, body: base64AnswerWith([Number.NaN, Number.POSITIVE_INFINITY]) })],
   ])('answers 502 for %s', async (_, arrange) => {
     arrange();
 
