@@ -35,11 +35,24 @@ export function base64ToVector(text: string): Float32Array | undefined {
   return bytesToVector(Buffer.from(text, 'base64'));
 }
 
+/** The decimal of `digits` significant digits after `nearest` (one of that length), away from zero. */
+function nextDecimalAwayFromZero(nearest: number, digits: number): number {
+  const [mantissa, exponent] = Math.abs(nearest).toExponential(digits - 1).split('e');
+  return Number(`${nearest < 0 ? '-' : ''}${Number(mantissa!.replace('.', '')) + 1}e${Number(exponent) - (digits - 1)}`);
+}
+
 /** The shortest decimal of a float32 by `toPrecision` and a parse, from one digit up: for what the kernel leaves. */
 function shortestFloat32ByStrings(value: number): number {
   for (let digits = 1; digits < 9; digits += 1) {
     const candidate = Number(value.toPrecision(digits));
     if (Math.fround(candidate) === value) return candidate;
+    // A power of two is closer to the float32 below it than to the one above, so more decimals
+    // above it read back than below: when the nearest decimal (below) does not, the next one up
+    // may (2^-96 is 1.2621775e-29, not 1.26217745e-29).
+    if (Math.abs(candidate) < Math.abs(value)) {
+      const above = nextDecimalAwayFromZero(candidate, digits);
+      if (Math.fround(above) === value) return above;
+    }
   }
   return Number(value.toPrecision(9));
 }
@@ -81,9 +94,11 @@ function shortestFloat32Kernel(): ShortestFloat32Kernel {
  * decimal of fewer digits that reads back is also the 6-digit one). A try is arithmetic, not
  * `toPrecision` and a parse: with m = round(|value| · 10^k), `m / 10^k` is the double nearest the
  * decimal m·10⁻ᵏ, since m and 10^k are exact doubles and division rounds correctly. That
- * arithmetic runs in WebAssembly (shortest-float32.wat), a whole vector a call. Magnitudes outside
- * [1e-13, 1e6), where 10^k would pass 10^22 and stop being exact, subnormals, which carry fewer
- * digits, and values that are not finite take the string route here, from one digit up.
+ * arithmetic runs in WebAssembly (shortest-float32.wat), a whole vector a call; in its range no
+ * power of two needs the decimal above the nearest, as on the string route (a test checks every
+ * one). Magnitudes outside [1e-13, 1e6), where 10^k would pass 10^22 and stop being exact,
+ * subnormals, which carry fewer digits, and values that are not finite take the string route
+ * here, from one digit up.
  */
 export function vectorToNumbers(vector: Float32Array): number[] {
   const { memory, shortestFloat32s } = shortestFloat32Kernel();

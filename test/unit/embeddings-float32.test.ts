@@ -4,13 +4,28 @@
 import { describe, expect, it } from 'vitest';
 import { bytesToVector, vectorToBytes, vectorToNumbers } from '../../shared/embeddings/float32.ts';
 
-/** The reference: the first of 1 … 9 significant digits whose decimal reads back as the float32. */
+/** The decimal of `digits` significant digits next to `nearest` (a decimal of that length), on the value's other side. */
+function decimalOnTheOtherSide(value: number, nearest: number, digits: number): number {
+  const [mantissa, exponent] = Math.abs(nearest).toExponential(digits - 1).split('e');
+  const step = Math.abs(nearest) < Math.abs(value) ? 1 : -1;
+  return Number(`${value < 0 ? '-' : ''}${Number(mantissa!.replace('.', '')) + step}e${Number(exponent) - (digits - 1)}`);
+}
+
+/**
+ * The reference: for 1 … 9 significant digits, the nearest decimal, else the next one on the
+ * value's other side; the first that reads back as the float32. Where the float32 below is closer
+ * than the one above (a power of two), a decimal above can read back while the nearer one below
+ * does not; decimals further out on the nearest one's side never read back.
+ */
 function shortestByExhaustiveSearch(value: number): number {
-  for (let digits = 1; digits < 9; digits += 1) {
-    const candidate = Number(value.toPrecision(digits));
-    if (Math.fround(candidate) === value) return candidate;
+  if (value === 0) return 0;
+  for (let digits = 1; digits <= 9; digits += 1) {
+    const nearest = Number(value.toPrecision(digits));
+    if (Math.fround(nearest) === value) return nearest;
+    const other = decimalOnTheOtherSide(value, nearest, digits);
+    if (Math.fround(other) === value) return other;
   }
-  return Number(value.toPrecision(9));
+  throw new Error(`no decimal of at most 9 digits reads back as ${value}`);
 }
 
 /** Each value as a float32, printed as a response prints it. */
@@ -73,6 +88,15 @@ describe('float32 vectors as JSON numbers', () => {
 
     const shortest = printed(values);
 
+    expect(values.filter((value, i) => !Object.is(shortest[i], shortestByExhaustiveSearch(value)))).toEqual([]);
+  });
+
+  it('prints every power of two as the shortest decimal that reads back, though it may lie further above than the nearest below', () => {
+    const values = Array.from({ length: 277 }, (_, i) => 2 ** (i - 149)).flatMap((value) => [value, -value]);
+
+    const shortest = printed(values);
+
+    expect(shortest.slice(values.indexOf(2 ** -96), values.indexOf(2 ** -96) + 2)).toEqual([1.2621775e-29, -1.2621775e-29]);
     expect(values.filter((value, i) => !Object.is(shortest[i], shortestByExhaustiveSearch(value)))).toEqual([]);
   });
 
