@@ -207,14 +207,10 @@ function batchesUnderTokenCap(inputs: readonly EmbeddingInput[]): Array<readonly
 }
 
 function toVector(embedding: unknown): Float32Array | undefined {
-  if (typeof embedding === 'string') {
-    // Bytes can spell NaN or an infinity, which numbers in JSON cannot: cached, they would be
-    // served as null in every `float` answer until the TTL ran out.
-    const vector = base64ToVector(embedding);
-    return vector?.every(Number.isFinite) ? vector : undefined;
-  }
-  if (!Array.isArray(embedding) || !embedding.every((value) => typeof value === 'number' && Number.isFinite(value))) {
-    return undefined;
-  }
-  return Float32Array.from(embedding as number[]);
+  let vector: Float32Array | undefined;
+  if (typeof embedding === 'string') vector = base64ToVector(embedding);
+  else if (Array.isArray(embedding) && embedding.every((value) => typeof value === 'number')) vector = Float32Array.from(embedding as number[]);
+  // Checked as float32: bytes can spell NaN or an infinity, and a number past float32's range
+  // (1e39) becomes one. Cached, it would be served as null in every `float` answer for the TTL.
+  return vector?.every(Number.isFinite) ? vector : undefined;
 }

@@ -37,6 +37,12 @@ function base64AnswerWith(values: number[]): string {
   return JSON.stringify({ data, usage: { prompt_tokens: 2 } });
 }
 
+/** An answer for 'one' and 'two' as number arrays, 32 dimensions, whose second vector starts with `values`. */
+function numberAnswerWith(values: number[]): string {
+  const second = [...values, ...new Array<number>(32 - values.length).fill(0.125)];
+  return JSON.stringify({ data: [new Array<number>(32).fill(0.125), second].map((embedding, index) => ({ index, embedding })), usage: { prompt_tokens: 2 } });
+}
+
 describe('the OpenAI-compatible embeddings provider', () => {
   let upstream: OpenAiEmbeddingsDouble;
   const provider = (overrides: Partial<ConstructorParameters<typeof OpenAiEmbeddings>[0]> = {}) =>
@@ -202,6 +208,7 @@ describe('the OpenAI-compatible embeddings provider', () => {
     ['a body that is not JSON', () => (upstream.failure = { status: 200, body: '<html>gateway</html>' })],
     ['fewer vectors than texts', () => (upstream.failure = { status: 200, body: JSON.stringify({ data: [{ index: 0, embedding: [1] }] }) })],
     ['a base64 vector holding NaN or Infinity', () => (upstream.failure = { status: 200, body: base64AnswerWith([Number.NaN, Number.POSITIVE_INFINITY]) })],
+    ['a number beyond the range of float32', () => (upstream.failure = { status: 200, body: numberAnswerWith([1e39]) })],
   ])('answers 502 for %s', async (_, arrange) => {
     arrange();
 
