@@ -161,6 +161,17 @@ describe('the packaged stack', () => {
     expect(retention(prod)).toEqual(new Set([90]));
   });
 
+  it('logs every request API Gateway answers, its own refusals included, kept as long as the functions\' logs', () => {
+    for (const [template, days] of [[dev, 14], [prod, 90]] as const) {
+      const [[, stage]] = resourcesOf(template, 'AWS::ApiGatewayV2::Stage') as [[string, Resource]];
+      const destination = stage.Properties['AccessLogSettings']?.DestinationArn?.['Fn::GetAtt']?.[0] as string;
+
+      expect(template.Resources[destination]?.Type).toBe('AWS::Logs::LogGroup');
+      expect(template.Resources[destination]!.Properties['RetentionInDays']).toBe(days);
+      expect(JSON.parse(stage.Properties['AccessLogSettings'].Format)).toMatchObject({ requestId: '$context.requestId', status: '$context.status' });
+    }
+  });
+
   it('allows GetSecretValue on the Redis secret only: the one the stack creates, or the one named', () => {
     const created = secretStatements(prod);
     const named = secretStatements(prodWithExistingSecret);
