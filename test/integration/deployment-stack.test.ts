@@ -53,6 +53,7 @@ const WITHOUT_REDIS = new Set(['NotFoundLambdaFunction']);
 interface Resource {
   Type: string;
   Properties: Record<string, any>;
+  DependsOn?: string | string[];
 }
 type Template = { Resources: Record<string, Resource> };
 
@@ -169,6 +170,24 @@ describe('the packaged stack', () => {
       expect(template.Resources[destination]?.Type).toBe('AWS::Logs::LogGroup');
       expect(template.Resources[destination]!.Properties['RetentionInDays']).toBe(days);
       expect(JSON.parse(stage.Properties['AccessLogSettings'].Format)).toMatchObject({ requestId: '$context.requestId', status: '$context.status' });
+    }
+  });
+
+  it('throttles the stage at API Gateway, and the public routes that hash a password to what their functions can run at once', () => {
+    for (const template of [dev, prod]) {
+      const [[, stage]] = resourcesOf(template, 'AWS::ApiGatewayV2::Stage') as [[string, Resource]];
+      const defaults = stage.Properties['DefaultRouteSettings'];
+      expect(defaults.ThrottlingRateLimit).toBeGreaterThan(0);
+      expect(defaults.ThrottlingBurstLimit).toBeGreaterThan(0);
+
+      for (const [routeKey, functionName] of [['POST /auth/login', 'AuthLoginLambdaFunction'], ['POST /auth/register', 'AuthRegisterLambdaFunction']] as const) {
+        const route = resourcesOf(template, 'AWS::ApiGatewayV2::Route').find(([, resource]) => resource.Properties['RouteKey'] === routeKey)!;
+        const throttle = stage.Properties['RouteSettings']?.[routeKey];
+        expect(throttle?.ThrottlingRateLimit, routeKey).toBeLessThan(defaults.ThrottlingRateLimit);
+        expect(throttle.ThrottlingBurstLimit, routeKey).toBeLessThanOrEqual(template.Resources[functionName]!.Properties['ReservedConcurrentExecutions']);
+        // A stage naming a route that does not exist yet fails to deploy.
+        expect([stage.DependsOn].flat(), routeKey).toContain(route[0]);
+      }
     }
   });
 
