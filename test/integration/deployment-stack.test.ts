@@ -120,6 +120,14 @@ describe('the packaged stack', () => {
     expect(connections(prod)).toBeLessThanOrEqual(100);
   });
 
+  it('reserves in each stage the total concurrency the README asks the account to have room for', () => {
+    const reserved = (template: Template) =>
+      functionsOf(template).reduce((sum, [, lambda]) => sum + (lambda.Properties['ReservedConcurrentExecutions'] as number), 0);
+    const readme = readFileSync(join(projectRoot, 'README.md'), 'utf8').replace(/\s+/g, ' ');
+
+    expect(readme).toContain(`reserves ${reserved(dev)} concurrent executions in dev and ${reserved(prod)} in prod`);
+  });
+
   it('gives the functions that derive a password hash one full vCPU and room for the costliest derivation allowed', () => {
     const derivationMb = (128 * 2 ** PASSWORD_SCRYPT_LOG2N.max * 8) / 2 ** 20;
     const hashing = functionsOf(prod).filter(([, lambda]) => 'PASSWORD_SCRYPT_LOG2N' in lambda.Properties['Environment'].Variables);
