@@ -7,8 +7,6 @@ import { lambdaBuildOptions, projectRoot } from '../infra/bundling/options.ts';
 
 export const root = projectRoot;
 
-/** What serverless.yml sets for every function (provider.environment.NODE_OPTIONS). */
-export const LAMBDA_NODE_OPTIONS = '--enable-source-maps';
 
 /**
  * Bundles `entry` (relative to the project root) to `bench/.out/<folder>/<name>.mjs`; returns its

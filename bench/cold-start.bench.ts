@@ -20,7 +20,7 @@ import { startAnthropicDouble } from '../test/doubles/anthropic.ts';
 import { startOpenAiEmbeddingsDouble } from '../test/doubles/openai-embeddings.ts';
 import { startSecretsManagerDouble } from '../test/doubles/secrets-manager.ts';
 import { httpEvent } from '../test/support/lambda.ts';
-import { bundle, LAMBDA_NODE_OPTIONS, root } from './bundle.ts';
+import { bundle, root } from './bundle.ts';
 import { machineLine, median, writeSection } from './report.ts';
 
 // `npx node bench/cold-start.bench.ts [init runs] [request runs]`
@@ -245,8 +245,8 @@ async function main(): Promise<void> {
     ...secrets.env,
     ...anthropic.env,
     ...openai.env(1536),
-    // As deployed (serverless.yml's provider.environment).
-    NODE_OPTIONS: LAMBDA_NODE_OPTIONS,
+    // As deployed (serverless.yml's provider.environment, which sets no NODE_OPTIONS).
+    NODE_OPTIONS: undefined,
     REDIS_SECRET_ID: 'redis',
     LOG_LEVEL: process.env['BENCH_LOG_LEVEL'] ?? 'error',
     // High limits of the production shape (a burst and a daily policy): every run is admitted.
@@ -343,7 +343,7 @@ async function main(): Promise<void> {
 
 ${machineLine()}. Bundles built as deployed (serverless.yml: esbuild, minified, ESM, external
 source maps, AWS SDK left to the runtime, \`debug\` replaced by an always-off stub, \`assert\` loaded on
-first use, the plugins of infra/bundling/plugins.cjs) and run as deployed (\`NODE_OPTIONS=${LAMBDA_NODE_OPTIONS}\`). The peer is the same handler assembled from
+first use, the plugins of infra/bundling/plugins.cjs) and run as deployed (no \`NODE_OPTIONS\`). The peer is the same handler assembled from
 popular parts (bench/peer/: middy with @middy/secrets-manager, full zod, rate-limiter-flexible,
 the full Anthropic and OpenAI SDKs, eager imports), built the same way but with the real \`debug\`
 and \`assert\` and without the plugins, as a team would build it, run the same way, measured in the

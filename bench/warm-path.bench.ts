@@ -18,7 +18,7 @@ import { startSecretsManagerDouble } from '../test/doubles/secrets-manager.ts';
 import { httpEvent } from '../test/support/lambda.ts';
 import { DELAY_PER_ROUND_TRIP_MS, startRoundTripProxy } from '../test/support/round-trip-proxy.ts';
 import { startTcpProxy } from '../test/support/tcp-proxy.ts';
-import { bundle, LAMBDA_NODE_OPTIONS, root } from './bundle.ts';
+import { bundle, root } from './bundle.ts';
 import { machineLine, median, percentile, writeSection } from './report.ts';
 
 // `npx node bench/warm-path.bench.ts [runs] [seconds per run]`
@@ -141,8 +141,8 @@ async function main(): Promise<void> {
     ...baseEnv,
     ...secrets.env,
     ...anthropic.env,
-    // As deployed: the URL from the secret, source maps on, a log line per request.
-    NODE_OPTIONS: LAMBDA_NODE_OPTIONS,
+    // As deployed: the URL from the secret, no NODE_OPTIONS, a log line per request.
+    NODE_OPTIONS: undefined,
     REDIS_SECRET_ID: 'redis',
     LOG_LEVEL: 'info',
     // High limits of the production shape (a burst and a daily policy): every request is admitted.
@@ -203,7 +203,7 @@ async function main(): Promise<void> {
   const markdown = `## Warm cached chat request
 
 ${machineLine()}. The chat handler bundled as deployed (serverless.yml's esbuild settings,
-\`NODE_OPTIONS=${LAMBDA_NODE_OPTIONS}\`, \`LOG_LEVEL=info\`: ours writes its request log line), invoked in
+no \`NODE_OPTIONS\`, \`LOG_LEVEL=info\`: ours writes its request log line), invoked in
 process with the same question, whose answer is in the cache; the peer (bench/peer/chat.ts:
 middy + @middy/secrets-manager, full zod, rate-limiter-flexible, ioredis without auto-pipelining)
 the same way. A process of its own per run and side, ${RUNS} runs of ${SECONDS} s each, ours and the

@@ -8,6 +8,7 @@ import { execFile } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { inflateRawSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROUTES } from '../../functions/not-found.ts';
 import { loadConfig, PASSWORD_SCRYPT_LOG2N } from '../../shared/config.ts';
@@ -59,14 +60,34 @@ type Template = { Resources: Record<string, Resource> };
 
 let workDir: string;
 
+const outDirOf = (stage: string, extra = 0) => join(workDir, `out-${stage}-${extra}`);
+
 function packageStack(stage: string, ...extra: string[]): Promise<Template> {
-  const out = join(workDir, `out-${stage}-${extra.length}`);
+  const out = outDirOf(stage, extra.length);
   return new Promise((resolve, reject) => {
     execFile(process.execPath, [SLS, 'package', '--stage', stage, '--package', out, ...extra], { cwd: workDir }, (error, stdout, stderr) => {
       if (error) return reject(new Error(`sls package --stage ${stage} failed: ${stdout}${stderr}`));
       resolve(JSON.parse(readFileSync(join(out, 'cloudformation-template-update-stack.json'), 'utf8')) as Template);
     });
   });
+}
+
+/** The files of a zip archive by name (stored or deflated entries, as the packaging writes them). */
+function filesOfZip(path: string): Map<string, Buffer> {
+  const zip = readFileSync(path);
+  const end = zip.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
+  const files = new Map<string, Buffer>();
+  for (let entry = zip.readUInt32LE(end + 16), n = zip.readUInt16LE(end + 10); n > 0; n -= 1) {
+    const [method, size, nameLength, extraLength, commentLength, local] = [10, 20, 28, 30, 32, 42].map((at) =>
+      at === 20 || at === 42 ? zip.readUInt32LE(entry + at) : zip.readUInt16LE(entry + at),
+    ) as [number, number, number, number, number, number];
+    const name = zip.toString('utf8', entry + 46, entry + 46 + nameLength);
+    const start = local + 30 + zip.readUInt16LE(local + 26) + zip.readUInt16LE(local + 28);
+    const data = zip.subarray(start, start + size);
+    files.set(name, method === 8 ? inflateRawSync(data) : data);
+    entry += 46 + nameLength + extraLength + commentLength;
+  }
+  return files;
 }
 
 const resourcesOf = (template: Template, type: string) => Object.entries(template.Resources).filter(([, resource]) => resource.Type === type);
@@ -161,6 +182,17 @@ describe('the packaged stack', () => {
 
     expect(read).toContain('RATE_LIMIT_CHAT');
     expect(read.filter((name) => !LOCAL_ONLY.has(name) && !deployed.has(name))).toEqual([]);
+  });
+
+  it('ships each bundle with its source map beside it, which no cold start loads: not linked, no --enable-source-maps', () => {
+    for (const [name, lambda] of functionsOf(prod)) {
+      const zip = filesOfZip(join(outDirOf('prod'), (lambda.Properties['Code'].S3Key as string).split('/').pop()!));
+      const bundle = `${(lambda.Properties['Handler'] as string).replace(/\.[^.]+$/, '')}.mjs`;
+
+      expect([...zip.keys()].sort(), name).toEqual([bundle, `${bundle}.map`]);
+      expect(zip.get(bundle)!.toString('utf8'), name).not.toContain('sourceMappingURL');
+      expect(lambda.Properties['Environment'].Variables['NODE_OPTIONS'] ?? '', name).not.toContain('--enable-source-maps');
+    }
   });
 
   it('keeps logs 14 days in dev and 90 days in prod', () => {
