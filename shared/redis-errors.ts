@@ -18,6 +18,11 @@ export function isRedisUnavailableError(error: unknown): boolean {
   return UNAVAILABLE_ERROR.test(`${error.name} ${error.message} ${code}`);
 }
 
+/** An error Redis answered (OOM, BUSY, LOADING…): the server was reached, whatever it refused. */
+export function isRedisReply(error: unknown): boolean {
+  return error instanceof Error && error.name === 'ReplyError';
+}
+
 /** A write refused by a replica: the server this socket reaches is no longer the primary. */
 export function isReadOnlyReplicaError(error: Error): boolean {
   return /\bREADONLY\b/.test(error.message);

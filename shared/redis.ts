@@ -18,7 +18,7 @@ import { monotonicMs } from './monotonic-clock.ts';
 import { HttpProblem, redisUnavailable } from './problem.ts';
 import { describeRedisUrl, resolveRedisEndpoint, type RedisEndpoint } from './redis-endpoint.ts';
 import { isCluster } from './redis-cluster.ts';
-import { isReadOnlyReplicaError, isRedisUnavailableError } from './redis-errors.ts';
+import { isReadOnlyReplicaError, isRedisReply, isRedisUnavailableError } from './redis-errors.ts';
 
 export type RedisClient = Redis | Cluster;
 
@@ -353,7 +353,8 @@ async function afterFailure<T>(
       throw toProblem(retryError);
     }
   }
-  if (isRedisUnavailableError(error)) await followSecretIfMoved(pending, conn);
+  // Only when the Redis could not be reached: one that answers (OOM, BUSY) is where the secret points.
+  if (isRedisUnavailableError(error) && !isRedisReply(error)) await followSecretIfMoved(pending, conn);
   throw toProblem(error);
 }
 

@@ -545,6 +545,23 @@ describe('the Redis URL from Secrets Manager (REDIS_SECRET_ID)', () => {
     expect(secrets.reads(secretId)).toBe(2);
   });
 
+  it('does not read the secret again when the Redis it names answers but refuses (out of memory): that Redis was reached', async () => {
+    const full = await startStandaloneRedis({ password });
+    const fullAdmin = adminFor(full, password);
+    await fullAdmin.config('SET', 'maxmemory-policy', 'noeviction');
+    await fullAdmin.config('SET', 'maxmemory', '1');
+    const secretId = 'redis/full';
+    secrets.setSecret(secretId, `redis://:${password}@127.0.0.1:${full.port}`);
+    await useEnvironment({ ...secrets.env, REDIS_SECRET_ID: secretId });
+
+    const refusals = await Promise.all([1, 2].map(() => withRedis((client) => client.set('a-key', 'a value')).then(() => 'written', (error: unknown) => error)));
+
+    expect(refusals.map((refusal) => (refusal as HttpProblem).status)).toEqual([503, 503]);
+    expect(secrets.reads(secretId)).toBe(1);
+    fullAdmin.disconnect();
+    await full.stop();
+  });
+
   it('reads a secret it could not use again at the next invocation, and serves once it is corrected', async () => {
     const secretId = 'redis/malformed';
     secrets.setSecret(secretId, `{"url": "redis://:${password}@127.0.0.1:${secured.port}"`); // JSON cut short
