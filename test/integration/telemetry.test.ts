@@ -239,88 +239,73 @@ describe('OpenTelemetry metrics', () => {
     expect(response.statusCode).toBe(200);
     expect(Date.now() - started).toBeLessThan(3000); // a hang would reach the test time-out
   });
-});
 
-describe('OpenTelemetry metrics when the collector refuses or does not answer', () => {
-  let redis: RedisServer;
-  let receiver: OtlpReceiver;
+  describe('when the collector refuses or does not answer', () => {
+    it('sends nothing more until the Retry-After of a collector that answered 429 has passed, then sends the totals', async () => {
+      await useEnvironment({ REDIS_URL: redis.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
+      receiver.failNext(429, 1, { 'Retry-After': '1' });
+      countCacheRequests('chat', 'hit');
+      await flushTelemetry(); // refused
 
-  beforeAll(async () => {
-    [redis, receiver] = await Promise.all([startStandaloneRedis(), startOtlpReceiver()]);
+      countCacheRequests('chat', 'hit');
+      await flushTelemetry();
+      const duringWait = receiver.exports.length;
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      await flushTelemetry();
+
+      expect(duringWait).toBe(0);
+      expect(receiver.latestPoints('tutor.cache.requests')).toEqual([expect.objectContaining({ value: 2 })]);
+    });
+
+    it('does not make the next invocations wait for a collector that did not answer the last export', async () => {
+      let exports = 0;
+      const silent: Server = createServer(() => (exports += 1)); // accepts, never answers
+      await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+      const { port } = silent.address() as AddressInfo;
+      await useEnvironment({ REDIS_URL: redis.url, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`, OTEL_EXPORTER_OTLP_TIMEOUT: '300' });
+      await invoke(health, httpEvent('GET', '/health')); // waits out the time-out
+
+      const started = Date.now();
+      const responses = [await invoke(health, httpEvent('GET', '/health')), await invoke(health, httpEvent('GET', '/health'))];
+      const took = Date.now() - started;
+
+      silent.closeAllConnections();
+      silent.close();
+      expect(responses.map((response) => response.statusCode)).toEqual([200, 200]);
+      expect(took).toBeLessThan(300);
+      expect(exports).toBe(1);
+    });
   });
-  afterAll(async () => {
-    await useEnvironment({});
-    await Promise.all([redis.stop(), receiver.close()]);
-  });
-  beforeEach(() => {
-    resetTelemetry();
-    receiver.reset();
-  });
 
-  it('sends nothing more until the Retry-After of a collector that answered 429 has passed, then sends the totals', async () => {
-    await useEnvironment({ REDIS_URL: redis.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
-    receiver.failNext(429, 1, { 'Retry-After': '1' });
-    countCacheRequests('chat', 'hit');
-    await flushTelemetry(); // refused
+  describe('the request log line', () => {
+    it('carries the fields annotated during the request, such as the cache outcome', async () => {
+      await useEnvironment({ LOG_LEVEL: 'info' });
+      const handler = withRequestLogging(
+        'GET /annotated',
+        middy<HttpEvent, HttpResult>()
+          .use(httpBasics())
+          .handler(async () => {
+            annotateRequest({ cache: 'hit' });
+            return json(200, {});
+          }),
+      );
+      const output = captureOutput();
 
-    countCacheRequests('chat', 'hit');
-    await flushTelemetry();
-    const duringWait = receiver.exports.length;
-    await new Promise((resolve) => setTimeout(resolve, 1100));
-    await flushTelemetry();
+      try {
+        await invoke(handler, httpEvent('GET', '/annotated'));
+      } finally {
+        output.restore();
+      }
 
-    expect(duringWait).toBe(0);
-    expect(receiver.latestPoints('tutor.cache.requests')).toEqual([expect.objectContaining({ value: 2 })]);
-  });
-
-  it('does not make the next invocations wait for a collector that did not answer the last export', async () => {
-    let exports = 0;
-    const silent: Server = createServer(() => (exports += 1)); // accepts, never answers
-    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-    const { port } = silent.address() as AddressInfo;
-    await useEnvironment({ REDIS_URL: redis.url, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`, OTEL_EXPORTER_OTLP_TIMEOUT: '300' });
-    await invoke(health, httpEvent('GET', '/health')); // waits out the time-out
-
-    const started = Date.now();
-    const responses = [await invoke(health, httpEvent('GET', '/health')), await invoke(health, httpEvent('GET', '/health'))];
-    const took = Date.now() - started;
-
-    silent.closeAllConnections();
-    silent.close();
-    expect(responses.map((response) => response.statusCode)).toEqual([200, 200]);
-    expect(took).toBeLessThan(300);
-    expect(exports).toBe(1);
-  });
-});
-
-describe('the request log line', () => {
-  it('carries the fields annotated during the request, such as the cache outcome', async () => {
-    await useEnvironment({ LOG_LEVEL: 'info' });
-    const handler = withRequestLogging(
-      'GET /annotated',
-      middy<HttpEvent, HttpResult>()
-        .use(httpBasics())
-        .handler(async () => {
-          annotateRequest({ cache: 'hit' });
-          return json(200, {});
-        }),
-    );
-    const output = captureOutput();
-
-    try {
-      await invoke(handler, httpEvent('GET', '/annotated'));
-    } finally {
-      output.restore();
-    }
-
-    const lines = output.text().trim().split('\n').map((line) => JSON.parse(line));
-    expect(lines.find((line) => line.message === 'request')).toMatchObject({
-      level: 'info',
-      route: 'GET /annotated',
-      status: 200,
-      cache: 'hit',
-      requestId: expect.any(String),
-      durationMs: expect.any(Number),
+      const lines = output.text().trim().split('\n').map((line) => JSON.parse(line));
+      expect(lines.find((line) => line.message === 'request')).toMatchObject({
+        level: 'info',
+        route: 'GET /annotated',
+        status: 200,
+        cache: 'hit',
+        requestId: expect.any(String),
+        durationMs: expect.any(Number),
+      });
     });
   });
 });
