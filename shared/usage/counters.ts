@@ -77,11 +77,16 @@ export function parseMember(member: string): BucketName | undefined {
   return undefined;
 }
 
-/** KEYS[1]: a user's day. ARGV[1]: its TTL in seconds; then field, increment pairs. */
-const userDayScript = defineScript(`
+/**
+ * KEYS[1]: a user's day. ARGV[1]: its TTL in seconds; then field, increment pairs. Sent whole
+ * (EVAL), never by its SHA: a Redis that has not seen it (restarted, failed over, flushed) would
+ * answer NOSCRIPT and the retry would land after the answer has left, where a GET /usage right
+ * behind the answer misses the count. It is short enough that sending it costs next to nothing.
+ */
+const USER_DAY_LUA = `
 for i = 2, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
-return 1`);
+return 1`;
 
 /**
  * The `{usage}` part of several records, every key in that one slot. KEYS[1]: the index of
@@ -164,7 +169,7 @@ function scriptsFor(records: readonly UsageRecord[]): UsageScript[] {
     minuteArgs.push(record.pairs.length / 2, ...record.index, record.route, ...record.pairs);
   }
   const scripts: UsageScript[] = [];
-  for (const [dayKey, dayArgs] of days) scripts.push({ send: (redis) => userDayScript(redis, [dayKey], dayArgs), ran: false });
+  for (const [dayKey, dayArgs] of days) scripts.push({ send: (redis) => redis.eval(USER_DAY_LUA, 1, dayKey, ...dayArgs), ran: false });
   scripts.push({ send: (redis) => minutesScript(redis, minuteKeys, minuteArgs), ran: false });
   return scripts;
 }
@@ -216,10 +221,11 @@ function sendQueued(): void {
 }
 
 /**
- * Counts usage without making the response wait for it: the commands leave before this turn of
- * the event loop ends (the records of every request answered in the same turn together: one
- * script per user and one for the minute buckets) and their reply is not awaited, so counting adds
- * no round trip to the request (a warm cached chat request stays at two). A failure is logged.
+ * Counts usage without making the response wait for it: the commands leave before the response
+ * does (the records of every request answered in the same turn together: one script per user and
+ * one for the minute buckets) and their reply is not awaited, so counting adds no round trip to
+ * the request (a warm cached chat request stays at two), and a GET /usage sent after the response
+ * arrived sees the count. A failure is logged.
  * What this gives up: a container that dies in the instant between sending and Redis applying
  * loses that request's count.
  */
@@ -233,8 +239,11 @@ export function countUsageInBackground(usage: Usage): void {
   }
   if (record === undefined) return;
   queued.push({ record, logContext: currentLogContext() });
-  // After every promise callback of this turn: the requests answered by one socket read share it.
-  if (queued.length === 1) process.nextTick(sendQueued);
+  // Behind the promise callbacks already queued, so the requests answered by one socket read
+  // share it, and ahead of the answer this request is about to return (a process.nextTick would
+  // run after it, and a runtime that hands the answer over at once, as serverless-offline's
+  // workers do, would let a client read its usage before the count was sent).
+  if (queued.length === 1) queueMicrotask(sendQueued);
 }
 
 /** The counters held in a bucket's hash fields; zero for those never counted, other fields ignored. */

@@ -14,7 +14,7 @@ import { getRedis } from '../../shared/redis.ts';
 import { countUsageInBackground, minuteStart, readUserDay } from '../../shared/usage/counters.ts';
 import { startAnthropicDouble, type AnthropicDouble } from '../doubles/anthropic.ts';
 import { useEnvironment } from '../support/env.ts';
-import { httpEvent, invoke } from '../support/lambda.ts';
+import { httpEvent, invoke, lambdaContext } from '../support/lambda.ts';
 import { captureOutput } from '../support/logs.ts';
 import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
 import { bearer, signUpAndLogIn } from '../support/session.ts';
@@ -86,6 +86,19 @@ describe('usage counted by the routes, read by GET /usage', () => {
     expect((await usageOf(token)).requests).toBe(1);
   });
 
+  it('writes a chat’s count before its answer leaves, in one command even when Redis has forgotten its scripts', async () => {
+    const { token, user } = await signUpAndLogIn();
+    const client = (await getRedis()) as Redis;
+    await client.script('FLUSH');
+    const event = httpEvent('POST', '/chat', { body: { messages: [{ role: 'user', content: `What is a ratio? ${randomUUID()}` }] }, headers: bearer(token) });
+
+    // Sent on the same connection the instant the answer is handed back: Redis runs it after
+    // anything the handler had sent, and before anything sent later by any client.
+    const countSeenRightBehindTheAnswer = await chat(event as Parameters<typeof chat>[0], lambdaContext('chat')).then(() => readUserDay(client, user.id, today()));
+
+    expect(countSeenRightBehindTheAnswer.requests).toBe(1);
+  });
+
   it('sends the records counted in one tick together: one script per user and one for every minute bucket, in one socket write', async () => {
     const client = (await getRedis()) as Redis;
     // Connected and the scripts known to Redis: no NOSCRIPT retry adds writes of its own.
@@ -97,7 +110,7 @@ describe('usage counted by the routes, read by GET /usage', () => {
     const corkedAtEachScript: number[] = [];
     const write = socket.write.bind(socket);
     socket.write = ((...args: Parameters<typeof socket.write>) => {
-      if (/EVALSHA/i.test(String(args[0]))) corkedAtEachScript.push(socket.writableCorked);
+      if (/EVAL/i.test(String(args[0]))) corkedAtEachScript.push(socket.writableCorked);
       return write(...args);
     }) as typeof socket.write;
 
