@@ -218,7 +218,8 @@ another), over ${COUNTED_REQUESTS} warm requests with a pause after each, as bet
 invocations. *Sent*: every round trip of a request. *Waited for*: those its answer waited for, read from
 its duration through the proxy, which delays each round trip by ${DELAY_PER_ROUND_TRIP_MS} ms. Goal: the answer waits for at most 2 (the
 session, then the rate limit with the cache read): ${ours!.roundTrips.waited <= 2 ? 'met' : '**not met**'}. Ours also sends the usage
-counters' write once the answer is known, which the answer does not wait for.
+counters' write once the answer is known, before the answer is handed back (so that a GET /usage
+right after it sees the count), without waiting for its reply: its write is in the latency.
 
 | | p50 | p99 | CPU per request | requests | round trips sent | round trips waited for |
 | --- | --- | --- | --- | --- | --- | --- |
@@ -259,9 +260,11 @@ Redis commands a request (session, cache read, rate limit, two usage counters) i
 writes (the two usage scripts leave in one, \`inOneWrite\` in shared/redis.ts) against the peer's
 three; a write is a system call, the largest single cost of a warm request here. With many
 requests in flight, the usage counters of the requests answered in one event-loop turn share
-their two scripts (shared/usage/counters.ts). ioredis's auto-pipelining would batch every
-command further, but costs the one-at-a-time case of a Lambda about a fifth of its time
-(shared/redis.ts).
+their two scripts (shared/usage/counters.ts), and a request's cache read, when other commands
+are awaiting replies, waits for the end of the turn to leave in one write with the other
+requests' reads and the turn's rate-limit run (\`withRedisSharingWrites\` in shared/redis.ts;
+alone on the connection it leaves at once). ioredis's auto-pipelining would batch every command
+further, but costs the one-at-a-time case of a Lambda about a fifth of its time (shared/redis.ts).
 
 Reproduce: \`npx node bench/warm-path.bench.ts [runs] [seconds per run]\`.
 `;

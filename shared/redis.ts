@@ -8,6 +8,10 @@
 //   password rotated: command fails WRONGPASS → read secret again → new client → retry once
 //   failover:         write refused READONLY → 503, socket replaced → next request reaches the new primary
 //   Redis moved:      command fails, unreachable → read secret again → names another? → next request connects there
+//
+// Commands that do not wait for each other share a socket write (a system call, the largest cost
+// of a warm request): `inOneWrite` for those sent together, `sendAtTurnEnd` and
+// `withRedisSharingWrites` for those of the requests a process serves at once.
 
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
@@ -277,6 +281,60 @@ export function inOneWrite<T>(client: RedisClient, send: () => T): T {
   } finally {
     stream.uncork();
   }
+}
+
+let sendsAtTurnEnd: Array<() => void> = [];
+
+/**
+ * Runs `send` at the end of this turn of the event loop (setImmediate) with every other `send`
+ * queued in the same turn, their commands in one write (`inOneWrite`): the commands of the
+ * requests a container serves at once leave together. `send` must not throw: its failures belong
+ * in the promises it makes.
+ */
+export function sendAtTurnEnd(send: () => void): void {
+  sendsAtTurnEnd.push(send);
+  if (sendsAtTurnEnd.length === 1) setImmediate(sendQueuedAtTurnEnd);
+}
+
+/**
+ * `withRedis(operation)`, its commands sent at once when the connection has nothing in flight (a
+ * Lambda container's one request), else at the end of this turn (`sendAtTurnEnd`) with those of
+ * the other requests in flight: Nagle's rule, for the same reason. Sent at once, Redis answers
+ * while the request goes on with its other work (held, the one-request case measured slower);
+ * held, many requests share a write (a process serving 50 at once measured about 15% faster).
+ */
+export function withRedisSharingWrites<T>(operation: (client: RedisClient) => Promise<T>): Promise<T> {
+  if (nothingToShareAWriteWith()) return withRedis(operation);
+  return new Promise((resolve, reject) =>
+    sendAtTurnEnd(() => {
+      try {
+        withRedis(operation).then(resolve, reject);
+      } catch (error) {
+        reject(error);
+      }
+    }),
+  );
+}
+
+/**
+ * No reply awaited and nothing held: a command sent now goes alone anyway. Also when still
+ * connecting (commands wait for the connection) and on a cluster (its commands go to several
+ * sockets, sent as they come).
+ */
+function nothingToShareAWriteWith(): boolean {
+  if (known === undefined) return true;
+  const { client } = known.connection;
+  return isCluster(client) || (client.commandQueue.length === 0 && sendsAtTurnEnd.length === 0);
+}
+
+function sendQueuedAtTurnEnd(): void {
+  const sends = sendsAtTurnEnd;
+  sendsAtTurnEnd = [];
+  const run = () => {
+    for (const send of sends) send();
+  };
+  if (known === undefined) run();
+  else inOneWrite(known.connection.client, run);
 }
 
 /** The container's client if one was created, else undefined (never creates one). */

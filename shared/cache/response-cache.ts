@@ -31,7 +31,7 @@ import { header, type HttpEvent, type HttpResult } from '../http.ts';
 import { digest, responseCacheKeys } from '../keys.ts';
 import { log } from '../logger.ts';
 import { requestSlot } from '../request-slot.ts';
-import { readAnswer, singleFlight, type FlightOptions, type FlightOutcome } from './single-flight.ts';
+import { readAnswerSharingWrites, singleFlight, type FlightOptions, type FlightOutcome } from './single-flight.ts';
 
 export type CacheOutcome = 'HIT' | 'MISS' | 'BYPASS';
 
@@ -129,7 +129,9 @@ export function responseCache<E extends HttpEvent, Q, A>(options: ResponseCacheO
           return;
         }
         if (lookup.fresh) return;
-        lookup.read = readAnswer(lookup.keys.answer);
+        // With other requests in flight, it leaves with their commands and the turn's rate-limit
+        // run in one write.
+        lookup.read = readAnswerSharingWrites(lookup.keys.answer);
         // Consumed by the handler; a refused request (rate limit) leaves it unread.
         lookup.read.catch(() => {});
       },

@@ -32,7 +32,7 @@ import { randomUUID } from 'node:crypto';
 import { defineScript } from '../redis-script.ts';
 import { log } from '../logger.ts';
 import { HttpProblem, isRedisUnavailable } from '../problem.ts';
-import { withRedis, type RedisClient } from '../redis.ts';
+import { withRedis, withRedisSharingWrites, type RedisClient } from '../redis.ts';
 
 /** How the value was obtained: `hit` from Redis at once, `shared` from another request's computation,
  *  `computed` by this request, `fresh` computed without reading (no-cache), `uncached` with Redis down. */
@@ -153,6 +153,11 @@ export async function singleFlight(options: FlightOptions): Promise<FlightResult
 /** The cached value of an answer key, or null: one GET. */
 export function readAnswer(answerKey: string): Promise<string | null> {
   return withRedis((redis) => redis.get(answerKey));
+}
+
+/** `readAnswer`, in one write with the commands of other requests in flight (`withRedisSharingWrites`). */
+export function readAnswerSharingWrites(answerKey: string): Promise<string | null> {
+  return withRedisSharingWrites((redis) => redis.get(answerKey));
 }
 
 /** Waits for a computation of the same key already running in this container, if there is one. */

@@ -4,13 +4,14 @@
 // decided and spent on its own (see gcra.ts).
 //
 //   turn n:   check A ─┐
-//             check B ─┼─ queued ──▶ setImmediate: one EVALSHA [A, B, C] ── reply ──▶ A, B, C settled
-//             check C ─┘                            (one 200 ms deadline for the run)
+//             check B ─┼─ queued ──▶ turn's end: one EVALSHA [A, B, C] ── reply ──▶ A, B, C settled
+//             check C ─┘             (sendAtTurnEnd, in one write with the requests' cache reads;
+//                                     one 200 ms deadline for the run)
 //
 // In a Redis Cluster a script may touch one slot only, so a run there carries the checks of one
 // hash tag (one identity).
 
-import { withRedis } from '../redis.ts';
+import { sendAtTurnEnd, withRedis } from '../redis.ts';
 import { withinTime } from './deadline.ts';
 import { runGcra, type GcraCheck } from './gcra.ts';
 
@@ -59,7 +60,7 @@ export function enqueue(check: QueuedCheck, timeoutMs: number, slotTag: string |
   }
   if (!scheduled) {
     scheduled = true;
-    setImmediate(flush);
+    sendAtTurnEnd(flush);
   }
 }
 

@@ -1,0 +1,76 @@
+// How the container's commands reach the socket, against a real redis-server: a command held for
+// the turn's end goes at once when nothing is in flight, and shares one write with the turn's
+// other commands when something is.
+
+import type { Socket } from 'node:net';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getRedis, sendAtTurnEnd, withRedis, withRedisSharingWrites } from '../../shared/redis.ts';
+import { useEnvironment } from '../support/env.ts';
+import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+
+type WritableSocket = Socket & { _write: (...args: any[]) => unknown; _writev: (...args: any[]) => unknown };
+
+/** Records the commands of each system call that writes to `socket`, until `stop` is called. */
+function recordWrites(socket: WritableSocket): { writes: string[][]; stop: () => void } {
+  const commandOf = (chunk: unknown) => /^\*\d+\r\n\$\d+\r\n([A-Za-z]+)\r\n\$\d+\r\n([^\r]*)/.exec(String(chunk))?.slice(1).join(' ') ?? '?';
+  const writes: string[][] = [];
+  const [write, writev] = [socket._write, socket._writev];
+  socket._write = function (chunk: unknown, ...rest: unknown[]) {
+    writes.push([commandOf(chunk)]);
+    return write.call(this, chunk, ...rest);
+  };
+  socket._writev = function (chunks: Array<{ chunk: unknown }>, ...rest: unknown[]) {
+    writes.push(chunks.map(({ chunk }) => commandOf(chunk)));
+    return writev.call(this, chunks, ...rest);
+  };
+  return { writes, stop: () => Object.assign(socket, { _write: write, _writev: writev }) };
+}
+
+describe('commands sharing socket writes', () => {
+  let redis: RedisServer;
+  let socket: WritableSocket;
+  beforeAll(async () => {
+    redis = await startStandaloneRedis();
+    await useEnvironment({ REDIS_URL: redis.url });
+    await withRedis((client) => client.mset('k1', 'v1', 'k2', 'v2', 'k3', 'v3'));
+    socket = ((await getRedis()) as Redis).stream as WritableSocket;
+  });
+  afterAll(async () => {
+    await useEnvironment({});
+    await redis.stop();
+  });
+
+  it('sends a command held for the turn’s end at once when nothing is in flight', async () => {
+    const recorder = recordWrites(socket);
+
+    const read = withRedisSharingWrites((client) => client.get('k1'));
+    const writtenBeforeTheTurnEnds = recorder.writes.length;
+    recorder.stop();
+
+    expect(writtenBeforeTheTurnEnds).toBe(1);
+    expect(await read).toBe('v1');
+  });
+
+  it('holds the commands of a turn while another is in flight, and sends them in one write at the turn’s end', async () => {
+    const recorder = recordWrites(socket);
+
+    const inFlight = withRedis((client) => client.get('k1'));
+    const held = [withRedisSharingWrites((client) => client.get('k2')), withRedisSharingWrites((client) => client.get('k3'))];
+    sendAtTurnEnd(() => void withRedis((client) => client.get('k1')));
+    const replies = await Promise.all([inFlight, ...held]);
+    recorder.stop();
+
+    expect(recorder.writes).toEqual([['get k1'], ['get k2', 'get k3', 'get k1']]);
+    expect(replies).toEqual(['v1', 'v2', 'v3']);
+  });
+
+  it('gives a held command’s failure to its caller', async () => {
+    const inFlight = withRedis((client) => client.get('k1'));
+
+    const failing = withRedisSharingWrites((client) => client.incr('k1'));
+
+    await inFlight;
+    await expect(failing).rejects.toThrow(/not an integer/);
+  });
+});
