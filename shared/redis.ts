@@ -17,7 +17,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import { config, ConfigError } from './config.ts';
-import { log, outsideRequests, registerSecret } from './logger.ts';
+import { currentLogContext, inLogContext, log, outsideRequests, registerSecret, type LogContext } from './logger.ts';
 import { monotonicMs } from './monotonic-clock.ts';
 import { HttpProblem, redisUnavailable } from './problem.ts';
 import { describeRedisUrl, resolveRedisEndpoint, type RedisEndpoint } from './redis-endpoint.ts';
@@ -283,7 +283,8 @@ export function inOneWrite<T>(client: RedisClient, send: () => T): T {
   }
 }
 
-let sendsAtTurnEnd: Array<() => void> = [];
+/** Each with the log context of the request that queued it: its lines keep their own request id. */
+let sendsAtTurnEnd: Array<{ send: () => void; logContext: LogContext | undefined }> = [];
 
 /**
  * Runs `send` at the end of this turn of the event loop (setImmediate) with every other `send`
@@ -292,7 +293,7 @@ let sendsAtTurnEnd: Array<() => void> = [];
  * in the promises it makes.
  */
 export function sendAtTurnEnd(send: () => void): void {
-  sendsAtTurnEnd.push(send);
+  sendsAtTurnEnd.push({ send, logContext: currentLogContext() });
   if (sendsAtTurnEnd.length === 1) setImmediate(sendQueuedAtTurnEnd);
 }
 
@@ -317,8 +318,9 @@ export function withRedisSharingWrites<T>(operation: (client: RedisClient) => Pr
 }
 
 /**
- * No reply awaited and nothing held: a command sent now goes alone anyway. Also when still
- * connecting (commands wait for the connection) and on a cluster (its commands go to several
+ * No reply awaited and nothing held: a command sent now goes alone anyway (while a client
+ * connects, its commands wait in its offline queue, not in commandQueue). Also before the
+ * container has a client, and on a cluster (its commands go to several
  * sockets, sent as they come).
  */
 function nothingToShareAWriteWith(): boolean {
@@ -330,11 +332,21 @@ function nothingToShareAWriteWith(): boolean {
 function sendQueuedAtTurnEnd(): void {
   const sends = sendsAtTurnEnd;
   sendsAtTurnEnd = [];
+  let failure: { error: unknown } | undefined;
   const run = () => {
-    for (const send of sends) send();
+    for (const { send, logContext } of sends) {
+      try {
+        inLogContext(logContext, send);
+      } catch (error) {
+        // A bug: the sends after it still leave (one is the rate limiter's, whose checks would
+        // otherwise wait forever), then it surfaces as it would have alone.
+        failure ??= { error };
+      }
+    }
   };
   if (known === undefined) run();
   else inOneWrite(known.connection.client, run);
+  if (failure !== undefined) throw failure.error;
 }
 
 /** The container's client if one was created, else undefined (never creates one). */

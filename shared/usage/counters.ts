@@ -9,10 +9,11 @@
 // One script per hash slot: on Redis Cluster (and behind a sharding proxy) a script may only
 // touch keys of one slot, and two commands cost ioredis and Redis far less than the eight they
 // replace (this runs on every request). Both leave at once: one round trip of latency, on a
-// cluster to two nodes in parallel. The requests answered in the same turn of the event loop
-// share them: one `{usage}` script for all their records and one script per user, so a container
-// serving many requests at once sends two commands a turn rather than two a request, and one
-// serving one at a time (a Lambda) sends what it always did.
+// cluster to two nodes in parallel. The requests answered in the same round of promise callbacks
+// (those a socket read settles together) share them: one `{usage}` script for all their records
+// and one script per user, so a container serving many requests at once sends two commands a
+// round rather than two a request, and one serving one at a time (a Lambda) sends what it always
+// did.
 
 import { minuteUsageKey, usageIndexKey, userDayUsageKey } from '../keys.ts';
 import { currentLogContext, inLogContext, log, type LogContext } from '../logger.ts';
@@ -222,12 +223,13 @@ function sendQueued(): void {
 
 /**
  * Counts usage without making the response wait for it: the commands leave before the response
- * does (the records of every request answered in the same turn together: one script per user and
- * one for the minute buckets) and their reply is not awaited, so counting adds no round trip to
- * the request (a warm cached chat request stays at two), and a GET /usage sent after the response
- * arrived sees the count. A failure is logged.
+ * does (the records of the requests answered in the same round of promise callbacks together: one
+ * script per user and one for the minute buckets) and their reply is not awaited, so counting adds
+ * no round trip to the request (a warm cached chat request stays at two), and a GET /usage sent
+ * after the response arrived sees the count. A failure is logged.
  * What this gives up: a container that dies in the instant between sending and Redis applying
- * loses that request's count.
+ * loses that request's count; and when the connection is not ready (reconnecting, or made anew
+ * after this request found Redis unreachable), the commands wait for it and leave after the answer.
  */
 export function countUsageInBackground(usage: Usage): void {
   let record: UsageRecord | undefined;
@@ -239,8 +241,8 @@ export function countUsageInBackground(usage: Usage): void {
   }
   if (record === undefined) return;
   queued.push({ record, logContext: currentLogContext() });
-  // Behind the promise callbacks already queued, so the requests answered by one socket read
-  // share it, and ahead of the answer this request is about to return (a process.nextTick would
+  // Behind the promise callbacks already queued, so the requests a socket read answered at the
+  // same depth share it, and ahead of the answer this request is about to return (a process.nextTick would
   // run after it, and a runtime that hands the answer over at once, as serverless-offline's
   // workers do, would let a client read its usage before the count was sent).
   if (queued.length === 1) queueMicrotask(sendQueued);

@@ -3,10 +3,12 @@
 // Redis down, and the round trips of a cached answer behind auth and the rate limit.
 
 import middy from '@middy/core';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { answerChat, handler } from '../../functions/chat.ts';
 import type { AuthenticatedEvent } from '../../shared/auth/middleware.ts';
 import { httpBasics, type HttpResult } from '../../shared/http.ts';
+import { getRedis } from '../../shared/redis.ts';
 import { startAnthropicDouble, type AnthropicDouble } from '../doubles/anthropic.ts';
 import { useEnvironment } from '../support/env.ts';
 import { httpEvent, invoke, type InvokeResult } from '../support/lambda.ts';
@@ -14,6 +16,7 @@ import { captureOutput } from '../support/logs.ts';
 import { startRoundTripProxy, type RoundTripProxy } from '../support/round-trip-proxy.ts';
 import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
 import { bearer, signUpAndLogIn } from '../support/session.ts';
+import { commandNames, recordWrites } from '../support/socket-writes.ts';
 
 /** The route's cached handler behind the HTTP basics, for a user the auth middleware would have set. */
 const core = middy<AuthenticatedEvent, HttpResult>().use(httpBasics()).handler(answerChat);
@@ -565,5 +568,34 @@ describe('POST /chat through auth and the rate limit', () => {
 
     expect(hit.headers['x-cache']).toBe('HIT');
     expect(proxy.roundTrips()).toBe(2);
+  });
+
+  it('sends a lone warm request’s cache read at once, ahead of its rate-limit check', async () => {
+    const { token } = await signUpAndLogIn();
+    const body = newQuestion();
+    await chat(token, body);
+    await chat(token, body);
+    const client = (await getRedis()) as Redis;
+    await client.ping(); // replied after everything sent before it: nothing left in flight
+    const recorder = recordWrites(client.stream);
+
+    const hit = await chat(token, body).finally(recorder.stop);
+
+    expect(hit.headers['x-cache']).toBe('HIT');
+    // The session; the cache read; the rate limit; the usage counters.
+    expect(commandNames(recorder.writes)).toEqual([['evalsha'], ['get'], ['evalsha'], ['eval', 'evalsha']]);
+  });
+
+  it('sends the cache reads of concurrent warm requests in one write with their rate-limit checks', async () => {
+    const { token } = await signUpAndLogIn();
+    const body = newQuestion();
+    await chat(token, body);
+    const recorder = recordWrites(((await getRedis()) as Redis).stream);
+
+    const hits = await Promise.all(Array.from({ length: 4 }, () => chat(token, body))).finally(recorder.stop);
+
+    expect(hits.map((hit) => hit.headers['x-cache'])).toEqual(['HIT', 'HIT', 'HIT', 'HIT']);
+    const readsWithChecks = commandNames(recorder.writes).filter((commands) => commands.includes('get') && commands.includes('evalsha'));
+    expect(readsWithChecks.length).toBeGreaterThan(0);
   });
 });

@@ -5,36 +5,20 @@
 import type { Socket } from 'node:net';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { currentLogContext, withLogContext } from '../../shared/logger.ts';
 import { getRedis, sendAtTurnEnd, withRedis, withRedisSharingWrites } from '../../shared/redis.ts';
 import { useEnvironment } from '../support/env.ts';
 import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
-
-type WritableSocket = Socket & { _write: (...args: any[]) => unknown; _writev: (...args: any[]) => unknown };
-
-/** Records the commands of each system call that writes to `socket`, until `stop` is called. */
-function recordWrites(socket: WritableSocket): { writes: string[][]; stop: () => void } {
-  const commandOf = (chunk: unknown) => /^\*\d+\r\n\$\d+\r\n([A-Za-z]+)\r\n\$\d+\r\n([^\r]*)/.exec(String(chunk))?.slice(1).join(' ') ?? '?';
-  const writes: string[][] = [];
-  const [write, writev] = [socket._write, socket._writev];
-  socket._write = function (chunk: unknown, ...rest: unknown[]) {
-    writes.push([commandOf(chunk)]);
-    return write.call(this, chunk, ...rest);
-  };
-  socket._writev = function (chunks: Array<{ chunk: unknown }>, ...rest: unknown[]) {
-    writes.push(chunks.map(({ chunk }) => commandOf(chunk)));
-    return writev.call(this, chunks, ...rest);
-  };
-  return { writes, stop: () => Object.assign(socket, { _write: write, _writev: writev }) };
-}
+import { recordWrites } from '../support/socket-writes.ts';
 
 describe('commands sharing socket writes', () => {
   let redis: RedisServer;
-  let socket: WritableSocket;
+  let socket: Socket;
   beforeAll(async () => {
     redis = await startStandaloneRedis();
     await useEnvironment({ REDIS_URL: redis.url });
     await withRedis((client) => client.mset('k1', 'v1', 'k2', 'v2', 'k3', 'v3'));
-    socket = ((await getRedis()) as Redis).stream as WritableSocket;
+    socket = ((await getRedis()) as Redis).stream;
   });
   afterAll(async () => {
     await useEnvironment({});
@@ -63,6 +47,31 @@ describe('commands sharing socket writes', () => {
 
     expect(recorder.writes).toEqual([['get k1'], ['get k2', 'get k3', 'get k1']]);
     expect(replies).toEqual(['v1', 'v2', 'v3']);
+  });
+
+  it('runs a held command in the log context of the request that sent it', async () => {
+    const inFlight = withRedis((client) => client.get('k1'));
+
+    const contexts = await Promise.all(
+      ['req-a', 'req-b'].map((requestId) => withLogContext({ requestId }, () => withRedisSharingWrites(async () => currentLogContext()?.requestId))),
+    );
+
+    await inFlight;
+    expect(contexts).toEqual(['req-a', 'req-b']);
+  });
+
+  it('sends the rest of a turn’s commands when one of them throws, and raises the throw', async () => {
+    const raised = new Promise((resolve) => process.once('uncaughtException', resolve));
+    const inFlight = withRedis((client) => client.get('k1'));
+
+    sendAtTurnEnd(() => {
+      throw new Error('a bug in a sender');
+    });
+    const afterIt = withRedisSharingWrites((client) => client.get('k2'));
+
+    await inFlight;
+    expect(await afterIt).toBe('v2');
+    expect(await raised).toMatchObject({ message: 'a bug in a sender' });
   });
 
   it('gives a held command’s failure to its caller', async () => {

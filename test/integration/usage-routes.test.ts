@@ -92,8 +92,8 @@ describe('usage counted by the routes, read by GET /usage', () => {
     await client.script('FLUSH');
     const event = httpEvent('POST', '/chat', { body: { messages: [{ role: 'user', content: `What is a ratio? ${randomUUID()}` }] }, headers: bearer(token) });
 
-    // Sent on the same connection the instant the answer is handed back: Redis runs it after
-    // anything the handler had sent, and before anything sent later by any client.
+    // Sent on the container's connection the instant the answer is handed back: Redis runs it
+    // after the count if the count left before the answer, in one command.
     const countSeenRightBehindTheAnswer = await chat(event as Parameters<typeof chat>[0], lambdaContext('chat')).then(() => readUserDay(client, user.id, today()));
 
     expect(countSeenRightBehindTheAnswer.requests).toBe(1);
