@@ -2,6 +2,7 @@
 // servers and a stand-in for Secrets Manager: its report on a reachable server, and one actionable
 // sentence with exit code 1 for each way of failing to reach one.
 
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -115,11 +116,12 @@ describe('npm run redis:doctor', () => {
     });
 
     it('reports what it can when the user may not run INFO, and says what it could not check', async () => {
+      const noInfoPassword = randomUUID();
       const admin = new Redis({ port: plain.port, host: '127.0.0.1' });
-      await admin.acl('SETUSER', 'no-info', 'on', '>no-info-password-2024', '~*', '&*', '+@all', '-@dangerous');
+      await admin.acl('SETUSER', 'no-info', 'on', `>${noInfoPassword}`, '~*', '&*', '+@all', '-@dangerous');
       admin.disconnect();
 
-      const run = await doctor({ REDIS_URL: `redis://no-info:no-info-password-2024@127.0.0.1:${plain.port}` });
+      const run = await doctor({ REDIS_URL: `redis://no-info:${noInfoPassword}@127.0.0.1:${plain.port}` });
 
       expect(run.code).toBe(0);
       expect(run.stdout).toMatch(/latency\s+PING p50 [\d.]+ ms/);
@@ -128,7 +130,7 @@ describe('npm run redis:doctor', () => {
         '! This user may not run INFO (NOPERM): memory, eviction policy, persistence, clients and keyspace were not checked; run the doctor as a user allowed INFO (ACL +info).',
       );
       expect(run.stdout).not.toContain('maxmemory is not set');
-      expect(run.output).not.toContain('no-info-password-2024');
+      expect(run.output).not.toContain(noInfoPassword);
     });
 
     it('reports a cluster with its masters when REDIS_CLUSTER is set', async () => {

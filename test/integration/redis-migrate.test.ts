@@ -2,6 +2,7 @@
 // TLS, one writing a newer RDB format): copies with their TTLs, --match, --dry-run, --verify, the
 // type-by-type fallback, endpoints from secrets, and one-sentence failures.
 
+import { randomUUID } from 'node:crypto';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { freePort } from '../../infra/local/redis-server.ts';
@@ -146,10 +147,11 @@ describe('npm run redis:migrate', () => {
     });
 
     it('copies from a source whose user may not run INFO (an ACL without @dangerous)', async () => {
+      const noInfoPassword = randomUUID();
       await seedEveryType(sourceClient);
-      await sourceClient.acl('SETUSER', 'no-info', 'on', '>no-info-password-2024', '~*', '&*', '+@all', '-@dangerous');
+      await sourceClient.acl('SETUSER', 'no-info', 'on', `>${noInfoPassword}`, '~*', '&*', '+@all', '-@dangerous');
 
-      const run = await migrate(['--from', `redis://no-info:no-info-password-2024@127.0.0.1:${source.port}`, '--to', target.url, '--verify']);
+      const run = await migrate(['--from', `redis://no-info:${noInfoPassword}@127.0.0.1:${source.port}`, '--to', target.url, '--verify']);
 
       expect(run.code).toBe(0);
       expect(run.stdout).toMatch(/^from redis:\/\/no-info:\*\*\*@127\.0\.0\.1:\d+: Redis \?, standalone, keys unknown \(INFO not allowed\)$/m);
