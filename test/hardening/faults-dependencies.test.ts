@@ -3,7 +3,6 @@
 // within Claude's budget), nothing of it is cached, and the next request after the dependency is
 // back succeeds in the same container.
 
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { handler as chat } from '../../functions/chat.ts';
 import { handler as embeddings } from '../../functions/embeddings.ts';
@@ -12,7 +11,7 @@ import { startOpenAiEmbeddingsDouble, type OpenAiEmbeddingsDouble, type Failure 
 import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles/secrets-manager.ts';
 import { useEnvironment } from '../support/env.ts';
 import { httpEvent, invoke } from '../support/lambda.ts';
-import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import { useStandaloneRedis } from '../support/redis-suite.ts';
 import { startSilentServer, type SilentServer } from '../support/tcp-proxy.ts';
 import { bearer, callLogin, callRegister, callSession, signUpAndLogIn, uniqueEmail, type SignedIn } from '../support/session.ts';
 import { auditCaches } from './cache-integrity.ts';
@@ -21,20 +20,9 @@ import { chatBody, expectUnavailable, timed, type Outcome } from './traffic.ts';
 const FAST_FAILURE_MS = 1_500;
 const FAST_AUTH = { PASSWORD_SCRYPT_LOG2N: '14' };
 
-let redis: RedisServer;
-let admin: Redis;
+const redis = useStandaloneRedis();
 
-beforeAll(async () => {
-  redis = await startStandaloneRedis();
-  admin = new Redis({ port: redis.port, host: '127.0.0.1' });
-});
-afterAll(async () => {
-  await useEnvironment({});
-  admin.disconnect();
-  await redis.stop();
-});
-
-const keysMatching = (pattern: string) => admin.keys(pattern);
+const keysMatching = (pattern: string) => redis.admin.keys(pattern);
 
 describe('Secrets Manager down at cold start', () => {
   let secrets: SecretsManagerDouble;
@@ -43,8 +31,8 @@ describe('Secrets Manager down at cold start', () => {
 
   beforeAll(async () => {
     secrets = await startSecretsManagerDouble();
-    secrets.setSecret(SECRET_ID, redis.url);
-    await useEnvironment({ REDIS_URL: redis.url, ...FAST_AUTH });
+    secrets.setSecret(SECRET_ID, redis.server.url);
+    await useEnvironment({ REDIS_URL: redis.server.url, ...FAST_AUTH });
     const email = uniqueEmail();
     user = { ...(await signUpAndLogIn({ email })), email };
   });
@@ -123,7 +111,7 @@ describe('Claude slower than the time budget', () => {
   });
   beforeEach(async () => {
     claude.reset();
-    await useEnvironment({ REDIS_URL: redis.url, ...FAST_AUTH, ...claude.env, CHAT_PROVIDER: 'anthropic', CHAT_TIMEOUT_MS: '500' });
+    await useEnvironment({ REDIS_URL: redis.server.url, ...FAST_AUTH, ...claude.env, CHAT_PROVIDER: 'anthropic', CHAT_TIMEOUT_MS: '500' });
     user ??= await signUpAndLogIn();
   });
   afterAll(() => claude.close());
@@ -168,7 +156,7 @@ describe('Claude slower than the time budget', () => {
     }
     expect(fast.map((outcome) => outcome.status)).toEqual([200, 200, 200, 200, 200]);
     expect(claude.calls - callsBefore).toBe(1);
-    expect((await auditCaches(admin, 384)).faults).toEqual([]);
+    expect((await auditCaches(redis.admin, 384)).faults).toEqual([]);
   });
 });
 
@@ -181,9 +169,9 @@ describe('the embeddings provider failing', () => {
   });
   beforeEach(async () => {
     provider.reset();
-    await useEnvironment({ REDIS_URL: redis.url, ...FAST_AUTH, ...provider.env(DIMENSIONS), EMBEDDINGS_TIMEOUT_MS: '300' });
+    await useEnvironment({ REDIS_URL: redis.server.url, ...FAST_AUTH, ...provider.env(DIMENSIONS), EMBEDDINGS_TIMEOUT_MS: '300' });
     user ??= await signUpAndLogIn();
-    for (const key of await keysMatching('tc:{e*')) await admin.del(key);
+    for (const key of await keysMatching('tc:{e*')) await redis.admin.del(key);
   });
   afterAll(() => provider.close());
 
@@ -216,7 +204,7 @@ describe('the embeddings provider failing', () => {
       expect(failed.ms).toBeLessThan(FAST_FAILURE_MS);
       expect(cachedAfterFailure).toEqual([]);
       expect(served.status).toBe(200);
-      const audit = await auditCaches(admin, DIMENSIONS);
+      const audit = await auditCaches(redis.admin, DIMENSIONS);
       expect(audit.faults).toEqual([]);
       expect(audit.vectors).toBe(2);
     });

@@ -18,6 +18,7 @@ import { checkRateLimit } from '../../shared/rate-limit/limiter.ts';
 import { withRedis } from '../../shared/redis.ts';
 import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles/secrets-manager.ts';
 import { useEnvironment } from '../support/env.ts';
+import { useStandaloneRedis } from '../support/redis-suite.ts';
 import { httpEvent, invoke } from '../support/lambda.ts';
 import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
 import { bearer, callLogin, callRegister, callSession, signUpAndLogIn, uniqueEmail } from '../support/session.ts';
@@ -324,28 +325,18 @@ describe('a cold container serving concurrent requests (npm run dev does; a Lamb
 });
 
 describe('a Redis that is up but refuses commands', () => {
-  let redis: RedisServer;
-  let admin: Redis;
-  beforeAll(async () => {
-    redis = await startStandaloneRedis();
-    admin = new Redis({ port: redis.port, host: '127.0.0.1' });
-  });
-  afterAll(async () => {
-    await useEnvironment({});
-    admin.disconnect();
-    await redis.stop();
-  });
+  const redis = useStandaloneRedis();
 
   it('answers every route with a 503 while a long script keeps Redis busy (BUSY), and serves again once it is killed', async () => {
-    await useEnvironment({ REDIS_URL: redis.url, ...baseEnvironment });
+    await useEnvironment({ REDIS_URL: redis.server.url, ...baseEnvironment });
     const clients = await signUpClients(1);
-    await admin.config('SET', 'busy-reply-threshold', '50');
-    const blocker = new Redis({ port: redis.port, host: '127.0.0.1' });
+    await redis.admin.config('SET', 'busy-reply-threshold', '50');
+    const blocker = new Redis({ port: redis.server.port, host: '127.0.0.1' });
 
     const script = blocker.eval('while true do end', 0).catch(() => 'killed');
     await new Promise((resolve) => setTimeout(resolve, 200)); // past the busy threshold
     const busy = await runBatches(1, clients);
-    await admin.script('KILL');
+    await redis.admin.script('KILL');
     await script;
     blocker.disconnect();
     const after = await runBatches(1, clients);
@@ -358,13 +349,13 @@ describe('a Redis that is up but refuses commands', () => {
   });
 
   it('answers a 503, never a 500, on every route that writes while Redis is out of memory (OOM), and serves again once it has room', async () => {
-    await useEnvironment({ REDIS_URL: redis.url, ...baseEnvironment });
+    await useEnvironment({ REDIS_URL: redis.server.url, ...baseEnvironment });
     const clients = await signUpClients(1);
 
-    await admin.config('SET', 'maxmemory-policy', 'noeviction');
-    await admin.config('SET', 'maxmemory', '1');
+    await redis.admin.config('SET', 'maxmemory-policy', 'noeviction');
+    await redis.admin.config('SET', 'maxmemory', '1');
     const full = await runBatches(1, clients);
-    await admin.config('SET', 'maxmemory', '0');
+    await redis.admin.config('SET', 'maxmemory', '0');
     const after = await runBatches(1, clients);
 
     for (const outcome of full.flat()) expectContractAnswer(outcome);

@@ -9,7 +9,8 @@ import { readVectors, writeVectors, type CacheEntry } from '../../shared/embeddi
 import { embeddingKey } from '../../shared/keys.ts';
 import { withRedis } from '../../shared/redis.ts';
 import { useEnvironment } from '../support/env.ts';
-import { startRedisCluster, startStandaloneRedis, type RedisCluster, type RedisServer } from '../support/redis.ts';
+import { useStandaloneRedis } from '../support/redis-suite.ts';
+import { startRedisCluster, type RedisCluster } from '../support/redis.ts';
 import { startRoundTripProxy, type RoundTripProxy } from '../support/round-trip-proxy.ts';
 
 /** Random float32 bit patterns (NaNs excluded: their payload is not guaranteed to survive arithmetic), plus the edge values. */
@@ -39,49 +40,41 @@ function entries(count: number, dimensions: number, label: string): CacheEntry[]
 }
 
 describe('the embedding cache on a standalone Redis', () => {
-  let redis: RedisServer;
+  const redis = useStandaloneRedis();
   let proxy: RoundTripProxy;
-  let admin: Redis;
   beforeAll(async () => {
-    redis = await startStandaloneRedis();
-    proxy = await startRoundTripProxy(redis.port);
-    admin = new Redis({ port: redis.port, host: '127.0.0.1' });
+    proxy = await startRoundTripProxy(redis.server.port);
   });
-  afterAll(async () => {
-    await useEnvironment({});
-    admin.disconnect();
-    await proxy.close();
-    await redis.stop();
-  });
+  afterAll(() => proxy.close());
 
   it('gives back, bit for bit, the float32 vectors it stored, at 4 bytes a dimension', async () => {
-    await useEnvironment({ REDIS_URL: redis.url });
+    await useEnvironment({ REDIS_URL: redis.server.url });
     const stored = entries(3, 1536, 'bits');
 
     await withRedis((client) => writeVectors(client, stored, 60));
     const read = await withRedis((client) => readVectors(client, stored.map((entry) => entry.key), 1536));
 
     expect(read.map(bitsOf)).toEqual(stored.map((entry) => bitsOf(entry.vector)));
-    expect(await admin.strlen(stored[0]!.key)).toBe(1536 * 4);
+    expect(await redis.admin.strlen(stored[0]!.key)).toBe(1536 * 4);
   });
 
   it('stores every vector with the given time to live', async () => {
-    await useEnvironment({ REDIS_URL: redis.url });
+    await useEnvironment({ REDIS_URL: redis.server.url });
     const stored = entries(2, 8, 'ttl');
 
     await withRedis((client) => writeVectors(client, stored, 120));
 
     for (const { key } of stored) {
-      const ttl = await admin.pttl(key);
+      const ttl = await redis.admin.pttl(key);
       expect(ttl).toBeGreaterThan(110_000);
       expect(ttl).toBeLessThanOrEqual(120_000);
     }
   });
 
   it('answers a miss for absent keys and for values of another size', async () => {
-    await useEnvironment({ REDIS_URL: redis.url });
+    await useEnvironment({ REDIS_URL: redis.server.url });
     const [short] = entries(1, 16, 'short');
-    await admin.set(short!.key, Buffer.alloc(15 * 4));
+    await redis.admin.set(short!.key, Buffer.alloc(15 * 4));
 
     const read = await withRedis((client) => readVectors(client, [short!.key, embeddingKey('test-model:16', 'never stored', 'everyone')], 16));
 

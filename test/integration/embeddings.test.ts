@@ -9,9 +9,10 @@ import { base64ToVector } from '../../shared/embeddings/float32.ts';
 import { LocalEmbedder } from '../../shared/embeddings/local.ts';
 import { DOUBLE_MODEL, doubleTokens, doubleTokenVector, doubleVector, startOpenAiEmbeddingsDouble, type OpenAiEmbeddingsDouble } from '../doubles/openai-embeddings.ts';
 import { useEnvironment } from '../support/env.ts';
+import { useStandaloneRedis } from '../support/redis-suite.ts';
 import { httpEvent, invoke, type InvokeResult } from '../support/lambda.ts';
 import { startRoundTripProxy, type RoundTripProxy } from '../support/round-trip-proxy.ts';
-import { startRedisCluster, startStandaloneRedis, type RedisCluster, type RedisServer } from '../support/redis.ts';
+import { startRedisCluster, type RedisCluster } from '../support/redis.ts';
 import { bearer, signUpAndLogIn } from '../support/session.ts';
 
 const LOCAL_MODEL = 'local-hash-384';
@@ -27,26 +28,18 @@ async function embeddingKeys(admin: Redis): Promise<string[]> {
 }
 
 describe('POST /embeddings with the local provider', () => {
-  let redis: RedisServer;
-  let admin: Redis;
+  const redis = useStandaloneRedis();
   let token: string;
   const post = (body: unknown, headers: Record<string, string> = bearer(token)) =>
     invoke(handler, httpEvent('POST', '/embeddings', { body, headers }));
 
   beforeAll(async () => {
-    redis = await startStandaloneRedis();
-    admin = new Redis({ port: redis.port, host: '127.0.0.1' });
-    await useEnvironment({ REDIS_URL: redis.url, ...FAST_AUTH });
+    await useEnvironment({ REDIS_URL: redis.server.url, ...FAST_AUTH });
     ({ token } = await signUpAndLogIn());
   });
   beforeEach(async () => {
-    await useEnvironment({ REDIS_URL: redis.url, ...FAST_AUTH });
-    for (const key of await embeddingKeys(admin)) await admin.del(key);
-  });
-  afterAll(async () => {
-    await useEnvironment({});
-    admin.disconnect();
-    await redis.stop();
+    await useEnvironment({ REDIS_URL: redis.server.url, ...FAST_AUTH });
+    for (const key of await embeddingKeys(redis.admin)) await redis.admin.del(key);
   });
 
   it('answers the OpenAI list shape, one vector per input in input order, as the local embedder computes them', async () => {
@@ -96,7 +89,7 @@ describe('POST /embeddings with the local provider', () => {
   });
 
   it('shares cached vectors between users when EMBEDDINGS_CACHE_SCOPE is global', async () => {
-    await useEnvironment({ REDIS_URL: redis.url, ...FAST_AUTH, EMBEDDINGS_CACHE_SCOPE: 'global' });
+    await useEnvironment({ REDIS_URL: redis.server.url, ...FAST_AUTH, EMBEDDINGS_CACHE_SCOPE: 'global' });
     const other = await signUpAndLogIn();
     await post({ input: ['a shared definition'] });
 
@@ -120,7 +113,7 @@ describe('POST /embeddings with the local provider', () => {
     expect(cold.headers['x-cache-hits']).toBe('0/3');
     expect(warm.headers['x-cache-hits']).toBe('2/3');
     expect(vectorBits(warm)).toEqual([localBits([3, 4]), localBits([5]), localBits([1, 2])]);
-    expect(await embeddingKeys(admin)).toHaveLength(3);
+    expect(await embeddingKeys(redis.admin)).toHaveLength(3);
   });
 
   it('keeps token arrays and text apart in the cache, even when the text spells the ids', async () => {
@@ -130,7 +123,7 @@ describe('POST /embeddings with the local provider', () => {
 
     expect(tokens.headers['x-cache-hits']).toBe('0/1');
     expect(vectorBits(tokens)).toEqual([localBits([1, 2, 3])]);
-    expect(await embeddingKeys(admin)).toHaveLength(2);
+    expect(await embeddingKeys(redis.admin)).toHaveLength(2);
   });
 
   it('counts the usage of a token array as its number of ids, cached or not', async () => {
@@ -147,7 +140,7 @@ describe('POST /embeddings with the local provider', () => {
     const vectors = response.json.data.map((entry: { embedding: number[] }) => bits(entry.embedding));
     expect(vectors[2]).toEqual(vectors[0]);
     expect(vectors[3]).toEqual(vectors[0]);
-    expect(await embeddingKeys(admin)).toHaveLength(2);
+    expect(await embeddingKeys(redis.admin)).toHaveLength(2);
     expect(response.headers['x-cache-hits']).toBe('0/4');
   });
 
@@ -171,13 +164,13 @@ describe('POST /embeddings with the local provider', () => {
   });
 
   it('stores each vector as 4 bytes a dimension, with the stage TTL', async () => {
-    await useEnvironment({ REDIS_URL: redis.url, ...FAST_AUTH, CACHE_TTL_SECONDS: '600' });
+    await useEnvironment({ REDIS_URL: redis.server.url, ...FAST_AUTH, CACHE_TTL_SECONDS: '600' });
 
     await post({ input: ['ttl check'] });
 
-    const [key] = await embeddingKeys(admin);
-    expect(await admin.strlen(key!)).toBe(384 * 4);
-    expect(await admin.pttl(key!)).toBeGreaterThan(590_000);
+    const [key] = await embeddingKeys(redis.admin);
+    expect(await redis.admin.strlen(key!)).toBe(384 * 4);
+    expect(await redis.admin.pttl(key!)).toBeGreaterThan(590_000);
   });
 
   it('reports usage as prompt and total tokens, estimated at a quarter of the characters for the local provider', async () => {
@@ -201,7 +194,7 @@ describe('POST /embeddings with the local provider', () => {
     expect(response.statusCode).toBe(400);
     expect(response.headers['content-type']).toBe('application/problem+json');
     expect(response.json.errors.length).toBeGreaterThan(0);
-    expect(await embeddingKeys(admin)).toEqual([]);
+    expect(await embeddingKeys(redis.admin)).toEqual([]);
   });
 
   it.each([
@@ -216,7 +209,7 @@ describe('POST /embeddings with the local provider', () => {
 
     expect(response.statusCode).toBe(400);
     expect(response.json.errors.map((error: { path: string }) => error.path)).toEqual([path]);
-    expect(await embeddingKeys(admin)).toEqual([]);
+    expect(await embeddingKeys(redis.admin)).toEqual([]);
   });
 
   it("adds OpenAI's error member to a 400 problem, keeping the problem's own fields", async () => {
@@ -251,7 +244,7 @@ describe('POST /embeddings with the local provider', () => {
   });
 
   it('charges the rate limiter one unit an input', async () => {
-    await useEnvironment({ REDIS_URL: redis.url, ...FAST_AUTH, RATE_LIMIT_EMBEDDINGS: '10/1h' });
+    await useEnvironment({ REDIS_URL: redis.server.url, ...FAST_AUTH, RATE_LIMIT_EMBEDDINGS: '10/1h' });
     const { token: fresh } = await signUpAndLogIn();
     const texts = (n: number) => Array.from({ length: n }, (_, i) => `limited ${i}`);
 
@@ -268,7 +261,7 @@ describe('POST /embeddings with the local provider', () => {
   });
 
   it("adds OpenAI's error member to the rate limiter's 429", async () => {
-    await useEnvironment({ REDIS_URL: redis.url, ...FAST_AUTH, RATE_LIMIT_EMBEDDINGS: '1/1h' });
+    await useEnvironment({ REDIS_URL: redis.server.url, ...FAST_AUTH, RATE_LIMIT_EMBEDDINGS: '1/1h' });
     const { token: fresh } = await signUpAndLogIn();
     await post({ input: 'first' }, bearer(fresh));
 
@@ -279,7 +272,7 @@ describe('POST /embeddings with the local provider', () => {
   });
 
   it('answers 413 rather than a response over the 6 MB Lambda limit', async () => {
-    await useEnvironment({ REDIS_URL: redis.url, ...FAST_AUTH, EMBEDDINGS_DIMENSIONS: '8192' });
+    await useEnvironment({ REDIS_URL: redis.server.url, ...FAST_AUTH, EMBEDDINGS_DIMENSIONS: '8192' });
 
     const response = await post({ input: Array.from({ length: 256 }, (_, i) => `wide ${i}`), encoding_format: 'base64' });
 
@@ -307,18 +300,15 @@ describe('POST /embeddings with the local provider', () => {
 });
 
 describe('POST /embeddings with an OpenAI-compatible provider', () => {
-  let redis: RedisServer;
-  let admin: Redis;
+  const redis = useStandaloneRedis();
   let upstream: OpenAiEmbeddingsDouble;
   let token: string;
   const DIMENSIONS = 64;
-  const env = () => ({ REDIS_URL: redis.url, ...FAST_AUTH, ...upstream.env(DIMENSIONS) });
+  const env = () => ({ REDIS_URL: redis.server.url, ...FAST_AUTH, ...upstream.env(DIMENSIONS) });
   const post = (body: unknown): Promise<InvokeResult> => invoke(handler, httpEvent('POST', '/embeddings', { body, headers: bearer(token) }));
   const vectorsOf = (response: InvokeResult) => response.json.data.map((entry: { embedding: number[] }) => bits(entry.embedding));
 
   beforeAll(async () => {
-    redis = await startStandaloneRedis();
-    admin = new Redis({ port: redis.port, host: '127.0.0.1' });
     upstream = await startOpenAiEmbeddingsDouble();
     await useEnvironment(env());
     ({ token } = await signUpAndLogIn());
@@ -326,14 +316,9 @@ describe('POST /embeddings with an OpenAI-compatible provider', () => {
   beforeEach(async () => {
     await useEnvironment(env());
     upstream.reset();
-    for (const key of await embeddingKeys(admin)) await admin.del(key);
+    for (const key of await embeddingKeys(redis.admin)) await redis.admin.del(key);
   });
-  afterAll(async () => {
-    await useEnvironment({});
-    admin.disconnect();
-    await upstream.close();
-    await redis.stop();
-  });
+  afterAll(() => upstream.close());
 
   it('sends only the distinct misses upstream, in one call, and answers in input order', async () => {
     await post({ input: ['alpha', 'beta'], model: DOUBLE_MODEL });
@@ -403,7 +388,7 @@ describe('POST /embeddings with an OpenAI-compatible provider', () => {
 
     expect(response.statusCode).toBe(429);
     expect(response.headers['retry-after']).toBe('12');
-    expect(await embeddingKeys(admin)).toEqual([]);
+    expect(await embeddingKeys(redis.admin)).toEqual([]);
   });
 
   it('answers 503 with Retry-After when upstream says it is unavailable', async () => {
@@ -424,7 +409,7 @@ describe('POST /embeddings with an OpenAI-compatible provider', () => {
 
     expect(response.statusCode).toBe(504);
     expect(Date.now() - started).toBeLessThan(1500);
-    expect(await embeddingKeys(admin)).toEqual([]);
+    expect(await embeddingKeys(redis.admin)).toEqual([]);
   });
 
   it('never shows the upstream API key in a response', async () => {
@@ -438,14 +423,13 @@ describe('POST /embeddings with an OpenAI-compatible provider', () => {
 });
 
 describe('POST /embeddings: the cache read sent with the rate-limit check', () => {
-  let redis: RedisServer;
+  const redis = useStandaloneRedis();
   let proxy: RoundTripProxy;
-  let admin: Redis;
   let token: string;
   const post = (body: unknown) => invoke(handler, httpEvent('POST', '/embeddings', { body, headers: bearer(token) }));
   // local-hash-384: a read of more than 42 vectors (64 KiB) waits for the limit's answer.
   const texts = (n: number, tag: string) => Array.from({ length: n }, (_, i) => `${tag} ${i}`);
-  const mgetCalls = async () => Number(/cmdstat_mget:calls=(\d+)/.exec(await admin.info('commandstats'))?.[1] ?? 0);
+  const mgetCalls = async () => Number(/cmdstat_mget:calls=(\d+)/.exec(await redis.admin.info('commandstats'))?.[1] ?? 0);
   /** Posts BATCH to fill the cache, then again: the second response and the round trips it cost. */
   const repeatThroughProxy = async (batch: string[]) => {
     await post({ input: batch });
@@ -455,20 +439,13 @@ describe('POST /embeddings: the cache read sent with the rate-limit check', () =
   };
 
   beforeAll(async () => {
-    redis = await startStandaloneRedis();
-    proxy = await startRoundTripProxy(redis.port);
-    admin = new Redis({ port: redis.port, host: '127.0.0.1' });
+    proxy = await startRoundTripProxy(redis.server.port);
   });
   beforeEach(async () => {
     await useEnvironment({ REDIS_URL: `redis://127.0.0.1:${proxy.port}`, ...FAST_AUTH, RATE_LIMIT_EMBEDDINGS: '150/1h' });
     ({ token } = await signUpAndLogIn());
   });
-  afterAll(async () => {
-    await useEnvironment({});
-    admin.disconnect();
-    await proxy.close();
-    await redis.stop();
-  });
+  afterAll(() => proxy.close());
 
   it('waits for two Redis round trips for a cached batch: the session, then the rate limit with the cache read', async () => {
     const { repeated, roundTrips } = await repeatThroughProxy(texts(4, 'cached'));

@@ -13,6 +13,7 @@ import { HttpProblem } from '../../shared/problem.ts';
 import { currentRedisClient, withRedis, type RedisClient } from '../../shared/redis.ts';
 import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles/secrets-manager.ts';
 import { useEnvironment } from '../support/env.ts';
+import { useStandaloneRedis } from '../support/redis-suite.ts';
 import { httpEvent, invoke } from '../support/lambda.ts';
 import { captureOutput } from '../support/logs.ts';
 import { addMaster, startRedisCluster, startStandaloneRedis, startTlsRedis, type RedisCluster, type RedisServer, type TlsRedis } from '../support/redis.ts';
@@ -66,35 +67,24 @@ async function writeAndReadBack(cluster: RedisCluster, label: string): Promise<{
 }
 
 describe('the Redis connection of a container', () => {
-  let redis: RedisServer;
-  let admin: Redis;
-
-  beforeAll(async () => {
-    redis = await startStandaloneRedis();
-    admin = adminFor(redis);
-  });
-  afterAll(async () => {
-    await useEnvironment({});
-    admin.disconnect();
-    await redis.stop();
-  });
+  const redis = useStandaloneRedis({ lazyConnect: false });
 
   it('is not created when the handler module is imported', async () => {
-    await useEnvironment({ REDIS_URL: redis.url });
+    await useEnvironment({ REDIS_URL: redis.server.url });
 
     await import('../../functions/health.ts');
 
-    expect(await clientCount(admin)).toBe(0);
+    expect(await clientCount(redis.admin)).toBe(0);
   });
 
   it('is created on the first invocation and reused by the next 100', async () => {
-    await useEnvironment({ REDIS_URL: redis.url });
+    await useEnvironment({ REDIS_URL: redis.server.url });
 
     const statuses = [];
     for (let i = 0; i < 101; i += 1) statuses.push((await checkHealth()).statusCode);
 
     expect(new Set(statuses)).toEqual(new Set([200]));
-    expect(await clientCount(admin)).toBe(1);
+    expect(await clientCount(redis.admin)).toBe(1);
   });
 
   it('fails within about a second with a 503 when nothing listens', async () => {
@@ -126,7 +116,7 @@ describe('the Redis connection of a container', () => {
   });
 
   it('refuses a database the server does not have, writing nothing into database 0', async () => {
-    await useEnvironment({ REDIS_URL: `${redis.url}/99` });
+    await useEnvironment({ REDIS_URL: `${redis.server.url}/99` });
 
     const [health, write] = await Promise.all([
       checkHealth(),
@@ -136,17 +126,17 @@ describe('the Redis connection of a container', () => {
     expect(health.statusCode).toBe(503);
     expect(write).toBeInstanceOf(ConfigError);
     expect((write as Error).message).toBe('the Redis URL names database 99, which the server refused (ERR DB index is out of range)');
-    expect(await admin.exists('tc:written-where')).toBe(0);
+    expect(await redis.admin.exists('tc:written-where')).toBe(0);
   });
 
   it('serves from the database the URL names', async () => {
-    await useEnvironment({ REDIS_URL: `${redis.url}/5` });
+    await useEnvironment({ REDIS_URL: `${redis.server.url}/5` });
 
     await withRedis((client) => client.set('tc:in-database-5', 'here'));
 
-    const inFive = new Redis({ port: redis.port, host: '127.0.0.1', db: 5 });
+    const inFive = new Redis({ port: redis.server.port, host: '127.0.0.1', db: 5 });
     expect(await inFive.get('tc:in-database-5')).toBe('here');
-    expect(await admin.exists('tc:in-database-5')).toBe(0);
+    expect(await redis.admin.exists('tc:in-database-5')).toBe(0);
     inFive.disconnect();
   });
 
@@ -212,7 +202,7 @@ describe('the Redis connection of a container', () => {
   describe('behind a socket that goes silent', () => {
     let proxy: TcpProxy;
     beforeAll(async () => {
-      proxy = await startTcpProxy(redis.port);
+      proxy = await startTcpProxy(redis.server.port);
     });
     afterAll(() => proxy.close());
 
