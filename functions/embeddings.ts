@@ -70,7 +70,8 @@ function cachePrefetch(): MiddlewareObj<AuthenticatedEvent, HttpResult> {
         return; // answered by the handler, after the rate limit, with the rate-limit headers
       }
       if (request.inputs.length * provider.dimensions * 4 > PREFETCH_MAX_BYTES) return;
-      prefetched.set(event, lookUpCached(request.inputs, provider, cacheOwner(event)));
+      // With other requests in flight, it leaves with their commands and the turn's rate-limit run.
+      prefetched.set(event, lookUpCached(request.inputs, provider, cacheOwner(event), { sharingWrites: true }));
     },
   };
 }

@@ -12,7 +12,7 @@
 import { config } from '../config.ts';
 import { embeddingKey, type EmbeddingOwner } from '../keys.ts';
 import { log } from '../logger.ts';
-import { withRedis } from '../redis.ts';
+import { withRedis, withRedisSharingWrites } from '../redis.ts';
 import { recordTokenUsage } from '../telemetry/metrics.ts';
 import { estimateTokens } from '../tokens-estimate.ts';
 import { readVectors, writeVectors } from './cache.ts';
@@ -60,15 +60,18 @@ export interface CacheLookup {
   readonly cached: Promise<Array<Float32Array | undefined>>;
 }
 
-/** Sends the read of `owner`'s vectors of the inputs (one round trip) without waiting for it. */
-export function lookUpCached(inputs: readonly EmbeddingInput[], provider: EmbeddingsProvider, owner: EmbeddingOwner): CacheLookup {
+/**
+ * Sends the read of `owner`'s vectors of the inputs (one round trip) without waiting for it.
+ * `sharingWrites`: in one write with the commands of other requests in flight (`withRedisSharingWrites`).
+ */
+export function lookUpCached(inputs: readonly EmbeddingInput[], provider: EmbeddingsProvider, owner: EmbeddingOwner, { sharingWrites = false } = {}): CacheLookup {
   const keys = inputs.map((input) => cacheKey(provider.cacheNamespace, input, owner));
   const inputOf = new Map<string, EmbeddingInput>();
   keys.forEach((key, position) => {
     if (!inputOf.has(key)) inputOf.set(key, inputs[position]!);
   });
   const distinct = [...inputOf.keys()];
-  const cached = withRedis((redis) => readVectors(redis, distinct, provider.dimensions));
+  const cached = (sharingWrites ? withRedisSharingWrites : withRedis)((redis) => readVectors(redis, distinct, provider.dimensions));
   // A lookup may be left unread (a request the rate limit refuses); embedWithCache still sees a failure.
   cached.catch(() => {});
   return { inputs, provider, keys, inputOf, cached };

@@ -7,9 +7,11 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { handler } from '../../functions/embeddings.ts';
 import { base64ToVector } from '../../shared/embeddings/float32.ts';
 import { LocalEmbedder } from '../../shared/embeddings/local.ts';
+import { getRedis } from '../../shared/redis.ts';
 import { DOUBLE_MODEL, doubleTokens, doubleTokenVector, doubleVector, startOpenAiEmbeddingsDouble, type OpenAiEmbeddingsDouble } from '../doubles/openai-embeddings.ts';
 import { useEnvironment } from '../support/env.ts';
 import { useStandaloneRedis } from '../support/redis-suite.ts';
+import { commandNames, recordWrites } from '../support/socket-writes.ts';
 import { httpEvent, invoke, type InvokeResult } from '../support/lambda.ts';
 import { startRoundTripProxy, type RoundTripProxy } from '../support/round-trip-proxy.ts';
 import { startRedisCluster, type RedisCluster } from '../support/redis.ts';
@@ -452,6 +454,18 @@ describe('POST /embeddings: the cache read sent with the rate-limit check', () =
 
     expect(repeated.headers['x-cache-hits']).toBe('4/4');
     expect(roundTrips).toBe(2);
+  });
+
+  it('sends the cache reads of concurrent cached batches in one write with their rate-limit checks', async () => {
+    const batch = texts(4, 'concurrent');
+    await post({ input: batch });
+    const recorder = recordWrites(((await getRedis()) as Redis).stream);
+
+    const repeats = await Promise.all(Array.from({ length: 4 }, () => post({ input: batch }))).finally(recorder.stop);
+
+    expect(repeats.map((repeat) => repeat.headers['x-cache-hits'])).toEqual(['4/4', '4/4', '4/4', '4/4']);
+    const readsWithChecks = commandNames(recorder.writes).filter((commands) => commands.includes('mget') && commands.includes('evalsha'));
+    expect(readsWithChecks.length).toBeGreaterThan(0);
   });
 
   it('reads a batch too large to send ahead only once the rate limit has admitted it: three round trips', async () => {
