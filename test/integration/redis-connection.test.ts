@@ -429,9 +429,24 @@ describe('the Redis URL from Secrets Manager (REDIS_SECRET_ID)', () => {
     await secrets.close();
   });
 
+  const urlOf = (server: RedisServer) => `redis://:${password}@127.0.0.1:${server.port}`;
+
+  /**
+   * A container connected through `secretId` to a Redis of its own, then the secret pointed at
+   * `secured`: that Redis (to retire) and the health answer while it served.
+   */
+  async function connectThenMoveTheSecret(secretId: string): Promise<{ retired: RedisServer; before: Awaited<ReturnType<typeof checkHealth>> }> {
+    const retired = await startStandaloneRedis({ password });
+    secrets.setSecret(secretId, urlOf(retired));
+    await useEnvironment({ ...secrets.env, REDIS_SECRET_ID: secretId });
+    const before = await checkHealth();
+    secrets.setSecret(secretId, urlOf(secured));
+    return { retired, before };
+  }
+
   it.each([
-    ['a URL string', () => `redis://:${password}@127.0.0.1:${secured.port}`],
-    ['JSON {"url"}', () => JSON.stringify({ url: `redis://:${password}@127.0.0.1:${secured.port}` })],
+    ['a URL string', () => urlOf(secured)],
+    ['JSON {"url"}', () => JSON.stringify({ url: urlOf(secured) })],
     ['JSON {"host","port","password","tls"}', () => JSON.stringify({ host: '127.0.0.1', port: secured.port, password, tls: false })],
   ])('is read from %s, once per container', async (form, secretText) => {
     const secretId = `redis/${form}`;
@@ -447,7 +462,7 @@ describe('the Redis URL from Secrets Manager (REDIS_SECRET_ID)', () => {
 
   it('answers 503 when Secrets Manager is down at cold start, and does not keep the failure', async () => {
     const secretId = 'redis/outage';
-    secrets.setSecret(secretId, `redis://:${password}@127.0.0.1:${secured.port}`);
+    secrets.setSecret(secretId, urlOf(secured));
     await useEnvironment({ ...secrets.env, REDIS_SECRET_ID: secretId });
 
     secrets.failing = true;
@@ -495,13 +510,9 @@ describe('the Redis URL from Secrets Manager (REDIS_SECRET_ID)', () => {
   });
 
   it('follows the secret to another Redis once the one it named can no longer be reached, without a new container', async () => {
-    const retired = await startStandaloneRedis({ password });
     const secretId = 'redis/moving';
-    secrets.setSecret(secretId, `redis://:${password}@127.0.0.1:${retired.port}`);
-    await useEnvironment({ ...secrets.env, REDIS_SECRET_ID: secretId });
-    const before = await checkHealth();
+    const { retired, before } = await connectThenMoveTheSecret(secretId);
 
-    secrets.setSecret(secretId, `redis://:${password}@127.0.0.1:${secured.port}`);
     await retired.stop();
     const whenItStops = await checkHealth();
     const next = await checkHealth();
@@ -513,13 +524,9 @@ describe('the Redis URL from Secrets Manager (REDIS_SECRET_ID)', () => {
   });
 
   it('answers the outage without waiting for a slow new read of the secret, and still follows it once read', async () => {
-    const retired = await startStandaloneRedis({ password });
     const secretId = 'redis/moving-slowly';
-    secrets.setSecret(secretId, `redis://:${password}@127.0.0.1:${retired.port}`);
-    await useEnvironment({ ...secrets.env, REDIS_SECRET_ID: secretId });
-    const before = await checkHealth();
+    const { retired, before } = await connectThenMoveTheSecret(secretId);
 
-    secrets.setSecret(secretId, `redis://:${password}@127.0.0.1:${secured.port}`);
     secrets.delayMs = 450; // longer than a failing request waits for it, within the read's own time-out
     await retired.stop();
     const whenItStops = await checkHealth();
@@ -541,7 +548,7 @@ describe('the Redis URL from Secrets Manager (REDIS_SECRET_ID)', () => {
     await fullAdmin.config('SET', 'maxmemory-policy', 'noeviction');
     await fullAdmin.config('SET', 'maxmemory', '1');
     const secretId = 'redis/full';
-    secrets.setSecret(secretId, `redis://:${password}@127.0.0.1:${full.port}`);
+    secrets.setSecret(secretId, urlOf(full));
     await useEnvironment({ ...secrets.env, REDIS_SECRET_ID: secretId });
 
     const refusals = await Promise.all([1, 2].map(() => withRedis((client) => client.set('a-key', 'a value')).then(() => 'written', (error: unknown) => error)));
@@ -554,11 +561,11 @@ describe('the Redis URL from Secrets Manager (REDIS_SECRET_ID)', () => {
 
   it('reads a secret it could not use again at the next invocation, and serves once it is corrected', async () => {
     const secretId = 'redis/malformed';
-    secrets.setSecret(secretId, `{"url": "redis://:${password}@127.0.0.1:${secured.port}"`); // JSON cut short
+    secrets.setSecret(secretId, `{"url": "${urlOf(secured)}"`); // JSON cut short
     await useEnvironment({ ...secrets.env, REDIS_SECRET_ID: secretId });
 
     const whileMalformed = await checkHealth();
-    secrets.setSecret(secretId, `redis://:${password}@127.0.0.1:${secured.port}`);
+    secrets.setSecret(secretId, urlOf(secured));
     const afterCorrection = await checkHealth();
 
     expect(whileMalformed.statusCode).toBe(503);
