@@ -302,7 +302,7 @@ export function sendAtTurnEnd(send: () => void): void {
  * Lambda container's one request), else at the end of this turn (`sendAtTurnEnd`) with those of
  * the other requests in flight: Nagle's rule, for the same reason. Sent at once, Redis answers
  * while the request goes on with its other work (held, the one-request case measured slower);
- * held, many requests share a write (a process serving 50 at once measured about 15% faster).
+ * held, many requests share a write (a process serving 50 at once measured 10–15% faster).
  */
 export function withRedisSharingWrites<T>(operation: (client: RedisClient) => Promise<T>): Promise<T> {
   if (nothingToShareAWriteWith()) return withRedis(operation);
@@ -320,8 +320,8 @@ export function withRedisSharingWrites<T>(operation: (client: RedisClient) => Pr
 /**
  * No reply awaited and nothing held: a command sent now goes alone anyway (while a client
  * connects, its commands wait in its offline queue, not in commandQueue). Also before the
- * container has a client, and on a cluster (its commands go to several
- * sockets, sent as they come).
+ * container has a client, and on a cluster (its commands go to several sockets, sent as they
+ * come).
  */
 function nothingToShareAWriteWith(): boolean {
   if (known === undefined) return true;

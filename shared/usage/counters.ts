@@ -242,9 +242,9 @@ export function countUsageInBackground(usage: Usage): void {
   if (record === undefined) return;
   queued.push({ record, logContext: currentLogContext() });
   // Behind the promise callbacks already queued, so the requests a socket read answered at the
-  // same depth share it, and ahead of the answer this request is about to return (a process.nextTick would
-  // run after it, and a runtime that hands the answer over at once, as serverless-offline's
-  // workers do, would let a client read its usage before the count was sent).
+  // same depth share it, and ahead of the answer this request is about to return (a
+  // process.nextTick would run after it, and a runtime that hands the answer over at once, as
+  // serverless-offline's workers do, would let a client read its usage before the count left).
   if (queued.length === 1) queueMicrotask(sendQueued);
 }
 
