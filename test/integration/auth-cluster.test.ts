@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authShard, digest, rateLimitKeys, sessionKey, userKey, userSessionsKey } from '../../shared/keys.ts';
 import { checkRateLimit } from '../../shared/rate-limit/limiter.ts';
 import { useEnvironment } from '../support/env.ts';
-import { nodeServing, startRedisCluster, type RedisCluster } from '../support/redis.ts';
+import { nodeServing, startRedisCluster, whileFrozen, type RedisCluster } from '../support/redis.ts';
 import { callLogin, callLogout, callRegister, callSession, randomAddress, signUpAndLogIn, uniqueEmail } from '../support/session.ts';
 
 describe('auth on a Redis Cluster', () => {
@@ -107,13 +107,7 @@ describe('auth on a Redis Cluster', () => {
     const before = await callLogin({ email }, address);
 
     // Frozen for one attempt, well within the cluster's node time-out: the account check times out.
-    accountNode.process.kill('SIGSTOP');
-    let attempt;
-    try {
-      attempt = await callLogin({ email, password: 'a guess at the password' }, address);
-    } finally {
-      accountNode.process.kill('SIGCONT');
-    }
+    const attempt = await whileFrozen(accountNode, () => callLogin({ email, password: 'a guess at the password' }, address));
     const afterwards = await callLogin({ email }, address);
 
     expect(attempt.statusCode).toBe(503);
@@ -133,13 +127,7 @@ describe('auth on a Redis Cluster', () => {
     const userNode = await nodeServing(cluster, userKey(digest(email)));
     const before = await callLogin({ email }, address); // learns the cluster's layout (see above)
 
-    userNode.process.kill('SIGSTOP');
-    let attempt;
-    try {
-      attempt = await callLogin({ email, password: 'a guess at the password' }, address);
-    } finally {
-      userNode.process.kill('SIGCONT');
-    }
+    const attempt = await whileFrozen(userNode, () => callLogin({ email, password: 'a guess at the password' }, address));
     const afterwards = await callLogin({ email }, address);
     const account = await checkRateLimit({ bucket: 'login:account', identity: digest(email), policies: [{ name: '5-per-1h', limit: 5, windowMs: 3_600_000 }], peek: true });
 
@@ -157,13 +145,7 @@ describe('auth on a Redis Cluster', () => {
     const userNode = await nodeServing(cluster, userKey(digest(email)));
     const before = await callRegister({ email }, address); // learns the cluster's layout (see above)
 
-    userNode.process.kill('SIGSTOP');
-    let attempt;
-    try {
-      attempt = await callRegister({ email, password: 'correct horse battery' }, address);
-    } finally {
-      userNode.process.kill('SIGCONT');
-    }
+    const attempt = await whileFrozen(userNode, () => callRegister({ email, password: 'correct horse battery' }, address));
     const afterwards = await callRegister({ email }, address);
 
     expect(attempt.statusCode).toBe(503);

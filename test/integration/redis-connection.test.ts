@@ -2,6 +2,7 @@
 // Redis is absent, silent or restarted, TLS and Cluster, and the URL read from a local stand-in
 // for Secrets Manager, password rotation included, the password never logged.
 
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -412,7 +413,7 @@ describe('a TLS Redis Cluster (rediss://, REDIS_CLUSTER=true), as Redis Cloud an
 });
 
 describe('the Redis URL from Secrets Manager (REDIS_SECRET_ID)', () => {
-  const password = 'correct-horse-battery-staple';
+  const password = randomUUID();
   let secured: RedisServer;
   let secrets: SecretsManagerDouble;
 

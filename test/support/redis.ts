@@ -154,6 +154,16 @@ export async function nodeServing(cluster: RedisCluster, key: string): Promise<R
   }
 }
 
+/** Runs `act` with `node` frozen (SIGSTOP: it keeps its connections and answers nothing), then thaws it. */
+export async function whileFrozen<T>(node: RedisServer, act: () => Promise<T>): Promise<T> {
+  node.process.kill('SIGSTOP');
+  try {
+    return await act();
+  } finally {
+    node.process.kill('SIGCONT');
+  }
+}
+
 /**
  * Has each node of `cluster` announce `ports[i]` (a proxy in front of it) instead of its own, as
  * nodes behind a NAT do, and waits until every node's CLUSTER SLOTS says so: clients then reach
