@@ -289,8 +289,8 @@ let sendsAtTurnEnd: Array<{ send: () => void; logContext: LogContext | undefined
 /**
  * Runs `send` at the end of this turn of the event loop (setImmediate) with every other `send`
  * queued in the same turn, their commands in one write (`inOneWrite`): the commands of the
- * requests a container serves at once leave together. `send` must not throw: its failures belong
- * in the promises it makes.
+ * requests a container serves at once leave together. A `send`'s failures belong in the promises
+ * it makes; one that throws (a bug) is raised once the others have left.
  */
 export function sendAtTurnEnd(send: () => void): void {
   sendsAtTurnEnd.push({ send, logContext: currentLogContext() });
