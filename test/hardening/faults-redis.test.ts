@@ -300,19 +300,12 @@ describe('a rotated Redis password', () => {
 });
 
 describe('a cold container serving concurrent requests (npm run dev does; a Lambda container serves one at a time)', () => {
-  let redis: RedisServer;
-  beforeAll(async () => {
-    redis = await startStandaloneRedis();
-  });
-  afterAll(async () => {
-    await useEnvironment({});
-    await redis.stop();
-  });
+  const redis = useStandaloneRedis();
 
   // The rate-limit script is defined on the client at its first check: a command issued just
   // before in the same tick must not break it (under ioredis auto-pipelining it crashed the process).
   it('answers the first rate-limit check of a new Redis client made in the same tick as another command', async () => {
-    await useEnvironment({ REDIS_URL: redis.url });
+    await useEnvironment({ REDIS_URL: redis.server.url });
     const policies = [{ name: '5-per-1m', limit: 5, windowMs: 60_000 }];
 
     const settled = await Promise.allSettled([

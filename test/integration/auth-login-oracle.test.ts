@@ -2,9 +2,9 @@
 // measured (noisy, flaky); instead node:crypto's scrypt is wrapped with a recorder and each path
 // is shown to run it exactly once, with the same cost parameters.
 
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { useEnvironment } from '../support/env.ts';
-import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import { useStandaloneRedis } from '../support/redis-suite.ts';
 import { callLogin, callRegister, uniqueEmail } from '../support/session.ts';
 
 const scryptCalls = vi.hoisted(() => [] as Array<{ keyLength: number; options: Record<string, number> }>);
@@ -20,14 +20,7 @@ vi.mock('node:crypto', async (importOriginal) => {
 });
 
 describe('POST /auth/login without a timing oracle', () => {
-  let redis: RedisServer;
-  beforeAll(async () => {
-    redis = await startStandaloneRedis();
-  });
-  afterAll(async () => {
-    await useEnvironment({});
-    await redis.stop();
-  });
+  const redis = useStandaloneRedis();
 
   async function scryptRunsOf(call: () => Promise<unknown>): Promise<typeof scryptCalls> {
     scryptCalls.length = 0;
@@ -36,7 +29,7 @@ describe('POST /auth/login without a timing oracle', () => {
   }
 
   it('runs scrypt once, with the same parameters, for a wrong password and for an unknown email', async () => {
-    await useEnvironment({ REDIS_URL: redis.url, PASSWORD_SCRYPT_LOG2N: '14' });
+    await useEnvironment({ REDIS_URL: redis.server.url, PASSWORD_SCRYPT_LOG2N: '14' });
     const email = uniqueEmail();
     expect((await callRegister({ email, password: 'correct horse battery' })).statusCode).toBe(201);
 
@@ -48,7 +41,7 @@ describe('POST /auth/login without a timing oracle', () => {
   });
 
   it('does the same for the default parameters, N=2^17', async () => {
-    await useEnvironment({ REDIS_URL: redis.url });
+    await useEnvironment({ REDIS_URL: redis.server.url });
     const email = uniqueEmail();
     expect((await callRegister({ email, password: 'correct horse battery' })).statusCode).toBe(201);
 

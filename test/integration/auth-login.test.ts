@@ -10,6 +10,7 @@ import { getRedis } from '../../shared/redis.ts';
 import { useEnvironment } from '../support/env.ts';
 import { httpEvent, invoke } from '../support/lambda.ts';
 import { captureOutput } from '../support/logs.ts';
+import { useStandaloneRedis } from '../support/redis-suite.ts';
 import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
 import { startRoundTripProxy, type RoundTripProxy } from '../support/round-trip-proxy.ts';
 import {
@@ -25,17 +26,10 @@ import {
 const PASSWORD = 'correct horse battery';
 
 describe('POST /auth/login', () => {
-  let redis: RedisServer;
-  beforeAll(async () => {
-    redis = await startStandaloneRedis();
-  });
-  afterAll(async () => {
-    await useEnvironment({});
-    await redis.stop();
-  });
+  const redis = useStandaloneRedis();
 
   const environment = (vars: Record<string, string> = {}) =>
-    useEnvironment({ REDIS_URL: redis.url, PASSWORD_SCRYPT_LOG2N: '14', ...vars });
+    useEnvironment({ REDIS_URL: redis.server.url, PASSWORD_SCRYPT_LOG2N: '14', ...vars });
 
   async function registered(email = uniqueEmail(), password = PASSWORD): Promise<string> {
     const response = await callRegister({ email, password, name: 'Ada' });

@@ -2,28 +2,21 @@
 // TTL), email normalisation, 409 for a taken email and its throttling, one winner of concurrent
 // registrations, registration switched off, and 400 problems naming the field at fault.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { handler as register } from '../../functions/auth-register.ts';
 import { digest, userKey } from '../../shared/keys.ts';
 import { getRedis } from '../../shared/redis.ts';
 import { useEnvironment } from '../support/env.ts';
 import { httpEvent, invoke } from '../support/lambda.ts';
-import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import { useStandaloneRedis } from '../support/redis-suite.ts';
 import { callRegister, randomAddress, uniqueEmail } from '../support/session.ts';
 
 const PASSWORD = 'correct horse battery';
 
 describe('POST /auth/register', () => {
-  let redis: RedisServer;
-  beforeAll(async () => {
-    redis = await startStandaloneRedis();
-  });
-  afterAll(async () => {
-    await useEnvironment({});
-    await redis.stop();
-  });
+  const redis = useStandaloneRedis();
 
-  const fastHashing = () => useEnvironment({ REDIS_URL: redis.url, PASSWORD_SCRYPT_LOG2N: '14' });
+  const fastHashing = () => useEnvironment({ REDIS_URL: redis.server.url, PASSWORD_SCRYPT_LOG2N: '14' });
 
   async function storedAccount(email: string): Promise<Record<string, string>> {
     return (await getRedis()).hgetall(userKey(digest(email)));
@@ -88,7 +81,7 @@ describe('POST /auth/register', () => {
   });
 
   it('stores the account without a TTL, with the password hashed by scrypt N=2^17, r=8, p=1 by default', async () => {
-    await useEnvironment({ REDIS_URL: redis.url });
+    await useEnvironment({ REDIS_URL: redis.server.url });
     const email = uniqueEmail();
 
     await callRegister({ email, password: PASSWORD });
@@ -115,7 +108,7 @@ describe('POST /auth/register', () => {
   });
 
   describe('throttling', () => {
-    const limited = () => useEnvironment({ REDIS_URL: redis.url, PASSWORD_SCRYPT_LOG2N: '14', RATE_LIMIT_REGISTER: '2/1h' });
+    const limited = () => useEnvironment({ REDIS_URL: redis.server.url, PASSWORD_SCRYPT_LOG2N: '14', RATE_LIMIT_REGISTER: '2/1h' });
 
     it('refuses an address with 429 after its allowed "taken" answers, so emails cannot be tried at full speed', async () => {
       await limited();
@@ -231,7 +224,7 @@ describe('POST /auth/register', () => {
   });
 
   it('answers 403 and stores nothing when registration is switched off', async () => {
-    await useEnvironment({ REDIS_URL: redis.url, PASSWORD_SCRYPT_LOG2N: '14', AUTH_REGISTRATION_OPEN: 'false' });
+    await useEnvironment({ REDIS_URL: redis.server.url, PASSWORD_SCRYPT_LOG2N: '14', AUTH_REGISTRATION_OPEN: 'false' });
     const email = uniqueEmail();
 
     const response = await callRegister({ email, password: PASSWORD });

@@ -4,29 +4,22 @@
 
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { handler as sessionRoute } from '../../functions/auth-session.ts';
 import { authShard, digest, sessionKey, userSessionsKey } from '../../shared/keys.ts';
 import { getRedis } from '../../shared/redis.ts';
 import { useEnvironment } from '../support/env.ts';
 import { httpEvent, invoke } from '../support/lambda.ts';
-import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import { useStandaloneRedis } from '../support/redis-suite.ts';
 import { callLogin, callLogout, callSession, signUpAndLogIn } from '../support/session.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('sessions: GET /auth/session, POST /auth/logout and the bearer middleware', () => {
-  let redis: RedisServer;
-  beforeAll(async () => {
-    redis = await startStandaloneRedis();
-  });
-  afterAll(async () => {
-    await useEnvironment({});
-    await redis.stop();
-  });
+  const redis = useStandaloneRedis();
 
   const environment = (vars: Record<string, string> = {}) =>
-    useEnvironment({ REDIS_URL: redis.url, PASSWORD_SCRYPT_LOG2N: '14', ...vars });
+    useEnvironment({ REDIS_URL: redis.server.url, PASSWORD_SCRYPT_LOG2N: '14', ...vars });
 
   it('answers GET /auth/session with the user and the renewed expiry', async () => {
     await environment({ SESSION_IDLE_SECONDS: '600' });
@@ -232,7 +225,7 @@ describe('sessions: GET /auth/session, POST /auth/logout and the bearer middlewa
     await environment();
     const { token } = await signUpAndLogIn();
     await callSession(token); // the first use on a server loads the script (NOSCRIPT, then EVAL)
-    const commands = await watchCommands(redis.url);
+    const commands = await watchCommands(redis.server.url);
 
     const response = await callSession(token);
     await sleep(100); // MONITOR lines arrive asynchronously

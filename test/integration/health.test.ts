@@ -1,25 +1,18 @@
 // GET /health: 200 with the package version when a real redis-server answers (HEAD: the same
 // without the body), a 503 degraded within about a second when nothing listens on the Redis port.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { handler } from '../../functions/health.ts';
 import { useEnvironment } from '../support/env.ts';
 import { httpEvent, invoke } from '../support/lambda.ts';
-import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import { useStandaloneRedis } from '../support/redis-suite.ts';
 import packageJson from '../../package.json' with { type: 'json' };
 
 describe('GET /health', () => {
-  let redis: RedisServer;
-  beforeAll(async () => {
-    redis = await startStandaloneRedis();
-  });
-  afterAll(async () => {
-    await useEnvironment({});
-    await redis.stop();
-  });
+  const redis = useStandaloneRedis();
 
   it('answers 200 with the package version when Redis answers', async () => {
-    await useEnvironment({ REDIS_URL: redis.url });
+    await useEnvironment({ REDIS_URL: redis.server.url });
 
     const response = await invoke(handler, httpEvent('GET', '/health'));
 
@@ -28,7 +21,7 @@ describe('GET /health', () => {
   });
 
   it('answers HEAD as it answers GET, without the body', async () => {
-    await useEnvironment({ REDIS_URL: redis.url });
+    await useEnvironment({ REDIS_URL: redis.server.url });
 
     const response = await invoke(handler, httpEvent('HEAD', '/health'));
 

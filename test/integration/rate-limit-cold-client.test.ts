@@ -3,24 +3,17 @@
 // defined on the client at that moment (under ioredis auto-pipelining, a batch opened just before
 // lacked it and failed: the client must not batch that way).
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { checkRateLimit } from '../../shared/rate-limit/limiter.ts';
 import { withRedis } from '../../shared/redis.ts';
 import { useEnvironment } from '../support/env.ts';
-import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import { useStandaloneRedis } from '../support/redis-suite.ts';
 
 describe('the first rate-limit check of a new Redis client', () => {
-  let redis: RedisServer;
-  beforeAll(async () => {
-    redis = await startStandaloneRedis();
-  });
-  afterAll(async () => {
-    await useEnvironment({});
-    await redis.stop();
-  });
+  const redis = useStandaloneRedis();
 
   it('succeeds alongside another command issued in the same tick', async () => {
-    await useEnvironment({ REDIS_URL: redis.url });
+    await useEnvironment({ REDIS_URL: redis.server.url });
     const policies = [{ name: '5-per-1m', limit: 5, windowMs: 60_000 }];
 
     const settled = await Promise.allSettled([

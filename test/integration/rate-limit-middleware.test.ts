@@ -12,6 +12,7 @@ import { rateLimit } from '../../shared/rate-limit/middleware.ts';
 import { captureOutput } from '../support/logs.ts';
 import { useEnvironment } from '../support/env.ts';
 import { httpEvent, invoke } from '../support/lambda.ts';
+import { useStandaloneRedis } from '../support/redis-suite.ts';
 import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
 
@@ -43,17 +44,10 @@ const post = (headers: Record<string, string> = {}, body: unknown = {}, sourceIp
   httpEvent('POST', '/limited', { headers, body, sourceIp });
 
 describe('the rateLimit middleware', () => {
-  let redis: RedisServer;
-  beforeAll(async () => {
-    redis = await startStandaloneRedis();
-  });
-  afterAll(async () => {
-    await useEnvironment({});
-    await redis.stop();
-  });
+  const redis = useStandaloneRedis();
 
   it('adds RateLimit-Policy and RateLimit to an admitted response', async () => {
-    await useEnvironment({ REDIS_URL: redis.url });
+    await useEnvironment({ REDIS_URL: redis.server.url });
     const handler = limitedHandler(perHour(5));
 
     const response = await invoke(handler, post({ user: randomUUID() }));
@@ -64,7 +58,7 @@ describe('the rateLimit middleware', () => {
   });
 
   it('answers 429 problem+json with Retry-After and the headers once the limit is spent', async () => {
-    await useEnvironment({ REDIS_URL: redis.url });
+    await useEnvironment({ REDIS_URL: redis.server.url });
     const handler = limitedHandler(perHour(2));
     const user = randomUUID();
     await invoke(handler, post({ user }));
@@ -82,7 +76,7 @@ describe('the rateLimit middleware', () => {
   });
 
   it('limits each signed-in user separately, whatever address they come from', async () => {
-    await useEnvironment({ REDIS_URL: redis.url });
+    await useEnvironment({ REDIS_URL: redis.server.url });
     const handler = limitedHandler(perHour(1));
     const [alice, bob] = [randomUUID(), randomUUID()];
 
@@ -94,7 +88,7 @@ describe('the rateLimit middleware', () => {
   });
 
   it('limits anonymous callers by the API Gateway source address, never by X-Forwarded-For', async () => {
-    await useEnvironment({ REDIS_URL: redis.url });
+    await useEnvironment({ REDIS_URL: redis.server.url });
     const handler = limitedHandler(perHour(1));
     const address = `192.0.2.${Math.floor(Math.random() * 200) + 10}`;
 
@@ -105,7 +99,7 @@ describe('the rateLimit middleware', () => {
   });
 
   it('spends the cost the route computes from the request', async () => {
-    await useEnvironment({ REDIS_URL: redis.url });
+    await useEnvironment({ REDIS_URL: redis.server.url });
     const handler = limitedHandler(perHour(10), { cost: (event) => (event.jsonBody as { inputs: number }).inputs });
     const user = randomUUID();
 
@@ -118,7 +112,7 @@ describe('the rateLimit middleware', () => {
   });
 
   it('spends nothing on a request whose cost the route cannot compute (invalid), leaving its 400 to the handler', async () => {
-    await useEnvironment({ REDIS_URL: redis.url });
+    await useEnvironment({ REDIS_URL: redis.server.url });
     const handler = limitedHandler(perHour(10), { cost: (event) => (event.jsonBody as { inputs: string[] }).inputs.length });
 
     const response = await invoke(handler, post({ user: randomUUID() }, { fail: true }));
@@ -128,7 +122,7 @@ describe('the rateLimit middleware', () => {
   });
 
   it('answers a cost beyond a policy\'s whole quota with a 413 and no Retry-After, spending nothing', async () => {
-    await useEnvironment({ REDIS_URL: redis.url });
+    await useEnvironment({ REDIS_URL: redis.server.url });
     const handler = limitedHandler(perHour(10), { cost: (event) => (event.jsonBody as { inputs: number }).inputs });
     const user = randomUUID();
 
@@ -143,7 +137,7 @@ describe('the rateLimit middleware', () => {
   });
 
   it('keeps the headers on a problem raised by the handler', async () => {
-    await useEnvironment({ REDIS_URL: redis.url });
+    await useEnvironment({ REDIS_URL: redis.server.url });
     const handler = limitedHandler(perHour(5));
 
     const response = await invoke(handler, post({ user: randomUUID() }, { fail: true }));

@@ -4,25 +4,20 @@
 
 import type { Socket } from 'node:net';
 import type { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { currentLogContext, withLogContext } from '../../shared/logger.ts';
 import { getRedis, sendAtTurnEnd, withRedis, withRedisSharingWrites } from '../../shared/redis.ts';
 import { useEnvironment } from '../support/env.ts';
-import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import { useStandaloneRedis } from '../support/redis-suite.ts';
 import { recordWrites } from '../support/socket-writes.ts';
 
 describe('commands sharing socket writes', () => {
-  let redis: RedisServer;
+  const redis = useStandaloneRedis();
   let socket: Socket;
   beforeAll(async () => {
-    redis = await startStandaloneRedis();
-    await useEnvironment({ REDIS_URL: redis.url });
+    await useEnvironment({ REDIS_URL: redis.server.url });
     await withRedis((client) => client.mset('k1', 'v1', 'k2', 'v2', 'k3', 'v3'));
     socket = ((await getRedis()) as Redis).stream;
-  });
-  afterAll(async () => {
-    await useEnvironment({});
-    await redis.stop();
   });
 
   it('sends a command held for the turn’s end at once when nothing is in flight', async () => {

@@ -4,7 +4,7 @@
 
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { handler as usageRoute } from '../../functions/usage.ts';
 import { minuteUsageKey, usageIndexKey, userDayUsageKey } from '../../shared/keys.ts';
 import { getRedis } from '../../shared/redis.ts';
@@ -18,23 +18,16 @@ import {
 } from '../../shared/usage/counters.ts';
 import { useEnvironment } from '../support/env.ts';
 import { httpEvent, invoke } from '../support/lambda.ts';
-import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import { useStandaloneRedis } from '../support/redis-suite.ts';
 import { bearer, signUpAndLogIn } from '../support/session.ts';
 
 const AT = Date.parse('2031-05-06T10:20:30.000Z');
 const MINUTE = Date.parse('2031-05-06T10:20:00.000Z');
 
 describe('usage counters', () => {
-  let redis: RedisServer;
-  beforeAll(async () => {
-    redis = await startStandaloneRedis();
-  });
-  afterAll(async () => {
-    await useEnvironment({});
-    await redis.stop();
-  });
+  const redis = useStandaloneRedis();
   beforeEach(async () => {
-    await useEnvironment({ REDIS_URL: redis.url, PASSWORD_SCRYPT_LOG2N: '14' });
+    await useEnvironment({ REDIS_URL: redis.server.url, PASSWORD_SCRYPT_LOG2N: '14' });
     await (await getRedis()).flushall();
   });
 
@@ -155,16 +148,9 @@ describe('usage counters', () => {
 });
 
 describe('GET /usage', () => {
-  let redis: RedisServer;
-  beforeAll(async () => {
-    redis = await startStandaloneRedis();
-  });
-  afterAll(async () => {
-    await useEnvironment({});
-    await redis.stop();
-  });
+  const redis = useStandaloneRedis();
   beforeEach(async () => {
-    await useEnvironment({ REDIS_URL: redis.url, PASSWORD_SCRYPT_LOG2N: '14' });
+    await useEnvironment({ REDIS_URL: redis.server.url, PASSWORD_SCRYPT_LOG2N: '14' });
   });
 
   const today = () => new Date().toISOString().slice(0, 10);
