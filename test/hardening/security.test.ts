@@ -25,6 +25,7 @@ import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles
 import { useEnvironment } from '../support/env.ts';
 import { httpEvent, invoke, type InvokeResult } from '../support/lambda.ts';
 import { captureOutput } from '../support/logs.ts';
+import { useStandaloneRedis } from '../support/redis-suite.ts';
 import { startStandaloneRedis, startTlsRedis, type RedisServer, type TlsRedis } from '../support/redis.ts';
 import { bearer, callLogin, callLogout, callRegister, callSession, uniqueEmail } from '../support/session.ts';
 import { startTcpProxy } from '../support/tcp-proxy.ts';
@@ -253,18 +254,15 @@ async function everythingIn(admin: Redis): Promise<string> {
 }
 
 describe('cached answers are scoped to their user', () => {
-  let redis: RedisServer;
+  const redis = useStandaloneRedis();
   let claude: AnthropicDouble;
   beforeAll(async () => {
-    [redis, claude] = await Promise.all([startStandaloneRedis(), startAnthropicDouble()]);
+    claude = await startAnthropicDouble();
   });
-  afterAll(async () => {
-    await useEnvironment({});
-    await Promise.all([claude.close(), redis.stop()]);
-  });
+  afterAll(() => claude.close());
 
   it('serves each user only the answers it was given, in any order of asking, and never merges two users\' concurrent misses', async () => {
-    await useEnvironment({ REDIS_URL: redis.url, ...claude.env, CHAT_PROVIDER: 'anthropic', CHAT_CACHE_SCOPE: 'user', ...FAST_AUTH });
+    await useEnvironment({ REDIS_URL: redis.server.url, ...claude.env, CHAT_PROVIDER: 'anthropic', CHAT_CACHE_SCOPE: 'user', ...FAST_AUTH });
     const users = [];
     for (let i = 0; i < 3; i += 1) {
       const email = uniqueEmail();

@@ -14,6 +14,7 @@ import { useEnvironment } from '../support/env.ts';
 import { httpEvent, invoke, type InvokeResult } from '../support/lambda.ts';
 import { captureOutput } from '../support/logs.ts';
 import { startRoundTripProxy, type RoundTripProxy } from '../support/round-trip-proxy.ts';
+import { useStandaloneRedis } from '../support/redis-suite.ts';
 import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
 import { bearer, signUpAndLogIn } from '../support/session.ts';
 import { commandNames, recordWrites } from '../support/socket-writes.ts';
@@ -32,22 +33,19 @@ function ask(userId: string, body: unknown, headers: Record<string, string> = {}
 }
 
 describe('POST /chat', () => {
-  let redis: RedisServer;
+  const redis = useStandaloneRedis();
   let double: AnthropicDouble;
   const environment = (extra: Record<string, string | undefined> = {}) =>
-    useEnvironment({ REDIS_URL: redis.url, ...double.env, PASSWORD_SCRYPT_LOG2N: '14', CHAT_CACHE_SCOPE: undefined, ...extra });
+    useEnvironment({ REDIS_URL: redis.server.url, ...double.env, PASSWORD_SCRYPT_LOG2N: '14', CHAT_CACHE_SCOPE: undefined, ...extra });
 
   beforeAll(async () => {
-    [redis, double] = await Promise.all([startStandaloneRedis(), startAnthropicDouble()]);
+    double = await startAnthropicDouble();
   });
   beforeEach(async () => {
     double.reset();
     await environment();
   });
-  afterAll(async () => {
-    await useEnvironment({});
-    await Promise.all([double.close(), redis.stop()]);
-  });
+  afterAll(() => double.close());
 
   describe('answers and caches', () => {
     it('answers a miss from Claude, then the same question from the cache', async () => {

@@ -13,7 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lambdaBuildOptions, projectRoot } from '../../infra/bundling/options.ts';
 import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles/secrets-manager.ts';
 import { useEnvironment } from '../support/env.ts';
-import { startRedisCluster, startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import { useStandaloneRedis } from '../support/redis-suite.ts';
+import { startRedisCluster, startStandaloneRedis } from '../support/redis.ts';
 import { callLogin, callRegister, uniqueEmail } from '../support/session.ts';
 
 const functionsDir = fileURLToPath(new URL('../../functions/', import.meta.url));
@@ -307,22 +308,19 @@ describe('assert as bundled for Lambda', () => {
 });
 
 describe('the first request of a cold container', () => {
-  let redis: RedisServer;
+  const redis = useStandaloneRedis();
   let secrets: SecretsManagerDouble;
   beforeAll(async () => {
-    [redis, secrets] = await Promise.all([startStandaloneRedis(), startSecretsManagerDouble()]);
+    secrets = await startSecretsManagerDouble();
   });
-  afterAll(async () => {
-    await useEnvironment({});
-    await Promise.all([redis.stop(), secrets.close()]);
-  });
+  afterAll(() => secrets.close());
 
   it('is not refused by the rate-limit deadline while the Redis URL is still being read from Secrets Manager', async () => {
     const email = uniqueEmail();
     const password = 'correct horse battery staple';
-    await useEnvironment({ REDIS_URL: redis.url, PASSWORD_SCRYPT_LOG2N: '14' });
+    await useEnvironment({ REDIS_URL: redis.server.url, PASSWORD_SCRYPT_LOG2N: '14' });
     expect((await callRegister({ email, password })).statusCode).toBe(201);
-    secrets.setSecret('cold/redis', redis.url);
+    secrets.setSecret('cold/redis', redis.server.url);
     secrets.delayMs = 300; // longer than the 200 ms a rate-limit check may take
     await useEnvironment({ ...secrets.env, REDIS_SECRET_ID: 'cold/redis', PASSWORD_SCRYPT_LOG2N: '14' });
 

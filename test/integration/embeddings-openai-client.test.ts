@@ -12,7 +12,7 @@ import { handler as notFound } from '../../functions/not-found.ts';
 import { LocalEmbedder } from '../../shared/embeddings/local.ts';
 import { useEnvironment } from '../support/env.ts';
 import { httpEvent, invoke } from '../support/lambda.ts';
-import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import { useStandaloneRedis } from '../support/redis-suite.ts';
 import { signUpAndLogIn } from '../support/session.ts';
 
 const MODEL = 'local-hash-384';
@@ -34,22 +34,19 @@ async function startGateway(): Promise<{ baseUrl: string; server: Server }> {
 }
 
 describe('the official openai client against POST /embeddings', () => {
-  let redis: RedisServer;
+  const redis = useStandaloneRedis();
   let gateway: { baseUrl: string; server: Server };
   let client: OpenAI;
 
   beforeAll(async () => {
-    redis = await startStandaloneRedis();
     gateway = await startGateway();
-    await useEnvironment({ REDIS_URL: redis.url, PASSWORD_SCRYPT_LOG2N: '14' });
+    await useEnvironment({ REDIS_URL: redis.server.url, PASSWORD_SCRYPT_LOG2N: '14' });
     const { token } = await signUpAndLogIn();
     client = new OpenAI({ baseURL: gateway.baseUrl, apiKey: token, maxRetries: 0 });
   });
   afterAll(async () => {
-    await useEnvironment({});
     gateway.server.closeAllConnections();
     await new Promise((resolve) => gateway.server.close(resolve));
-    await redis.stop();
   });
 
   it('gets, exactly, the vectors the local provider computes (the client asks for base64 and decodes it)', async () => {

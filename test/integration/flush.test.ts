@@ -14,7 +14,7 @@ import { startOtlpReceiver, type OtlpReceiver } from '../doubles/otlp-receiver.t
 import { useEnvironment } from '../support/env.ts';
 import { lambdaContext } from '../support/lambda.ts';
 import { captureOutput } from '../support/logs.ts';
-import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import { useStandaloneRedis } from '../support/redis-suite.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -78,16 +78,9 @@ async function recordTraffic(client: RedisClient, minutes: number, users: number
 }
 
 describe('flush-metrics: closed usage buckets leave Redis exactly once', () => {
-  let redis: RedisServer;
-  beforeAll(async () => {
-    redis = await startStandaloneRedis();
-  });
-  afterAll(async () => {
-    await useEnvironment({});
-    await redis.stop();
-  });
+  const redis = useStandaloneRedis();
   beforeEach(async () => {
-    await useEnvironment({ REDIS_URL: redis.url });
+    await useEnvironment({ REDIS_URL: redis.server.url });
     await (await getRedis()).flushall();
   });
 
@@ -328,22 +321,19 @@ describe('usage sinks', () => {
 });
 
 describe('the scheduled flush-metrics function', () => {
-  let redis: RedisServer;
+  const redis = useStandaloneRedis();
   let receiver: OtlpReceiver;
   beforeAll(async () => {
-    [redis, receiver] = await Promise.all([startStandaloneRedis(), startOtlpReceiver()]);
+    receiver = await startOtlpReceiver();
   });
-  afterAll(async () => {
-    await useEnvironment({});
-    await Promise.all([redis.stop(), receiver.close()]);
-  });
+  afterAll(() => receiver.close());
   beforeEach(async () => {
     resetTelemetry();
     receiver.reset();
   });
 
   it('prints closed buckets as EMF lines on stdout and deletes them', async () => {
-    await useEnvironment({ REDIS_URL: redis.url, OTEL_EXPORTER_OTLP_ENDPOINT: undefined });
+    await useEnvironment({ REDIS_URL: redis.server.url, OTEL_EXPORTER_OTLP_ENDPOINT: undefined });
     const client = await getRedis();
     await recordUsage(client, { userId: 'u1', route: 'POST /chat', requests: 2, at: Date.now() - 5 * 60_000 });
     const output = captureOutput();
@@ -364,7 +354,7 @@ describe('the scheduled flush-metrics function', () => {
   });
 
   it('sends closed minutes over OTLP as delta sums whose window is the minute, and the Redis INFO figures', async () => {
-    await useEnvironment({ REDIS_URL: redis.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
+    await useEnvironment({ REDIS_URL: redis.server.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
     const client = await getRedis();
     await client.flushall();
     const minute = Math.floor((Date.now() - 5 * 60_000) / 60_000) * 60_000;
@@ -394,7 +384,7 @@ describe('the scheduled flush-metrics function', () => {
       ]),
     );
     expect(receiver.allPoints('tutor.usage.cache_hits')).toEqual([expect.objectContaining({ value: 1 })]);
-    const server = { 'server.address': '127.0.0.1', 'server.port': redis.port };
+    const server = { 'server.address': '127.0.0.1', 'server.port': redis.server.port };
     expect(receiver.latestPoints('redis.memory.used')).toEqual([expect.objectContaining({ attributes: server, value: expect.any(Number) })]);
     expect(receiver.latestPoints('redis.memory.used')[0]!.value).toBeGreaterThan(0);
     expect(receiver.latestPoints('redis.clients.connected')[0]!.value).toBeGreaterThanOrEqual(1);
@@ -403,7 +393,7 @@ describe('the scheduled flush-metrics function', () => {
   });
 
   it('sends nothing over OTLP when the collector refused the minute, and sends it once on the next run', async () => {
-    await useEnvironment({ REDIS_URL: redis.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
+    await useEnvironment({ REDIS_URL: redis.server.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
     const client = await getRedis();
     await client.flushall();
     await recordUsage(client, { userId: 'u1', route: 'POST /chat', requests: 4, at: Date.now() - 5 * 60_000 });

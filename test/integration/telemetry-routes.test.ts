@@ -12,31 +12,28 @@ import { startOtlpReceiver, type DecodedPoint, type OtlpReceiver } from '../doub
 import { useEnvironment } from '../support/env.ts';
 import { httpEvent, invoke } from '../support/lambda.ts';
 import { captureOutput } from '../support/logs.ts';
-import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import { useStandaloneRedis } from '../support/redis-suite.ts';
 import { bearer, callLogin, signUpAndLogIn } from '../support/session.ts';
 
 const valueOf = (points: DecodedPoint[], attributes: Record<string, string>) =>
   points.find((point) => Object.entries(attributes).every(([name, value]) => point.attributes[name] === value))?.value;
 
 describe('metrics and logs of the routes', () => {
-  let redis: RedisServer;
+  const redis = useStandaloneRedis();
   let double: AnthropicDouble;
   let receiver: OtlpReceiver;
   beforeAll(async () => {
-    [redis, double, receiver] = await Promise.all([startStandaloneRedis(), startAnthropicDouble(), startOtlpReceiver()]);
+    [double, receiver] = await Promise.all([startAnthropicDouble(), startOtlpReceiver()]);
   });
-  afterAll(async () => {
-    await useEnvironment({});
-    await Promise.all([redis.stop(), double.close(), receiver.close()]);
-  });
+  afterAll(() => Promise.all([double.close(), receiver.close()]));
   beforeEach(async () => {
-    await useEnvironment({ REDIS_URL: redis.url, PASSWORD_SCRYPT_LOG2N: '14', ...double.env, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
+    await useEnvironment({ REDIS_URL: redis.server.url, PASSWORD_SCRYPT_LOG2N: '14', ...double.env, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
     resetTelemetry();
     receiver.reset();
   });
 
   it('POST /chat exports its cache outcome, its rate-limit decision and Claude’s tokens, and logs the cache outcome', async () => {
-    await useEnvironment({ REDIS_URL: redis.url, PASSWORD_SCRYPT_LOG2N: '14', ...double.env, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, LOG_LEVEL: 'info' });
+    await useEnvironment({ REDIS_URL: redis.server.url, PASSWORD_SCRYPT_LOG2N: '14', ...double.env, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, LOG_LEVEL: 'info' });
     const { token } = await signUpAndLogIn();
     const body = { messages: [{ role: 'user', content: `Why is the sky blue? ${randomUUID()}` }] };
     resetTelemetry();
@@ -88,7 +85,7 @@ describe('metrics and logs of the routes', () => {
   });
 
   it('counts a refused chat request as refused, by route', async () => {
-    await useEnvironment({ REDIS_URL: redis.url, PASSWORD_SCRYPT_LOG2N: '14', ...double.env, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, RATE_LIMIT_CHAT: '1/1h' });
+    await useEnvironment({ REDIS_URL: redis.server.url, PASSWORD_SCRYPT_LOG2N: '14', ...double.env, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, RATE_LIMIT_CHAT: '1/1h' });
     const { token } = await signUpAndLogIn();
     const ask = () => invoke(chat, httpEvent('POST', '/chat', { body: { messages: [{ role: 'user', content: `Hi ${randomUUID()}` }] }, headers: bearer(token) }));
     resetTelemetry();

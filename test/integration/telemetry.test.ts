@@ -21,19 +21,16 @@ import { startOtlpReceiver, type OtlpReceiver } from '../doubles/otlp-receiver.t
 import { useEnvironment } from '../support/env.ts';
 import { httpEvent, invoke } from '../support/lambda.ts';
 import { captureOutput } from '../support/logs.ts';
-import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import { useStandaloneRedis } from '../support/redis-suite.ts';
 
 describe('OpenTelemetry metrics', () => {
-  let redis: RedisServer;
+  const redis = useStandaloneRedis();
   let receiver: OtlpReceiver;
 
   beforeAll(async () => {
-    [redis, receiver] = await Promise.all([startStandaloneRedis(), startOtlpReceiver()]);
+    receiver = await startOtlpReceiver();
   });
-  afterAll(async () => {
-    await useEnvironment({});
-    await Promise.all([redis.stop(), receiver.close()]);
-  });
+  afterAll(() => receiver.close());
   beforeEach(() => {
     resetTelemetry();
     receiver.reset();
@@ -41,7 +38,7 @@ describe('OpenTelemetry metrics', () => {
 
   // First: later tests install the process-wide Redis hook.
   it('records nothing, sends nothing and leaves ioredis untraced when OTEL_EXPORTER_OTLP_ENDPOINT is unset', async () => {
-    await useEnvironment({ REDIS_URL: redis.url, OTEL_EXPORTER_OTLP_ENDPOINT: undefined });
+    await useEnvironment({ REDIS_URL: redis.server.url, OTEL_EXPORTER_OTLP_ENDPOINT: undefined });
 
     const response = await invoke(health, httpEvent('GET', '/health'));
     countCacheRequests('chat', 'hit');
@@ -68,7 +65,7 @@ describe('OpenTelemetry metrics', () => {
   });
 
   it('exports the Redis commands of an invocation as db.client.operation.duration before the invocation returns', async () => {
-    await useEnvironment({ REDIS_URL: redis.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
+    await useEnvironment({ REDIS_URL: redis.server.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
 
     const response = await invoke(health, httpEvent('GET', '/health'));
 
@@ -77,7 +74,7 @@ describe('OpenTelemetry metrics', () => {
     expect(metric).toMatchObject({ type: 'histogram', unit: 's', temporality: 'cumulative' });
     const ping = metric!.points.find((point) => point.attributes['db.operation.name'] === 'PING');
     expect(ping).toMatchObject({
-      attributes: { 'db.system.name': 'redis', 'server.address': '127.0.0.1', 'server.port': redis.port },
+      attributes: { 'db.system.name': 'redis', 'server.address': '127.0.0.1', 'server.port': redis.server.port },
       count: 1,
     });
     expect(ping!.sum).toBeGreaterThan(0);
@@ -85,7 +82,7 @@ describe('OpenTelemetry metrics', () => {
   });
 
   it('names the container in the resource: service name, version, stage and a per-container instance id', async () => {
-    await useEnvironment({ REDIS_URL: redis.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_SERVICE_NAME: 'tutor-test' });
+    await useEnvironment({ REDIS_URL: redis.server.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_SERVICE_NAME: 'tutor-test' });
 
     await invoke(health, httpEvent('GET', '/health'));
 
@@ -96,7 +93,7 @@ describe('OpenTelemetry metrics', () => {
   });
 
   it('records a failed Redis command with the Redis error prefix as error.type', async () => {
-    await useEnvironment({ REDIS_URL: redis.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
+    await useEnvironment({ REDIS_URL: redis.server.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
     startTelemetry();
     const client = await getRedis();
     await client.set('telemetry:string', 'x');
@@ -111,7 +108,7 @@ describe('OpenTelemetry metrics', () => {
   });
 
   it('records the Redis error prefix of a failed command as db.response.status_code too, as the Redis conventions ask', async () => {
-    await useEnvironment({ REDIS_URL: redis.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
+    await useEnvironment({ REDIS_URL: redis.server.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
     startTelemetry();
     const client = await getRedis();
     await client.set('telemetry:string', 'x');
@@ -126,13 +123,13 @@ describe('OpenTelemetry metrics', () => {
   });
 
   it('reports the Redis connection the container holds as db.client.connection.count', async () => {
-    await useEnvironment({ REDIS_URL: redis.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
+    await useEnvironment({ REDIS_URL: redis.server.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
 
     await invoke(health, httpEvent('GET', '/health'));
 
     expect(receiver.latestPoints('db.client.connection.count')).toEqual([
       expect.objectContaining({
-        attributes: { 'db.client.connection.pool.name': `127.0.0.1:${redis.port}`, 'db.client.connection.state': 'used' },
+        attributes: { 'db.client.connection.pool.name': `127.0.0.1:${redis.server.port}`, 'db.client.connection.state': 'used' },
         value: 1,
       }),
     ]);
@@ -140,7 +137,7 @@ describe('OpenTelemetry metrics', () => {
   });
 
   it('exports cache lookups, rate-limit decisions and model tokens with their attributes', async () => {
-    await useEnvironment({ REDIS_URL: redis.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
+    await useEnvironment({ REDIS_URL: redis.server.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
 
     countCacheRequests('chat', 'hit');
     countCacheRequests('chat', 'hit');
@@ -170,7 +167,7 @@ describe('OpenTelemetry metrics', () => {
   });
 
   it('sends only catalogued metrics, with their catalogued kind, unit and attribute names', async () => {
-    await useEnvironment({ REDIS_URL: redis.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
+    await useEnvironment({ REDIS_URL: redis.server.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
     countCacheRequests('embeddings', 'hit');
     countRateLimitDecision('embeddings', 'allowed');
     recordTokenUsage({ operation: 'embeddings', provider: 'local', model: 'local-hash-384', inputTokens: 12 });
@@ -190,7 +187,7 @@ describe('OpenTelemetry metrics', () => {
   });
 
   it('keeps counting across exports: each export carries the running totals', async () => {
-    await useEnvironment({ REDIS_URL: redis.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
+    await useEnvironment({ REDIS_URL: redis.server.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
 
     countCacheRequests('chat', 'miss');
     await flushTelemetry();
@@ -204,7 +201,7 @@ describe('OpenTelemetry metrics', () => {
 
   it('sends OTEL_EXPORTER_OTLP_HEADERS to the collector and keeps their values out of the logs', async () => {
     await useEnvironment({
-      REDIS_URL: redis.url,
+      REDIS_URL: redis.server.url,
       OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
       OTEL_EXPORTER_OTLP_HEADERS: 'Authorization=Basic%20c2VjcmV0LXRva2VuLTEyMw%3D%3D,X-Scope-OrgID=tenant-1',
       LOG_LEVEL: 'debug',
@@ -229,7 +226,7 @@ describe('OpenTelemetry metrics', () => {
     const silent: Server = createServer(() => {}); // accepts, never answers
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     const { port } = silent.address() as AddressInfo;
-    await useEnvironment({ REDIS_URL: redis.url, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`, OTEL_EXPORTER_OTLP_TIMEOUT: '200' });
+    await useEnvironment({ REDIS_URL: redis.server.url, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`, OTEL_EXPORTER_OTLP_TIMEOUT: '200' });
     const started = Date.now();
 
     const response = await invoke(health, httpEvent('GET', '/health'));
@@ -242,7 +239,7 @@ describe('OpenTelemetry metrics', () => {
 
   describe('when the collector refuses or does not answer', () => {
     it('sends nothing more until the Retry-After of a collector that answered 429 has passed, then sends the totals', async () => {
-      await useEnvironment({ REDIS_URL: redis.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
+      await useEnvironment({ REDIS_URL: redis.server.url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
       receiver.failNext(429, 1, { 'Retry-After': '1' });
       countCacheRequests('chat', 'hit');
       await flushTelemetry(); // refused
@@ -262,7 +259,7 @@ describe('OpenTelemetry metrics', () => {
       const silent: Server = createServer(() => (exports += 1)); // accepts, never answers
       await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
       const { port } = silent.address() as AddressInfo;
-      await useEnvironment({ REDIS_URL: redis.url, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`, OTEL_EXPORTER_OTLP_TIMEOUT: '300' });
+      await useEnvironment({ REDIS_URL: redis.server.url, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`, OTEL_EXPORTER_OTLP_TIMEOUT: '300' });
       await invoke(health, httpEvent('GET', '/health')); // waits out the time-out
 
       const started = Date.now();

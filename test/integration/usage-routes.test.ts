@@ -16,23 +16,20 @@ import { startAnthropicDouble, type AnthropicDouble } from '../doubles/anthropic
 import { useEnvironment } from '../support/env.ts';
 import { httpEvent, invoke, lambdaContext } from '../support/lambda.ts';
 import { captureOutput } from '../support/logs.ts';
-import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import { useStandaloneRedis } from '../support/redis-suite.ts';
 import { bearer, signUpAndLogIn } from '../support/session.ts';
 
 const today = () => new Date().toISOString().slice(0, 10);
 
 describe('usage counted by the routes, read by GET /usage', () => {
-  let redis: RedisServer;
+  const redis = useStandaloneRedis();
   let double: AnthropicDouble;
   beforeAll(async () => {
-    [redis, double] = await Promise.all([startStandaloneRedis(), startAnthropicDouble()]);
+    double = await startAnthropicDouble();
   });
-  afterAll(async () => {
-    await useEnvironment({});
-    await Promise.all([redis.stop(), double.close()]);
-  });
+  afterAll(() => double.close());
   beforeEach(async () => {
-    await useEnvironment({ REDIS_URL: redis.url, PASSWORD_SCRYPT_LOG2N: '14', ...double.env });
+    await useEnvironment({ REDIS_URL: redis.server.url, PASSWORD_SCRYPT_LOG2N: '14', ...double.env });
   });
 
   const usageOf = async (token: string) => (await invoke(usageRoute, httpEvent('GET', '/usage', { headers: bearer(token) }))).json;
@@ -75,7 +72,7 @@ describe('usage counted by the routes, read by GET /usage', () => {
   });
 
   it('does not count a request the rate limiter refused', async () => {
-    await useEnvironment({ REDIS_URL: redis.url, PASSWORD_SCRYPT_LOG2N: '14', ...double.env, RATE_LIMIT_EMBEDDINGS: '2/1m' });
+    await useEnvironment({ REDIS_URL: redis.server.url, PASSWORD_SCRYPT_LOG2N: '14', ...double.env, RATE_LIMIT_EMBEDDINGS: '2/1m' });
     const { token } = await signUpAndLogIn();
     const embed = () => invoke(embeddings, httpEvent('POST', '/embeddings', { body: { input: ['one', 'two'] }, headers: bearer(token) }));
 
