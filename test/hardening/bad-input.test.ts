@@ -13,7 +13,6 @@
 // rate-limit state, for its headers, and failed logins are not generated here).
 
 import fc from 'fast-check';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { handler as chat } from '../../functions/chat.ts';
 import { handler as embeddings } from '../../functions/embeddings.ts';
@@ -28,7 +27,7 @@ import { config } from '../../shared/config.ts';
 import { key, rateLimitTag } from '../../shared/keys.ts';
 import { useEnvironment } from '../support/env.ts';
 import { httpEvent, invoke, type InvokeResult } from '../support/lambda.ts';
-import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import { useStandaloneRedis } from '../support/redis-suite.ts';
 import { callSession, signUpAndLogIn, type SignedIn } from '../support/session.ts';
 import {
   badBodies,
@@ -89,17 +88,14 @@ function summary(): string {
 }
 
 describe('bad input on every route, through the handlers', () => {
-  let redis: RedisServer;
-  let admin: Redis;
+  const redis = useStandaloneRedis();
   let user: SignedIn;
   const prototypeBefore = Object.getOwnPropertyNames(Object.prototype).sort();
 
   beforeAll(async () => {
-    redis = await startStandaloneRedis();
-    admin = new Redis({ port: redis.port, host: '127.0.0.1' });
     // Limits high enough that the refusals under test are 400s rather than 429s.
     await useEnvironment({
-      REDIS_URL: redis.url,
+      REDIS_URL: redis.server.url,
       PASSWORD_SCRYPT_LOG2N: '14',
       RATE_LIMIT_CHAT: '1000000/1m',
       RATE_LIMIT_EMBEDDINGS: '1000000/1m',
@@ -110,12 +106,7 @@ describe('bad input on every route, through the handlers', () => {
     user = await signUpAndLogIn();
   });
 
-  afterAll(async () => {
-    console.log(summary());
-    await useEnvironment({});
-    admin?.disconnect();
-    await redis?.stop();
-  });
+  afterAll(() => console.log(summary()));
 
   async function send(route: Route, request: BadRequest): Promise<InvokeResult> {
     const headers = route.protected && !('authorization' in request.headers) ? { authorization: `Bearer ${user.token}`, ...request.headers } : request.headers;
@@ -149,7 +140,7 @@ describe('bad input on every route, through the handlers', () => {
     numRuns: number,
     mayChange: KeyFilter = userRateLimitState,
   ): Promise<void> {
-    const before = await redisState(admin, mayChange);
+    const before = await redisState(redis.admin, mayChange);
 
     await fc.assert(
       fc.asyncProperty(requests, async (request) => {
@@ -160,7 +151,7 @@ describe('bad input on every route, through the handlers', () => {
       { numRuns },
     );
 
-    const after = await redisState(admin, mayChange);
+    const after = await redisState(redis.admin, mayChange);
     expect(stateDifference(before, after)).toEqual([]);
     expect(after.size).toBe(before.size);
   }

@@ -5,7 +5,6 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { answerChat, chatQuestion } from '../../functions/chat.ts';
 import middy from '@middy/core';
@@ -15,7 +14,7 @@ import { digest, responseCacheKeys } from '../../shared/keys.ts';
 import { startAnthropicDouble, type AnthropicDouble } from '../doubles/anthropic.ts';
 import { useEnvironment } from '../support/env.ts';
 import { httpEvent, invoke } from '../support/lambda.ts';
-import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import { useStandaloneRedis } from '../support/redis-suite.ts';
 
 const WORKER = fileURLToPath(new URL('./chat-worker.ts', import.meta.url));
 const core = middy<AuthenticatedEvent, HttpResult>().use(httpBasics()).handler(answerChat);
@@ -77,25 +76,19 @@ async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 10
 }
 
 describe('POST /chat single flight across containers', () => {
-  let redis: RedisServer;
+  const redis = useStandaloneRedis();
   let double: AnthropicDouble;
-  let inspect: Redis;
   const workers: Worker[] = [];
-  const sharedEnv = () => ({ REDIS_URL: redis.url, ...double.env });
+  const sharedEnv = () => ({ REDIS_URL: redis.server.url, ...double.env });
 
   beforeAll(async () => {
-    [redis, double] = await Promise.all([startStandaloneRedis(), startAnthropicDouble()]);
-    inspect = new Redis(redis.port, '127.0.0.1');
+    double = await startAnthropicDouble();
   });
   beforeEach(() => double.reset());
   afterEach(() => {
     for (const worker of workers.splice(0)) worker.child.kill('SIGKILL');
   });
-  afterAll(async () => {
-    await useEnvironment({});
-    inspect.disconnect();
-    await Promise.all([double.close(), redis.stop()]);
-  });
+  afterAll(() => double.close());
 
   /** Two processes (two containers) send `perProcess` identical requests each, all at once. */
   async function askFromTwoProcesses(body: unknown, perProcess: number): Promise<WorkerResult[]> {
@@ -127,7 +120,7 @@ describe('POST /chat single flight across containers', () => {
 
     expect(double.calls).toBe(1);
     expect(results.map((result) => [result.status, result.retryAfter])).toEqual(Array.from({ length: 6 }, () => [429, '30']));
-    expect(await inspect.exists(keysOf('ana', body).answer)).toBe(0);
+    expect(await redis.admin.exists(keysOf('ana', body).answer)).toBe(0);
   });
 
   it('costs Claude no more calls for identical concurrent requests from two processes than for one alone when Claude answers 500', async () => {
@@ -156,7 +149,7 @@ describe('POST /chat single flight across containers', () => {
     expect(double.calls).toBe(1);
     expect(results.map((result) => result.status)).toEqual([200, 200, 200, 200, 200, 200]);
     expect(new Set(results.map((result) => result.id)).size).toBe(1);
-    expect(await inspect.exists(keysOf('ana', body).answer)).toBe(0);
+    expect(await redis.admin.exists(keysOf('ana', body).answer)).toBe(0);
   });
 
   it('calls Claude once for identical concurrent requests from two processes when the conversation is too long for the model', async () => {
@@ -188,7 +181,7 @@ describe('POST /chat single flight across containers', () => {
     double.script({ status: 429, retryAfter: 1, delayMs: 400 });
     const body = { messages: [{ role: 'user', content: `What is a prime number? (${Date.now()})` }] };
     const failed = await askFromTwoProcesses(body, 2);
-    await until(async () => (await inspect.exists(keysOf('ana', body).outcome)) === 0, 3_000);
+    await until(async () => (await redis.admin.exists(keysOf('ana', body).outcome)) === 0, 3_000);
     await useEnvironment(sharedEnv());
 
     const first = await ask('ana', body);
@@ -211,14 +204,14 @@ describe('POST /chat single flight across containers', () => {
     await until(() => double.calls === 1);
     holder.child.kill('SIGKILL');
     await useEnvironment({ ...sharedEnv(), CHAT_TIMEOUT_MS: '4000' });
-    expect(await inspect.exists(keysOf('ana', body).lock)).toBe(1);
+    expect(await redis.admin.exists(keysOf('ana', body).lock)).toBe(1);
 
     const response = await ask('ana', body);
 
     expect(response.statusCode).toBe(200);
     expect(response.headers['x-cache']).toBe('MISS');
     expect(double.calls).toBe(2);
-    expect(await inspect.exists(keysOf('ana', body).lock)).toBe(0); // it took the expired lock, then released it
+    expect(await redis.admin.exists(keysOf('ana', body).lock)).toBe(0); // it took the expired lock, then released it
   });
 
   it('calls Claude itself after waiting as long as its own lock would live, for a holder whose lock outlives the wait', async () => {
@@ -238,6 +231,6 @@ describe('POST /chat single flight across containers', () => {
     expect(response.statusCode).toBe(200);
     expect(response.headers['x-cache']).toBe('MISS');
     expect(double.calls).toBe(2);
-    expect(await inspect.pttl(keysOf('ana', body).lock)).toBeGreaterThan(50_000); // the stuck lock was left alone
+    expect(await redis.admin.pttl(keysOf('ana', body).lock)).toBeGreaterThan(50_000); // the stuck lock was left alone
   });
 });

@@ -2,14 +2,14 @@
 // block ends when Redis said a unit would fit again; the memory stays bounded.
 
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
 import type { RateLimitPolicy } from '../../shared/config.ts';
 import { MAX_REMEMBERED_BLOCKS, rememberBlock, rememberedBlockCount, recallBlock, forgetBlocks } from '../../shared/rate-limit/blocked.ts';
 import { reserveAttempt } from '../../shared/rate-limit/attempts.ts';
 import { checkRateLimit, type RateLimitDecision, type RateLimitRequest } from '../../shared/rate-limit/limiter.ts';
 import { useEnvironment } from '../support/env.ts';
-import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import { useStandaloneRedis } from '../support/redis-suite.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -25,36 +25,26 @@ async function scriptRuns(inspector: Redis): Promise<number> {
 }
 
 describe('the in-process block memory', () => {
-  let redis: RedisServer;
-  let inspector: Redis;
-  beforeAll(async () => {
-    redis = await startStandaloneRedis();
-    inspector = new Redis(redis.url);
-  });
-  afterAll(async () => {
-    inspector.disconnect();
-    await useEnvironment({});
-    await redis.stop();
-  });
+  const redis = useStandaloneRedis();
   const request = (policies: RateLimitPolicy[]): RateLimitRequest => ({ bucket: 'memory', identity: randomUUID(), policies });
 
   it('refuses a blocked identity without sending Redis a single command', async () => {
-    await useEnvironment({ REDIS_URL: redis.url });
+    await useEnvironment({ REDIS_URL: redis.server.url });
     const limited = request([{ name: '1-per-1h', limit: 1, windowMs: 3_600_000 }]);
     await checkRateLimit(limited);
     await checkRateLimit(limited); // refused by Redis: remembered from now on
-    const before = await commandsProcessed(inspector);
+    const before = await commandsProcessed(redis.admin);
 
     const refusals: RateLimitDecision[] = [];
     for (let i = 0; i < 100; i += 1) refusals.push(await checkRateLimit(limited));
-    const after = await commandsProcessed(inspector);
+    const after = await commandsProcessed(redis.admin);
 
     expect(refusals.every((decision) => !decision.allowed && decision.retryAfterSeconds >= 3599)).toBe(true);
     expect(after - before).toBe(1); // the first INFO itself
   });
 
   it('remembers an attempt refused by failures, never one refused only by attempts in flight', async () => {
-    await useEnvironment({ REDIS_URL: redis.url });
+    await useEnvironment({ REDIS_URL: redis.server.url });
     const busy = request([{ name: '1-per-1h', limit: 1, windowMs: 3_600_000 }]);
     const spent = request([{ name: '1-per-1h', limit: 1, windowMs: 3_600_000 }]);
     const inFlight = await reserveAttempt(busy);
@@ -62,9 +52,9 @@ describe('the in-process block memory', () => {
 
     const [byInFlight, byFailures] = [await reserveAttempt(busy), await reserveAttempt(spent)];
     await inFlight.settle(false);
-    const before = await scriptRuns(inspector);
+    const before = await scriptRuns(redis.admin);
     const [busyAgain, spentAgain] = [await reserveAttempt(busy), await reserveAttempt(spent)];
-    const runs = (await scriptRuns(inspector)) - before;
+    const runs = (await scriptRuns(redis.admin)) - before;
 
     expect([byInFlight.decision.retryAfterSeconds, byFailures.decision.retryAfterSeconds > 3000]).toEqual([1, true]);
     expect([busyAgain.decision.allowed, spentAgain.decision.allowed]).toEqual([true, false]);
@@ -72,7 +62,7 @@ describe('the in-process block memory', () => {
   });
 
   it('remembers no refusal a peek read: the units it found spent may be held by attempts in flight', async () => {
-    await useEnvironment({ REDIS_URL: redis.url });
+    await useEnvironment({ REDIS_URL: redis.server.url });
     const busy = request([{ name: '1-per-1h', limit: 1, windowMs: 3_600_000 }]);
     const inFlight = await reserveAttempt(busy);
     const peeked = await checkRateLimit({ ...busy, peek: true }); // the headers of a malformed login body, say
@@ -85,7 +75,7 @@ describe('the in-process block memory', () => {
   });
 
   it('asks Redis again once the retry time has passed', async () => {
-    await useEnvironment({ REDIS_URL: redis.url });
+    await useEnvironment({ REDIS_URL: redis.server.url });
     const fast = request([{ name: '1-per-300ms', limit: 1, windowMs: 300 }]);
     await checkRateLimit(fast);
     const refused = await checkRateLimit(fast);
@@ -98,7 +88,7 @@ describe('the in-process block memory', () => {
   });
 
   it('still asks Redis for a smaller cost when only the refused cost did not fit', async () => {
-    await useEnvironment({ REDIS_URL: redis.url });
+    await useEnvironment({ REDIS_URL: redis.server.url });
     const tokens = { ...request([{ name: '10-per-1h', limit: 10, windowMs: 3_600_000 }]) };
     await checkRateLimit({ ...tokens, cost: 8 });
 
