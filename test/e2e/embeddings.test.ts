@@ -5,24 +5,20 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalEmbedder } from '../../shared/embeddings/local.ts';
 import { signUpOverHttp, startDevServer, type DevServer } from '../support/dev-server.ts';
-import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import { useStandaloneRedis } from '../support/redis-suite.ts';
 
 const MODEL = 'local-hash-384';
 const local = new LocalEmbedder(MODEL, 384);
 
 describe('POST /embeddings on npm run dev, through the official openai client', () => {
-  let redis: RedisServer;
+  const redis = useStandaloneRedis();
   let dev: DevServer;
   let client: OpenAI;
   beforeAll(async () => {
-    redis = await startStandaloneRedis();
-    dev = await startDevServer({ REDIS_URL: redis.url, PASSWORD_SCRYPT_LOG2N: '14', EMBEDDINGS_PROVIDER: 'local' });
+    dev = await startDevServer({ REDIS_URL: redis.server.url, PASSWORD_SCRYPT_LOG2N: '14', EMBEDDINGS_PROVIDER: 'local' });
     client = new OpenAI({ baseURL: dev.baseUrl, apiKey: await signUpOverHttp(dev.baseUrl), maxRetries: 0 });
   }, 90_000);
-  afterAll(async () => {
-    await dev?.stop();
-    await redis?.stop();
-  });
+  afterAll(() => dev?.stop());
 
   it('gets the local provider’s vectors exactly, then the same vectors from the cache', async () => {
     const texts = ['What is a fraction?', 'Explain photosynthesis'];

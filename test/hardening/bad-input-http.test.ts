@@ -13,12 +13,11 @@
 
 import { request } from 'node:http';
 import fc from 'fast-check';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROUTES } from '../../functions/not-found.ts';
 import { loadConfig } from '../../shared/config.ts';
 import { signUpOverHttp, startDevServer, type DevServer } from '../support/dev-server.ts';
-import { startStandaloneRedis, type RedisServer } from '../support/redis.ts';
+import { useStandaloneRedis } from '../support/redis-suite.ts';
 import {
   badBodies,
   TEST_BODY_LIMIT_BYTES,
@@ -70,16 +69,13 @@ const PASSED_BY_HAPI = new Set(['application/json', 'text/plain', 'text/json', '
 const meaningfulOverHttp = (bad: BadRequest) => bad.kind === 'no content-type' || PASSED_BY_HAPI.has(bad.headers['content-type'] ?? '');
 
 describe('bad input over HTTP (npm run dev)', () => {
-  let redis: RedisServer;
-  let admin: Redis;
+  const redis = useStandaloneRedis();
   let dev: DevServer;
   let token: string;
 
   beforeAll(async () => {
-    redis = await startStandaloneRedis();
-    admin = new Redis({ port: redis.port, host: '127.0.0.1' });
     dev = await startDevServer({
-      REDIS_URL: redis.url,
+      REDIS_URL: redis.server.url,
       PASSWORD_SCRYPT_LOG2N: '14',
       RATE_LIMIT_CHAT: '1000000/1m',
       RATE_LIMIT_EMBEDDINGS: '1000000/1m',
@@ -96,12 +92,10 @@ describe('bad input over HTTP (npm run dev)', () => {
     const total = [...casesRun.values()].reduce((sum, n) => sum + n, 0);
     console.log(`bad-input cases run over HTTP: ${total} in all; ${[...casesRun].map(([route, n]) => `${route}: ${n}`).join('; ')}`);
     await dev?.stop();
-    admin?.disconnect();
-    await redis?.stop();
   });
 
   async function expectRefusedWithoutWrites(method: string, path: string, requests: fc.Arbitrary<BadRequest>, authorised: boolean): Promise<void> {
-    const before = await redisState(admin);
+    const before = await redisState(redis.admin);
     await fc.assert(
       fc.asyncProperty(requests, async (bad) => {
         const headers = authorised && !('authorization' in bad.headers) ? { authorization: `Bearer ${token}`, ...bad.headers } : bad.headers;
@@ -112,7 +106,7 @@ describe('bad input over HTTP (npm run dev)', () => {
       }),
       { numRuns: RUNS_PER_PROPERTY },
     );
-    const after = await redisState(admin);
+    const after = await redisState(redis.admin);
     expect(stateDifference(before, after)).toEqual([]);
   }
 
@@ -145,7 +139,7 @@ describe('bad input over HTTP (npm run dev)', () => {
   });
 
   it('POST /auth/logout?all=<neither true nor false> is a 400 problem and the session lives on', async () => {
-    const before = await redisState(admin);
+    const before = await redisState(redis.admin);
 
     await fc.assert(
       fc.asyncProperty(garbageAll, async (all) => {
@@ -157,7 +151,7 @@ describe('bad input over HTTP (npm run dev)', () => {
       { numRuns: RUNS_PER_PROPERTY },
     );
 
-    expect(stateDifference(before, await redisState(admin))).toEqual([]);
+    expect(stateDifference(before, await redisState(redis.admin))).toEqual([]);
     expect((await send(dev.baseUrl, 'GET', '/auth/session', { authorization: `Bearer ${token}` })).statusCode).toBe(200);
   });
 
