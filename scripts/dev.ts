@@ -1,19 +1,26 @@
-// `npm run dev`: every route on http://127.0.0.1:$PORT through serverless-offline. Without
-// REDIS_URL it starts a redis-server of its own (data in .redis-data/, kept across restarts)
-// and stops it on exit.
+// `npm run dev`: every route on http://127.0.0.1:$PORT, through the local gateway (what API
+// Gateway does in front of the functions, infra/local/gateway.ts) to serverless-offline on a port
+// of its own. Without REDIS_URL it starts a redis-server of its own (data in .redis-data/, kept
+// across restarts) and stops it on exit.
 
 import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { startGateway, type Gateway } from '../infra/local/gateway.ts';
 import { ensureRedisInstalled, freePort, startRedisServer, type RedisServer } from '../infra/local/redis-server.ts';
 
 const projectRoot = fileURLToPath(new URL('..', import.meta.url));
 const DEV_REDIS_PORT = 6390;
+const DEFAULT_PORT = 3000;
 
 async function main(): Promise<void> {
   let redis: RedisServer | undefined;
   const env: NodeJS.ProcessEnv = { ...process.env, STAGE: process.env['STAGE'] ?? 'dev' };
-  // serverless-offline's internal Lambda port: a free one, so that two `npm run dev` can run side by side.
+  const port = Number(env['PORT'] || DEFAULT_PORT);
+  // serverless-offline's internal ports: free ones, so that two `npm run dev` can run side by side.
   env['OFFLINE_LAMBDA_PORT'] ||= String(await freePort());
+  const offlinePort = await freePort();
+  env['OFFLINE_HTTP_PORT'] = String(offlinePort);
   if (env['REDIS_URL'] === undefined || env['REDIS_URL'] === '') {
     try {
       ensureRedisInstalled();
@@ -21,20 +28,32 @@ async function main(): Promise<void> {
       console.error((error as Error).message);
       process.exit(1);
     }
-    const port = Number(process.env['DEV_REDIS_PORT'] ?? DEV_REDIS_PORT);
+    const redisPort = Number(process.env['DEV_REDIS_PORT'] ?? DEV_REDIS_PORT);
     // A Redis on another port keeps its data apart: two servers must not write one dump file.
-    const dataDir = port === DEV_REDIS_PORT ? '.redis-data' : `.redis-data/${port}`;
-    redis = await startRedisServer({ port, dir: `${projectRoot}${dataDir}` });
+    const dataDir = redisPort === DEV_REDIS_PORT ? '.redis-data' : `.redis-data/${redisPort}`;
+    redis = await startRedisServer({ port: redisPort, dir: `${projectRoot}${dataDir}` });
     env['REDIS_URL'] = redis.url;
     console.log(`local redis-server on ${redis.url} (data in ${dataDir}/)`);
+  }
+
+  let gateway: Gateway;
+  try {
+    gateway = await startGateway({ port, upstreamPort: offlinePort });
+  } catch (error) {
+    console.error(`cannot listen on 127.0.0.1:${port}: ${(error as Error).message}`);
+    await redis?.stop();
+    process.exit(1);
   }
 
   const offline = spawn('npx', ['sls', 'offline', 'start', '--stage', env['STAGE'] ?? 'dev'], {
     cwd: projectRoot,
     env,
-    stdio: 'inherit',
+    stdio: ['inherit', 'pipe', 'inherit'],
     detached: true,
   });
+  // Its route list and "Server ready" name its own port; clients are served on the gateway's.
+  const internalAddress = `127.0.0.1:${offlinePort}`;
+  createInterface({ input: offline.stdout! }).on('line', (line) => console.log(line.replaceAll(internalAddress, `127.0.0.1:${port}`)));
 
   let stopping = false;
   const stop = async (code: number): Promise<void> => {
@@ -47,7 +66,7 @@ async function main(): Promise<void> {
         // already gone
       }
     }
-    await redis?.stop();
+    await Promise.all([gateway.close(), redis?.stop()]);
     process.exit(code);
   };
   process.on('SIGINT', () => void stop(0));

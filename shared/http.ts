@@ -20,7 +20,8 @@ export interface HttpEvent extends APIGatewayProxyEventV2 {
 
 export type HttpResult = APIGatewayProxyStructuredResultV2 & { headers: Record<string, string | number | boolean> };
 
-const SECURITY_HEADERS: Record<string, string> = {
+/** On every answer, the local gateway's own (infra/local/gateway.ts) too. */
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'Cache-Control': 'no-store',
   'X-Content-Type-Options': 'nosniff',
   'Strict-Transport-Security': 'max-age=63072000; includeSubDomains',

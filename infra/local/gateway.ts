@@ -1,0 +1,190 @@
+// What API Gateway does in front of the functions and serverless-offline does not: `npm run dev`
+// listens here, on PORT, and forwards every request to serverless-offline on a port of its own,
+// so that the local API answers as the deployed one and every error it gives is problem+json:
+//   - a body over 10 MiB, API Gateway's limit, is refused with 413 before it reaches a function
+//     (serverless-offline's server answers its own non-problem 413);
+//   - Range and If-Range are not applied: API Gateway hands them to the function, which answers in
+//     full (serverless-offline's server would cut a JSON answer into a 206);
+//   - what the local server refuses on its own (a path it cannot decode, a malformed header) is
+//     rewritten as a problem with the same status, and what Node's parser refuses here (a header
+//     block over 16 KiB, an unknown method) is answered as one.
+
+import { Agent, createServer, request as forward, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { SECURITY_HEADERS } from '../../shared/http.ts';
+import { HttpProblem, shown } from '../../shared/problem.ts';
+
+/** API Gateway's limit on a request body (HTTP API payload quota). */
+export const GATEWAY_MAX_BODY_BYTES = 10 * 1024 * 1024;
+
+/** Fields that describe one connection, not the message: each hop sets its own. */
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade'];
+/** Range requests are not API Gateway's to serve; `Expect: 100-continue` was answered here. */
+const NOT_FORWARDED = new Set([...HOP_BY_HOP, 'range', 'if-range', 'expect']);
+/** Nor is a range this API serves. */
+const NOT_RELAYED = new Set([...HOP_BY_HOP, 'accept-ranges']);
+
+export interface Gateway {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export interface GatewayOptions {
+  /** Where clients connect. */
+  port: number;
+  /** serverless-offline's HTTP port. */
+  upstreamPort: number;
+  host?: string;
+}
+
+const tooLarge = () =>
+  new HttpProblem(413, 'body-too-large', { detail: `The request body exceeds ${GATEWAY_MAX_BODY_BYTES} bytes, the most API Gateway accepts.` });
+
+function send(response: ServerResponse, problem: HttpProblem): void {
+  const { statusCode, headers, body } = problem.toResponse();
+  if (response.headersSent) {
+    response.destroy(); // a response already under way cannot turn into a problem
+    return;
+  }
+  response.writeHead(statusCode ?? 500, problem.title, { ...SECURITY_HEADERS, ...headers, 'Content-Length': Buffer.byteLength(body ?? '') });
+  response.end(body);
+}
+
+/** Fields as they came (names' case and repeats kept, as Node's raw list), less `dropped`. */
+function fieldsLess(raw: string[], dropped: ReadonlySet<string>): string[] {
+  const kept: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    if (!dropped.has(raw[i]!.toLowerCase())) kept.push(raw[i]!, raw[i + 1]!);
+  }
+  return kept;
+}
+
+/**
+ * The local server's own error bodies (hapi's `{statusCode, error, message}`): the functions give
+ * every error as problem+json, so a JSON error in this shape can only come from the server.
+ */
+function localServerError(status: number, body: string): { error: string; message?: unknown } | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed !== 'object' || parsed === null) return undefined;
+  const fields = parsed as Record<string, unknown>;
+  const { error } = fields;
+  return fields['statusCode'] === status && typeof error === 'string' ? { error, message: fields['message'] } : undefined;
+}
+
+/** The app's own slug for a 413; else the status's title, as in `not-found`. */
+function slugOf(status: number): string {
+  if (status === 413) return 'body-too-large';
+  return new HttpProblem(status, 'unnamed').title.toLowerCase().replaceAll(' ', '-');
+}
+
+function isJsonError(upstream: IncomingMessage): boolean {
+  const type = upstream.headers['content-type'] ?? '';
+  return (upstream.statusCode ?? 0) >= 400 && /^application\/json\b/i.test(type);
+}
+
+function relay(upstream: IncomingMessage, response: ServerResponse): void {
+  const status = upstream.statusCode ?? 502;
+  const headers = fieldsLess(upstream.rawHeaders, NOT_RELAYED);
+  if (!isJsonError(upstream)) {
+    response.writeHead(status, upstream.statusMessage, headers);
+    upstream.pipe(response);
+    return;
+  }
+  // An error's body is small: read whole, it is passed on as it is unless the server made it.
+  const chunks: Buffer[] = [];
+  upstream.on('data', (chunk: Buffer) => chunks.push(chunk));
+  upstream.on('end', () => {
+    const body = Buffer.concat(chunks);
+    const serverError = localServerError(status, body.toString('utf8'));
+    if (serverError === undefined) {
+      response.writeHead(status, upstream.statusMessage, headers);
+      response.end(body);
+      return;
+    }
+    // hapi's message, unless it only repeats the status's name ("Bad Request").
+    const { message } = serverError;
+    const detail = typeof message === 'string' && message !== '' && message !== serverError.error ? shown(message) : undefined;
+    send(response, new HttpProblem(status, slugOf(status), detail === undefined ? {} : { detail }));
+  });
+}
+
+const declaredTooLarge = (request: IncomingMessage) => Number(request.headers['content-length'] ?? 0) > GATEWAY_MAX_BODY_BYTES;
+
+function handle(request: IncomingMessage, response: ServerResponse, options: GatewayOptions, agent: Agent): void {
+  if (declaredTooLarge(request)) {
+    // Not read, not forwarded; Node reads and drops the rest, so the client gets to read the answer.
+    send(response, tooLarge());
+    return;
+  }
+  const outgoing = forward({ host: '127.0.0.1', port: options.upstreamPort, method: request.method, path: request.url, headers: fieldsLess(request.rawHeaders, NOT_FORWARDED), agent });
+  outgoing.on('response', (upstream) => relay(upstream, response));
+  outgoing.on('error', () => {
+    if (!response.writableEnded) send(response, new HttpProblem(502, 'local-server-unavailable', { detail: 'The local functions did not answer.' }));
+  });
+  // A client that goes away takes its forwarded request with it.
+  response.on('close', () => {
+    if (!response.writableFinished) outgoing.destroy();
+  });
+  let received = 0;
+  request.on('data', (chunk: Buffer) => {
+    received += chunk.length;
+    if (received > GATEWAY_MAX_BODY_BYTES) {
+      // A body sent without its length (chunked) crossed the limit on the way.
+      request.removeAllListeners('data');
+      request.unpipe(outgoing);
+      outgoing.destroy();
+      send(response, tooLarge());
+      request.resume();
+    }
+  });
+  request.pipe(outgoing);
+}
+
+/** Parser refusals (before any request exists): a problem, then the connection is closed. */
+function refuse(error: NodeJS.ErrnoException & { code?: string }, socket: Socket): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const problem =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? new HttpProblem(431, 'headers-too-large', { detail: 'The request line and headers exceed 16 KiB.' })
+      : error.code === 'HPE_INVALID_METHOD'
+        ? new HttpProblem(501, 'unknown-method', { detail: 'The request method is not one this API knows (methods are case-sensitive).' })
+        : new HttpProblem(400, 'malformed-request', { detail: 'The request is not valid HTTP/1.1.' });
+  const { statusCode, headers, body } = problem.toResponse();
+  const fields = { ...SECURITY_HEADERS, ...headers, 'Content-Length': Buffer.byteLength(body ?? ''), Connection: 'close' };
+  const head = Object.entries(fields).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+  socket.end(`HTTP/1.1 ${statusCode} ${problem.title}\r\n${head}\r\n${body}`);
+}
+
+export async function startGateway(options: GatewayOptions): Promise<Gateway> {
+  const agent = new Agent({ keepAlive: true });
+  const server = createServer((request, response) => handle(request, response, options, agent));
+  server.on('clientError', refuse);
+  // `Expect: 100-continue`: a body over the limit is refused before the client sends it.
+  server.on('checkContinue', (request: IncomingMessage, response: ServerResponse) => {
+    if (declaredTooLarge(request)) response.setHeader('Connection', 'close'); // the body never comes: nothing to read past
+    else response.writeContinue();
+    handle(request, response, options, agent);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host ?? '127.0.0.1', () => resolve());
+  });
+  const address = server.address();
+  return {
+    port: typeof address === 'object' && address !== null ? address.port : options.port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        agent.destroy();
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

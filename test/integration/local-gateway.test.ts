@@ -1,0 +1,204 @@
+// The local gateway of `npm run dev` (infra/local/gateway.ts), in front of a stand-in for
+// serverless-offline's server that records what reaches it and answers as the test asks: what it
+// forwards as sent, what it keeps from the functions, and what it answers itself.
+
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { GATEWAY_MAX_BODY_BYTES, startGateway, type Gateway } from '../../infra/local/gateway.ts';
+import { freePort } from '../../infra/local/redis-server.ts';
+
+interface Received {
+  method: string;
+  url: string;
+  rawHeaders: string[];
+  body: Buffer;
+}
+
+/** What the stand-in answers: `answer` for the next requests, until the test changes it. */
+type Answer = (request: Received, response: ServerResponse) => void;
+
+const echoAnswer: Answer = (request, response) => {
+  response.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8', 'X-Upstream': 'yes', 'Accept-Ranges': 'bytes' });
+  response.end(JSON.stringify({ method: request.method, url: request.url, body: request.body.toString('utf8') }));
+};
+
+const jsonAnswer =
+  (status: number, body: unknown, contentType = 'application/json; charset=utf-8'): Answer =>
+  (_request, response) => {
+    response.writeHead(status, { 'Content-Type': contentType });
+    response.end(JSON.stringify(body));
+  };
+
+/** Sends `text` as it is on a socket of its own and returns all that comes back. */
+function rawExchange(port: number, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(text));
+    let reply = '';
+    socket.on('data', (chunk: Buffer) => (reply += chunk.toString('latin1')));
+    socket.on('end', () => resolve(reply));
+    socket.on('error', reject);
+  });
+}
+
+const problemOf = async (response: Response) => ({
+  status: response.status,
+  contentType: response.headers.get('content-type'),
+  body: (await response.json()) as Record<string, unknown>,
+});
+
+describe('the local gateway of npm run dev', () => {
+  let upstream: Server;
+  let gateway: Gateway;
+  let base: string;
+  let received: Received[];
+  let answer: Answer;
+
+  beforeAll(async () => {
+    upstream = createServer((request: IncomingMessage, response: ServerResponse) => {
+      const chunks: Buffer[] = [];
+      request.on('data', (chunk: Buffer) => chunks.push(chunk));
+      request.on('end', () => {
+        const seen = { method: request.method ?? '', url: request.url ?? '', rawHeaders: request.rawHeaders, body: Buffer.concat(chunks) };
+        received.push(seen);
+        answer(seen, response);
+      });
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    gateway = await startGateway({ port: 0, upstreamPort: (upstream.address() as AddressInfo).port });
+    base = `http://127.0.0.1:${gateway.port}`;
+  });
+  afterAll(async () => {
+    await gateway.close();
+    upstream.closeAllConnections();
+    await new Promise((resolve) => upstream.close(resolve));
+  });
+  beforeEach(() => {
+    received = [];
+    answer = echoAnswer;
+  });
+
+  it('forwards the method, path, query, fields and body as sent, and the answer as given', async () => {
+    const response = await fetch(`${base}/chat?x=1`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'X-Custom': 'kept' },
+      body: '{"a":1}',
+    });
+
+    expect(response.status).toBe(200);
+    expect(response.headers.get('x-upstream')).toBe('yes');
+    expect(await response.json()).toEqual({ method: 'POST', url: '/chat?x=1', body: '{"a":1}' });
+    expect(received[0]!.rawHeaders).toEqual(expect.arrayContaining(['X-Custom', 'kept']));
+  });
+
+  it('does not apply a Range: the function is asked without it and its whole answer is passed on', async () => {
+    const response = await fetch(`${base}/health`, { headers: { Range: 'bytes=0-5', 'If-Range': '"x"' } });
+
+    expect(response.status).toBe(200);
+    expect(response.headers.get('accept-ranges')).toBeNull();
+    expect(await response.json()).toEqual({ method: 'GET', url: '/health', body: '' });
+    const names = received[0]!.rawHeaders.filter((_, index) => index % 2 === 0).map((name) => name.toLowerCase());
+    expect(names).not.toContain('range');
+    expect(names).not.toContain('if-range');
+  });
+
+  it("rewrites the local server's own JSON error as a problem of the same status, with the security headers", async () => {
+    answer = jsonAnswer(400, { statusCode: 400, error: 'Bad Request', message: 'Invalid content-type header' });
+
+    const response = await fetch(`${base}/chat`, { method: 'POST', body: '{}' });
+
+    expect(await problemOf(response)).toEqual({
+      status: 400,
+      contentType: 'application/problem+json',
+      body: { type: 'https://tutor-copiloto.dev/problems/bad-request', title: 'Bad Request', status: 400, detail: 'Invalid content-type header' },
+    });
+    expect(response.headers.get('x-content-type-options')).toBe('nosniff');
+  });
+
+  it("leaves out the local server's message when it only repeats the status's name", async () => {
+    answer = jsonAnswer(400, { statusCode: 400, error: 'Bad Request', message: 'Bad Request' });
+
+    const response = await fetch(`${base}/%zz`);
+
+    expect((await problemOf(response)).body).toEqual({ type: 'https://tutor-copiloto.dev/problems/bad-request', title: 'Bad Request', status: 400 });
+  });
+
+  it("passes a function's problem and a function's JSON error (a degraded /health) on untouched", async () => {
+    const problem = { type: 'https://tutor-copiloto.dev/problems/validation', title: 'Bad Request', status: 400, detail: 'x' };
+    answer = jsonAnswer(400, problem, 'application/problem+json');
+    const refused = await fetch(`${base}/chat`, { method: 'POST', body: '{}' });
+    answer = jsonAnswer(503, { status: 'degraded', redis: 'unavailable', version: '0.1.0' });
+
+    const degraded = await fetch(`${base}/health`);
+
+    expect(await problemOf(refused)).toEqual({ status: 400, contentType: 'application/problem+json', body: problem });
+    expect(await problemOf(degraded)).toEqual({
+      status: 503,
+      contentType: 'application/json; charset=utf-8',
+      body: { status: 'degraded', redis: 'unavailable', version: '0.1.0' },
+    });
+  });
+
+  it('refuses a body declared over 10 MiB with a 413 problem, without forwarding it', async () => {
+    const body = Buffer.alloc(GATEWAY_MAX_BODY_BYTES + 1, 0x61);
+
+    const response = await fetch(`${base}/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+
+    expect(await problemOf(response)).toEqual({
+      status: 413,
+      contentType: 'application/problem+json',
+      body: expect.objectContaining({ type: 'https://tutor-copiloto.dev/problems/body-too-large', status: 413 }),
+    });
+    expect(received).toEqual([]);
+  });
+
+  it('refuses a body sent without its length once it passes 10 MiB, and forwards exactly 10 MiB', async () => {
+    const streamOf = (bytes: number) =>
+      new ReadableStream<Uint8Array>({
+        start(controller) {
+          for (let sent = 0; sent < bytes; sent += 1024 * 1024) controller.enqueue(new Uint8Array(Math.min(1024 * 1024, bytes - sent)).fill(0x61));
+          controller.close();
+        },
+      });
+    const post = (bytes: number) => fetch(`${base}/embeddings`, { method: 'POST', body: streamOf(bytes), duplex: 'half' } as RequestInit);
+
+    const over = await post(GATEWAY_MAX_BODY_BYTES + 1);
+    const atTheLimit = await post(GATEWAY_MAX_BODY_BYTES);
+
+    expect((await problemOf(over)).status).toBe(413);
+    expect(atTheLimit.status).toBe(200);
+    expect(((await atTheLimit.json()) as { body: string }).body).toHaveLength(GATEWAY_MAX_BODY_BYTES);
+    expect(received).toHaveLength(1);
+  });
+
+  it('answers a header block over 16 KiB with a 431 problem', async () => {
+    const reply = await rawExchange(gateway.port, `GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(20_000)}\r\n\r\n`);
+
+    expect(reply).toMatch(/^HTTP\/1\.1 431 /);
+    expect(reply).toContain('Content-Type: application/problem+json');
+    expect(reply).toContain('"status":431');
+    expect(received).toEqual([]);
+  });
+
+  it('answers an unknown method, such as a lower-case one, with a 501 problem', async () => {
+    const reply = await rawExchange(gateway.port, 'get /health HTTP/1.1\r\nHost: x\r\n\r\n');
+
+    expect(reply).toMatch(/^HTTP\/1\.1 501 /);
+    expect(reply).toContain('"type":"https://tutor-copiloto.dev/problems/unknown-method"');
+  });
+
+  it('answers 502 problem when the local functions do not answer', async () => {
+    const nobody = await startGateway({ port: 0, upstreamPort: await freePort() });
+    try {
+      const response = await fetch(`http://127.0.0.1:${nobody.port}/health`);
+
+      expect(await problemOf(response)).toEqual({
+        status: 502,
+        contentType: 'application/problem+json',
+        body: expect.objectContaining({ type: 'https://tutor-copiloto.dev/problems/local-server-unavailable', status: 502 }),
+      });
+    } finally {
+      await nobody.close();
+    }
+  });
+});
