@@ -77,8 +77,11 @@ function allowedInStage(endpoint: RedisEndpoint): RedisEndpoint {
 export function describeRedisUrl(url: string): string {
   try {
     const parsed = new URL(url);
-    const user = parsed.username === '' ? '' : `${decodeURIComponent(parsed.username)}${parsed.password ? ':***' : ''}@`;
-    const auth = user === '' && parsed.password ? ':***@' : user;
+    // A user name given alone (`redis://<secret>@host`) is how redis-cli users write a password:
+    // it is masked as one. Beside a password, it is a user name and is shown.
+    let auth = '';
+    if (parsed.password !== '') auth = `${decodeURIComponent(parsed.username)}:***@`;
+    else if (parsed.username !== '') auth = '***@';
     const database = parsed.pathname.length > 1 ? parsed.pathname : '';
     return `${parsed.protocol}//${auth}${parsed.hostname}:${parsed.port || '6379'}${database}`;
   } catch {
