@@ -71,19 +71,21 @@ export function scrubbedExcerpt(text: string, maxChars: number): string {
  * A URL's password runs to the last `@` before its host, as a URL parser reads it (`p@ss` in
  * `rediss://u:p@ss@host`), not to the first: that would leave the rest of it in the line. The
  * lookahead ends the URL at a path, query, fragment, blank or quote, so an address further on
- * in the line (`"email":"ada@example.org"`) is not taken for the host.
+ * in the line (`"email":"ada@example.org"`) is not taken for the host. A user name alone, without
+ * a colon (`redis://<secret>@host`, how redis-cli users write a password), is masked whole: `$2`,
+ * the user name before a password, is then empty.
  */
-const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)[^\s]+?@(?![^\s/?#"'@]*@)/gi;
+const URL_CREDENTIALS = /(\b[a-z][a-z0-9+.-]*:\/\/)(?:([^:/@\s]*:)[^\s]+?|[^:/?#\s"']+?)@(?![^\s/?#"'@]*@)/gi;
 const BEARER = /(bearer\s+)[A-Za-z0-9._~+/=-]+/gi;
 
-/** The text with URL passwords, bearer tokens and every registered secret replaced by `***`. */
+/** The text with URL passwords (and lone user names), bearer tokens and every registered secret replaced by `***`. */
 export function scrub(text: string): string {
   // Registered secrets first: a pattern below that matched part of one (a password holding an
   // `@`, cut at it) would leave the text no longer holding the whole secret to be found.
   let clean = text;
   for (const secret of secrets) clean = clean.split(secret).join('***');
-  // URL_PASSWORD needs a `://`: a line without one (most) skips its scan.
-  return (clean.includes('://') ? clean.replace(URL_PASSWORD, '$1***@') : clean).replace(BEARER, '$1***');
+  // URL_CREDENTIALS needs a `://`: a line without one (most) skips its scan.
+  return (clean.includes('://') ? clean.replace(URL_CREDENTIALS, '$1$2***@') : clean).replace(BEARER, '$1***');
 }
 
 /**

@@ -63,6 +63,24 @@ describe('a URL password that holds an @', () => {
   });
 });
 
+describe('a URL user name given alone (how redis-cli users write a password)', () => {
+  it('is masked, and an address later in the line is kept', () => {
+    const line = JSON.stringify({ endpoint: 'redis://Usr64e87341982fd1eb@127.0.0.1:6591', email: 'ada@example.org' });
+
+    expect(scrub(line)).toBe(JSON.stringify({ endpoint: 'redis://***@127.0.0.1:6591', email: 'ada@example.org' }));
+  });
+
+  it('is masked up to the @ before the host when it holds an @ itself', () => {
+    expect(scrub('connecting to rediss://half@other-half@redis.example.com:6379 now')).toBe('connecting to rediss://***@redis.example.com:6379 now');
+  });
+
+  it('is not found in a URL without userinfo: its host, port and path are kept', () => {
+    const text = 'tried redis://127.0.0.1:6591 and redis://cache.example.test/2, then wrote to ada@example.org';
+
+    expect(scrub(text)).toBe(text);
+  });
+});
+
 describe('a scrubbed excerpt', () => {
   it('leaves no part of a secret that the cut falls inside', () => {
     const secret = 'sk-excerpt-secret-abcdefghijklmnop';
