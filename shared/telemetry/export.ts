@@ -70,13 +70,25 @@ function metricsUrl(endpoint: string): string {
 }
 
 /**
+ * The credential of a header value that starts with an auth scheme (`Basic <credential>`): a
+ * collector may echo it alone, which the whole value, registered too, would not mask.
+ */
+function credentialAfterScheme(value: string): string | undefined {
+  const space = value.indexOf(' ');
+  return space === -1 ? undefined : value.slice(space + 1).trim();
+}
+
+/**
  * POSTs metrics to the collector; resolves once it accepted them (2xx), rejects otherwise. A
  * partial success (some points rejected) is logged: those points would be rejected again.
  */
 export async function exportMetrics(metrics: MetricData[]): Promise<void> {
   const { otlpEndpoint, otlp, version } = config();
   if (otlpEndpoint === undefined || metrics.length === 0) return;
-  for (const value of Object.values(otlp.headers)) registerSecret(value);
+  for (const value of Object.values(otlp.headers)) {
+    registerSecret(value);
+    registerSecret(credentialAfterScheme(value));
+  }
   const { encodeMetricsRequest } = await import('./otlp-json.ts');
   const body = encodeMetricsRequest(resource(), { name: 'tutor-copiloto', version }, metrics);
   let response: Response;

@@ -56,6 +56,8 @@ export interface OtlpReceiver {
   allPoints(name: string): DecodedPoint[];
   /** The next `times` exports are answered with `status` (e.g. 503) and `headers` (e.g. Retry-After), and not kept. */
   failNext(status: number, times?: number, headers?: Record<string, string>): void;
+  /** The next export is kept and answered 200 with a partialSuccess rejecting one data point with `errorMessage`. */
+  rejectOnePointNext(errorMessage: string): void;
   reset(): void;
   close(): Promise<void>;
 }
@@ -186,6 +188,7 @@ function answer(response: ServerResponse, status: number, body: unknown, headers
 export async function startOtlpReceiver(): Promise<OtlpReceiver> {
   const exports: ReceivedExport[] = [];
   const failures: Array<{ status: number; headers: Record<string, string> }> = [];
+  const partialSuccesses: Array<{ rejectedDataPoints: number; errorMessage: string }> = [];
 
   const server = createServer(async (request, response) => {
     if (request.method !== 'POST' || request.url !== '/v1/metrics') return answer(response, 404, { message: 'not found' });
@@ -200,7 +203,8 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     try {
       const metrics = decodeMetricsRequest(JSON.parse(raw.toString('utf8')));
       exports.push({ contentType, headers: request.headers, metrics });
-      answer(response, 200, {});
+      const partialSuccess = partialSuccesses.shift();
+      answer(response, 200, partialSuccess === undefined ? {} : { partialSuccess });
     } catch (error) {
       answer(response, 400, { message: error instanceof Error ? error.message : String(error) });
     }
@@ -218,9 +222,13 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     failNext: (status, times = 1, headers = {}) => {
       for (let i = 0; i < times; i += 1) failures.push({ status, headers });
     },
+    rejectOnePointNext: (errorMessage) => {
+      partialSuccesses.push({ rejectedDataPoints: 1, errorMessage });
+    },
     reset: () => {
       exports.length = 0;
       failures.length = 0;
+      partialSuccesses.length = 0;
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };

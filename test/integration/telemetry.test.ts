@@ -222,6 +222,29 @@ describe('OpenTelemetry metrics', () => {
     expect(output.text()).not.toContain('c2VjcmV0LXRva2VuLTEyMw');
   });
 
+  it('keeps a credential out of the logs when the collector echoes it without its scheme in a partial success', async () => {
+    const credential = 'dGVuYW50LTQyOmVjaG9lZC1iYWNr';
+    await useEnvironment({
+      REDIS_URL: redis.server.url,
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_EXPORTER_OTLP_HEADERS: `Authorization=Basic%20${credential}`,
+      LOG_LEVEL: 'warn',
+    });
+    receiver.rejectOnePointNext(`tenant credential ${credential} may not write`);
+    const output = captureOutput();
+
+    try {
+      countCacheRequests('chat', 'hit');
+      await flushTelemetry();
+    } finally {
+      output.restore();
+    }
+
+    expect(output.text()).toContain('the OTLP endpoint rejected some data points');
+    expect(output.text()).toContain('tenant credential *** may not write');
+    expect(output.text()).not.toContain(credential);
+  });
+
   it('answers normally, within the export time-out, when the collector does not answer', async () => {
     const silent: Server = createServer(() => {}); // accepts, never answers
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
