@@ -243,10 +243,42 @@ export function isRedisUrl(text: string): boolean {
   return url.hostname !== '' && /^(\/\d{0,5})?$/.test(url.pathname);
 }
 
+/** What is wrong with a Redis URL whose user name or password does not decode, and what to do. */
+export const UNDECODABLE_CREDENTIALS =
+  'a % in the user name or password begins no percent-encoded character: write % as %25 (and @ : / ? # as %40 %3A %2F %3F %23)';
+
+/**
+ * A Redis URL whose user name or password does not decode, most often for a raw `%` in a
+ * password. `source` names where the URL was given (`REDIS_URL`, `REDIS_SECRET_ID`, `--to`);
+ * the message never holds the URL or its password.
+ */
+export class UndecodableRedisCredentials extends ConfigError {
+  readonly source: string;
+  constructor(source: string) {
+    super(`${source}: ${UNDECODABLE_CREDENTIALS}`);
+    this.source = source;
+  }
+}
+
+/**
+ * Refuses a Redis URL (one `isRedisUrl` accepts) whose user name or password does not decode: the
+ * URL parser keeps a raw `%`, and the connection would fail at every attempt with "URI malformed".
+ */
+export function checkRedisCredentials(url: string, source: string): void {
+  const { username, password } = new URL(url);
+  try {
+    decodeURIComponent(username);
+    decodeURIComponent(password);
+  } catch {
+    throw new UndecodableRedisCredentials(source);
+  }
+}
+
 function readRedis(env: Env): Config['redis'] {
   const url = readString(env, 'REDIS_URL');
   // Never echo the URL: it may hold a password.
   if (url !== undefined && !isRedisUrl(url)) throw new ConfigError(`REDIS_URL: expected ${REDIS_URL_FORM}`);
+  if (url !== undefined) checkRedisCredentials(url, 'REDIS_URL');
   return {
     url,
     secretId: readString(env, 'REDIS_SECRET_ID'),

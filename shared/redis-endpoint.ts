@@ -1,7 +1,7 @@
 // Where Redis is: `REDIS_URL`, else the Secrets Manager secret named by `REDIS_SECRET_ID`
 // (a URL string, JSON `{"url"}` or JSON `{"host","port","username","password","tls"}`).
 
-import { config, ConfigError, isRedisUrl } from './config.ts';
+import { checkRedisCredentials, config, ConfigError, isRedisUrl } from './config.ts';
 import { forgetSecret, getSecret, type SecretReadOptions } from './secrets.ts';
 
 export interface RedisEndpoint {
@@ -24,10 +24,16 @@ function invalidSecret(): ConfigError {
   return new ConfigError(`REDIS_SECRET_ID: the secret must hold ${SECRET_FORM}`);
 }
 
+/** A URL the secret holds, refused when its user name or password does not decode. */
+function checkedSecretUrl(url: string): string {
+  checkRedisCredentials(url, 'REDIS_SECRET_ID');
+  return url;
+}
+
 /** Turns a secret's text into a Redis URL; the text never appears in the error. */
 export function redisUrlFromSecret(text: string): string {
   const trimmed = text.trim();
-  if (isRedisUrl(trimmed)) return trimmed;
+  if (isRedisUrl(trimmed)) return checkedSecretUrl(trimmed);
   let fields: SecretFields;
   try {
     fields = JSON.parse(trimmed) as SecretFields;
@@ -35,7 +41,7 @@ export function redisUrlFromSecret(text: string): string {
     throw invalidSecret();
   }
   if (typeof fields !== 'object' || fields === null) throw invalidSecret();
-  if (typeof fields.url === 'string' && isRedisUrl(fields.url)) return fields.url;
+  if (typeof fields.url === 'string' && isRedisUrl(fields.url)) return checkedSecretUrl(fields.url);
   if (typeof fields.host !== 'string' || fields.host === '') throw invalidSecret();
   const port = fields.port === undefined ? 6379 : Number(fields.port);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw invalidSecret();

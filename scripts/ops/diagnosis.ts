@@ -4,7 +4,7 @@
 
 import { connect as connectTcp } from 'node:net';
 import { connect as connectTls } from 'node:tls';
-import { ConfigError, config } from '../../shared/config.ts';
+import { ConfigError, config, UNDECODABLE_CREDENTIALS, UndecodableRedisCredentials } from '../../shared/config.ts';
 import { HttpProblem } from '../../shared/problem.ts';
 import { SecretReadFailure } from '../../shared/secrets.ts';
 import { ClusterNotServing, ConnectionFailure } from './connection.ts';
@@ -14,6 +14,7 @@ import { describeEndpoint, SecretFailure, type OperatorEndpoint } from './endpoi
 export async function explainFailure(error: unknown): Promise<string> {
   if (error instanceof SecretFailure) return explainSecretFailure(error);
   if (error instanceof ConnectionFailure) return explainConnectionFailure(error);
+  if (error instanceof UndecodableRedisCredentials) return undecodableCredentials(error.source);
   if (error instanceof ConfigError) return `The configuration is invalid: ${error.message}.`;
   const message = (error instanceof Error ? error.message : String(error)).replace(/\.+$/, '');
   return `Unexpected failure: ${message}.`;
@@ -101,6 +102,11 @@ async function explainConnectionFailure(failure: ConnectionFailure): Promise<str
   return `Redis at ${describeEndpoint(endpoint)} failed: ${reason.message}.`;
 }
 
+/** The sentence for a Redis URL, given in `origin`, whose user name or password does not decode. */
+function undecodableCredentials(origin: string): string {
+  return `The Redis URL in ${origin} cannot be decoded: ${UNDECODABLE_CREDENTIALS}.`;
+}
+
 /** The standalone client reached a cluster node: keys of other nodes' slots would answer MOVED. */
 export function clusterExpected(endpoint: OperatorEndpoint): string {
   const { host, port } = where(endpoint);
@@ -116,6 +122,7 @@ function readFailureOf(error: SecretFailure): SecretReadFailure | undefined {
 function explainSecretFailure(error: SecretFailure): string {
   const id = error.secretId;
   const region = process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'the default region';
+  if (error.cause instanceof UndecodableRedisCredentials) return undecodableCredentials(`the secret "${id}"`);
   if (error.cause instanceof ConfigError) {
     return `The secret "${id}" does not hold a Redis endpoint: store a redis:// or rediss:// URL in it, or JSON {"url"} or {"host","port","username","password","tls"}.`;
   }

@@ -2,7 +2,7 @@
 // by REDIS_SECRET_ID), or a URL or a secret given on the command line. The URL carries the
 // password, so it is only ever printed through `describeEndpoint`.
 
-import { config, isRedisUrl, REDIS_URL_FORM } from '../../shared/config.ts';
+import { checkRedisCredentials, config, isRedisUrl, REDIS_URL_FORM } from '../../shared/config.ts';
 import { registerSecret } from '../../shared/logger.ts';
 import { describeRedisUrl, redisUrlFromSecret, resolveRedisEndpoint } from '../../shared/redis-endpoint.ts';
 import { getSecret } from '../../shared/secrets.ts';
@@ -61,6 +61,7 @@ export function urlEndpoint(url: string, flag: string, cluster: boolean): Operat
   if (!isRedisUrl(url)) {
     throw new Error(`${flag}: expected ${REDIS_URL_FORM}`);
   }
+  checkRedisCredentials(url, flag);
   return { url, origin: flag, cluster };
 }
 

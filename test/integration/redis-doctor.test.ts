@@ -224,6 +224,16 @@ describe('npm run redis:doctor', () => {
       expect(run.output).not.toContain(WRONG_PASSWORD);
     });
 
+    it('when the password in REDIS_URL holds a raw %, saying to write it %25, without printing it', async () => {
+      const run = await doctor({ REDIS_URL: `redis://default:Sec%ret123abc@127.0.0.1:${guarded.port}` });
+
+      expect(run.code).toBe(1);
+      expect(verdict(run)).toBe(
+        '✗ The Redis URL in REDIS_URL cannot be decoded: a % in the user name or password begins no percent-encoded character: write % as %25 (and @ : / ? # as %40 %3A %2F %3F %23).',
+      );
+      expect(run.output).not.toContain('ret123abc');
+    });
+
     it('when the URL names a database the server does not have', async () => {
       const run = await doctor({ REDIS_URL: `${plain.url}/99` });
 
@@ -331,6 +341,18 @@ describe('npm run redis:doctor', () => {
       expect(run.code).toBe(1);
       expect(verdict(run)).toMatch(/^✗ The secret "doctor\/garbled" does not hold a Redis endpoint: store a redis:\/\/ or rediss:\/\/ URL in it/);
       expect(run.output).not.toContain(PASSWORD);
+    });
+
+    it("when the password in the secret's URL holds a raw %, without printing it", async () => {
+      secrets.setSecret('doctor/raw-percent', `redis://default:Sec%ret123abc@127.0.0.1:${guarded.port}`);
+
+      const run = await doctor({ REDIS_SECRET_ID: 'doctor/raw-percent', ...secrets.env });
+
+      expect(run.code).toBe(1);
+      expect(verdict(run)).toBe(
+        '✗ The Redis URL in the secret "doctor/raw-percent" cannot be decoded: a % in the user name or password begins no percent-encoded character: write % as %25 (and @ : / ? # as %40 %3A %2F %3F %23).',
+      );
+      expect(run.output).not.toContain('ret123abc');
     });
 
     it('when Secrets Manager fails', async () => {

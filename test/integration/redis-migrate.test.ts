@@ -493,6 +493,16 @@ describe('npm run redis:migrate', () => {
       expect(run.output).not.toContain(TARGET_PASSWORD);
     });
 
+    it('when the password in a URL holds a raw %, saying to write it %25, without printing it', async () => {
+      const run = await migrate(['--from', source.url, '--to', `redis://default:Sec%ret123abc@127.0.0.1:${target.port}`]);
+
+      expect(run.code).toBe(1);
+      expect(run.stderr.trim()).toBe(
+        '✗ The Redis URL in --to cannot be decoded: a % in the user name or password begins no percent-encoded character: write % as %25 (and @ : / ? # as %40 %3A %2F %3F %23).',
+      );
+      expect(run.output).not.toContain('ret123abc');
+    });
+
     it('when source and target are the same database', async () => {
       const run = await migrate(['--from', source.url, '--to', source.url]);
 

@@ -74,6 +74,18 @@ describe('configuration', () => {
     expect(attempt).not.toThrow(/hunter2/);
   });
 
+  it('rejects a REDIS_URL whose password holds a raw %, saying to write it %25, without echoing the password', () => {
+    const attempt = () => loadConfig({ REDIS_URL: 'redis://default:Sec%ret123abc@127.0.0.1:6594' });
+
+    expect(attempt).toThrow(ConfigError);
+    expect(attempt).toThrow('REDIS_URL: a % in the user name or password begins no percent-encoded character: write % as %25');
+    expect(attempt).not.toThrow(/Sec%ret123abc|ret123abc/);
+  });
+
+  it('accepts a REDIS_URL whose password holds a percent-encoded %', () => {
+    expect(loadConfig({ REDIS_URL: 'redis://default:Sec%25ret123abc@127.0.0.1:6594' }).redis.url).toBe('redis://default:Sec%25ret123abc@127.0.0.1:6594');
+  });
+
   it.each(['ANTHROPIC_BASE_URL', 'OTEL_EXPORTER_OTLP_ENDPOINT'])('rejects a %s that is not an http(s) URL without echoing it', (variable) => {
     const attempt = () => loadConfig({ [variable]: 'htps://user:hunter2hunter2@api.example.test' });
 
