@@ -75,7 +75,7 @@ async function endpointOf(values: Values, side: 'from' | 'to'): Promise<Operator
   const cluster = values[`${side}-cluster`] === true;
   if ((url === undefined) === (secret === undefined)) throw new UsageError(`give either --${side} URL or --${side}-secret ID`);
   if (url !== undefined && !isRedisUrl(url)) throw new UsageError(`--${side}: expected ${REDIS_URL_FORM}`);
-  return url !== undefined ? urlEndpoint(url, `--${side}`, cluster) : secretEndpoint(secret!, cluster);
+  return url !== undefined ? urlEndpoint(url, `--${side}`, cluster) : secretEndpoint(secret!, `--${side}-secret`, cluster);
 }
 
 interface Side {

@@ -132,7 +132,7 @@ function explainSecretFailure(error: SecretFailure): string {
   }
   const reason = failure?.awsError ?? '';
   if (reason === 'ResourceNotFoundException') {
-    return `The secret "${id}" does not exist in ${region}: check REDIS_SECRET_ID and AWS_REGION.`;
+    return `The secret "${id}" does not exist in ${region}: check ${error.setting} and AWS_REGION.`;
   }
   if (reason === 'AccessDeniedException' || reason === 'AccessDenied') {
     return `These AWS credentials may not read the secret "${id}": grant secretsmanager:GetSecretValue on it (and kms:Decrypt on its key).`;

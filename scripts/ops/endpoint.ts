@@ -14,13 +14,18 @@ export interface OperatorEndpoint {
   cluster: boolean;
 }
 
-/** A secret could not be turned into a Redis URL; `cause` says why (missing, denied, malformed). */
+/**
+ * A secret could not be turned into a Redis URL; `cause` says why (missing, denied, malformed).
+ * `setting` is what named the secret, for the operator to check: `REDIS_SECRET_ID`, `--to-secret`.
+ */
 export class SecretFailure extends Error {
   override name = 'SecretFailure';
   readonly secretId: string;
-  constructor(secretId: string, cause: unknown) {
+  readonly setting: string;
+  constructor(secretId: string, setting: string, cause: unknown) {
     super(`the secret "${secretId}" could not be read`, { cause });
     this.secretId = secretId;
+    this.setting = setting;
   }
 }
 
@@ -48,7 +53,7 @@ export async function functionsEndpoint({ cluster }: { cluster?: boolean } = {})
   try {
     url = (await resolveRedisEndpoint()).url;
   } catch (error) {
-    throw redis.url === undefined && redis.secretId !== undefined ? new SecretFailure(redis.secretId, error) : error;
+    throw redis.url === undefined && redis.secretId !== undefined ? new SecretFailure(redis.secretId, 'REDIS_SECRET_ID', error) : error;
   }
   remember(url);
   const origin = redis.url !== undefined ? 'REDIS_URL' : `the secret "${redis.secretId}"`;
@@ -65,13 +70,16 @@ export function urlEndpoint(url: string, flag: string, cluster: boolean): Operat
   return { url, origin: flag, cluster };
 }
 
-/** An endpoint whose URL is held by a Secrets Manager secret, in any of the forms the functions accept. */
-export async function secretEndpoint(secretId: string, cluster: boolean): Promise<OperatorEndpoint> {
+/**
+ * An endpoint whose URL is held by a Secrets Manager secret, in any of the forms the functions
+ * accept (`flag` names the option that named the secret, e.g. `--to-secret`).
+ */
+export async function secretEndpoint(secretId: string, flag: string, cluster: boolean): Promise<OperatorEndpoint> {
   let url: string;
   try {
     url = redisUrlFromSecret(await getSecret(secretId));
   } catch (error) {
-    throw new SecretFailure(secretId, error);
+    throw new SecretFailure(secretId, flag, error);
   }
   remember(url);
   return { url, origin: `the secret "${secretId}"`, cluster };

@@ -334,11 +334,14 @@ describe('npm run redis:migrate', () => {
       expect(run.output).not.toContain(TARGET_PASSWORD);
     });
 
-    it('says which secret is missing', async () => {
-      const run = await migrate(['--from-secret', 'migrate/nowhere', '--to', target.url], secrets.env);
+    it.each([
+      ['--from-secret', () => ['--from-secret', 'migrate/nowhere', '--to', target.url]],
+      ['--to-secret', () => ['--from-secret', 'migrate/source', '--to-secret', 'migrate/nowhere']],
+    ])('says which secret is missing, and that %s named it', async (option, args) => {
+      const run = await migrate(args(), secrets.env);
 
       expect(run.code).toBe(1);
-      expect(run.stderr.trim()).toBe('✗ The secret "migrate/nowhere" does not exist in eu-west-1: check REDIS_SECRET_ID and AWS_REGION.');
+      expect(run.stderr.trim()).toBe(`✗ The secret "migrate/nowhere" does not exist in eu-west-1: check ${option} and AWS_REGION.`);
     });
   });
 
