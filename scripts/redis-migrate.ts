@@ -1,4 +1,4 @@
-// `npm run redis:migrate -- --from URL --to URL`: copies keys from one Redis to another (SCAN,
+// `npm run -s redis:migrate -- --from URL --to URL`: copies keys from one Redis to another (SCAN,
 // DUMP and PTTL pipelined, RESTORE ... REPLACE with the remaining TTL), optionally verifies the
 // copy, and falls back to a copy by type when the target's Redis is older than the source's.
 // (`redis-cli --rdb` cannot do this: it only downloads a dump.)
@@ -19,7 +19,7 @@ import { startProgress } from './ops/progress.ts';
 import { evictedKeys, infoRefusal, keyCounts, serverInfo, type NodeInfo } from './ops/server-info.ts';
 import { verifyCopy } from './ops/verification.ts';
 
-const USAGE = `Usage: npm run redis:migrate -- (--from URL | --from-secret ID) (--to URL | --to-secret ID) [options]
+const USAGE = `Usage: npm run -s redis:migrate -- (--from URL | --from-secret ID) (--to URL | --to-secret ID) [options]
 
   --from URL, --to URL         redis:// or rediss:// URLs (REDIS_TLS_CA_FILE is honoured for rediss://)
   --from-secret ID, --to-secret ID
@@ -37,6 +37,7 @@ const USAGE = `Usage: npm run redis:migrate -- (--from URL | --from-secret ID) (
   --progress                   print the progress line even when stderr is not a terminal
 
 Exit codes: 0 done, 1 failed, 2 bad arguments, 3 --verify found differences.
+-s keeps npm from echoing the command line, where a password it cannot parse (an unencoded / ? # %) shows in clear.
 Prefer --from-secret/--to-secret on shared machines: a URL on the command line is visible to ps.`;
 
 class UsageError extends Error {}

@@ -525,7 +525,7 @@ describe('npm run redis:migrate', () => {
 
       expect(run.code).toBe(2);
       expect(run.stderr).toContain('give either --to URL or --to-secret ID');
-      expect(run.stderr).toContain('Usage: npm run redis:migrate');
+      expect(run.stderr).toContain('Usage: npm run -s redis:migrate --');
     });
   });
 });
