@@ -14,7 +14,7 @@ const report = await runLoad({
 });
 
 const clients = report.redisClients;
-const markdown = `## Load through \`npm run dev\` (serverless-offline, loopback)
+const markdown = `## Load through \`npm run dev\` (its local gateway and serverless-offline, loopback)
 
 ${machineLine()}. autocannon, ${CONNECTIONS} connections, a fixed number of requests per scenario;
 Claude replaced by the local stand-in answering in 5 ms; the mixed scenario stops Redis (SIGTERM,
