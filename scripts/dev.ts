@@ -38,7 +38,9 @@ async function main(): Promise<void> {
 
   let gateway: Gateway;
   try {
-    gateway = await startGateway({ port, upstreamPort: offlinePort });
+    // serverless-offline names a function for its Lambda port as AWS does: service-stage-key.
+    const catchAll = { lambdaPort: Number(env['OFFLINE_LAMBDA_PORT']), functionName: `tutor-copiloto-${env['STAGE']}-notFound` };
+    gateway = await startGateway({ port, upstreamPort: offlinePort, catchAll });
   } catch (error) {
     console.error(`cannot listen on 127.0.0.1:${port}: ${(error as Error).message}`);
     await redis?.stop();

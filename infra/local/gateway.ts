@@ -5,12 +5,20 @@
 //     (serverless-offline's server answers its own non-problem 413);
 //   - Range and If-Range are not applied: API Gateway hands them to the function, which answers in
 //     full (serverless-offline's server would cut a JSON answer into a 206);
+//   - a field sent twice reaches the function once, its values joined by commas, as API Gateway
+//     hands it over (serverless-offline's server keeps one of them: two Authorization headers
+//     would pass for the one it kept);
+//   - a path with a trailing slash, and an OPTIONS that is not a CORS preflight, go to the
+//     catch-all function (API Gateway's `$default` route), as no route matches them: the local
+//     server would take `/chat/` for `/chat`, and answer such an OPTIONS itself;
 //   - what the local server refuses on its own (a path it cannot decode, a malformed header) is
 //     rewritten as a problem with the same status, and what Node's parser refuses here (a header
 //     block over 16 KiB, an unknown method) is answered as one.
 
+import { randomUUID } from 'node:crypto';
 import { Agent, createServer, request as forward, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { SECURITY_HEADERS } from '../../shared/http.ts';
 import { HttpProblem, shown } from '../../shared/problem.ts';
 
@@ -34,7 +42,18 @@ export interface GatewayOptions {
   port: number;
   /** serverless-offline's HTTP port. */
   upstreamPort: number;
+  /** The function of the `$default` route, invoked through serverless-offline's Lambda port. */
+  catchAll?: { lambdaPort: number; functionName: string };
   host?: string;
+}
+
+const localFunctionsDown = () => new HttpProblem(502, 'local-server-unavailable', { detail: 'The local functions did not answer.' });
+
+/** A small message's whole body (an error, a Lambda result), to `then`. */
+function readWhole(stream: IncomingMessage, then: (body: Buffer) => void): void {
+  const chunks: Buffer[] = [];
+  stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+  stream.on('end', () => then(Buffer.concat(chunks)));
 }
 
 const tooLarge = () =>
@@ -57,6 +76,25 @@ function fieldsLess(raw: string[], dropped: ReadonlySet<string>): string[] {
     if (!dropped.has(raw[i]!.toLowerCase())) kept.push(raw[i]!, raw[i + 1]!);
   }
   return kept;
+}
+
+/**
+ * Each field once, the values of a repeated one joined by commas (API Gateway's payload 2.0),
+ * except Cookie, whose pairs the local server reads from every line as API Gateway does.
+ */
+function joinedRepeats(raw: string[]): string[] {
+  const joined = new Map<string, [string, string]>();
+  const fields: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const key = name.toLowerCase();
+    const seen = joined.get(key);
+    if (key === 'cookie') fields.push(name, raw[i + 1]!);
+    else if (seen === undefined) joined.set(key, [name, raw[i + 1]!]);
+    else seen[1] = `${seen[1]}, ${raw[i + 1]!}`;
+  }
+  for (const [name, value] of joined.values()) fields.push(name, value);
+  return fields;
 }
 
 /**
@@ -95,11 +133,8 @@ function relay(upstream: IncomingMessage, response: ServerResponse): void {
     upstream.pipe(response);
     return;
   }
-  // An error's body is small: read whole, it is passed on as it is unless the server made it.
-  const chunks: Buffer[] = [];
-  upstream.on('data', (chunk: Buffer) => chunks.push(chunk));
-  upstream.on('end', () => {
-    const body = Buffer.concat(chunks);
+  // Passed on as it is unless the local server made it.
+  readWhole(upstream, (body) => {
     const serverError = localServerError(status, body.toString('utf8'));
     if (serverError === undefined) {
       response.writeHead(status, upstream.statusMessage, headers);
@@ -115,16 +150,97 @@ function relay(upstream: IncomingMessage, response: ServerResponse): void {
 
 const declaredTooLarge = (request: IncomingMessage) => Number(request.headers['content-length'] ?? 0) > GATEWAY_MAX_BODY_BYTES;
 
+/** What API Gateway sends to no route of the API, only to its `$default` one. */
+function matchesNoRoute(request: IncomingMessage): boolean {
+  const path = (request.url ?? '/').split('?')[0]!;
+  if (path.length > 1 && path.endsWith('/')) return true;
+  const preflight = request.headers['origin'] !== undefined && request.headers['access-control-request-method'] !== undefined;
+  return request.method === 'OPTIONS' && !preflight;
+}
+
+/** The HTTP API (payload 2.0) event of `request`, as API Gateway hands it to the `$default` route. */
+function catchAllEvent(request: IncomingMessage): APIGatewayProxyEventV2 {
+  const url = new URL(request.url ?? '/', 'http://localhost');
+  const headers: Record<string, string> = {};
+  const fields = joinedRepeats(request.rawHeaders);
+  const cookies: string[] = [];
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i]!.toLowerCase();
+    if (name === 'cookie') cookies.push(...fields[i + 1]!.split(/;\s*/));
+    else headers[name] = fields[i + 1]!;
+  }
+  const now = new Date();
+  return {
+    version: '2.0',
+    routeKey: '$default',
+    rawPath: url.pathname,
+    rawQueryString: url.search.slice(1),
+    headers,
+    ...(cookies.length > 0 ? { cookies } : {}),
+    requestContext: {
+      accountId: 'offline',
+      apiId: 'local',
+      domainName: headers['host'] ?? 'localhost',
+      domainPrefix: 'localhost',
+      http: { method: request.method ?? 'GET', path: url.pathname, protocol: `HTTP/${request.httpVersion}`, sourceIp: request.socket.remoteAddress ?? '127.0.0.1', userAgent: headers['user-agent'] ?? '' },
+      requestId: randomUUID(),
+      routeKey: '$default',
+      stage: '$default',
+      time: now.toISOString(),
+      timeEpoch: now.getTime(),
+    },
+    isBase64Encoded: false,
+  };
+}
+
+/** Invokes the catch-all function with `request`'s event and answers with what it returns. */
+function answerFromCatchAll(request: IncomingMessage, response: ServerResponse, catchAll: NonNullable<GatewayOptions['catchAll']>, agent: Agent): void {
+  request.resume(); // the catch-all reads no body
+  const invocation = forward({
+    host: '127.0.0.1',
+    port: catchAll.lambdaPort,
+    method: 'POST',
+    path: `/2015-03-31/functions/${catchAll.functionName}/invocations`,
+    headers: { 'Content-Type': 'application/json' },
+    agent,
+  });
+  invocation.on('error', () => {
+    if (!response.writableEnded) send(response, localFunctionsDown());
+  });
+  invocation.on('response', (answer) => {
+    readWhole(answer, (text) => {
+      let result: APIGatewayProxyStructuredResultV2;
+      try {
+        result = JSON.parse(text.toString('utf8')) as APIGatewayProxyStructuredResultV2;
+      } catch {
+        send(response, localFunctionsDown());
+        return;
+      }
+      const body = result.body === undefined ? Buffer.alloc(0) : Buffer.from(result.body, result.isBase64Encoded ? 'base64' : 'utf8');
+      const status = result.statusCode ?? 200;
+      // A 204 or 304 has no body, and says nothing of its length (RFC 9110).
+      const length = status === 204 || status === 304 ? {} : { 'Content-Length': body.length };
+      response.writeHead(status, { ...result.headers, ...length } as Record<string, string | number>);
+      response.end(request.method === 'HEAD' ? undefined : body);
+    });
+  });
+  invocation.end(JSON.stringify(catchAllEvent(request)));
+}
+
 function handle(request: IncomingMessage, response: ServerResponse, options: GatewayOptions, agent: Agent): void {
   if (declaredTooLarge(request)) {
     // Not read, not forwarded; Node reads and drops the rest, so the client gets to read the answer.
     send(response, tooLarge());
     return;
   }
-  const outgoing = forward({ host: '127.0.0.1', port: options.upstreamPort, method: request.method, path: request.url, headers: fieldsLess(request.rawHeaders, NOT_FORWARDED), agent });
+  if (options.catchAll !== undefined && matchesNoRoute(request)) {
+    answerFromCatchAll(request, response, options.catchAll, agent);
+    return;
+  }
+  const outgoing = forward({ host: '127.0.0.1', port: options.upstreamPort, method: request.method, path: request.url, headers: joinedRepeats(fieldsLess(request.rawHeaders, NOT_FORWARDED)), agent });
   outgoing.on('response', (upstream) => relay(upstream, response));
   outgoing.on('error', () => {
-    if (!response.writableEnded) send(response, new HttpProblem(502, 'local-server-unavailable', { detail: 'The local functions did not answer.' }));
+    if (!response.writableEnded) send(response, localFunctionsDown());
   });
   // A client that goes away takes its forwarded request with it.
   response.on('close', () => {

@@ -110,6 +110,21 @@ describe('npm run dev', () => {
       expect(await response.json()).toEqual(expect.objectContaining({ status: 'ok' }));
     });
 
+    it('sends a path with a trailing slash to the catch-all: a 404 problem, not the route without it', async () => {
+      const response = await fetch(`${dev.baseUrl}/health/`);
+
+      expect(response.status).toBe(404);
+      expect(response.headers.get('content-type')).toBe('application/problem+json');
+      expect(await response.json()).toEqual(expect.objectContaining({ detail: 'No route for GET /health/.' }));
+    });
+
+    it('answers an OPTIONS that is not a CORS preflight from the catch-all: 204 and the methods allowed', async () => {
+      const response = await fetch(`${dev.baseUrl}/chat`, { method: 'OPTIONS' });
+
+      expect(response.status).toBe(204);
+      expect(response.headers.get('allow')).toBe('POST, OPTIONS');
+    });
+
     it('answers a path the local server cannot decode with a 400 problem', async () => {
       const response = await fetch(`${dev.baseUrl}/%zz`);
 

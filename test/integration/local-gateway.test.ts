@@ -65,7 +65,9 @@ describe('the local gateway of npm run dev', () => {
       });
     });
     await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-    gateway = await startGateway({ port: 0, upstreamPort: (upstream.address() as AddressInfo).port });
+    const upstreamPort = (upstream.address() as AddressInfo).port;
+    // The stand-in is also serverless-offline's Lambda port, where the catch-all is invoked.
+    gateway = await startGateway({ port: 0, upstreamPort, catchAll: { lambdaPort: upstreamPort, functionName: 'svc-dev-notFound' } });
     base = `http://127.0.0.1:${gateway.port}`;
   });
   afterAll(async () => {
@@ -100,6 +102,70 @@ describe('the local gateway of npm run dev', () => {
     const names = received[0]!.rawHeaders.filter((_, index) => index % 2 === 0).map((name) => name.toLowerCase());
     expect(names).not.toContain('range');
     expect(names).not.toContain('if-range');
+  });
+
+  it('hands a field sent twice over once, its values joined by commas, and Cookie lines as they came', async () => {
+    await rawExchange(
+      gateway.port,
+      'GET /auth/session HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer first\r\nauthorization: Bearer second\r\nCookie: a=1\r\nCookie: b=2\r\nConnection: close\r\n\r\n',
+    );
+
+    const fields = received[0]!.rawHeaders;
+    const valuesOf = (wanted: string) => fields.filter((_, index) => index % 2 === 1 && fields[index - 1]!.toLowerCase() === wanted);
+    expect(valuesOf('authorization')).toEqual(['Bearer first, Bearer second']);
+    expect(valuesOf('cookie')).toEqual(['a=1', 'b=2']);
+  });
+
+  describe('what matches no route goes to the catch-all function, as API Gateway sends it to $default', () => {
+    const invocation = '/2015-03-31/functions/svc-dev-notFound/invocations';
+    const lambdaResult =
+      (result: object): Answer =>
+      (_request, response) => {
+        response.writeHead(200, { 'Content-Type': 'application/json' });
+        response.end(JSON.stringify(result));
+      };
+
+    it('invokes it for a path with a trailing slash, with the HTTP API event of the request, and answers with its result', async () => {
+      answer = lambdaResult({ statusCode: 404, headers: { 'Content-Type': 'application/problem+json' }, body: '{"status":404}' });
+
+      const response = await fetch(`${base}/health/?x=1`, { headers: { Cookie: 'a=1; b=2' } });
+
+      expect(response.status).toBe(404);
+      expect(response.headers.get('content-type')).toBe('application/problem+json');
+      expect(await response.json()).toEqual({ status: 404 });
+      expect(received.map(({ method, url }) => `${method} ${url}`)).toEqual([`POST ${invocation}`]);
+      expect(JSON.parse(received[0]!.body.toString('utf8'))).toEqual(
+        expect.objectContaining({
+          version: '2.0',
+          routeKey: '$default',
+          rawPath: '/health/',
+          rawQueryString: 'x=1',
+          cookies: ['a=1', 'b=2'],
+          requestContext: expect.objectContaining({ http: expect.objectContaining({ method: 'GET', path: '/health/' }) }),
+        }),
+      );
+    });
+
+    it('invokes it for an OPTIONS that is not a CORS preflight, and sends no length with its 204', async () => {
+      answer = lambdaResult({ statusCode: 204, headers: { Allow: 'POST, OPTIONS' } });
+
+      const response = await fetch(`${base}/chat`, { method: 'OPTIONS' });
+
+      expect(response.status).toBe(204);
+      expect(response.headers.get('allow')).toBe('POST, OPTIONS');
+      expect(response.headers.get('content-length')).toBeNull();
+      expect(received[0]!.url).toBe(invocation);
+    });
+
+    it('leaves a CORS preflight to the local server, which answers it as API Gateway does', async () => {
+      const response = await fetch(`${base}/chat`, {
+        method: 'OPTIONS',
+        headers: { Origin: 'http://localhost:5173', 'Access-Control-Request-Method': 'POST' },
+      });
+
+      expect(response.status).toBe(200);
+      expect(received[0]!.url).toBe('/chat');
+    });
   });
 
   it("rewrites the local server's own JSON error as a problem of the same status, with the security headers", async () => {
