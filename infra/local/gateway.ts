@@ -160,7 +160,10 @@ function matchesNoRoute(request: IncomingMessage): boolean {
 
 /** The HTTP API (payload 2.0) event of `request`, as API Gateway hands it to the `$default` route. */
 function catchAllEvent(request: IncomingMessage): APIGatewayProxyEventV2 {
-  const url = new URL(request.url ?? '/', 'http://localhost');
+  // The path as sent, split by hand: a URL parser would rewrite it (dot segments, `//host`) or throw.
+  const target = request.url ?? '/';
+  const query = target.indexOf('?');
+  const url = { pathname: query === -1 ? target : target.slice(0, query), search: query === -1 ? '' : target.slice(query) };
   const headers: Record<string, string> = {};
   const fields = joinedRepeats(request.rawHeaders);
   const cookies: string[] = [];
@@ -280,14 +283,23 @@ function refuse(error: NodeJS.ErrnoException & { code?: string }, socket: Socket
 }
 
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
-  const agent = new Agent({ keepAlive: true });
-  const server = createServer((request, response) => handle(request, response, options, agent));
+  // No kept-alive sockets: one the local server closes as it idles out would turn the next request into a 502.
+  const agent = new Agent({ keepAlive: false });
+  const serve = (request: IncomingMessage, response: ServerResponse) => {
+    try {
+      handle(request, response, options, agent);
+    } catch {
+      // A request no handling step foresaw gets a problem; the dev server stays up.
+      send(response, new HttpProblem(400, 'malformed-request', { detail: 'The request could not be handled.' }));
+    }
+  };
+  const server = createServer(serve);
   server.on('clientError', refuse);
   // `Expect: 100-continue`: a body over the limit is refused before the client sends it.
   server.on('checkContinue', (request: IncomingMessage, response: ServerResponse) => {
     if (declaredTooLarge(request)) response.setHeader('Connection', 'close'); // the body never comes: nothing to read past
     else response.writeContinue();
-    handle(request, response, options, agent);
+    serve(request, response);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -146,6 +146,16 @@ describe('the local gateway of npm run dev', () => {
       );
     });
 
+    it('hands it the path as sent, even one a URL parser refuses, and keeps serving', async () => {
+      answer = lambdaResult({ statusCode: 404, headers: {}, body: '' });
+
+      await rawExchange(gateway.port, 'GET //a:b/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+      const next = await fetch(`${base}/chat/`, { method: 'POST', body: '{}' });
+
+      expect(JSON.parse(received[0]!.body.toString('utf8'))).toEqual(expect.objectContaining({ rawPath: '//a:b/' }));
+      expect(next.status).toBe(404);
+    });
+
     it('invokes it for an OPTIONS that is not a CORS preflight, and sends no length with its 204', async () => {
       answer = lambdaResult({ statusCode: 204, headers: { Allow: 'POST, OPTIONS' } });
 
