@@ -59,13 +59,19 @@ function readWhole(stream: IncomingMessage, then: (body: Buffer) => void): void 
 const tooLarge = () =>
   new HttpProblem(413, 'body-too-large', { detail: `The request body exceeds ${GATEWAY_MAX_BODY_BYTES} bytes, the most API Gateway accepts.` });
 
+/** A problem answered by the gateway itself: its fields, with the functions' security headers, and its body. */
+function problemMessage(problem: HttpProblem): { fields: Record<string, string | number>; body: string } {
+  const { headers, body = '' } = problem.toResponse();
+  return { fields: { ...SECURITY_HEADERS, ...headers, 'Content-Length': Buffer.byteLength(body) }, body };
+}
+
 function send(response: ServerResponse, problem: HttpProblem): void {
-  const { statusCode, headers, body } = problem.toResponse();
   if (response.headersSent) {
     response.destroy(); // a response already under way cannot turn into a problem
     return;
   }
-  response.writeHead(statusCode ?? 500, problem.title, { ...SECURITY_HEADERS, ...headers, 'Content-Length': Buffer.byteLength(body ?? '') });
+  const { fields, body } = problemMessage(problem);
+  response.writeHead(problem.status, problem.title, fields);
   response.end(body);
 }
 
@@ -150,9 +156,16 @@ function relay(upstream: IncomingMessage, response: ServerResponse): void {
 
 const declaredTooLarge = (request: IncomingMessage) => Number(request.headers['content-length'] ?? 0) > GATEWAY_MAX_BODY_BYTES;
 
+/** The request target as sent, split at its `?` by hand: a URL parser would rewrite the path (dot segments, `//host`) or throw. */
+function targetOf(request: IncomingMessage): { path: string; query: string } {
+  const target = request.url ?? '/';
+  const mark = target.indexOf('?');
+  return mark === -1 ? { path: target, query: '' } : { path: target.slice(0, mark), query: target.slice(mark + 1) };
+}
+
 /** What API Gateway sends to no route of the API, only to its `$default` one. */
 function matchesNoRoute(request: IncomingMessage): boolean {
-  const path = (request.url ?? '/').split('?')[0]!;
+  const { path } = targetOf(request);
   if (path.length > 1 && path.endsWith('/')) return true;
   const preflight = request.headers['origin'] !== undefined && request.headers['access-control-request-method'] !== undefined;
   return request.method === 'OPTIONS' && !preflight;
@@ -160,10 +173,7 @@ function matchesNoRoute(request: IncomingMessage): boolean {
 
 /** The HTTP API (payload 2.0) event of `request`, as API Gateway hands it to the `$default` route. */
 function catchAllEvent(request: IncomingMessage): APIGatewayProxyEventV2 {
-  // The path as sent, split by hand: a URL parser would rewrite it (dot segments, `//host`) or throw.
-  const target = request.url ?? '/';
-  const query = target.indexOf('?');
-  const url = { pathname: query === -1 ? target : target.slice(0, query), search: query === -1 ? '' : target.slice(query) };
+  const { path, query } = targetOf(request);
   const headers: Record<string, string> = {};
   const fields = joinedRepeats(request.rawHeaders);
   const cookies: string[] = [];
@@ -176,8 +186,8 @@ function catchAllEvent(request: IncomingMessage): APIGatewayProxyEventV2 {
   return {
     version: '2.0',
     routeKey: '$default',
-    rawPath: url.pathname,
-    rawQueryString: url.search.slice(1),
+    rawPath: path,
+    rawQueryString: query,
     headers,
     ...(cookies.length > 0 ? { cookies } : {}),
     requestContext: {
@@ -185,7 +195,7 @@ function catchAllEvent(request: IncomingMessage): APIGatewayProxyEventV2 {
       apiId: 'local',
       domainName: headers['host'] ?? 'localhost',
       domainPrefix: 'localhost',
-      http: { method: request.method ?? 'GET', path: url.pathname, protocol: `HTTP/${request.httpVersion}`, sourceIp: request.socket.remoteAddress ?? '127.0.0.1', userAgent: headers['user-agent'] ?? '' },
+      http: { method: request.method ?? 'GET', path, protocol: `HTTP/${request.httpVersion}`, sourceIp: request.socket.remoteAddress ?? '127.0.0.1', userAgent: headers['user-agent'] ?? '' },
       requestId: randomUUID(),
       routeKey: '$default',
       stage: '$default',
@@ -276,10 +286,9 @@ function refuse(error: NodeJS.ErrnoException & { code?: string }, socket: Socket
       : error.code === 'HPE_INVALID_METHOD'
         ? new HttpProblem(501, 'unknown-method', { detail: 'The request method is not one this API knows (methods are case-sensitive).' })
         : new HttpProblem(400, 'malformed-request', { detail: 'The request is not valid HTTP/1.1.' });
-  const { statusCode, headers, body } = problem.toResponse();
-  const fields = { ...SECURITY_HEADERS, ...headers, 'Content-Length': Buffer.byteLength(body ?? ''), Connection: 'close' };
-  const head = Object.entries(fields).map(([name, value]) => `${name}: ${value}\r\n`).join('');
-  socket.end(`HTTP/1.1 ${statusCode} ${problem.title}\r\n${head}\r\n${body}`);
+  const { fields, body } = problemMessage(problem);
+  const head = Object.entries({ ...fields, Connection: 'close' }).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+  socket.end(`HTTP/1.1 ${problem.status} ${problem.title}\r\n${head}\r\n${body}`);
 }
 
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
