@@ -4,18 +4,28 @@
 // across restarts) and stops it on exit.
 
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { startGateway, type Gateway } from '../infra/local/gateway.ts';
+import { parse as parseYaml } from 'yaml';
+import { startGateway, type CorsSettings, type Gateway } from '../infra/local/gateway.ts';
 import { ensureRedisInstalled, freePort, startRedisServer, type RedisServer } from '../infra/local/redis-server.ts';
 
 const projectRoot = fileURLToPath(new URL('..', import.meta.url));
 const DEV_REDIS_PORT = 6390;
 const DEFAULT_PORT = 3000;
 
+/** The stage's CORS settings, from the file serverless.yml gives API Gateway. */
+function corsSettingsOf(stage: string): CorsSettings | undefined {
+  const byStage = parseYaml(readFileSync(`${projectRoot}infra/cors.yml`, 'utf8')) as Record<string, CorsSettings | undefined>;
+  return byStage[stage];
+}
+
 async function main(): Promise<void> {
   let redis: RedisServer | undefined;
-  const env: NodeJS.ProcessEnv = { ...process.env, STAGE: process.env['STAGE'] ?? 'dev' };
+  const stage = process.env['STAGE'] ?? 'dev';
+  const env: NodeJS.ProcessEnv = { ...process.env, STAGE: stage };
   const port = Number(env['PORT'] || DEFAULT_PORT);
   // serverless-offline's internal ports: free ones, so that two `npm run dev` can run side by side.
   env['OFFLINE_LAMBDA_PORT'] ||= String(await freePort());
@@ -39,23 +49,30 @@ async function main(): Promise<void> {
   let gateway: Gateway;
   try {
     // serverless-offline names a function for its Lambda port as AWS does: service-stage-key.
-    const catchAll = { lambdaPort: Number(env['OFFLINE_LAMBDA_PORT']), functionName: `tutor-copiloto-${env['STAGE']}-notFound` };
-    gateway = await startGateway({ port, upstreamPort: offlinePort, catchAll });
+    const catchAll = { lambdaPort: Number(env['OFFLINE_LAMBDA_PORT']), functionName: `tutor-copiloto-${stage}-notFound` };
+    gateway = await startGateway({ port, upstreamPort: offlinePort, catchAll, cors: corsSettingsOf(stage) });
   } catch (error) {
     console.error(`cannot listen on 127.0.0.1:${port}: ${(error as Error).message}`);
     await redis?.stop();
     process.exit(1);
   }
 
-  const offline = spawn('npx', ['sls', 'offline', 'start', '--stage', env['STAGE'] ?? 'dev'], {
+  const offline = spawn('npx', ['sls', 'offline', 'start', '--stage', stage], {
     cwd: projectRoot,
     env,
-    stdio: ['inherit', 'pipe', 'inherit'],
+    stdio: ['inherit', 'pipe', 'pipe'],
     detached: true,
   });
-  // Its route list and "Server ready" name its own port; clients are served on the gateway's.
+  // Its route list and "Server ready" name its own port; clients are served on the gateway's. The
+  // list's invocation URLs are served on its Lambda port only.
   const internalAddress = `127.0.0.1:${offlinePort}`;
-  createInterface({ input: offline.stdout! }).on('line', (line) => console.log(line.replaceAll(internalAddress, `127.0.0.1:${port}`)));
+  const publicLine = (line: string) =>
+    line
+      .replaceAll(`${internalAddress}/2015-03-31/`, `127.0.0.1:${env['OFFLINE_LAMBDA_PORT']}/2015-03-31/`)
+      .replaceAll(internalAddress, `127.0.0.1:${port}`);
+  const relayLines = (from: Readable, to: (line: string) => void) => createInterface({ input: from }).on('line', (line) => to(publicLine(line)));
+  relayLines(offline.stdout!, (line) => console.log(line));
+  relayLines(offline.stderr!, (line) => console.error(line));
 
   let stopping = false;
   const stop = async (code: number): Promise<void> => {

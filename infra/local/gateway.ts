@@ -11,19 +11,29 @@
 //   - a path with a trailing slash, and an OPTIONS that is not a CORS preflight, go to the
 //     catch-all function (API Gateway's `$default` route), as no route matches them: the local
 //     server would take `/chat/` for `/chat`, and answer such an OPTIONS itself;
+//   - the answers that come from no function through serverless-offline (the catch-all's, and
+//     the problems given here) carry the stage's CORS fields for an allowed origin, as every
+//     answer of API Gateway does;
+//   - a request with two Host fields, or an HTTP/1.1 one with none, is refused (RFC 9112), and a
+//     client too slow to send its request gets a 408;
+//   - a function that does not answer within API Gateway's 30 s is a 504, and an answer cut off
+//     on the way is cut off for the client too, rather than left hanging;
 //   - what the local server refuses on its own (a path it cannot decode, a malformed header) is
 //     rewritten as a problem with the same status, and what Node's parser refuses here (a header
 //     block over 16 KiB, an unknown method) is answered as one.
 
 import { randomUUID } from 'node:crypto';
-import { Agent, createServer, request as forward, type IncomingMessage, type ServerResponse } from 'node:http';
+import { Agent, createServer, request as forward, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { pipeline } from 'node:stream';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { SECURITY_HEADERS } from '../../shared/http.ts';
 import { HttpProblem, shown } from '../../shared/problem.ts';
 
 /** API Gateway's limit on a request body (HTTP API payload quota). */
 export const GATEWAY_MAX_BODY_BYTES = 10 * 1024 * 1024;
+/** API Gateway's longest wait for an integration (HTTP API). */
+const GATEWAY_TIMEOUT_MS = 30_000;
 
 /** Fields that describe one connection, not the message: each hop sets its own. */
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade'];
@@ -31,6 +41,15 @@ const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-en
 const NOT_FORWARDED = new Set([...HOP_BY_HOP, 'range', 'if-range', 'expect']);
 /** Nor is a range this API serves. */
 const NOT_RELAYED = new Set([...HOP_BY_HOP, 'accept-ranges']);
+
+/** A stage's CORS settings, as infra/cors.yml gives them to API Gateway (and to serverless-offline). */
+export interface CorsSettings {
+  allowedOrigins: readonly string[];
+  allowedHeaders?: readonly string[];
+  allowedMethods?: readonly string[];
+  exposedResponseHeaders?: readonly string[];
+  maxAge?: number;
+}
 
 export interface Gateway {
   readonly port: number;
@@ -44,16 +63,41 @@ export interface GatewayOptions {
   upstreamPort: number;
   /** The function of the `$default` route, invoked through serverless-offline's Lambda port. */
   catchAll?: { lambdaPort: number; functionName: string };
+  /** The stage's CORS settings, for the answers that do not come through serverless-offline. */
+  cors?: CorsSettings;
+  /** How long the local server may stay silent; API Gateway's 30 s unless a test says less. */
+  upstreamTimeoutMs?: number;
+  /** How long a client may take to send its request's head and body; Node's 60 s and 300 s unless a test says less. */
+  clientTimeoutMs?: number;
   host?: string;
 }
 
 const localFunctionsDown = () => new HttpProblem(502, 'local-server-unavailable', { detail: 'The local functions did not answer.' });
 
-/** A small message's whole body (an error, a Lambda result), to `then`. */
-function readWhole(stream: IncomingMessage, then: (body: Buffer) => void): void {
+const functionTimedOut = () => new HttpProblem(504, 'local-function-timeout', { detail: `The local function did not answer within ${GATEWAY_TIMEOUT_MS / 1000} s.` });
+
+/** A small message's whole body (an error, a Lambda result); rejects when the message is cut off. */
+async function readWhole(stream: IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-  stream.on('end', () => then(Buffer.concat(chunks)));
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/**
+ * The CORS fields serverless-offline adds to a function's answer for an allowed origin, for the
+ * answers that do not pass through it; none for another origin, as API Gateway gives none.
+ */
+function corsFieldsFor(request: IncomingMessage, cors: CorsSettings | undefined): Record<string, string> {
+  const origin = request.headers.origin;
+  if (cors === undefined || origin === undefined) return {};
+  const anyOrigin = cors.allowedOrigins.length === 1 && cors.allowedOrigins[0] === '*';
+  if (!anyOrigin && !cors.allowedOrigins.includes(origin)) return {};
+  const fields: Record<string, string> = { 'access-control-allow-origin': origin };
+  if (cors.maxAge !== undefined) fields['access-control-max-age'] = String(cors.maxAge);
+  if (cors.exposedResponseHeaders !== undefined) fields['access-control-expose-headers'] = cors.exposedResponseHeaders.join(',');
+  if (cors.allowedMethods !== undefined) fields['access-control-allow-methods'] = cors.allowedMethods.join(',');
+  if (cors.allowedHeaders !== undefined) fields['access-control-allow-headers'] = cors.allowedHeaders.join(',');
+  return fields;
 }
 
 const tooLarge = () =>
@@ -65,42 +109,59 @@ function problemMessage(problem: HttpProblem): { fields: Record<string, string |
   return { fields: { ...SECURITY_HEADERS, ...headers, 'Content-Length': Buffer.byteLength(body) }, body };
 }
 
-function send(response: ServerResponse, problem: HttpProblem): void {
+/** Answers `problem`, with `extraFields` (CORS, Connection). */
+function send(response: ServerResponse, problem: HttpProblem, extraFields: Record<string, string> = {}): void {
   if (response.headersSent) {
     response.destroy(); // a response already under way cannot turn into a problem
     return;
   }
   const { fields, body } = problemMessage(problem);
-  response.writeHead(problem.status, problem.title, fields);
+  response.writeHead(problem.status, problem.title, { ...fields, ...extraFields });
   response.end(body);
 }
 
-/** Fields as they came (names' case and repeats kept, as Node's raw list), less `dropped`. */
+/** The fields a Connection field names: they describe that connection too (RFC 9110 §7.6.1). */
+function connectionOptions(raw: string[]): Set<string> {
+  const named = new Set<string>();
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.toLowerCase() !== 'connection') continue;
+    for (const option of raw[i + 1]!.split(',')) named.add(option.trim().toLowerCase());
+  }
+  return named;
+}
+
+/** Fields as they came (names' case and repeats kept, as Node's raw list), less `dropped` and those Connection names. */
 function fieldsLess(raw: string[], dropped: ReadonlySet<string>): string[] {
+  const nominated = connectionOptions(raw);
   const kept: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
-    if (!dropped.has(raw[i]!.toLowerCase())) kept.push(raw[i]!, raw[i + 1]!);
+    const name = raw[i]!.toLowerCase();
+    if (!dropped.has(name) && !nominated.has(name)) kept.push(raw[i]!, raw[i + 1]!);
   }
   return kept;
 }
 
 /**
- * Each field once, the values of a repeated one joined by commas (API Gateway's payload 2.0),
- * except Cookie, whose pairs the local server reads from every line as API Gateway does.
+ * Each field once, in the order of its first line, the values of a repeated one joined by commas
+ * (API Gateway's payload 2.0), except Cookie, whose pairs the local server reads from every line
+ * as API Gateway does.
  */
 function joinedRepeats(raw: string[]): string[] {
-  const joined = new Map<string, [string, string]>();
-  const fields: string[] = [];
+  const lines: [string, string][] = [];
+  const firstLineOf = new Map<string, [string, string]>();
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const key = name.toLowerCase();
-    const seen = joined.get(key);
-    if (key === 'cookie') fields.push(name, raw[i + 1]!);
-    else if (seen === undefined) joined.set(key, [name, raw[i + 1]!]);
-    else seen[1] = `${seen[1]}, ${raw[i + 1]!}`;
+    const first = key === 'cookie' ? undefined : firstLineOf.get(key);
+    if (first !== undefined) {
+      first[1] = `${first[1]}, ${raw[i + 1]!}`;
+      continue;
+    }
+    const line: [string, string] = [name, raw[i + 1]!];
+    lines.push(line);
+    if (key !== 'cookie') firstLineOf.set(key, line);
   }
-  for (const [name, value] of joined.values()) fields.push(name, value);
-  return fields;
+  return lines.flat();
 }
 
 /**
@@ -131,27 +192,28 @@ function isJsonError(upstream: IncomingMessage): boolean {
   return (upstream.statusCode ?? 0) >= 400 && /^application\/json\b/i.test(type);
 }
 
-function relay(upstream: IncomingMessage, response: ServerResponse): void {
+/** What the local server answered, as it came, or as a problem when the local server made it. */
+async function relay(upstream: IncomingMessage, response: ServerResponse, cors: Record<string, string>): Promise<void> {
   const status = upstream.statusCode ?? 502;
   const headers = fieldsLess(upstream.rawHeaders, NOT_RELAYED);
   if (!isJsonError(upstream)) {
     response.writeHead(status, upstream.statusMessage, headers);
-    upstream.pipe(response);
+    // An answer cut off on the way (the local server stopped) is cut off for the client too.
+    pipeline(upstream, response, () => {});
     return;
   }
   // Passed on as it is unless the local server made it.
-  readWhole(upstream, (body) => {
-    const serverError = localServerError(status, body.toString('utf8'));
-    if (serverError === undefined) {
-      response.writeHead(status, upstream.statusMessage, headers);
-      response.end(body);
-      return;
-    }
-    // hapi's message, unless it only repeats the status's name ("Bad Request").
-    const { message } = serverError;
-    const detail = typeof message === 'string' && message !== '' && message !== serverError.error ? shown(message) : undefined;
-    send(response, new HttpProblem(status, slugOf(status), detail === undefined ? {} : { detail }));
-  });
+  const body = await readWhole(upstream);
+  const serverError = localServerError(status, body.toString('utf8'));
+  if (serverError === undefined) {
+    response.writeHead(status, upstream.statusMessage, headers);
+    response.end(body);
+    return;
+  }
+  // hapi's message, unless it only repeats the status's name ("Bad Request").
+  const { message } = serverError;
+  const detail = typeof message === 'string' && message !== '' && message !== serverError.error ? shown(message) : undefined;
+  send(response, new HttpProblem(status, slugOf(status), detail === undefined ? {} : { detail }), cors);
 }
 
 const declaredTooLarge = (request: IncomingMessage) => Number(request.headers['content-length'] ?? 0) > GATEWAY_MAX_BODY_BYTES;
@@ -206,86 +268,149 @@ function catchAllEvent(request: IncomingMessage): APIGatewayProxyEventV2 {
   };
 }
 
-/** Invokes the catch-all function with `request`'s event and answers with what it returns. */
-function answerFromCatchAll(request: IncomingMessage, response: ServerResponse, catchAll: NonNullable<GatewayOptions['catchAll']>, agent: Agent): void {
-  request.resume(); // the catch-all reads no body
-  const invocation = forward({
-    host: '127.0.0.1',
-    port: catchAll.lambdaPort,
-    method: 'POST',
-    path: `/2015-03-31/functions/${catchAll.functionName}/invocations`,
-    headers: { 'Content-Type': 'application/json' },
-    agent,
-  });
-  invocation.on('error', () => {
-    if (!response.writableEnded) send(response, localFunctionsDown());
-  });
-  invocation.on('response', (answer) => {
-    readWhole(answer, (text) => {
-      let result: APIGatewayProxyStructuredResultV2;
-      try {
-        result = JSON.parse(text.toString('utf8')) as APIGatewayProxyStructuredResultV2;
-      } catch {
-        send(response, localFunctionsDown());
-        return;
-      }
-      const body = result.body === undefined ? Buffer.alloc(0) : Buffer.from(result.body, result.isBase64Encoded ? 'base64' : 'utf8');
-      const status = result.statusCode ?? 200;
-      // A 204 or 304 has no body, and says nothing of its length (RFC 9110).
-      const length = status === 204 || status === 304 ? {} : { 'Content-Length': body.length };
-      response.writeHead(status, { ...result.headers, ...length } as Record<string, string | number>);
-      response.end(request.method === 'HEAD' ? undefined : body);
-    });
-  });
-  invocation.end(JSON.stringify(catchAllEvent(request)));
+/** What a request needs to be answered: its response, the stage's CORS fields for it, and the ways on. */
+interface Exchange {
+  request: IncomingMessage;
+  response: ServerResponse;
+  cors: Record<string, string>;
+  options: GatewayOptions;
+  agent: Agent;
 }
 
-function handle(request: IncomingMessage, response: ServerResponse, options: GatewayOptions, agent: Agent): void {
-  if (declaredTooLarge(request)) {
-    // Not read, not forwarded; Node reads and drops the rest, so the client gets to read the answer.
-    send(response, tooLarge());
-    return;
-  }
-  if (options.catchAll !== undefined && matchesNoRoute(request)) {
-    answerFromCatchAll(request, response, options.catchAll, agent);
-    return;
-  }
-  const outgoing = forward({ host: '127.0.0.1', port: options.upstreamPort, method: request.method, path: request.url, headers: joinedRepeats(fieldsLess(request.rawHeaders, NOT_FORWARDED)), agent });
-  outgoing.on('response', (upstream) => relay(upstream, response));
+/** An answer that could not be finished: a problem if none has started, else cut off. */
+function answerFailed({ response, cors }: Exchange, problem: HttpProblem): void {
+  if (response.headersSent) response.destroy();
+  else send(response, problem, cors);
+}
+
+/** Sends `outgoing` on its way: an unreachable local server is a 502, a silent one a 504, a client gone takes it along. */
+function watched(outgoing: ClientRequest, exchange: Exchange): ClientRequest {
+  let timedOut = false;
+  outgoing.setTimeout(exchange.options.upstreamTimeoutMs ?? GATEWAY_TIMEOUT_MS, () => {
+    timedOut = true;
+    outgoing.destroy();
+    answerFailed(exchange, functionTimedOut());
+  });
   outgoing.on('error', () => {
-    if (!response.writableEnded) send(response, localFunctionsDown());
+    if (!timedOut && !exchange.response.writableEnded) answerFailed(exchange, localFunctionsDown());
   });
-  // A client that goes away takes its forwarded request with it.
-  response.on('close', () => {
-    if (!response.writableFinished) outgoing.destroy();
+  exchange.response.on('close', () => {
+    if (!exchange.response.writableFinished) outgoing.destroy();
   });
+  return outgoing;
+}
+
+/** The catch-all's result, as API Gateway turns it into an answer. */
+async function answerWithResult(invocation: IncomingMessage, exchange: Exchange): Promise<void> {
+  const text = (await readWhole(invocation)).toString('utf8');
+  if (invocation.statusCode !== 200) {
+    answerFailed(exchange, localFunctionsDown()); // no such function: serverless-offline is not serving this project
+    return;
+  }
+  let result: unknown;
+  try {
+    result = JSON.parse(text);
+  } catch {
+    result = undefined;
+  }
+  if (invocation.headers['x-amz-function-error'] !== undefined || typeof result !== 'object' || result === null) {
+    // What API Gateway answers for a function that failed, in this API's shape.
+    answerFailed(exchange, new HttpProblem(500, 'internal', { detail: 'Something went wrong on our side.' }));
+    return;
+  }
+  const { statusCode: status = 200, headers = {}, body: text64 = '', isBase64Encoded } = result as APIGatewayProxyStructuredResultV2;
+  const body = Buffer.from(text64, isBase64Encoded === true ? 'base64' : 'utf8');
+  // A 204 or 304 has no body, and says nothing of its length (RFC 9110).
+  const length = status === 204 || status === 304 ? {} : { 'Content-Length': body.length };
+  exchange.response.writeHead(status, { ...headers, ...exchange.cors, ...length } as Record<string, string | number>);
+  exchange.response.end(exchange.request.method === 'HEAD' ? undefined : body);
+}
+
+/** Invokes the catch-all function with the request's event and answers with what it returns. */
+function answerFromCatchAll(exchange: Exchange, catchAll: NonNullable<GatewayOptions['catchAll']>): void {
+  exchange.request.resume(); // the catch-all reads no body
+  const invocation = watched(
+    forward({
+      host: '127.0.0.1',
+      port: catchAll.lambdaPort,
+      method: 'POST',
+      path: `/2015-03-31/functions/${catchAll.functionName}/invocations`,
+      headers: { 'Content-Type': 'application/json' },
+      agent: exchange.agent,
+    }),
+    exchange,
+  );
+  invocation.on('response', (answer) => answerWithResult(answer, exchange).catch(() => answerFailed(exchange, localFunctionsDown())));
+  invocation.end(JSON.stringify(catchAllEvent(exchange.request)));
+}
+
+/** Why the request's Host fields make it unanswerable (RFC 9112 §3.2), if they do. */
+function hostProblem(request: IncomingMessage): HttpProblem | undefined {
+  const hosts = request.rawHeaders.filter((field, index) => index % 2 === 0 && field.toLowerCase() === 'host').length;
+  if (hosts > 1) return new HttpProblem(400, 'malformed-request', { detail: 'The request has more than one Host field.' });
+  if (hosts === 0 && request.httpVersion !== '1.0') return new HttpProblem(400, 'malformed-request', { detail: 'An HTTP/1.1 request must have a Host field.' });
+  return undefined;
+}
+
+/** The fields forwarded to the local server: an HTTP/1.0 request may come without Host, which HTTP/1.1 requires. */
+function forwardedFields(exchange: Exchange): string[] {
+  const fields = joinedRepeats(fieldsLess(exchange.request.rawHeaders, NOT_FORWARDED));
+  if (exchange.request.headers.host === undefined) fields.push('Host', `127.0.0.1:${exchange.request.socket.localPort}`);
+  return fields;
+}
+
+function forwardToLocalServer(exchange: Exchange): void {
+  const { request, response, options, agent } = exchange;
+  const outgoing = watched(forward({ host: '127.0.0.1', port: options.upstreamPort, method: request.method, path: request.url, headers: forwardedFields(exchange), agent }), exchange);
+  outgoing.on('response', (upstream) => relay(upstream, response, exchange.cors).catch(() => answerFailed(exchange, localFunctionsDown())));
   let received = 0;
   request.on('data', (chunk: Buffer) => {
     received += chunk.length;
     if (received > GATEWAY_MAX_BODY_BYTES) {
-      // A body sent without its length (chunked) crossed the limit on the way.
+      // A body sent without its length (chunked) crossed the limit on the way: the rest is not read.
       request.removeAllListeners('data');
       request.unpipe(outgoing);
       outgoing.destroy();
-      send(response, tooLarge());
+      send(response, tooLarge(), { ...exchange.cors, Connection: 'close' });
       request.resume();
     }
   });
   request.pipe(outgoing);
 }
 
-/** Parser refusals (before any request exists): a problem, then the connection is closed. */
-function refuse(error: NodeJS.ErrnoException & { code?: string }, socket: Socket): void {
+function handle(exchange: Exchange): void {
+  const { request, response, options } = exchange;
+  const refused = hostProblem(request) ?? (declaredTooLarge(request) ? tooLarge() : undefined);
+  if (refused !== undefined) {
+    // Not read, not forwarded; Node reads and drops the rest, so the client gets to read the answer.
+    send(response, refused, exchange.cors);
+    return;
+  }
+  if (options.catchAll !== undefined && matchesNoRoute(request)) answerFromCatchAll(exchange, options.catchAll);
+  else forwardToLocalServer(exchange);
+}
+
+/** The problem for what Node's parser refused, before any request existed. */
+function parserProblem(error: NodeJS.ErrnoException): HttpProblem {
+  switch (error.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return new HttpProblem(431, 'headers-too-large', { detail: 'The request line and headers exceed 16 KiB.' });
+    case 'HPE_INVALID_METHOD':
+      return new HttpProblem(501, 'unknown-method', { detail: 'The request method is not one this API knows (methods are case-sensitive).' });
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return new HttpProblem(408, 'request-timeout', { detail: 'The request was not received in time.' });
+    default:
+      return new HttpProblem(400, 'malformed-request', { detail: 'The request is not valid HTTP/1.1.' });
+  }
+}
+
+/** Parser refusals: a problem, then the connection is closed. */
+function refuse(error: NodeJS.ErrnoException, socket: Socket): void {
   if (!socket.writable) {
     socket.destroy();
     return;
   }
-  const problem =
-    error.code === 'HPE_HEADER_OVERFLOW'
-      ? new HttpProblem(431, 'headers-too-large', { detail: 'The request line and headers exceed 16 KiB.' })
-      : error.code === 'HPE_INVALID_METHOD'
-        ? new HttpProblem(501, 'unknown-method', { detail: 'The request method is not one this API knows (methods are case-sensitive).' })
-        : new HttpProblem(400, 'malformed-request', { detail: 'The request is not valid HTTP/1.1.' });
+  const problem = parserProblem(error);
   const { fields, body } = problemMessage(problem);
   const head = Object.entries({ ...fields, Connection: 'close' }).map(([name, value]) => `${name}: ${value}\r\n`).join('');
   socket.end(`HTTP/1.1 ${problem.status} ${problem.title}\r\n${head}\r\n${body}`);
@@ -295,14 +420,20 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // No kept-alive sockets: one the local server closes as it idles out would turn the next request into a 502.
   const agent = new Agent({ keepAlive: false });
   const serve = (request: IncomingMessage, response: ServerResponse) => {
+    const exchange: Exchange = { request, response, cors: corsFieldsFor(request, options.cors), options, agent };
     try {
-      handle(request, response, options, agent);
+      handle(exchange);
     } catch {
       // A request no handling step foresaw gets a problem; the dev server stays up.
-      send(response, new HttpProblem(400, 'malformed-request', { detail: 'The request could not be handled.' }));
+      answerFailed(exchange, new HttpProblem(400, 'malformed-request', { detail: 'The request could not be handled.' }));
     }
   };
-  const server = createServer(serve);
+  // The Host checks are this module's, answered as problems (Node's own answer is an empty 400).
+  const clientTimeouts =
+    options.clientTimeoutMs === undefined
+      ? {}
+      : { headersTimeout: options.clientTimeoutMs, requestTimeout: options.clientTimeoutMs, connectionsCheckingInterval: Math.max(10, options.clientTimeoutMs / 4) };
+  const server = createServer({ requireHostHeader: false, ...clientTimeouts }, serve);
   server.on('clientError', refuse);
   // `Expect: 100-continue`: a body over the limit is refused before the client sends it.
   server.on('checkContinue', (request: IncomingMessage, response: ServerResponse) => {

@@ -23,6 +23,10 @@ describe('npm run dev', () => {
     expect(dev.output()).toContain('local redis-server on redis://127.0.0.1:');
   });
 
+  it('names the port it serves on when it is ready, not the internal one of serverless-offline', () => {
+    expect(dev.output()).toContain(`Server ready: ${dev.baseUrl}`);
+  });
+
   it('answers HEAD /health as GET, without a body', async () => {
     const response = await fetch(`${dev.baseUrl}/health`, { method: 'HEAD' });
 
@@ -182,6 +186,14 @@ describe('npm run dev', () => {
 
       expect(response.headers.get('access-control-allow-origin')).toBe(allowed);
       expect(response.headers.get('access-control-expose-headers')).toContain('RateLimit');
+    });
+
+    it('lets an allowed origin read the answers that come from no route, as those of the routes', async () => {
+      const response = await fetch(`${dev.baseUrl}/chat/`, { headers: { origin: allowed } });
+
+      expect(response.status).toBe(404);
+      expect(response.headers.get('access-control-allow-origin')).toBe(allowed);
+      expect(response.headers.get('access-control-expose-headers')).toContain('X-Request-Id');
     });
 
     it('gives another origin no CORS header, on the preflight and on the answer', async () => {

@@ -47,8 +47,12 @@ const problemOf = async (response: Response) => ({
   body: (await response.json()) as Record<string, unknown>,
 });
 
+const allowedOrigin = 'http://app.test';
+const cors = { allowedOrigins: [allowedOrigin], allowedMethods: ['GET', 'POST', 'OPTIONS'], exposedResponseHeaders: ['RateLimit', 'X-Request-Id'], maxAge: 600 };
+
 describe('the local gateway of npm run dev', () => {
   let upstream: Server;
+  let upstreamPort: number;
   let gateway: Gateway;
   let base: string;
   let received: Received[];
@@ -65,9 +69,9 @@ describe('the local gateway of npm run dev', () => {
       });
     });
     await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-    const upstreamPort = (upstream.address() as AddressInfo).port;
+    upstreamPort = (upstream.address() as AddressInfo).port;
     // The stand-in is also serverless-offline's Lambda port, where the catch-all is invoked.
-    gateway = await startGateway({ port: 0, upstreamPort, catchAll: { lambdaPort: upstreamPort, functionName: 'svc-dev-notFound' } });
+    gateway = await startGateway({ port: 0, upstreamPort, catchAll: { lambdaPort: upstreamPort, functionName: 'svc-dev-notFound' }, cors });
     base = `http://127.0.0.1:${gateway.port}`;
   });
   afterAll(async () => {
@@ -114,6 +118,8 @@ describe('the local gateway of npm run dev', () => {
     const valuesOf = (wanted: string) => fields.filter((_, index) => index % 2 === 1 && fields[index - 1]!.toLowerCase() === wanted);
     expect(valuesOf('authorization')).toEqual(['Bearer first, Bearer second']);
     expect(valuesOf('cookie')).toEqual(['a=1', 'b=2']);
+    const names = fields.filter((_, index) => index % 2 === 0).map((name) => name.toLowerCase());
+    expect(names.slice(0, 4)).toEqual(['host', 'authorization', 'cookie', 'cookie']); // in the order they came
   });
 
   describe('what matches no route goes to the catch-all function, as API Gateway sends it to $default', () => {
@@ -167,6 +173,41 @@ describe('the local gateway of npm run dev', () => {
       expect(received[0]!.url).toBe(invocation);
     });
 
+    it("adds the stage's CORS fields to its answer for an allowed origin, and none for another", async () => {
+      answer = lambdaResult({ statusCode: 404, headers: { 'Content-Type': 'application/problem+json' }, body: '{"status":404}' });
+
+      const allowed = await fetch(`${base}/chat/`, { headers: { Origin: allowedOrigin } });
+      const stranger = await fetch(`${base}/chat/`, { headers: { Origin: 'http://elsewhere.test' } });
+
+      expect(allowed.headers.get('access-control-allow-origin')).toBe(allowedOrigin);
+      expect(allowed.headers.get('access-control-expose-headers')).toBe('RateLimit,X-Request-Id');
+      expect(stranger.status).toBe(404);
+      expect(stranger.headers.get('access-control-allow-origin')).toBeNull();
+    });
+
+    it('answers a 500 problem when the function fails, as API Gateway does', async () => {
+      answer = (_request, response) => {
+        response.writeHead(200, { 'Content-Type': 'application/json', 'X-Amz-Function-Error': 'Unhandled' });
+        response.end(JSON.stringify({ errorType: 'Error', errorMessage: 'boom' }));
+      };
+
+      const response = await fetch(`${base}/chat/`);
+
+      expect(await problemOf(response)).toEqual({
+        status: 500,
+        contentType: 'application/problem+json',
+        body: expect.objectContaining({ type: 'https://tutor-copiloto.dev/problems/internal', status: 500 }),
+      });
+    });
+
+    it('answers a 502 problem when the local server has no such function', async () => {
+      answer = jsonAnswer(404, { Message: 'Function not found' });
+
+      const response = await fetch(`${base}/chat/`);
+
+      expect((await problemOf(response)).body).toEqual(expect.objectContaining({ type: 'https://tutor-copiloto.dev/problems/local-server-unavailable', status: 502 }));
+    });
+
     it('leaves a CORS preflight to the local server, which answers it as API Gateway does', async () => {
       const response = await fetch(`${base}/chat`, {
         method: 'OPTIONS',
@@ -215,6 +256,77 @@ describe('the local gateway of npm run dev', () => {
     });
   });
 
+  it("adds the stage's CORS fields to the problems it gives itself, for an allowed origin", async () => {
+    answer = jsonAnswer(400, { statusCode: 400, error: 'Bad Request', message: 'Bad Request' });
+
+    const rewritten = await fetch(`${base}/%zz`, { headers: { Origin: allowedOrigin } });
+
+    expect(rewritten.headers.get('content-type')).toBe('application/problem+json');
+    expect(rewritten.headers.get('access-control-allow-origin')).toBe(allowedOrigin);
+  });
+
+  it('drops the fields a Connection field names, which describe that connection only', async () => {
+    await rawExchange(gateway.port, 'GET /health HTTP/1.1\r\nHost: x\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nX-Kept: 2\r\n\r\n');
+
+    const names = received[0]!.rawHeaders.filter((_, index) => index % 2 === 0).map((name) => name.toLowerCase());
+    expect(names).not.toContain('x-hop');
+    expect(names).toContain('x-kept');
+  });
+
+  it('refuses a request with two Host fields, or an HTTP/1.1 one with none, with a 400 problem', async () => {
+    const twoHosts = await rawExchange(gateway.port, 'GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n');
+    const noHost = await rawExchange(gateway.port, 'GET /health HTTP/1.1\r\nConnection: close\r\n\r\n');
+
+    expect(twoHosts).toMatch(/^HTTP\/1\.1 400 /);
+    expect(twoHosts).toContain('more than one Host field');
+    expect(noHost).toMatch(/^HTTP\/1\.1 400 /);
+    expect(noHost).toContain('must have a Host field');
+    expect(received).toEqual([]);
+  });
+
+  it('forwards an HTTP/1.0 request without Host, naming the gateway as its host', async () => {
+    const reply = await rawExchange(gateway.port, 'GET /health HTTP/1.0\r\n\r\n');
+
+    expect(reply).toMatch(/^HTTP\/1\.1 200 /);
+    expect(received[0]!.rawHeaders).toEqual(expect.arrayContaining(['Host', `127.0.0.1:${gateway.port}`]));
+  });
+
+  it('cuts the answer off for the client when the local server stops in the middle of it', async () => {
+    answer = (_request, response) => {
+      response.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': '100' });
+      response.write('the first part');
+      setTimeout(() => response.socket?.destroy(), 20);
+    };
+
+    const response = await fetch(`${base}/health`);
+
+    await expect(response.text()).rejects.toThrow();
+  });
+
+  it('answers a 504 problem when the local server stays silent past the time-out', async () => {
+    answer = () => {}; // never answers
+    const patient = await startGateway({ port: 0, upstreamPort, upstreamTimeoutMs: 100 });
+    try {
+      const response = await fetch(`http://127.0.0.1:${patient.port}/chat`, { method: 'POST', body: '{}' });
+
+      expect((await problemOf(response)).body).toEqual(expect.objectContaining({ type: 'https://tutor-copiloto.dev/problems/local-function-timeout', status: 504 }));
+    } finally {
+      await patient.close();
+    }
+  });
+
+  it('answers a 408 problem to a client that does not finish its request in time', async () => {
+    const hurried = await startGateway({ port: 0, upstreamPort, clientTimeoutMs: 100 });
+    try {
+      const reply = await rawExchange(hurried.port, 'GET /health HTTP/1.1\r\nHost: x\r\n');
+
+      expect(reply).toMatch(/^HTTP\/1\.1 408 /);
+      expect(reply).toContain('"type":"https://tutor-copiloto.dev/problems/request-timeout"');
+    } finally {
+      await hurried.close();
+    }
+  });
+
   it('refuses a body declared over 10 MiB with a 413 problem, without forwarding it', async () => {
     const body = Buffer.alloc(GATEWAY_MAX_BODY_BYTES + 1, 0x61);
 
@@ -242,6 +354,7 @@ describe('the local gateway of npm run dev', () => {
     const atTheLimit = await post(GATEWAY_MAX_BODY_BYTES);
 
     expect((await problemOf(over)).status).toBe(413);
+    expect(over.headers.get('connection')).toBe('close'); // the rest of its body is not read
     expect(atTheLimit.status).toBe(200);
     expect(((await atTheLimit.json()) as { body: string }).body).toHaveLength(GATEWAY_MAX_BODY_BYTES);
     expect(received).toHaveLength(1);
