@@ -151,8 +151,12 @@ function decorate(request: { event: APIGatewayProxyEventV2; response: unknown; c
     ...(requestId ? { 'X-Request-Id': requestId } : {}),
     ...response.headers,
   };
-  // A HEAD is answered as its GET, without the body (RFC 9110): the headers say what GET would send.
-  if (request.event.requestContext?.http?.method === 'HEAD') delete response.body;
+  // A HEAD is answered as its GET, without the body (RFC 9110): the headers say what GET would
+  // send, its length included (else the server would give the length of the empty body, 0).
+  if (request.event.requestContext?.http?.method === 'HEAD' && response.body !== undefined) {
+    response.headers['Content-Length'] = String(Buffer.byteLength(response.body, response.isBase64Encoded === true ? 'base64' : 'utf8'));
+    delete response.body;
+  }
   request.response = response;
 }
 

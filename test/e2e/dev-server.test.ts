@@ -28,10 +28,12 @@ describe('npm run dev', () => {
   });
 
   it('answers HEAD /health as GET, without a body', async () => {
+    const get = await fetch(`${dev.baseUrl}/health`);
     const response = await fetch(`${dev.baseUrl}/health`, { method: 'HEAD' });
 
     expect(response.status).toBe(200);
     expect(response.headers.get('content-type')).toBe('application/json; charset=utf-8');
+    expect(response.headers.get('content-length')).toBe(String(Buffer.byteLength(await get.text())));
     expect(await response.text()).toBe('');
   });
 

@@ -20,13 +20,15 @@ describe('GET /health', () => {
     expect(response.json).toEqual({ status: 'ok', redis: 'ok', version: packageJson.version });
   });
 
-  it('answers HEAD as it answers GET, without the body', async () => {
+  it('answers HEAD as it answers GET, without the body but with its length', async () => {
     await useEnvironment({ REDIS_URL: redis.server.url });
+    const get = await invoke(handler, httpEvent('GET', '/health'));
 
     const response = await invoke(handler, httpEvent('HEAD', '/health'));
 
     expect(response.statusCode).toBe(200);
     expect(response.headers['content-type']).toBe('application/json; charset=utf-8');
+    expect(response.headers['content-length']).toBe(String(Buffer.byteLength(get.body)));
     expect(response.body).toBe('');
   });
 
