@@ -18,7 +18,7 @@
 import { log, scrubbedExcerpt } from '../logger.ts';
 import { HttpProblem } from '../problem.ts';
 import { retryAfterMs } from '../retry-after.ts';
-import { estimateTokens } from '../tokens-estimate.ts';
+import { estimateTokens, reportedTokens } from '../tokens-estimate.ts';
 import { base64ToVector } from './float32.ts';
 import type { EmbeddingInput, EmbedOptions, EmbedResult, EmbeddingsProvider } from './provider.ts';
 
@@ -171,10 +171,9 @@ export class OpenAiEmbeddings implements EmbeddingsProvider {
       }
       vectors[index] = vector;
     });
-    const counted = body.usage?.prompt_tokens;
     return {
       vectors: vectors as Float32Array[],
-      promptTokens: typeof counted === 'number' && Number.isFinite(counted) ? counted : inputs.reduce((sum, input) => sum + estimateTokens(input), 0),
+      promptTokens: reportedTokens(body.usage?.prompt_tokens) ?? inputs.reduce((sum, input) => sum + estimateTokens(input), 0),
     };
   }
 }

@@ -23,6 +23,7 @@
 import { registerSecret } from '../logger.ts';
 import { HttpProblem } from '../problem.ts';
 import { retryAfterMs } from '../retry-after.ts';
+import { estimateTokens, reportedTokens } from '../tokens-estimate.ts';
 import type { ChatProvider, Completion, CompletionOptions, CompletionRequest } from './provider.ts';
 
 export const ANTHROPIC_VERSION = '2023-06-01';
@@ -138,21 +139,19 @@ function toCompletion(reply: MessagesReply): Completion {
     });
   }
   const usage = reply.usage ?? {};
+  const content = blocks.map((block) => (block.type === 'text' && typeof block.text === 'string' ? block.text : '')).join('');
   return {
     id: reply.id,
     model: typeof reply.model === 'string' ? reply.model : 'unknown',
-    content: blocks.map((block) => (block.type === 'text' && typeof block.text === 'string' ? block.text : '')).join(''),
+    content,
     stopReason: reply.stop_reason,
     usage: {
-      // Every input token the model read, whether billed fresh or from Claude's prompt cache.
-      inputTokens: count(usage.input_tokens) + count(usage.cache_creation_input_tokens) + count(usage.cache_read_input_tokens),
-      outputTokens: count(usage.output_tokens),
+      // Every input token the model read, whether billed fresh or from Claude's prompt cache; a
+      // part Claude left out (or sent as no count) is none.
+      inputTokens: (reportedTokens(usage.input_tokens) ?? 0) + (reportedTokens(usage.cache_creation_input_tokens) ?? 0) + (reportedTokens(usage.cache_read_input_tokens) ?? 0),
+      outputTokens: reportedTokens(usage.output_tokens) ?? estimateTokens(content),
     },
   };
-}
-
-function count(value: unknown): number {
-  return typeof value === 'number' && Number.isFinite(value) && value > 0 ? Math.round(value) : 0;
 }
 
 async function readError(response: Response): Promise<{ errorType: string; message: string }> {

@@ -31,6 +31,8 @@ export interface Step {
   garbage?: boolean;
   /** Answer 200 with a body that is not JSON at all (a proxy's HTML page, a cut-off reply). */
   unreadable?: boolean;
+  /** Report these usage fields instead of the counted ones (an upstream's odd numbers). */
+  usage?: Record<string, unknown>;
 }
 
 export interface ReceivedRequest {
@@ -160,6 +162,7 @@ export async function startAnthropicDouble(): Promise<AnthropicDouble> {
       cache_creation_input_tokens: cacheCreation,
       cache_read_input_tokens: cacheRead,
       output_tokens: tokens(answer),
+      ...step.usage,
     };
     const id = `msg_double_${String(sequence).padStart(6, '0')}`;
     const stopReason = step.stopReason ?? 'end_turn';

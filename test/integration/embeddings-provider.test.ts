@@ -8,6 +8,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { embeddingsProvider } from '../../shared/embeddings/configured-provider.ts';
 import { OpenAiEmbeddings } from '../../shared/embeddings/openai.ts';
 import { HttpProblem } from '../../shared/problem.ts';
+import { estimateTokens } from '../../shared/tokens-estimate.ts';
 import {
   DOUBLE_MODEL,
   doubleTokens,
@@ -76,6 +77,17 @@ describe('the OpenAI-compatible embeddings provider', () => {
 
     expect(result.vectors.map((vector) => Array.from(vector))).toEqual(texts.map((text) => Array.from(doubleVector(text, 32))));
     expect(result.promptTokens).toBe(texts.reduce((sum, text) => sum + doubleTokens(text), 0));
+  });
+
+  it.each([-7, 2.5, 1e300, '12'])('estimates the token count when upstream reports %s, which is no count', async (reported) => {
+    const answer = JSON.parse(base64AnswerWith([])) as { usage: { prompt_tokens: unknown } };
+    answer.usage.prompt_tokens = reported;
+    upstream.failure = { status: 200, body: JSON.stringify(answer) };
+    const texts = ['one text here', 'two'];
+
+    const result = await provider().embed(texts);
+
+    expect(result.promptTokens).toBe(estimateTokens(texts[0]!) + estimateTokens(texts[1]!));
   });
 
   it('sends token arrays upstream unchanged, in one request', async () => {
