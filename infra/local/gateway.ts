@@ -18,9 +18,11 @@
 //     client too slow to send its request gets a 408;
 //   - a function that does not answer within API Gateway's 30 s is a 504, and an answer cut off
 //     on the way is cut off for the client too, rather than left hanging;
+//   - a 204 goes without the Content-Type serverless-offline gives every answer;
 //   - what the local server refuses on its own (a path it cannot decode, a malformed header) is
 //     rewritten as a problem with the same status, and what Node's parser refuses here (a header
-//     block over 16 KiB, an unknown method) is answered as one.
+//     block over 16 KiB, an unknown method) is answered as one, as is CONNECT (Node would drop
+//     the connection without a word).
 
 import { randomUUID } from 'node:crypto';
 import { Agent, createServer, request as forward, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -41,6 +43,8 @@ const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-en
 const NOT_FORWARDED = new Set([...HOP_BY_HOP, 'range', 'if-range', 'expect']);
 /** Nor is a range this API serves. */
 const NOT_RELAYED = new Set([...HOP_BY_HOP, 'accept-ranges']);
+/** A 204 has no content to describe: the type the local server gives every answer goes too. */
+const NOT_RELAYED_ON_204 = new Set([...NOT_RELAYED, 'content-type']);
 
 /** A stage's CORS settings, as infra/cors.yml gives them to API Gateway (and to serverless-offline). */
 export interface CorsSettings {
@@ -195,7 +199,7 @@ function isJsonError(upstream: IncomingMessage): boolean {
 /** What the local server answered, as it came, or as a problem when the local server made it. */
 async function relay(upstream: IncomingMessage, response: ServerResponse, cors: Record<string, string>): Promise<void> {
   const status = upstream.statusCode ?? 502;
-  const headers = fieldsLess(upstream.rawHeaders, NOT_RELAYED);
+  const headers = fieldsLess(upstream.rawHeaders, status === 204 ? NOT_RELAYED_ON_204 : NOT_RELAYED);
   if (!isJsonError(upstream)) {
     response.writeHead(status, upstream.statusMessage, headers);
     // An answer cut off on the way (the local server stopped) is cut off for the client too.
@@ -404,17 +408,19 @@ function parserProblem(error: NodeJS.ErrnoException): HttpProblem {
   }
 }
 
-/** Parser refusals: a problem, then the connection is closed. */
-function refuse(error: NodeJS.ErrnoException, socket: Socket): void {
+/** A problem written on the socket itself (no response object exists), then the connection is closed. */
+function refuseOnSocket(socket: Socket, problem: HttpProblem): void {
   if (!socket.writable) {
     socket.destroy();
     return;
   }
-  const problem = parserProblem(error);
   const { fields, body } = problemMessage(problem);
   const head = Object.entries({ ...fields, Connection: 'close' }).map(([name, value]) => `${name}: ${value}\r\n`).join('');
   socket.end(`HTTP/1.1 ${problem.status} ${problem.title}\r\n${head}\r\n${body}`);
 }
+
+/** CONNECT asks for a tunnel, which API Gateway does not open; Node hands it over apart from requests. */
+const noTunnels = () => new HttpProblem(501, 'unknown-method', { detail: 'This API opens no tunnels: CONNECT is not served.' });
 
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // No kept-alive sockets: one the local server closes as it idles out would turn the next request into a 502.
@@ -434,7 +440,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       ? {}
       : { headersTimeout: options.clientTimeoutMs, requestTimeout: options.clientTimeoutMs, connectionsCheckingInterval: Math.max(10, options.clientTimeoutMs / 4) };
   const server = createServer({ requireHostHeader: false, ...clientTimeouts }, serve);
-  server.on('clientError', refuse);
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => refuseOnSocket(socket, parserProblem(error)));
+  server.on('connect', (_request: IncomingMessage, socket: Socket) => refuseOnSocket(socket, noTunnels()));
   // `Expect: 100-continue`: a body over the limit is refused before the client sends it.
   server.on('checkContinue', (request: IncomingMessage, response: ServerResponse) => {
     if (declaredTooLarge(request)) response.setHeader('Connection', 'close'); // the body never comes: nothing to read past

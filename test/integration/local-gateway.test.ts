@@ -376,6 +376,27 @@ describe('the local gateway of npm run dev', () => {
     expect(reply).toContain('"type":"https://tutor-copiloto.dev/problems/unknown-method"');
   });
 
+  it('answers CONNECT, which asks for a tunnel, with a 501 problem', async () => {
+    const reply = await rawExchange(gateway.port, 'CONNECT /health HTTP/1.1\r\nHost: x\r\n\r\n');
+
+    expect(reply).toMatch(/^HTTP\/1\.1 501 /);
+    expect(reply).toContain('Content-Type: application/problem+json');
+    expect(received).toEqual([]);
+  });
+
+  it('passes on a 204 without the Content-Type the local server gives every answer', async () => {
+    answer = (_request, response) => {
+      response.writeHead(204, { 'Content-Type': 'application/json; charset=utf-8', 'X-Request-Id': 'r' });
+      response.end();
+    };
+
+    const response = await fetch(`${base}/auth/logout`, { method: 'POST' });
+
+    expect(response.status).toBe(204);
+    expect(response.headers.get('content-type')).toBeNull();
+    expect(response.headers.get('x-request-id')).toBe('r');
+  });
+
   it('answers 502 problem when the local functions do not answer', async () => {
     const nobody = await startGateway({ port: 0, upstreamPort: await freePort() });
     try {
