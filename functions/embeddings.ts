@@ -15,7 +15,7 @@ import type { Context } from 'aws-lambda';
 import { authenticate, type AuthenticatedEvent } from '#shared/auth/middleware.ts';
 import { config } from '#shared/config.ts';
 import { embeddingsProvider } from '#shared/embeddings/configured-provider.ts';
-import { vectorToBase64, vectorToNumbers } from '#shared/embeddings/float32.ts';
+import { MOST_JSON_BYTES_A_FLOAT, vectorToBase64, vectorToNumbers } from '#shared/embeddings/float32.ts';
 import { openAiErrorMember } from '#shared/embeddings/openai-error.ts';
 import type { EmbeddingsProvider } from '#shared/embeddings/provider.ts';
 import { parseEmbeddingsRequest, type EmbeddingsRequest, type EncodingFormat } from '#shared/embeddings/request.ts';
@@ -31,6 +31,10 @@ import { countUsageInBackground } from '#shared/usage/counters.ts';
 
 /** Lambda's response payload limit is 6 MB; a larger body would reach the client as an opaque 502. */
 const MAX_RESPONSE_BYTES = 6_000_000;
+/** An entry's own fields (`{"object":"embedding","index":255,"embedding":…},`), generously. */
+const MOST_BYTES_AN_ENTRY = 64;
+/** The list's own fields (object, model, usage), generously. */
+const MOST_BYTES_OF_THE_LIST = 1024;
 /** Time kept back from the function's time-out to write the cache and answer after the provider. */
 const ANSWER_MARGIN_MS = 1000;
 /** The largest cache read sent before the rate limit has answered (vectors of 4 bytes a dimension). */
@@ -39,11 +43,33 @@ const PREFETCH_MAX_BYTES = 64 * 1024;
 const validated = requestSlot<AuthenticatedEvent, EmbeddingsRequest>('embeddings request');
 const prefetched = requestSlot<AuthenticatedEvent, CacheLookup>('embeddings cache prefetch');
 
-/** The validated request (parsed once per request); throws its 400 problem. */
+/** The most vectors of `dimensions` an answer in `encoding` holds within Lambda's limit, whatever their values. */
+function mostVectorsAnswered(dimensions: number, encoding: EncodingFormat): number {
+  const vectorBytes = encoding === 'base64' ? 4 * Math.ceil((dimensions * 4) / 3) : dimensions * MOST_JSON_BYTES_A_FLOAT;
+  return Math.floor((MAX_RESPONSE_BYTES - MOST_BYTES_OF_THE_LIST) / (vectorBytes + MOST_BYTES_AN_ENTRY));
+}
+
+/**
+ * Refuses, before the rate limit spends anything and the provider is called, a batch whose answer
+ * could pass Lambda's 6 MB: many inputs of many dimensions as JSON numbers (3072 dimensions fit
+ * 114 vectors), or of 8192 dimensions even in base64.
+ */
+function refuseAnswerTooLarge(request: EmbeddingsRequest, dimensions: number): void {
+  const most = mostVectorsAnswered(dimensions, request.encoding);
+  if (request.inputs.length <= most) return;
+  const inBase64 = Math.min(request.inputs.length, mostVectorsAnswered(dimensions, 'base64'));
+  const otherwise = request.encoding === 'float' && inBase64 > most ? `, or encoding_format "base64" (at most ${inBase64})` : '';
+  throw new HttpProblem(413, 'response-too-large', {
+    detail: `An answer of ${request.inputs.length} vectors of ${dimensions} dimensions in ${request.encoding} could exceed the 6 MB response limit: send at most ${most} inputs a request${otherwise}.`,
+  });
+}
+
+/** The validated request (parsed once per request); throws its 400 problem, or its 413 when its answer could not be sent. */
 function requestOf(event: AuthenticatedEvent, provider: EmbeddingsProvider): EmbeddingsRequest {
   let request = validated.get(event);
   if (request === undefined) {
     request = parseEmbeddingsRequest(event.jsonBody, provider);
+    refuseAnswerTooLarge(request, provider.dimensions);
     validated.set(event, request);
   }
   return request;
@@ -122,12 +148,12 @@ async function embeddings(event: AuthenticatedEvent, context: Context): Promise<
     data: outcome.vectors.map((vector, index) => ({ object: 'embedding', index, embedding: encode(vector, request.encoding) })),
     usage,
   });
-  if (Buffer.byteLength(body) > MAX_RESPONSE_BYTES) {
-    throw new HttpProblem(413, 'response-too-large', {
-      detail: 'The vectors of this batch exceed the 6 MB response limit; send fewer inputs or encoding_format "base64".',
-    });
-  }
+  // The provider has been paid for what it embedded, and its vectors are cached, whatever comes next.
   countUsage(event, outcome, request.inputs.length);
+  if (Buffer.byteLength(body) > MAX_RESPONSE_BYTES) {
+    // Only components of a billion or more print longer than MOST_JSON_BYTES_A_FLOAT (embeddings are unit vectors).
+    throw new HttpProblem(502, 'embeddings-upstream-error', { detail: 'The embeddings provider sent vectors too large to answer with.' });
+  }
   return {
     statusCode: 200,
     headers: { 'Content-Type': 'application/json; charset=utf-8', 'X-Cache-Hits': `${outcome.hits}/${request.inputs.length}` },

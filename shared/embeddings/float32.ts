@@ -85,6 +85,14 @@ function shortestFloat32Kernel(): ShortestFloat32Kernel {
 }
 
 /**
+ * The most bytes one value of `vectorToNumbers` takes in a JSON array, its comma included, for
+ * magnitudes under 1e9: `-0.0000010000001,`. Only between 1e-6 and 1e-5 does JSON print five
+ * zeros before the digits, and there no float32 needs more than eight (every one was tried);
+ * smaller values take an exponent (`-1.00000075e-36`), larger ones fewer zeros.
+ */
+export const MOST_JSON_BYTES_A_FLOAT = 17;
+
+/**
  * The vector as plain numbers for the `float` encoding of a JSON response, each the shortest
  * decimal that reads back as the same float32 (at most 9 significant digits, where
  * printing the float32 as a double would take up to 17): JSON vectors a third of the size, and

@@ -5,6 +5,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { handler } from '../../functions/embeddings.ts';
+import { handler as usageRoute } from '../../functions/usage.ts';
 import { base64ToVector } from '../../shared/embeddings/float32.ts';
 import { LocalEmbedder } from '../../shared/embeddings/local.ts';
 import { getRedis } from '../../shared/redis.ts';
@@ -273,13 +274,31 @@ describe('POST /embeddings with the local provider', () => {
     expect(refused.json.error).toMatchObject({ type: 'invalid_request_error', code: 'rate-limited', message: refused.json.detail });
   });
 
-  it('answers 413 rather than a response over the 6 MB Lambda limit', async () => {
+  it('answers 413 rather than a response over the 6 MB Lambda limit, even in base64 at 8192 dimensions', async () => {
     await useEnvironment({ REDIS_URL: redis.server.url, ...FAST_AUTH, EMBEDDINGS_DIMENSIONS: '8192' });
 
     const response = await post({ input: Array.from({ length: 256 }, (_, i) => `wide ${i}`), encoding_format: 'base64' });
 
     expect(response.statusCode).toBe(413);
-    expect(response.json.detail).toMatch(/fewer inputs/);
+    expect(response.json.detail).toMatch(/send at most 137 inputs a request\.$/);
+  });
+
+  it('refuses a batch whose answer could pass the 6 MB limit before it spends a unit or calls the provider, naming what fits', async () => {
+    await useEnvironment({ REDIS_URL: redis.server.url, ...FAST_AUTH, EMBEDDINGS_DIMENSIONS: '3072' });
+    const { token: fresh } = await signUpAndLogIn();
+    const batch = Array.from({ length: 256 }, (_, i) => `wide ${i}`);
+    const remaining = (response: InvokeResult) => Number(/;r=(\d+);/.exec(String(response.headers['ratelimit']))?.[1]);
+
+    const refused = await post({ input: batch }, bearer(fresh));
+    const inBase64 = await post({ input: batch, encoding_format: 'base64' }, bearer(fresh));
+
+    expect(refused.statusCode).toBe(413);
+    expect(refused.json.detail).toBe(
+      'An answer of 256 vectors of 3072 dimensions in float could exceed the 6 MB response limit: send at most 114 inputs a request, or encoding_format "base64" (at most 256).',
+    );
+    expect(inBase64.statusCode).toBe(200);
+    expect(remaining(inBase64)).toBe(remaining(refused) - 256);
+    expect(inBase64.headers['x-cache-hits']).toBe('0/256'); // nothing was embedded or cached for the refused one
   });
 
   it('answers 503 within about a second when Redis is down', async () => {
@@ -412,6 +431,25 @@ describe('POST /embeddings with an OpenAI-compatible provider', () => {
     expect(response.statusCode).toBe(504);
     expect(Date.now() - started).toBeLessThan(1500);
     expect(await embeddingKeys(redis.admin)).toEqual([]);
+  });
+
+  it('answers 502 for vectors too large to answer with, yet counts what the provider was paid for and keeps them', async () => {
+    const dimensions = 3072;
+    await useEnvironment({ ...env(), ...upstream.env(dimensions) });
+    const { token: fresh } = await signUpAndLogIn();
+    const postAs = (body: unknown) => invoke(handler, httpEvent('POST', '/embeddings', { body, headers: bearer(fresh) }));
+    const input = Array.from({ length: 114 }, (_, i) => `huge ${i}`); // as many as fit in 6 MB of unit vectors
+    const huge = new Array<number>(dimensions).fill(Math.fround(-1.2345679e20));
+    upstream.failure = { status: 200, body: JSON.stringify({ data: input.map((_, index) => ({ index, embedding: huge })), usage: { prompt_tokens: 114 } }) };
+
+    const refused = await postAs({ input });
+    upstream.failure = undefined;
+    const again = await postAs({ input, encoding_format: 'base64' });
+    const usage = (await invoke(usageRoute, httpEvent('GET', '/usage', { headers: bearer(fresh) }))).json;
+
+    expect(refused.statusCode).toBe(502);
+    expect(again.headers['x-cache-hits']).toBe('114/114');
+    expect(usage).toMatchObject({ requests: 2, inputTokens: 114, cacheHits: 114 });
   });
 
   it('never shows the upstream API key in a response', async () => {

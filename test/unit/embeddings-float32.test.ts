@@ -2,7 +2,8 @@
 // reads back bit for bit (checked against an exhaustive search), and bytes kept unchanged.
 
 import { describe, expect, it } from 'vitest';
-import { bytesToVector, vectorToBytes, vectorToNumbers } from '../../shared/embeddings/float32.ts';
+import fc from 'fast-check';
+import { bytesToVector, MOST_JSON_BYTES_A_FLOAT, vectorToBytes, vectorToNumbers } from '../../shared/embeddings/float32.ts';
 
 /** The decimal of `digits` significant digits next to `nearest` (a decimal of that length), on the value's other side. */
 function decimalOnTheOtherSide(value: number, nearest: number, digits: number): number {
@@ -63,6 +64,17 @@ describe('float32 vectors as JSON numbers', () => {
 
     expect(Float32Array.from(JSON.parse(json) as number[])).toEqual(vector);
     expect(json.length).toBeLessThan((JSON.stringify(Array.from(vector)).length * 2) / 3);
+  });
+
+  it('prints no value under 1e9 in more than MOST_JSON_BYTES_A_FLOAT bytes, its comma included, the bound an answer is sized by', () => {
+    const underABillion = fc.float({ noNaN: true, noDefaultInfinity: true, min: Math.fround(-999_999_940), max: Math.fround(999_999_940) });
+    const longest = Float32Array.from([-0.0000010000001, -1.00000075e-36, -0.000099999998, -123456790]);
+
+    fc.assert(fc.property(fc.array(underABillion, { minLength: 1, maxLength: 64 }), (values) => {
+      const vector = Float32Array.from(values);
+      expect(JSON.stringify(vectorToNumbers(vector)).length - 1).toBeLessThanOrEqual(vector.length * MOST_JSON_BYTES_A_FLOAT);
+    }));
+    expect(Math.max(...vectorToNumbers(longest).map((value) => `${JSON.stringify(value)},`.length))).toBe(MOST_JSON_BYTES_A_FLOAT);
   });
 
   it('keeps zero, the extremes and the powers of ten exact', () => {
