@@ -49,6 +49,7 @@ const NOT_RELAYED_ON_204 = new Set([...NOT_RELAYED, 'content-type']);
 /** A stage's CORS settings, as infra/cors.yml gives them to API Gateway (and to serverless-offline). */
 export interface CorsSettings {
   allowedOrigins: readonly string[];
+  allowCredentials?: boolean;
   allowedHeaders?: readonly string[];
   allowedMethods?: readonly string[];
   exposedResponseHeaders?: readonly string[];
@@ -78,7 +79,8 @@ export interface GatewayOptions {
 
 const localFunctionsDown = () => new HttpProblem(502, 'local-server-unavailable', { detail: 'The local functions did not answer.' });
 
-const functionTimedOut = () => new HttpProblem(504, 'local-function-timeout', { detail: `The local function did not answer within ${GATEWAY_TIMEOUT_MS / 1000} s.` });
+const functionTimedOut = (timeoutMs: number) =>
+  new HttpProblem(504, 'local-function-timeout', { detail: `The local function did not answer within ${timeoutMs / 1000} s.` });
 
 /** A small message's whole body (an error, a Lambda result); rejects when the message is cut off. */
 async function readWhole(stream: IncomingMessage): Promise<Buffer> {
@@ -96,8 +98,10 @@ function corsFieldsFor(request: IncomingMessage, cors: CorsSettings | undefined)
   if (cors === undefined || origin === undefined) return {};
   const anyOrigin = cors.allowedOrigins.length === 1 && cors.allowedOrigins[0] === '*';
   if (!anyOrigin && !cors.allowedOrigins.includes(origin)) return {};
+  // The same fields, on the same conditions, as serverless-offline's onPreResponse.
   const fields: Record<string, string> = { 'access-control-allow-origin': origin };
-  if (cors.maxAge !== undefined) fields['access-control-max-age'] = String(cors.maxAge);
+  if (cors.allowCredentials) fields['access-control-allow-credentials'] = 'true';
+  if (cors.maxAge) fields['access-control-max-age'] = String(cors.maxAge);
   if (cors.exposedResponseHeaders !== undefined) fields['access-control-expose-headers'] = cors.exposedResponseHeaders.join(',');
   if (cors.allowedMethods !== undefined) fields['access-control-allow-methods'] = cors.allowedMethods.join(',');
   if (cors.allowedHeaders !== undefined) fields['access-control-allow-headers'] = cors.allowedHeaders.join(',');
@@ -281,22 +285,36 @@ interface Exchange {
   agent: Agent;
 }
 
-/** An answer that could not be finished: a problem if none has started, else cut off. */
+/** An answer that could not be finished: a problem if none has started, else cut off; nothing once one has been given. */
 function answerFailed({ response, cors }: Exchange, problem: HttpProblem): void {
+  if (response.writableEnded) return;
   if (response.headersSent) response.destroy();
   else send(response, problem, cors);
 }
 
-/** Sends `outgoing` on its way: an unreachable local server is a 502, a silent one a 504, a client gone takes it along. */
+/**
+ * Sends `outgoing` on its way: an unreachable local server is a 502, one silent from the end of the
+ * request to its answer a 504 (a client slow to send or to read is not the function's delay), a
+ * client gone takes it along.
+ */
 function watched(outgoing: ClientRequest, exchange: Exchange): ClientRequest {
+  const timeoutMs = exchange.options.upstreamTimeoutMs ?? GATEWAY_TIMEOUT_MS;
   let timedOut = false;
-  outgoing.setTimeout(exchange.options.upstreamTimeoutMs ?? GATEWAY_TIMEOUT_MS, () => {
-    timedOut = true;
-    outgoing.destroy();
-    answerFailed(exchange, functionTimedOut());
+  let answered = false;
+  outgoing.once('finish', () => {
+    if (answered) return;
+    outgoing.setTimeout(timeoutMs, () => {
+      timedOut = true;
+      outgoing.destroy();
+      answerFailed(exchange, functionTimedOut(timeoutMs));
+    });
+  });
+  outgoing.once('response', () => {
+    answered = true;
+    outgoing.setTimeout(0);
   });
   outgoing.on('error', () => {
-    if (!timedOut && !exchange.response.writableEnded) answerFailed(exchange, localFunctionsDown());
+    if (!timedOut) answerFailed(exchange, localFunctionsDown());
   });
   exchange.response.on('close', () => {
     if (!exchange.response.writableFinished) outgoing.destroy();
@@ -324,8 +342,8 @@ async function answerWithResult(invocation: IncomingMessage, exchange: Exchange)
   }
   const { statusCode: status = 200, headers = {}, body: text64 = '', isBase64Encoded } = result as APIGatewayProxyStructuredResultV2;
   const body = Buffer.from(text64, isBase64Encoded === true ? 'base64' : 'utf8');
-  // A 204 or 304 has no body, and says nothing of its length (RFC 9110).
-  const length = status === 204 || status === 304 ? {} : { 'Content-Length': body.length };
+  // A 204 or 304 has no body, and says nothing of its length (RFC 9110); a HEAD's is the function's, that of its GET.
+  const length = status === 204 || status === 304 || exchange.request.method === 'HEAD' ? {} : { 'Content-Length': body.length };
   exchange.response.writeHead(status, { ...headers, ...exchange.cors, ...length } as Record<string, string | number>);
   exchange.response.end(exchange.request.method === 'HEAD' ? undefined : body);
 }
@@ -371,7 +389,7 @@ function forwardToLocalServer(exchange: Exchange): void {
   request.on('data', (chunk: Buffer) => {
     received += chunk.length;
     if (received > GATEWAY_MAX_BODY_BYTES) {
-      // A body sent without its length (chunked) crossed the limit on the way: the rest is not read.
+      // A body sent without its length (chunked) crossed the limit on the way: the rest is read and dropped, then the connection closed.
       request.removeAllListeners('data');
       request.unpipe(outgoing);
       outgoing.destroy();
@@ -408,10 +426,22 @@ function parserProblem(error: NodeJS.ErrnoException): HttpProblem {
   }
 }
 
-/** A problem written on the socket itself (no response object exists), then the connection is closed. */
-function refuseOnSocket(socket: Socket, problem: HttpProblem): void {
-  if (!socket.writable) {
+/**
+ * A problem written on the socket itself, then the connection is closed. On a connection with an
+ * answer to give, the fault is the current request's when it has not all come (its body is
+ * malformed or slow): it is answered with the problem; else it is the next request's, and the
+ * connection closes once the current answer is given. An answer under way is only cut off: a
+ * problem written now would land in its middle.
+ */
+function refuseOnSocket(socket: Socket & { _httpMessage?: ServerResponse | null }, problem: HttpProblem): void {
+  const current = socket._httpMessage; // the answer Node is to send next on this connection
+  if (!socket.writable || current?.headersSent === true) {
     socket.destroy();
+    return;
+  }
+  if (current) {
+    if (current.req.complete) current.setHeader('Connection', 'close');
+    else send(current, problem, { Connection: 'close' });
     return;
   }
   const { fields, body } = problemMessage(problem);
@@ -434,17 +464,18 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       answerFailed(exchange, new HttpProblem(400, 'malformed-request', { detail: 'The request could not be handled.' }));
     }
   };
-  // The Host checks are this module's, answered as problems (Node's own answer is an empty 400).
   const clientTimeouts =
     options.clientTimeoutMs === undefined
       ? {}
       : { headersTimeout: options.clientTimeoutMs, requestTimeout: options.clientTimeoutMs, connectionsCheckingInterval: Math.max(10, options.clientTimeoutMs / 4) };
+  // The Host checks are this module's, answered as problems (Node's own answer is an empty 400).
   const server = createServer({ requireHostHeader: false, ...clientTimeouts }, serve);
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => refuseOnSocket(socket, parserProblem(error)));
   server.on('connect', (_request: IncomingMessage, socket: Socket) => refuseOnSocket(socket, noTunnels()));
   // `Expect: 100-continue`: a body over the limit is refused before the client sends it.
   server.on('checkContinue', (request: IncomingMessage, response: ServerResponse) => {
-    if (declaredTooLarge(request)) response.setHeader('Connection', 'close'); // the body never comes: nothing to read past
+    // A request refused anyway is refused before its body comes, and the body never comes: nothing to read past.
+    if (declaredTooLarge(request) || hostProblem(request) !== undefined) response.setHeader('Connection', 'close');
     else response.writeContinue();
     serve(request, response);
   });

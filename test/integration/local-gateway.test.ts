@@ -2,7 +2,7 @@
 // serverless-offline's server that records what reaches it and answers as the test asks: what it
 // forwards as sent, what it keeps from the functions, and what it answers itself.
 
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, get, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { GATEWAY_MAX_BODY_BYTES, startGateway, type Gateway } from '../../infra/local/gateway.ts';
@@ -48,7 +48,7 @@ const problemOf = async (response: Response) => ({
 });
 
 const allowedOrigin = 'http://app.test';
-const cors = { allowedOrigins: [allowedOrigin], allowedMethods: ['GET', 'POST', 'OPTIONS'], exposedResponseHeaders: ['RateLimit', 'X-Request-Id'], maxAge: 600 };
+const cors = { allowedOrigins: [allowedOrigin], allowCredentials: true, allowedMethods: ['GET', 'POST', 'OPTIONS'], exposedResponseHeaders: ['RateLimit', 'X-Request-Id'], maxAge: 600 };
 
 describe('the local gateway of npm run dev', () => {
   let upstream: Server;
@@ -181,8 +181,18 @@ describe('the local gateway of npm run dev', () => {
 
       expect(allowed.headers.get('access-control-allow-origin')).toBe(allowedOrigin);
       expect(allowed.headers.get('access-control-expose-headers')).toBe('RateLimit,X-Request-Id');
+      expect(allowed.headers.get('access-control-allow-credentials')).toBe('true');
       expect(stranger.status).toBe(404);
       expect(stranger.headers.get('access-control-allow-origin')).toBeNull();
+    });
+
+    it("keeps the function's Content-Length on a HEAD, that of the GET's body", async () => {
+      answer = lambdaResult({ statusCode: 404, headers: { 'Content-Type': 'application/problem+json', 'Content-Length': '235' } });
+
+      const response = await fetch(`${base}/chat/`, { method: 'HEAD' });
+
+      expect(response.status).toBe(404);
+      expect(response.headers.get('content-length')).toBe('235');
     });
 
     it('answers a 500 problem when the function fails, as API Gateway does', async () => {
@@ -315,13 +325,86 @@ describe('the local gateway of npm run dev', () => {
     }
   });
 
+  describe('the time-out applies to the local server alone, not to a slow client', () => {
+    const bigBody = Buffer.alloc(20 * 1024 * 1024, 0x61);
+    let patient: Gateway;
+    beforeAll(async () => {
+      patient = await startGateway({ port: 0, upstreamPort, upstreamTimeoutMs: 100 });
+    });
+    afterAll(() => patient.close());
+
+    it('lets a client read a long answer as slowly as it likes', async () => {
+      answer = (_request, response) => {
+        response.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': bigBody.length });
+        response.end(bigBody);
+      };
+
+      const length = await new Promise<number>((resolve, reject) => {
+        get(`http://127.0.0.1:${patient.port}/health`, (response) => {
+          response.pause(); // the answer backs up to the local server, which then waits on this client
+          setTimeout(() => {
+            let read = 0;
+            response.on('data', (chunk: Buffer) => (read += chunk.length));
+            response.on('end', () => resolve(read));
+            response.on('error', reject);
+            response.resume();
+          }, 500);
+        }).on('error', reject);
+      });
+
+      expect(length).toBe(bigBody.length);
+    });
+
+    it('waits for a body that comes slowly before it counts the local server silent', async () => {
+      const reply = await new Promise<string>((resolve, reject) => {
+        const socket = connect(patient.port, '127.0.0.1', () => {
+          socket.write('POST /chat HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\nConnection: close\r\n\r\n{"a"');
+          setTimeout(() => socket.write(':1}'), 400);
+        });
+        let text = '';
+        socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+        socket.on('end', () => resolve(text));
+        socket.on('error', reject);
+      });
+
+      expect(reply).toMatch(/^HTTP\/1\.1 200 /);
+      expect(reply).toContain('"body":"{\\"a\\":1}"');
+    });
+  });
+
+  it('writes no problem into an answer under way when the next request on the connection is malformed', async () => {
+    const bigBody = Buffer.alloc(4 * 1024 * 1024, 0x61);
+    answer = (_request, response) => {
+      response.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': bigBody.length });
+      response.end(bigBody);
+    };
+
+    const reply = await rawExchange(gateway.port, 'GET /big HTTP/1.1\r\nHost: x\r\n\r\nget /x HTTP/1.1\r\nHost: x\r\n\r\n');
+
+    expect(reply).toMatch(/^HTTP\/1\.1 200 /);
+    expect(reply.length).toBeGreaterThan(bigBody.length);
+    expect(reply).not.toContain('problem+json');
+  });
+
+  it('refuses a request it would refuse anyway before the client sends the body it announced with Expect: 100-continue', async () => {
+    const reply = await rawExchange(gateway.port, 'POST /chat HTTP/1.1\r\nHost: a\r\nHost: b\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n');
+
+    expect(reply).toMatch(/^HTTP\/1\.1 400 /);
+    expect(reply).not.toContain('100 Continue');
+  });
+
   it('answers a 408 problem to a client that does not finish its request in time', async () => {
     const hurried = await startGateway({ port: 0, upstreamPort, clientTimeoutMs: 100 });
     try {
-      const reply = await rawExchange(hurried.port, 'GET /health HTTP/1.1\r\nHost: x\r\n');
+      const [headersUnfinished, bodyUnfinished] = await Promise.all([
+        rawExchange(hurried.port, 'GET /health HTTP/1.1\r\nHost: x\r\n'),
+        rawExchange(hurried.port, 'POST /chat HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{}'),
+      ]);
 
-      expect(reply).toMatch(/^HTTP\/1\.1 408 /);
-      expect(reply).toContain('"type":"https://tutor-copiloto.dev/problems/request-timeout"');
+      for (const reply of [headersUnfinished, bodyUnfinished]) {
+        expect(reply).toMatch(/^HTTP\/1\.1 408 /);
+        expect(reply).toContain('"type":"https://tutor-copiloto.dev/problems/request-timeout"');
+      }
     } finally {
       await hurried.close();
     }
