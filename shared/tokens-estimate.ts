@@ -10,6 +10,11 @@ export function estimateTokens(input: string | readonly number[]): number {
   return typeof input === 'string' ? Math.ceil(input.length / 4) : input.length;
 }
 
+/** Tokens a model reads for a conversation: its system prompt and every message; Claude never counts fewer than one. */
+export function estimateConversationTokens(system: string, messages: readonly { content: string }[]): number {
+  return Math.max(1, estimateTokens(system + messages.map((message) => message.content).join('')));
+}
+
 /** Far above any model's context: a provider's count past it is not a count of one call. */
 const MOST_TOKENS_A_CALL = 100_000_000;
 

@@ -6,7 +6,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { digest } from '../keys.ts';
-import { estimateTokens } from '../tokens-estimate.ts';
+import { estimateConversationTokens, estimateTokens } from '../tokens-estimate.ts';
 import type { ChatProvider, Completion, CompletionRequest } from './provider.ts';
 
 const LOCAL_TUTOR_MODEL = 'local-tutor';
@@ -47,14 +47,13 @@ export function localTutor(): ChatProvider {
         `Let's work it out together rather than me handing you the answer. ${nudge}`;
       // max_tokens behaves as with Claude: the answer is cut and the stop reason says so.
       const content = prefix(full, request.maxTokens * 4);
-      const inputText = request.system + request.messages.map((message) => message.content).join('');
       return {
         id: `local_${randomBytes(12).toString('hex')}`,
         model: LOCAL_TUTOR_MODEL,
         content,
         stopReason: content.length < full.length ? 'max_tokens' : 'end_turn',
         // Claude never reports fewer than one token for a turn; nor does its stand-in.
-        usage: { inputTokens: Math.max(1, estimateTokens(inputText)), outputTokens: Math.max(1, estimateTokens(content)) },
+        usage: { inputTokens: estimateConversationTokens(request.system, request.messages), outputTokens: Math.max(1, estimateTokens(content)) },
       };
     },
   };

@@ -12,7 +12,7 @@ import { anthropicProvider, ANTHROPIC_VERSION } from '../../shared/llm/anthropic
 import { LOCAL_TUTOR_LABEL, localTutor } from '../../shared/llm/local.ts';
 import { chatProvider, type CompletionRequest } from '../../shared/llm/provider.ts';
 import { DEFAULT_SYSTEM_PROMPT, systemPrompt } from '../../shared/llm/system-prompt.ts';
-import { estimateTokens } from '../../shared/tokens-estimate.ts';
+import { estimateConversationTokens, estimateTokens } from '../../shared/tokens-estimate.ts';
 import { startAnthropicDouble, type AnthropicDouble } from '../doubles/anthropic.ts';
 import { useEnvironment } from '../support/env.ts';
 import { problemOf } from '../support/problems.ts';
@@ -126,12 +126,15 @@ describe('the Anthropic provider (thin client)', () => {
     expect(first.usage.outputTokens).toBeGreaterThan(0);
   });
 
-  it("counts a usage field Claude sent as no whole number as none, and the output then by the answer's length", async () => {
+  it('estimates the input and output from the conversation and the answer when Claude sends counts that are no whole numbers', async () => {
     double.script({ usage: { input_tokens: -7, cache_creation_input_tokens: 2.5, cache_read_input_tokens: 1e300, output_tokens: 1e300 } });
 
     const completion = await claude().complete(question, inSeconds(5));
 
-    expect(completion.usage).toEqual({ inputTokens: 0, outputTokens: estimateTokens(completion.content) });
+    expect(completion.usage).toEqual({
+      inputTokens: estimateConversationTokens(question.system, question.messages),
+      outputTokens: estimateTokens(completion.content),
+    });
   });
 
   it('passes Claude 429 on as 429 with Claude\'s Retry-After, without retrying', async () => {
