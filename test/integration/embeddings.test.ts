@@ -283,24 +283,6 @@ describe('POST /embeddings with the local provider', () => {
     expect(response.json.detail).toMatch(/send at most 137 inputs a request\.$/);
   });
 
-  it('refuses a batch whose answer could pass the 6 MB limit before it spends a unit or calls the provider, naming what fits', async () => {
-    await useEnvironment({ REDIS_URL: redis.server.url, ...FAST_AUTH, EMBEDDINGS_DIMENSIONS: '3072' });
-    const { token: fresh } = await signUpAndLogIn();
-    const batch = Array.from({ length: 256 }, (_, i) => `wide ${i}`);
-    const remaining = (response: InvokeResult) => Number(/;r=(\d+);/.exec(String(response.headers['ratelimit']))?.[1]);
-
-    const refused = await post({ input: batch }, bearer(fresh));
-    const inBase64 = await post({ input: batch, encoding_format: 'base64' }, bearer(fresh));
-
-    expect(refused.statusCode).toBe(413);
-    expect(refused.json.detail).toBe(
-      'An answer of 256 vectors of 3072 dimensions in float could exceed the 6 MB response limit: send at most 114 inputs a request, or encoding_format "base64" (at most 256).',
-    );
-    expect(inBase64.statusCode).toBe(200);
-    expect(remaining(inBase64)).toBe(remaining(refused) - 256);
-    expect(inBase64.headers['x-cache-hits']).toBe('0/256'); // nothing was embedded or cached for the refused one
-  });
-
   it('answers 503 within about a second when Redis is down', async () => {
     await useEnvironment({ REDIS_URL: 'redis://127.0.0.1:1', ...FAST_AUTH });
     const started = Date.now();
@@ -431,6 +413,25 @@ describe('POST /embeddings with an OpenAI-compatible provider', () => {
     expect(response.statusCode).toBe(504);
     expect(Date.now() - started).toBeLessThan(1500);
     expect(await embeddingKeys(redis.admin)).toEqual([]);
+  });
+
+  it('refuses a batch whose answer could pass the 6 MB limit before it spends a unit or calls the provider, naming what fits', async () => {
+    await useEnvironment({ ...env(), ...upstream.env(3072), RATE_LIMIT_EMBEDDINGS: '300/1h' });
+    const { token: fresh } = await signUpAndLogIn();
+    const postAs = (body: unknown) => invoke(handler, httpEvent('POST', '/embeddings', { body, headers: bearer(fresh) }));
+    const batch = Array.from({ length: 256 }, (_, i) => `wide ${i}`);
+
+    const refused = await postAs({ input: batch });
+    const providerCallsOfTheRefusal = upstream.requests.length;
+    const inBase64 = await postAs({ input: batch, encoding_format: 'base64' });
+
+    expect(refused.statusCode).toBe(413);
+    expect(refused.json.detail).toBe(
+      'An answer of 256 vectors of 3072 dimensions in float could exceed the 6 MB response limit: send at most 114 inputs a request, or encoding_format "base64" (at most 256).',
+    );
+    expect(refused.headers['ratelimit']).toBe('"300-per-1h";r=300;t=0');
+    expect(providerCallsOfTheRefusal).toBe(0);
+    expect(inBase64.statusCode).toBe(200); // 256 more units of 300 would have been a 429
   });
 
   it('answers 502 for vectors too large to answer with, yet counts what the provider was paid for and keeps them', async () => {

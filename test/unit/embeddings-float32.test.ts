@@ -66,15 +66,32 @@ describe('float32 vectors as JSON numbers', () => {
     expect(json.length).toBeLessThan((JSON.stringify(Array.from(vector)).length * 2) / 3);
   });
 
-  it('prints no value under 1e9 in more than MOST_JSON_BYTES_A_FLOAT bytes, its comma included, the bound an answer is sized by', () => {
-    const underABillion = fc.float({ noNaN: true, noDefaultInfinity: true, min: Math.fround(-999_999_940), max: Math.fround(999_999_940) });
-    const longest = Float32Array.from([-0.0000010000001, -1.00000075e-36, -0.000099999998, -123456790]);
+  it('prints every float32 from 1e-6 to 1e-5, the longest decimals, in at most MOST_JSON_BYTES_A_FLOAT bytes with sign and comma', () => {
+    const [first, last] = new Uint32Array(Float32Array.from([1e-6, 1e-5]).buffer);
+    const batch = new Uint32Array(1 << 20);
+    let longest = 0;
 
-    fc.assert(fc.property(fc.array(underABillion, { minLength: 1, maxLength: 64 }), (values) => {
-      const vector = Float32Array.from(values);
-      expect(JSON.stringify(vectorToNumbers(vector)).length - 1).toBeLessThanOrEqual(vector.length * MOST_JSON_BYTES_A_FLOAT);
-    }));
-    expect(Math.max(...vectorToNumbers(longest).map((value) => `${JSON.stringify(value)},`.length))).toBe(MOST_JSON_BYTES_A_FLOAT);
+    for (let start = first!; start < last!; start += batch.length) {
+      const count = Math.min(batch.length, last! - start);
+      for (let i = 0; i < count; i += 1) batch[i] = start + i;
+      const numbers = vectorToNumbers(new Float32Array(batch.buffer, 0, count));
+      for (let i = 0; i < count; i += 1) longest = Math.max(longest, `-${JSON.stringify(numbers[i])},`.length);
+    }
+
+    expect(longest).toBe(MOST_JSON_BYTES_A_FLOAT);
+  });
+
+  it('prints no value under 1e9 in more than MOST_JSON_BYTES_A_FLOAT bytes, where fewer zeros or an exponent come before the digits', () => {
+    const underABillion = fc.float({ noNaN: true, noDefaultInfinity: true, min: Math.fround(-999_999_940), max: Math.fround(999_999_940) });
+    const longestOutside = Float32Array.from([-1.00000075e-36, -0.000099999998, -123456790, -0.00000012345678]);
+
+    fc.assert(
+      fc.property(fc.array(underABillion, { minLength: 1, maxLength: 64 }), (values) => {
+        const vector = Float32Array.from(values);
+        expect(JSON.stringify(vectorToNumbers(vector)).length - 1).toBeLessThanOrEqual(vector.length * MOST_JSON_BYTES_A_FLOAT);
+      }),
+    );
+    for (const value of vectorToNumbers(longestOutside)) expect(`${JSON.stringify(value)},`.length).toBeLessThanOrEqual(MOST_JSON_BYTES_A_FLOAT);
   });
 
   it('keeps zero, the extremes and the powers of ten exact', () => {
