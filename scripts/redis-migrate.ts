@@ -5,6 +5,7 @@
 //
 // Exit codes: 0 done (and equal, with --verify), 1 failed, 2 bad arguments, 3 --verify found differences.
 
+import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { isRedisUrl, REDIS_URL_FORM } from '../shared/config.ts';
 import { databaseOf, type RedisClient } from '../shared/redis.ts';
@@ -28,6 +29,7 @@ const USAGE = `Usage: npm run -s redis:migrate -- (--from URL | --from-secret ID
   --match PATTERN              copy only the keys matching PATTERN (SCAN MATCH syntax; default *)
   --dry-run                    count what would be copied; write nothing
   --verify                     afterwards, compare key count, types, TTLs and values; exit 3 on a difference
+                               (with --dry-run: compare only, copying nothing)
   --ttl-tolerance MS           TTL difference --verify accepts (default 2000)
   --fallback-copy              copy type by type instead of DUMP/RESTORE (for a target on an older Redis)
   --no-fallback                fail instead of switching to the copy by type when RESTORE rejects the format
@@ -110,24 +112,49 @@ function describeSide(label: string, side: Side): string {
   return `${label} ${describeEndpoint(side.endpoint)}: Redis ${version}, ${mode}, ${keys === undefined ? 'keys unknown (INFO not allowed)' : `${keys} keys`}`;
 }
 
+/** The run_id of each node of `nodes` whose INFO shows it. */
+function runIds(nodes: readonly NodeInfo[]): string[] {
+  return nodes.flatMap((node) => node.info.get('run_id') ?? []);
+}
+
+/** Whether INFO names every node of the side (refused or hidden by a managed service, it names none). */
+function runIdsKnown(side: Side): boolean {
+  return runIds(side.nodes).length === side.nodes.length;
+}
+
 /**
  * Whether both sides hold one database: a server in common, by its run_id, and the same database
  * number. Every node is compared, not the first: two entry points of one cluster list its masters
- * in different orders.
+ * in different orders. Where INFO does not name every node, a probe key written on the target and
+ * looked for on the source tells, when writing is allowed (not in a dry run).
  */
-function sameDatabase(source: Side, target: Side): boolean {
-  const targetIds = new Set(databaseIds(target));
-  return databaseIds(source).some((id) => targetIds.has(id));
+async function sameDatabase(source: Side, target: Side, { mayWrite }: { mayWrite: boolean }): Promise<boolean> {
+  if (runIdsKnown(source) && runIdsKnown(target)) {
+    const targetIds = new Set(databaseIds(target));
+    return databaseIds(source).some((id) => targetIds.has(id));
+  }
+  return mayWrite && probeSeenOnBothSides(source, target);
 }
 
-/** `<run_id>/<database>` for each node of the side whose INFO shows its run_id. */
+/** `<run_id>/<database>` for each node of the side. */
 function databaseIds(side: Side): string[] {
   const database = databaseOf(new URL(side.endpoint.url));
-  // A node whose INFO hides its run_id tells nothing (two such servers are not thereby one).
-  return side.nodes.flatMap((node) => {
-    const runId = node.info.get('run_id');
-    return runId === undefined ? [] : [`${runId}/${database}`];
-  });
+  return runIds(side.nodes).map((runId) => `${runId}/${database}`);
+}
+
+/** Writes a probe key on the target (for a minute at most) and says whether the source holds it. */
+async function probeSeenOnBothSides(source: Side, target: Side): Promise<boolean> {
+  const probe = `redis-migrate:probe:${randomBytes(12).toString('hex')}`;
+  try {
+    await target.client.set(probe, '1', 'PX', 60_000);
+  } catch {
+    return false; // a target that refuses this write refuses the copy's, which says why
+  }
+  try {
+    return (await source.client.exists(probe)) === 1;
+  } finally {
+    await target.client.del(probe);
+  }
 }
 
 function summary(stats: CopyStats, seconds: number): string {
@@ -147,6 +174,13 @@ function explainCopyFailure(error: unknown, source: Side, target: Side, copied: 
     if (/OOM/.test(error.message)) {
       return `The target ran out of memory writing "${error.key}" after ${copied} keys: raise its maxmemory, or copy fewer keys with --match.`;
     }
+    // Refusals of every write, not of this key: the advice is about the endpoint.
+    if (/^READONLY/.test(error.message)) {
+      return `The target is a read-only replica (${error.message}): point --to at its primary.`;
+    }
+    if (/NOPERM|user executing the script can't run/i.test(error.message)) {
+      return `The target's user may not run what the copy needs (${error.message}): grant it RESTORE, EVALSHA and EVAL (or connect as a user that has them), then run again.`;
+    }
     return `The target refused to write "${error.key}" (${error.message}): fix that key or leave it out with --match, then run again.`;
   }
   if (error instanceof Error && /Connection is closed|timed out|Socket timeout|ECONNRESET|EPIPE|max retries/i.test(error.message)) {
@@ -156,15 +190,27 @@ function explainCopyFailure(error: unknown, source: Side, target: Side, copied: 
 }
 
 /**
- * The sentence for keys the target evicted since it was opened, if any. A target whose memory is
- * full and whose policy evicts accepts every write and drops keys to make room, copied ones
- * included: every RESTORE succeeded, yet keys are missing.
+ * The sentence for keys the target may have lost since it was opened, if any. A target whose
+ * memory is full and whose policy evicts accepts every write and drops keys to make room, copied
+ * ones included; a target that restarted or failed over (a node with a new run_id) lost what it
+ * held only in memory. Every RESTORE succeeded, yet keys are missing.
  */
-function evictionDuringCopy(target: Side, nodesAfter: readonly NodeInfo[]): string | undefined {
+function keysLostDuringCopy(target: Side, nodesAfter: readonly NodeInfo[]): string | undefined {
+  const before = new Set(runIds(target.nodes));
+  const restarted = runIds(nodesAfter).filter((runId) => !before.has(runId)).length;
+  if (before.size > 0 && restarted > 0) {
+    const which = restarted === 1 ? 'a node of the target has' : `${restarted} nodes of the target have`;
+    return `The target restarted or failed over during the copy (${which} a new run_id): keys copied before may be lost; run the same command again (it overwrites), then --verify.`;
+  }
   const evicted = evictedKeys(nodesAfter) - evictedKeys(target.nodes);
   if (evicted <= 0) return undefined;
   const policy = [...new Set(target.nodes.map((node) => node.info.get('maxmemory_policy') ?? '?'))].join('/');
   return `The target evicted ${evicted} keys during the copy (maxmemory full, maxmemory-policy ${policy}): raise its maxmemory, or copy fewer keys with --match, then run again.`;
+}
+
+/** Whether INFO shows the target's evictions and restarts (refused or hidden by some managed services). */
+function lossesVisible(target: Side): boolean {
+  return runIdsKnown(target) && target.nodes.every((node) => node.info.has('evicted_keys'));
 }
 
 /** What the copy needs beyond its two sides, read from the command line. */
@@ -213,12 +259,17 @@ async function copy(source: Side, target: Side, values: Values, { match, batchSi
     return 1;
   }
   progress?.finish();
-  const eviction = evictionDuringCopy(target, await serverInfo(target.client));
-  if (eviction !== undefined) {
-    complain(`✗ ${eviction}`);
+  const lost = keysLostDuringCopy(target, await serverInfo(target.client));
+  if (lost !== undefined) {
+    complain(`✗ ${lost}`);
     return 1;
   }
   say(summary(stats, (Date.now() - started) / 1000));
+  if (!lossesVisible(target)) {
+    complain(
+      `! The target's INFO does not show its evictions and restarts: keys it may have dropped during the copy cannot be detected${values.verify ? '' : '; run again with --dry-run --verify to compare'}.`,
+    );
+  }
   return 0;
 }
 
@@ -231,7 +282,9 @@ async function verify(source: Side, target: Side, { match, batchSize, ttlToleran
   }
   say(`verify: ${result.differences} difference${result.differences === 1 ? '' : 's'} in ${result.compared} keys compared:`);
   for (const example of result.examples) say(`  - ${example}`);
-  complain(`✗ The copy differs from the source in ${result.differences} keys: run the migration again (it overwrites), then verify again.`);
+  complain(
+    `✗ The copy differs from the source in ${result.differences} keys: run the migration again (it overwrites), then verify again; keys missing again mean the target drops them (its maxmemory and eviction policy).`,
+  );
   return 3;
 }
 
@@ -252,7 +305,9 @@ async function run(values: Values): Promise<number> {
     target = await open(toEndpoint, commandTimeoutMs);
     say(describeSide('from', source));
     say(describeSide('to  ', target));
-    if (sameDatabase(source, target)) throw new UsageError('--from and --to name the same server and database: there is nothing to copy');
+    if (await sameDatabase(source, target, { mayWrite: !values['dry-run'] })) {
+      throw new UsageError('--from and --to name the same server and database: there is nothing to copy');
+    }
     if (values['dry-run']) {
       await dryRun(source, target, options);
     } else {

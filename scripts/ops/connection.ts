@@ -4,6 +4,7 @@
 // ioredis's generic "Connection is closed".
 
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { config } from '../../shared/config.ts';
 import { databaseRefusal, newRedisClient, type RedisClient } from '../../shared/redis.ts';
 import type { OperatorEndpoint } from './endpoint.ts';
 
@@ -20,10 +21,13 @@ export class ConnectionFailure extends Error {
   override name = 'ConnectionFailure';
   readonly endpoint: OperatorEndpoint;
   readonly reason: Error;
-  constructor(endpoint: OperatorEndpoint, reason: Error) {
+  /** How long a command was given to answer (a server that accepts the connection and stays silent is waited for this long). */
+  readonly commandTimeoutMs: number;
+  constructor(endpoint: OperatorEndpoint, reason: Error, commandTimeoutMs: number) {
     super(reason.message, { cause: reason });
     this.endpoint = endpoint;
     this.reason = reason;
+    this.commandTimeoutMs = commandTimeoutMs;
   }
 }
 
@@ -100,7 +104,7 @@ export async function connectTo(endpoint: OperatorEndpoint, options: OperatorCli
     const refusal = databaseRefusal(client);
     if (refusal !== undefined) throw refusal;
     const clusterProblem = endpoint.cluster ? await clusterStateProblem(endpoint) : undefined;
-    throw new ConnectionFailure(endpoint, clusterProblem ?? mostTelling([...seen, error]));
+    throw new ConnectionFailure(endpoint, clusterProblem ?? mostTelling([...seen, error]), options.commandTimeoutMs ?? config().redis.commandTimeoutMs);
   }
   return client;
 }

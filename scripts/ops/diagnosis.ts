@@ -2,7 +2,7 @@
 // from the client (a TLS client on a plain port just times out; a plain client on a TLS port sees
 // a reset), so those are told apart by a second, tiny probe of the same host and port.
 
-import { connect as connectTcp } from 'node:net';
+import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import { ConfigError, config, UNDECODABLE_CREDENTIALS, UndecodableRedisCredentials } from '../../shared/config.ts';
 import { HttpProblem } from '../../shared/problem.ts';
@@ -86,7 +86,11 @@ async function explainConnectionFailure(failure: ConnectionFailure): Promise<str
     if (tls && (await speaksPlainRedis(host, port, timeoutMs))) {
       return `${at} speaks plain-text Redis, not TLS: use redis:// instead of rediss:// in ${endpoint.origin}.`;
     }
-    return `${at} did not answer within ${timeoutMs} ms: check that a security group or firewall lets this machine reach port ${port}, and that the host and port in ${endpoint.origin} are right.`;
+    // A firewall that drops packets leaves the connection unopened; a silent server opens it.
+    if (await acceptsConnections(host, port, timeoutMs)) {
+      return `${at} accepted the connection but did not answer within ${failure.commandTimeoutMs} ms: the Redis there may be paused or overloaded, or another service listens on that port; check the host and port in ${endpoint.origin}.`;
+    }
+    return `${at} did not accept a connection within ${timeoutMs} ms: check that a security group or firewall lets this machine reach port ${port}, and that the host and port in ${endpoint.origin} are right.`;
   }
   // A TLS port answers plain Redis with a TLS alert (protocol error) or by closing the connection.
   const garbledOrClosed = /Protocol error|Unknown RESP type|ECONNRESET|socket disconnected|EPIPE|closed/i.test(text);
@@ -143,16 +147,29 @@ function explainSecretFailure(error: SecretFailure): string {
   return `Secrets Manager could not be reached to read "${id}"${reason ? ` (${reason})` : ''}: check AWS_REGION and the network path to Secrets Manager (VPC endpoint or NAT), then try again.`;
 }
 
-/** A plain-text Redis answers `PING` (with PONG, or NOAUTH when it wants a password). */
-function speaksPlainRedis(host: string, port: number, timeoutMs: number): Promise<boolean> {
+/** One probe of a new socket: `listen` says yes or no on an event; an error or `timeoutMs` of silence says no. */
+function probe(socket: Socket, timeoutMs: number, listen: (done: (answer: boolean) => void) => void): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = connectTcp({ host, port });
     const done = (answer: boolean) => {
       socket.destroy();
       resolve(answer);
     };
     socket.setTimeout(timeoutMs, () => done(false));
     socket.once('error', () => done(false));
+    listen(done);
+  });
+}
+
+/** Whether a TCP connection to the port opens at all. */
+function acceptsConnections(host: string, port: number, timeoutMs: number): Promise<boolean> {
+  const socket = connectTcp({ host, port });
+  return probe(socket, timeoutMs, (done) => socket.once('connect', () => done(true)));
+}
+
+/** A plain-text Redis answers `PING` (with PONG, or NOAUTH when it wants a password). */
+function speaksPlainRedis(host: string, port: number, timeoutMs: number): Promise<boolean> {
+  const socket = connectTcp({ host, port });
+  return probe(socket, timeoutMs, (done) => {
     socket.once('connect', () => socket.write('PING\r\n'));
     socket.once('data', (chunk: Buffer) => done(/^[+-]/.test(chunk.toString('latin1'))));
   });
@@ -160,14 +177,6 @@ function speaksPlainRedis(host: string, port: number, timeoutMs: number): Promis
 
 /** A TLS port completes a handshake (the certificate is not judged here, only the protocol). */
 function speaksTls(host: string, port: number, timeoutMs: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connectTls({ host, port, rejectUnauthorized: false, ...(/^[\d.:]+$/.test(host) ? {} : { servername: host }) });
-    const done = (answer: boolean) => {
-      socket.destroy();
-      resolve(answer);
-    };
-    socket.setTimeout(timeoutMs, () => done(false));
-    socket.once('error', () => done(false));
-    socket.once('secureConnect', () => done(true));
-  });
+  const socket = connectTls({ host, port, rejectUnauthorized: false, ...(/^[\d.:]+$/.test(host) ? {} : { servername: host }) });
+  return probe(socket, timeoutMs, (done) => socket.once('secureConnect', () => done(true)));
 }

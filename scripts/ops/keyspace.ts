@@ -37,8 +37,9 @@ export function ttlOfCopy(pttl: number): number | undefined {
 
 /**
  * The TTL to write now for a key whose TTL (from `ttlOfCopy`) was asked for at `askedAt`
- * (`monotonicMs()` just before the read was sent): the time the copy took is taken off, so the
- * copy expires when the source's key does, up to a round trip before, never seconds after. 0 (no
+ * (`monotonicMs()` just before the read was sent): the time the copy took so far is taken off, so
+ * the copy expires when the source's key does, up to a round trip before, or after by the time the
+ * write takes to reach the target (about a second for tens of megabytes on a slow link). 0 (no
  * expiry) stays 0; a key due already gets 1 ms.
  */
 export function ttlToWrite(ttl: number, askedAt: number): number {

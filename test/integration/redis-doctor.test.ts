@@ -204,7 +204,7 @@ describe('npm run redis:doctor', () => {
 
       expect(run.code).toBe(1);
       expect(verdict(run)).toBe(
-        `✗ 127.0.0.1:${port} did not answer within 800 ms: check that a security group or firewall lets this machine reach port ${port}, and that the host and port in REDIS_URL are right.`,
+        `✗ 127.0.0.1:${port} accepted the connection but did not answer within 800 ms: the Redis there may be paused or overloaded, or another service listens on that port; check the host and port in REDIS_URL.`,
       );
       expect(Date.now() - started).toBeLessThan(10_000);
     });

@@ -159,6 +159,20 @@ describe('npm run redis:migrate', () => {
       expect(await everyTypeAsSeen(targetClient)).toEqual(EVERY_TYPE);
     });
 
+    it('warns, after copying, that a target whose user may not run INFO cannot be watched for evictions and restarts', async () => {
+      await seedEveryType(sourceClient);
+      const password = randomUUID();
+      await targetClient.acl('SETUSER', 'no-info-target', 'on', `>${password}`, '~*', '&*', '+@all', '-info');
+
+      const run = await migrate(['--from', source.url, '--to', `redis://no-info-target:${password}@127.0.0.1:${target.port}`]);
+
+      expect(run.code).toBe(0);
+      expect(run.stderr.trim()).toBe(
+        "! The target's INFO does not show its evictions and restarts: keys it may have dropped during the copy cannot be detected; run again with --dry-run --verify to compare.",
+      );
+      expect(await everyTypeAsSeen(targetClient)).toEqual(EVERY_TYPE);
+    });
+
     it('copies only the keys that --match selects', async () => {
       await sourceClient.mset('tc:{u:1}:session', 'a', 'tc:{u:2}:session', 'b', 'other', 'c');
 
@@ -456,6 +470,31 @@ describe('npm run redis:migrate', () => {
       }
     });
 
+    it('when the target restarts during the copy, losing what it held, rather than claiming every key was copied', async () => {
+      await fillStrings(sourceClient, 100_000, 'key:');
+      const plainTarget = await startStandaloneRedis();
+      const watcher = new Redis({ port: plainTarget.port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => 50 });
+      watcher.on('error', () => {});
+      try {
+        const running = migrate(['--from', source.url, '--to', plainTarget.url, '--batch', '200', '--parallel', '1']);
+        while ((await watcher.dbsize()) < 1000) await new Promise((resolve) => setTimeout(resolve, 5));
+        await plainTarget.kill();
+        await plainTarget.restart(); // no persistence: what it held is gone
+
+        const run = await running;
+
+        expect(run.code).toBe(1);
+        expect(run.stdout).not.toMatch(/copied \d+ keys in/);
+        // Usually the client reconnects and the copy goes on; on a busy machine a write may be lost with the connection first.
+        expect(run.stderr.trim()).toMatch(
+          /^✗ (The target restarted or failed over during the copy \(a node of the target has a new run_id\): keys copied before may be lost; run the same command again \(it overwrites\), then --verify\.|A connection was lost after \d+ keys)/,
+        );
+      } finally {
+        watcher.disconnect();
+        await plainTarget.stop();
+      }
+    });
+
     it('when the target runs out of memory, copying by RESTORE or type by type', async () => {
       const pipeline = sourceClient.pipeline();
       for (let i = 0; i < 20_000; i += 1) pipeline.set(`big:${i}`, 'x'.repeat(500));
@@ -473,6 +512,31 @@ describe('npm run redis:migrate', () => {
       } finally {
         await fullTarget.stop();
       }
+    });
+
+    it('when the target is a read-only replica, pointing at its primary rather than at a key', async () => {
+      await seedEveryType(sourceClient);
+      const replica = await startStandaloneRedis({ extraArgs: ['--replicaof', '127.0.0.1', String(target.port), '--masterauth', TARGET_PASSWORD] });
+      try {
+        const run = await migrate(['--from', source.url, '--to', replica.url]);
+
+        expect(run.code).toBe(1);
+        expect(run.stderr.trim()).toMatch(/^✗ The target is a read-only replica \(READONLY .+\): point --to at its primary\.$/);
+      } finally {
+        await replica.stop();
+      }
+    });
+
+    it("when the target's user may not restore keys, naming the permissions rather than a key", async () => {
+      await seedEveryType(sourceClient);
+      const password = randomUUID();
+      await targetClient.acl('SETUSER', 'no-restore', 'on', `>${password}`, '~*', '&*', '+@all', '-restore');
+
+      const run = await migrate(['--from', source.url, '--to', `redis://no-restore:${password}@127.0.0.1:${target.port}`]);
+
+      expect(run.code).toBe(1);
+      expect(run.stderr.trim()).toMatch(/^✗ The target's user may not run what the copy needs \(.+\): grant it RESTORE, EVALSHA and EVAL/);
+      expect(run.output).not.toContain(password);
     });
 
     it('when the target rejects the password, without printing it', async () => {
@@ -511,6 +575,19 @@ describe('npm run redis:migrate', () => {
 
       expect(run.code).toBe(2);
       expect(run.stderr).toContain('--from and --to name the same server and database: there is nothing to copy');
+    });
+
+    it('when source and target are the same database reached by a user that may not run INFO, leaving no probe behind', async () => {
+      const noInfoPassword = randomUUID();
+      await sourceClient.set('tc:kept', 'as it was');
+      await sourceClient.acl('SETUSER', 'no-info-either', 'on', `>${noInfoPassword}`, '~*', '&*', '+@all', '-info');
+      const url = `redis://no-info-either:${noInfoPassword}@127.0.0.1:${source.port}`;
+
+      const run = await migrate(['--from', url, '--to', url, '--fallback-copy']);
+
+      expect(run.code).toBe(2);
+      expect(run.stderr).toContain('--from and --to name the same server and database: there is nothing to copy');
+      expect(await sourceClient.keys('*')).toEqual(['tc:kept']);
     });
 
     it('when source and target are one cluster reached through two of its nodes', async () => {
