@@ -47,8 +47,17 @@ function tlsOptions(url: URL): RedisOptions['tls'] {
   return {
     // SNI takes host names only (RFC 6066); certificates for an IP are still verified against it.
     ...(isIP(url.hostname) === 0 ? { servername: url.hostname } : {}),
-    ...(tlsCaFile === undefined ? {} : { ca: readFileSync(tlsCaFile) }),
+    ...(tlsCaFile === undefined ? {} : { ca: caCertificates(tlsCaFile) }),
   };
+}
+
+/** The PEM file REDIS_TLS_CA_FILE names; a configuration error naming the variable when it cannot be read. */
+function caCertificates(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw new ConfigError(`REDIS_TLS_CA_FILE names ${path}, which cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
 }
 
 /** The client options of every connection to `url` (the operator tools' too, through `newRedisClient`). */

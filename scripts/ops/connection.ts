@@ -4,7 +4,7 @@
 // ioredis's generic "Connection is closed".
 
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
-import { config } from '../../shared/config.ts';
+import { config, ConfigError } from '../../shared/config.ts';
 import { databaseRefusal, newRedisClient, type RedisClient } from '../../shared/redis.ts';
 import type { OperatorEndpoint } from './endpoint.ts';
 
@@ -84,6 +84,12 @@ async function clusterStateProblem(endpoint: OperatorEndpoint): Promise<ClusterN
   }
 }
 
+/** A configuration error about "the Redis URL", saying which one: the tools take two (--from, --to) or a secret's. */
+function namingOrigin(error: unknown, endpoint: OperatorEndpoint): unknown {
+  if (!(error instanceof ConfigError) || !error.message.startsWith('the Redis URL ')) return error;
+  return new ConfigError(error.message.replace('the Redis URL ', `the Redis URL in ${endpoint.origin} `));
+}
+
 /** Connects and proves the connection with a PING (a server that wants a password says so only then). */
 export async function connectTo(endpoint: OperatorEndpoint, options: OperatorClientOptions = {}): Promise<RedisClient> {
   const url = new URL(endpoint.url);
@@ -92,7 +98,12 @@ export async function connectTo(endpoint: OperatorEndpoint, options: OperatorCli
     overrides.commandTimeout = options.commandTimeoutMs;
     overrides.socketTimeout = options.commandTimeoutMs;
   }
-  const client = newRedisClient(url, { cluster: endpoint.cluster, overrides }, { Redis, Cluster });
+  let client: RedisClient;
+  try {
+    client = newRedisClient(url, { cluster: endpoint.cluster, overrides }, { Redis, Cluster });
+  } catch (error) {
+    throw namingOrigin(error, endpoint);
+  }
   const seen: unknown[] = [];
   client.on('error', (error: unknown) => seen.push(error));
   client.on('node error', (error: unknown) => seen.push(error));
@@ -102,7 +113,7 @@ export async function connectTo(endpoint: OperatorEndpoint, options: OperatorCli
   } catch (error) {
     client.disconnect();
     const refusal = databaseRefusal(client);
-    if (refusal !== undefined) throw refusal;
+    if (refusal !== undefined) throw namingOrigin(refusal, endpoint);
     const clusterProblem = endpoint.cluster ? await clusterStateProblem(endpoint) : undefined;
     throw new ConnectionFailure(endpoint, clusterProblem ?? mostTelling([...seen, error]), options.commandTimeoutMs ?? config().redis.commandTimeoutMs);
   }

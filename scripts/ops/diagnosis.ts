@@ -141,6 +141,10 @@ function explainSecretFailure(error: SecretFailure): string {
   if (reason === 'AccessDeniedException' || reason === 'AccessDenied') {
     return `These AWS credentials may not read the secret "${id}": grant secretsmanager:GetSecretValue on it (and kms:Decrypt on its key).`;
   }
+  if (reason === 'CredentialsProviderError') {
+    // No credentials at all: Secrets Manager was never asked.
+    return `No AWS credentials were found to read the secret "${id}": set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where a role provides them.`;
+  }
   if (/Credentials|Token|Signature/i.test(reason)) {
     return `Secrets Manager refused these AWS credentials (${reason}): sign in again or set AWS_PROFILE.`;
   }

@@ -238,7 +238,7 @@ describe('npm run redis:doctor', () => {
       const run = await doctor({ REDIS_URL: `${plain.url}/99` });
 
       expect(run.code).toBe(1);
-      expect(verdict(run)).toBe('✗ The configuration is invalid: the Redis URL names database 99, which the server refused (ERR DB index is out of range).');
+      expect(verdict(run)).toBe('✗ The configuration is invalid: the Redis URL in REDIS_URL names database 99, which the server refused (ERR DB index is out of range).');
     });
 
     it('when something other than Redis answers on the port', async () => {
@@ -276,6 +276,13 @@ describe('npm run redis:doctor', () => {
 
       expect(run.code).toBe(1);
       expect(verdict(run)).toMatch(/^✗ The TLS certificate of 127\.0\.0\.1:\d+ is not trusted \(.*\): set REDIS_TLS_CA_FILE/);
+    });
+
+    it('when REDIS_TLS_CA_FILE names a file that cannot be read, naming the variable', async () => {
+      const run = await doctor({ REDIS_URL: tls.url, REDIS_TLS_CA_FILE: '/nonexistent/ca.pem' });
+
+      expect(run.code).toBe(1);
+      expect(verdict(run)).toBe('✗ The configuration is invalid: REDIS_TLS_CA_FILE names /nonexistent/ca.pem, which cannot be read (ENOENT).');
     });
 
     it('when a cluster client meets a standalone server', async () => {
@@ -322,6 +329,21 @@ describe('npm run redis:doctor', () => {
 
       expect(run.code).toBe(1);
       expect(verdict(run)).toMatch(/^✗ These AWS credentials may not read the secret "doctor\/forbidden": grant secretsmanager:GetSecretValue on it/);
+    });
+
+    it('when no AWS credentials are found at all, rather than blaming Secrets Manager', async () => {
+      const { AWS_ACCESS_KEY_ID: _, AWS_SECRET_ACCESS_KEY: __, ...withoutKeys } = secrets.env;
+      const home = mkdtempSync(join(tmpdir(), 'no-aws-'));
+      secrets.setSecret('doctor/no-credentials', plain.url);
+
+      const run = await doctor({ REDIS_SECRET_ID: 'doctor/no-credentials', ...withoutKeys, HOME: home, AWS_EC2_METADATA_DISABLED: 'true' });
+      rmSync(home, { recursive: true });
+
+      expect(run.code).toBe(1);
+      expect(verdict(run)).toBe(
+        '✗ No AWS credentials were found to read the secret "doctor/no-credentials": set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where a role provides them.',
+      );
+      expect(secrets.reads('doctor/no-credentials')).toBe(0);
     });
 
     it('when the secret has no value', async () => {

@@ -555,9 +555,16 @@ describe('npm run redis:migrate', () => {
       const run = await migrate(['--from', source.url, '--to', `${target.url}/99`]);
 
       expect(run.code).toBe(1);
-      expect(run.stderr).toContain('the Redis URL names database 99, which the server refused (ERR DB index is out of range)');
+      expect(run.stderr).toContain('the Redis URL in --to names database 99, which the server refused (ERR DB index is out of range)');
       expect(await targetClient.get('tc:important')).toBe('the target keeps this');
       expect(run.output).not.toContain(TARGET_PASSWORD);
+    });
+
+    it('when a cluster URL names a database, saying which of the two URLs it is', async () => {
+      const run = await migrate(['--from', source.url, '--to', `redis://127.0.0.1:${cluster.nodes[0]!.port}/2`, '--to-cluster']);
+
+      expect(run.code).toBe(1);
+      expect(run.stderr.trim()).toBe('✗ The configuration is invalid: the Redis URL in --to names database 2, but a Redis Cluster has only database 0.');
     });
 
     it('when the password in a URL holds a raw %, saying to write it %25, without printing it', async () => {
