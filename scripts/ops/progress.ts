@@ -13,13 +13,15 @@ function duration(seconds: number): string {
   return minutes < 60 ? `${minutes}m${String(Math.ceil(seconds % 60)).padStart(2, '0')}s` : `${Math.floor(minutes / 60)}h${String(minutes % 60).padStart(2, '0')}m`;
 }
 
-/** `total` is the expected number of keys when known (DBSIZE without --match), else undefined. */
+/**
+ * `total` is the expected number of keys when known (DBSIZE without --match), else undefined. The
+ * line is drawn on a clock, not on each batch, so that one long batch still shows the copy alive.
+ */
 export function startProgress(total: number | undefined, stream: NodeJS.WriteStream = process.stderr): Progress {
   const started = Date.now();
   const redraw = stream.isTTY === true;
-  const every = redraw ? 200 : 1000;
-  let lastDrawn = 0;
   let done = 0;
+  let lastLine = '';
 
   const line = () => {
     const seconds = (Date.now() - started) / 1000;
@@ -29,19 +31,19 @@ export function startProgress(total: number | undefined, stream: NodeJS.WriteStr
     return `copied ${done}${of} keys, ${Math.round(rate)} keys/s${eta}`;
   };
   const draw = (final: boolean) => {
-    if (redraw) stream.write(`\r\x1b[K${line()}${final ? '\n' : ''}`);
-    else stream.write(`${line()}\n`);
+    const text = line();
+    if (redraw) stream.write(`\r\x1b[K${text}${final ? '\n' : ''}`);
+    else if (text !== lastLine) stream.write(`${text}\n`); // a log gets no line twice
+    lastLine = text;
   };
+  const clock = setInterval(() => draw(false), redraw ? 200 : 1000);
+  clock.unref();
   return {
     update(count) {
       done = count;
-      const now = Date.now();
-      if (now - lastDrawn >= every) {
-        lastDrawn = now;
-        draw(false);
-      }
     },
     finish() {
+      clearInterval(clock);
       draw(true);
     },
   };
