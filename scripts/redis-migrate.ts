@@ -122,18 +122,21 @@ function runIdsKnown(side: Side): boolean {
   return runIds(side.nodes).length === side.nodes.length;
 }
 
+/** Whether both ends are one database: known to be, known not to be, or not known. */
+type Sameness = 'same' | 'different' | 'unknown';
+
 /**
  * Whether both sides hold one database: a server in common, by its run_id, and the same database
  * number. Every node is compared, not the first: two entry points of one cluster list its masters
  * in different orders. Where INFO does not name every node, a probe key written on the target and
  * looked for on the source tells, when writing is allowed (not in a dry run).
  */
-async function sameDatabase(source: Side, target: Side, { mayWrite }: { mayWrite: boolean }): Promise<boolean> {
+async function sameness(source: Side, target: Side, { mayWrite }: { mayWrite: boolean }): Promise<Sameness> {
   if (runIdsKnown(source) && runIdsKnown(target)) {
     const targetIds = new Set(databaseIds(target));
-    return databaseIds(source).some((id) => targetIds.has(id));
+    return databaseIds(source).some((id) => targetIds.has(id)) ? 'same' : 'different';
   }
-  return mayWrite && probeSeenOnBothSides(source, target);
+  return mayWrite ? probeBothSides(source, target) : 'unknown';
 }
 
 /** `<run_id>/<database>` for each node of the side. */
@@ -142,18 +145,24 @@ function databaseIds(side: Side): string[] {
   return runIds(side.nodes).map((runId) => `${runId}/${database}`);
 }
 
-/** Writes a probe key on the target (for a minute at most) and says whether the source holds it. */
-async function probeSeenOnBothSides(source: Side, target: Side): Promise<boolean> {
+/**
+ * Writes a probe key on the target (for a minute at most) and looks for it on the source. A user
+ * limited to some keys (an ACL key pattern) may not write or read it: then it is not known.
+ */
+async function probeBothSides(source: Side, target: Side): Promise<Sameness> {
   const probe = `redis-migrate:probe:${randomBytes(12).toString('hex')}`;
   try {
     await target.client.set(probe, '1', 'PX', 60_000);
   } catch {
-    return false; // a target that refuses this write refuses the copy's, which says why
+    return 'unknown';
   }
   try {
-    return (await source.client.exists(probe)) === 1;
+    return (await source.client.exists(probe)) === 1 ? 'same' : 'different';
+  } catch {
+    return 'unknown';
   } finally {
-    await target.client.del(probe);
+    // Left behind, it expires within the minute.
+    await target.client.del(probe).catch(() => undefined);
   }
 }
 
@@ -174,12 +183,15 @@ function explainCopyFailure(error: unknown, source: Side, target: Side, copied: 
     if (/OOM/.test(error.message)) {
       return `The target ran out of memory writing "${error.key}" after ${copied} keys: raise its maxmemory, or copy fewer keys with --match.`;
     }
-    // Refusals of every write, not of this key: the advice is about the endpoint.
+    // A replica and a user without a command refuse every write, whatever the key: the advice is about the endpoint.
     if (/^READONLY/.test(error.message)) {
       return `The target is a read-only replica (${error.message}): point --to at its primary.`;
     }
-    if (/NOPERM|user executing the script can't run/i.test(error.message)) {
+    if (/no permissions to run|can't run this command/i.test(error.message)) {
       return `The target's user may not run what the copy needs (${error.message}): grant it RESTORE, EVALSHA and EVAL (or connect as a user that has them), then run again.`;
+    }
+    if (/no permissions to access/i.test(error.message)) {
+      return `The target's user may not write "${error.key}" (${error.message}): copy only the keys it may write with --match, or widen its key patterns.`;
     }
     return `The target refused to write "${error.key}" (${error.message}): fix that key or leave it out with --match, then run again.`;
   }
@@ -196,16 +208,31 @@ function explainCopyFailure(error: unknown, source: Side, target: Side, copied: 
  * held only in memory. Every RESTORE succeeded, yet keys are missing.
  */
 function keysLostDuringCopy(target: Side, nodesAfter: readonly NodeInfo[]): string | undefined {
-  const before = new Set(runIds(target.nodes));
-  const restarted = runIds(nodesAfter).filter((runId) => !before.has(runId)).length;
-  if (before.size > 0 && restarted > 0) {
+  const runIdBefore = new Map(target.nodes.map((node) => [node.address, node.info.get('run_id')]));
+  const restarted = nodesAfter.filter((node) => {
+    const before = runIdBefore.get(node.address);
+    const now = node.info.get('run_id');
+    return before !== undefined && now !== undefined && before !== now;
+  }).length;
+  if (restarted > 0) {
     const which = restarted === 1 ? 'a node of the target has' : `${restarted} nodes of the target have`;
-    return `The target restarted or failed over during the copy (${which} a new run_id): keys copied before may be lost; run the same command again (it overwrites), then --verify.`;
+    return `The target restarted during the copy (${which} a new run_id): keys copied before may be lost; run the same command again (it overwrites), then --verify.`;
   }
   const evicted = evictedKeys(nodesAfter) - evictedKeys(target.nodes);
   if (evicted <= 0) return undefined;
   const policy = [...new Set(target.nodes.map((node) => node.info.get('maxmemory_policy') ?? '?'))].join('/');
   return `The target evicted ${evicted} keys during the copy (maxmemory full, maxmemory-policy ${policy}): raise its maxmemory, or copy fewer keys with --match, then run again.`;
+}
+
+/**
+ * Whether the target's masters are other nodes than when it was opened: a failover (which may lose
+ * what the old master had not passed on) or a resharding (which loses nothing), told apart only by
+ * comparing the data.
+ */
+function mastersChanged(target: Side, nodesAfter: readonly NodeInfo[]): boolean {
+  const before = new Set(target.nodes.map((node) => node.address));
+  const after = new Set(nodesAfter.map((node) => node.address));
+  return before.size !== after.size || [...after].some((address) => !before.has(address));
 }
 
 /** Whether INFO shows the target's evictions and restarts (refused or hidden by some managed services). */
@@ -259,13 +286,16 @@ async function copy(source: Side, target: Side, values: Values, { match, batchSi
     return 1;
   }
   progress?.finish();
-  const lost = keysLostDuringCopy(target, await serverInfo(target.client));
+  const nodesAfter = await serverInfo(target.client);
+  const lost = keysLostDuringCopy(target, nodesAfter);
   if (lost !== undefined) {
     complain(`✗ ${lost}`);
     return 1;
   }
   say(summary(stats, (Date.now() - started) / 1000));
-  if (!lossesVisible(target)) {
+  if (mastersChanged(target, nodesAfter)) {
+    complain(`! The target's masters changed during the copy (a failover or a resharding): a failover may have lost keys; compare with --dry-run --verify.`);
+  } else if (!lossesVisible(target)) {
     complain(
       `! The target's INFO does not show its evictions and restarts: keys it may have dropped during the copy cannot be detected${values.verify ? '' : '; run again with --dry-run --verify to compare'}.`,
     );
@@ -305,8 +335,10 @@ async function run(values: Values): Promise<number> {
     target = await open(toEndpoint, commandTimeoutMs);
     say(describeSide('from', source));
     say(describeSide('to  ', target));
-    if (await sameDatabase(source, target, { mayWrite: !values['dry-run'] })) {
-      throw new UsageError('--from and --to name the same server and database: there is nothing to copy');
+    const ends = await sameness(source, target, { mayWrite: !values['dry-run'] });
+    if (ends === 'same') throw new UsageError('--from and --to name the same server and database: there is nothing to copy');
+    if (ends === 'unknown') {
+      complain('! Whether --from and --to are one database cannot be checked (INFO hides run_id, and a probe key may not be written or read): make sure they differ.');
     }
     if (values['dry-run']) {
       await dryRun(source, target, options);

@@ -142,10 +142,19 @@ export function databaseOf(url: URL): number {
 const NO_SUCH_DATABASE = /\bDB\b|\bSELECT\b/i;
 
 /** Clients whose server refused the URL's database, with the error that says so. */
-const refusedDatabases = new WeakMap<RedisClient, ConfigError>();
+/** The Redis URL's database cannot be used; `fault` says why ("names database 2, but …"), for a message that names the URL. */
+export class DatabaseUnusable extends ConfigError {
+  readonly fault: string;
+  constructor(fault: string) {
+    super(`the Redis URL ${fault}`);
+    this.fault = fault;
+  }
+}
+
+const refusedDatabases = new WeakMap<RedisClient, DatabaseUnusable>();
 
 /** The configuration error of a client whose server has no such database as its URL names. */
-export function databaseRefusal(client: RedisClient): ConfigError | undefined {
+export function databaseRefusal(client: RedisClient): DatabaseUnusable | undefined {
   return refusedDatabases.get(client);
 }
 
@@ -157,7 +166,7 @@ export function databaseRefusal(client: RedisClient): ConfigError | undefined {
 function stopOnMissingDatabase(client: Redis, database: number): void {
   client.on('error', (error: Error) => {
     if (!NO_SUCH_DATABASE.test(error.message) || refusedDatabases.has(client)) return;
-    refusedDatabases.set(client, new ConfigError(`the Redis URL names database ${database}, which the server refused (${error.message})`));
+    refusedDatabases.set(client, new DatabaseUnusable(`names database ${database}, which the server refused (${error.message})`));
     client.disconnect();
   });
 }
@@ -171,7 +180,7 @@ export function newRedisClient(url: URL, { cluster, overrides = {} }: ClientChoi
     if (database !== 0) stopOnMissingDatabase(client, database);
     return client;
   }
-  if (database !== 0) throw new ConfigError(`the Redis URL names database ${database}, but a Redis Cluster has only database 0`);
+  if (database !== 0) throw new DatabaseUnusable(`names database ${database}, but a Redis Cluster has only database 0`);
   const options = redisClusterOptions(url);
   return new ioredis.Cluster([seed], { ...options, redisOptions: { ...options.redisOptions, ...overrides } });
 }

@@ -37,10 +37,13 @@ async function readWithSdk(secretId: string): Promise<string | undefined> {
 /** Why a secret could not be read: the AWS error's name (`AccessDeniedException`, `TimeoutError`…), or none: no value. */
 export class SecretReadFailure extends Error {
   readonly awsError: string | undefined;
-  constructor(awsError: string | undefined) {
+  /** The SDK's own words, which tell apart failures of one name (no credentials at all, or an expired sign-in). */
+  readonly awsMessage: string | undefined;
+  constructor(awsError: string | undefined, awsMessage?: string) {
     super(awsError === undefined ? 'the secret has no string value' : `GetSecretValue failed (${awsError})`);
     this.name = 'SecretReadFailure';
     this.awsError = awsError;
+    this.awsMessage = awsMessage;
   }
 }
 
@@ -58,7 +61,8 @@ async function fetchSecret(secretId: string, whileWaiting: (() => void) | undefi
   try {
     value = access === undefined ? await readWithSdk(secretId) : await getSecretValue(secretId, access, whileWaiting);
   } catch (error) {
-    throw secretsUnavailable(new SecretReadFailure((error as { name?: string }).name ?? 'Error'));
+    const { name, message } = error as { name?: string; message?: string };
+    throw secretsUnavailable(new SecretReadFailure(name ?? 'Error', message));
   }
   if (value === undefined || value.trim() === '') throw secretsUnavailable(new SecretReadFailure(undefined));
   return value;

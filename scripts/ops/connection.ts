@@ -5,7 +5,7 @@
 
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { config, ConfigError } from '../../shared/config.ts';
-import { databaseRefusal, newRedisClient, type RedisClient } from '../../shared/redis.ts';
+import { DatabaseUnusable, databaseRefusal, newRedisClient, type RedisClient } from '../../shared/redis.ts';
 import type { OperatorEndpoint } from './endpoint.ts';
 
 export interface OperatorClientOptions {
@@ -84,10 +84,9 @@ async function clusterStateProblem(endpoint: OperatorEndpoint): Promise<ClusterN
   }
 }
 
-/** A configuration error about "the Redis URL", saying which one: the tools take two (--from, --to) or a secret's. */
+/** A database the URL cannot use, saying which URL: the tools take two (--from, --to), or a secret's. */
 function namingOrigin(error: unknown, endpoint: OperatorEndpoint): unknown {
-  if (!(error instanceof ConfigError) || !error.message.startsWith('the Redis URL ')) return error;
-  return new ConfigError(error.message.replace('the Redis URL ', `the Redis URL in ${endpoint.origin} `));
+  return error instanceof DatabaseUnusable ? new ConfigError(`the Redis URL in ${endpoint.origin} ${error.fault}`) : error;
 }
 
 /** Connects and proves the connection with a PING (a server that wants a password says so only then). */

@@ -88,7 +88,9 @@ async function explainConnectionFailure(failure: ConnectionFailure): Promise<str
     }
     // A firewall that drops packets leaves the connection unopened; a silent server opens it.
     if (await acceptsConnections(host, port, timeoutMs)) {
-      return `${at} accepted the connection but did not answer within ${failure.commandTimeoutMs} ms: the Redis there may be paused or overloaded, or another service listens on that port; check the host and port in ${endpoint.origin}.`;
+      // ioredis's connect time-out runs until a TLS handshake completes; then commands have theirs.
+      const waited = /connect ETIMEDOUT/i.test(reason.message) ? `complete the TLS handshake within ${timeoutMs} ms` : `answer within ${failure.commandTimeoutMs} ms`;
+      return `${at} accepted the connection but did not ${waited}: the Redis there may be paused or overloaded, or another service listens on that port; check the host and port in ${endpoint.origin}.`;
     }
     return `${at} did not accept a connection within ${timeoutMs} ms: check that a security group or firewall lets this machine reach port ${port}, and that the host and port in ${endpoint.origin} are right.`;
   }
@@ -141,9 +143,12 @@ function explainSecretFailure(error: SecretFailure): string {
   if (reason === 'AccessDeniedException' || reason === 'AccessDenied') {
     return `These AWS credentials may not read the secret "${id}": grant secretsmanager:GetSecretValue on it (and kms:Decrypt on its key).`;
   }
-  if (reason === 'CredentialsProviderError') {
-    // No credentials at all: Secrets Manager was never asked.
+  // Credentials that could not be loaded: Secrets Manager was never asked.
+  if (reason === 'CredentialsProviderError' && /from any providers/i.test(failure?.awsMessage ?? '')) {
     return `No AWS credentials were found to read the secret "${id}": set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where a role provides them.`;
+  }
+  if (reason === 'CredentialsProviderError') {
+    return `The AWS credentials could not be loaded to read the secret "${id}" (${failure?.awsMessage ?? reason}): sign in again (aws sso login) or check AWS_PROFILE.`;
   }
   if (/Credentials|Token|Signature/i.test(reason)) {
     return `Secrets Manager refused these AWS credentials (${reason}): sign in again or set AWS_PROFILE.`;

@@ -33,7 +33,7 @@ export function startProgress(total: number | undefined, stream: NodeJS.WriteStr
   const draw = (final: boolean) => {
     const text = line();
     if (redraw) stream.write(`\r\x1b[K${text}${final ? '\n' : ''}`);
-    else if (text !== lastLine) stream.write(`${text}\n`); // a log gets no line twice
+    else if (text !== lastLine) stream.write(`${text}\n`); // the finish right after a tick would repeat it
     lastLine = text;
   };
   const clock = setInterval(() => draw(false), redraw ? 200 : 1000);

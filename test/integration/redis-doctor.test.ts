@@ -3,7 +3,7 @@
 // sentence with exit code 1 for each way of failing to reach one.
 
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -66,6 +66,24 @@ describe('npm run redis:doctor', () => {
     await Promise.all([plain.stop(), tuned.stop(), guarded.stop(), tls.stop(), cluster.stop(), secrets.close(), silent.close()]);
     rmSync(dataDir, { recursive: true, force: true });
   });
+
+  /**
+   * Runs `run` with the Secrets Manager stand-in's endpoint and region but no AWS credentials (no
+   * keys, no instance metadata, a home of its own holding `awsConfig` as ~/.aws/config, if given).
+   */
+  async function withoutAwsCredentials(run: (env: Record<string, string>) => Promise<ToolRun>, awsConfig?: string): Promise<ToolRun> {
+    const { AWS_ACCESS_KEY_ID: _, AWS_SECRET_ACCESS_KEY: __, ...endpointAndRegion } = secrets.env;
+    const home = mkdtempSync(join(tmpdir(), 'no-aws-'));
+    if (awsConfig !== undefined) {
+      mkdirSync(join(home, '.aws'));
+      writeFileSync(join(home, '.aws', 'config'), awsConfig);
+    }
+    try {
+      return await run({ ...endpointAndRegion, HOME: home, AWS_EC2_METADATA_DISABLED: 'true' });
+    } finally {
+      rmSync(home, { recursive: true });
+    }
+  }
 
   describe('on a server it can reach', () => {
     it('reports version, latency, memory, persistence, clients and hit rate, and exits 0', async () => {
@@ -200,13 +218,22 @@ describe('npm run redis:doctor', () => {
       const port = silent.port;
       const started = Date.now();
 
-      const run = await doctor({ REDIS_URL: `redis://127.0.0.1:${port}` });
+      const run = await doctor({ REDIS_URL: `redis://127.0.0.1:${port}`, REDIS_COMMAND_TIMEOUT_MS: '600' });
 
       expect(run.code).toBe(1);
       expect(verdict(run)).toBe(
-        `✗ 127.0.0.1:${port} accepted the connection but did not answer within 800 ms: the Redis there may be paused or overloaded, or another service listens on that port; check the host and port in REDIS_URL.`,
+        `✗ 127.0.0.1:${port} accepted the connection but did not answer within 600 ms: the Redis there may be paused or overloaded, or another service listens on that port; check the host and port in REDIS_URL.`,
       );
       expect(Date.now() - started).toBeLessThan(10_000);
+    });
+
+    it('when a rediss:// server accepts the connection and never completes the TLS handshake', async () => {
+      const run = await doctor({ REDIS_URL: `rediss://127.0.0.1:${silent.port}`, REDIS_CONNECT_TIMEOUT_MS: '500', REDIS_COMMAND_TIMEOUT_MS: '3000' });
+
+      expect(run.code).toBe(1);
+      expect(verdict(run)).toBe(
+        `✗ 127.0.0.1:${silent.port} accepted the connection but did not complete the TLS handshake within 500 ms: the Redis there may be paused or overloaded, or another service listens on that port; check the host and port in REDIS_URL.`,
+      );
     });
 
     it('when the server wants a password and none is given (NOAUTH)', async () => {
@@ -332,18 +359,32 @@ describe('npm run redis:doctor', () => {
     });
 
     it('when no AWS credentials are found at all, rather than blaming Secrets Manager', async () => {
-      const { AWS_ACCESS_KEY_ID: _, AWS_SECRET_ACCESS_KEY: __, ...withoutKeys } = secrets.env;
-      const home = mkdtempSync(join(tmpdir(), 'no-aws-'));
       secrets.setSecret('doctor/no-credentials', plain.url);
 
-      const run = await doctor({ REDIS_SECRET_ID: 'doctor/no-credentials', ...withoutKeys, HOME: home, AWS_EC2_METADATA_DISABLED: 'true' });
-      rmSync(home, { recursive: true });
+      const run = await withoutAwsCredentials((env) => doctor({ REDIS_SECRET_ID: 'doctor/no-credentials', ...env }));
 
       expect(run.code).toBe(1);
       expect(verdict(run)).toBe(
         '✗ No AWS credentials were found to read the secret "doctor/no-credentials": set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where a role provides them.',
       );
       expect(secrets.reads('doctor/no-credentials')).toBe(0);
+    });
+
+    it('when the SSO sign-in of the AWS profile has expired, saying to sign in again', async () => {
+      const ssoProfile = [
+        '[profile expired-sso]',
+        'sso_session = tutor',
+        'sso_account_id = 123456789012',
+        'sso_role_name = operator',
+        '[sso-session tutor]',
+        'sso_start_url = https://example.awsapps.com/start',
+        'sso_region = eu-west-1',
+      ].join('\n');
+
+      const run = await withoutAwsCredentials((env) => doctor({ REDIS_SECRET_ID: 'doctor/no-credentials', ...env, AWS_PROFILE: 'expired-sso' }), ssoProfile);
+
+      expect(run.code).toBe(1);
+      expect(verdict(run)).toMatch(/^✗ The AWS credentials could not be loaded to read the secret "doctor\/no-credentials" \(.*expired-sso.*\): sign in again \(aws sso login\) or check AWS_PROFILE\.$/);
     });
 
     it('when the secret has no value', async () => {
