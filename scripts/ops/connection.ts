@@ -97,6 +97,11 @@ export async function connectTo(endpoint: OperatorEndpoint, options: OperatorCli
     overrides.commandTimeout = options.commandTimeoutMs;
     overrides.socketTimeout = options.commandTimeoutMs;
   }
+  const effectiveCommandTimeoutMs = options.commandTimeoutMs ?? config().redis.commandTimeoutMs;
+  // Asked first, of the entry node alone: a cluster client meeting a silent master waits out a
+  // command time-out on each node before it fails.
+  const notServing = endpoint.cluster ? await clusterStateProblem(endpoint) : undefined;
+  if (notServing !== undefined) throw new ConnectionFailure(endpoint, notServing, effectiveCommandTimeoutMs);
   let client: RedisClient;
   try {
     client = newRedisClient(url, { cluster: endpoint.cluster, overrides }, { Redis, Cluster });
@@ -114,7 +119,7 @@ export async function connectTo(endpoint: OperatorEndpoint, options: OperatorCli
     const refusal = databaseRefusal(client);
     if (refusal !== undefined) throw namingOrigin(refusal, endpoint);
     const clusterProblem = endpoint.cluster ? await clusterStateProblem(endpoint) : undefined;
-    throw new ConnectionFailure(endpoint, clusterProblem ?? mostTelling([...seen, error]), options.commandTimeoutMs ?? config().redis.commandTimeoutMs);
+    throw new ConnectionFailure(endpoint, clusterProblem ?? mostTelling([...seen, error]), effectiveCommandTimeoutMs);
   }
   return client;
 }

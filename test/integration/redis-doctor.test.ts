@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../infra/local/redis-server.ts';
 import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles/secrets-manager.ts';
 import { runTool, type ToolRun } from '../support/operator-tool.ts';
-import { startRedisCluster, startStandaloneRedis, startTlsRedis, type RedisCluster, type RedisServer, type TlsRedis } from '../support/redis.ts';
+import { startRedisCluster, startStandaloneRedis, startTlsRedis, untilClusterState, type RedisCluster, type RedisServer, type TlsRedis } from '../support/redis.ts';
 import { startSilentServer, type SilentServer } from '../support/tcp-proxy.ts';
 
 const PASSWORD = 'doctor-password-4711';
@@ -24,20 +24,6 @@ const doctor = (env: Record<string, string>, args: string[] = []) => runTool('re
 /** The one line a failing run ends with. */
 function verdict(run: ToolRun): string {
   return run.stderr.trim().split('\n').at(-1) ?? '';
-}
-
-/** Waits until the cluster node on `port` reports `state` (polled every 100 ms, at most 10 s). */
-async function untilClusterState(port: number, state: string): Promise<void> {
-  const node = new Redis({ port, host: '127.0.0.1' });
-  try {
-    for (let waited = 0; waited < 10_000; waited += 100) {
-      if (String(await node.cluster('INFO')).includes(`cluster_state:${state}`)) return;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    throw new Error(`the cluster node on ${port} never reported cluster_state:${state}`);
-  } finally {
-    node.disconnect();
-  }
 }
 
 describe('npm run redis:doctor', () => {

@@ -9,7 +9,7 @@ import { freePort } from '../../infra/local/redis-server.ts';
 import { startNewerRedis, type NewerRedis } from '../doubles/newer-redis.ts';
 import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles/secrets-manager.ts';
 import { runTool } from '../support/operator-tool.ts';
-import { startRedisCluster, startStandaloneRedis, startTlsRedis, type RedisCluster, type RedisServer, type TlsRedis } from '../support/redis.ts';
+import { startRedisCluster, startStandaloneRedis, startTlsRedis, untilClusterState, type RedisCluster, type RedisServer, type TlsRedis } from '../support/redis.ts';
 import { startTcpProxy } from '../support/tcp-proxy.ts';
 
 const SOURCE_PASSWORD = 'source-password-2718';
@@ -653,6 +653,23 @@ describe('npm run redis:migrate', () => {
 
       expect(run.code).toBe(2);
       expect(run.stderr).toContain('--from and --to name the same server and database: there is nothing to copy');
+    });
+
+    it('when the source cluster has a master that stopped answering (cluster_state:fail)', async () => {
+      const broken = await startRedisCluster();
+      const paused = broken.nodes[2]!.process;
+      try {
+        paused.kill('SIGSTOP');
+        await untilClusterState(broken.nodes[0]!.port, 'fail'); // the other nodes notice within the node time-out
+
+        const run = await migrate(['--from', broken.url, '--from-cluster', '--to', target.url]);
+
+        expect(run.code).toBe(1);
+        expect(run.stderr.trim()).toMatch(/^✗ The Redis Cluster at 127\.0\.0\.1:\d+ is not serving: .* reports cluster_state:fail: some slots have no reachable master/);
+      } finally {
+        paused.kill('SIGCONT');
+        await broken.stop();
+      }
     });
 
     it('when an endpoint is missing (exit 2, with the usage)', async () => {

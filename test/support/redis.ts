@@ -194,3 +194,17 @@ async function waitForClusterOk(ports: number[], tlsMaterial: TlsMaterial | unde
     }
   }
 }
+
+/** Waits until the cluster node on `port` reports `state` (polled every 100 ms, at most 10 s). */
+export async function untilClusterState(port: number, state: string): Promise<void> {
+  const node = new Redis({ port, host: '127.0.0.1' });
+  try {
+    for (let waited = 0; waited < 10_000; waited += 100) {
+      if (String(await node.cluster('INFO')).includes(`cluster_state:${state}`)) return;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    throw new Error(`the cluster node on ${port} never reported cluster_state:${state}`);
+  } finally {
+    node.disconnect();
+  }
+}
