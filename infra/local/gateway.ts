@@ -117,8 +117,9 @@ function problemMessage(problem: HttpProblem): { fields: Record<string, string |
   return { fields: { ...SECURITY_HEADERS, ...headers, 'Content-Length': Buffer.byteLength(body) }, body };
 }
 
-/** Answers `problem`, with `extraFields` (CORS, Connection). */
+/** Answers `problem`, with `extraFields` (CORS, Connection); an answer under way is cut off instead, one given is left alone. */
 function send(response: ServerResponse, problem: HttpProblem, extraFields: Record<string, string> = {}): void {
+  if (response.writableEnded) return;
   if (response.headersSent) {
     response.destroy(); // a response already under way cannot turn into a problem
     return;
@@ -285,11 +286,9 @@ interface Exchange {
   agent: Agent;
 }
 
-/** An answer that could not be finished: a problem if none has started, else cut off; nothing once one has been given. */
+/** An answer that could not be finished: the problem, with the request's CORS fields (see `send`). */
 function answerFailed({ response, cors }: Exchange, problem: HttpProblem): void {
-  if (response.writableEnded) return;
-  if (response.headersSent) response.destroy();
-  else send(response, problem, cors);
+  send(response, problem, cors);
 }
 
 /**

@@ -80,13 +80,13 @@ export function anthropicProvider(options: AnthropicOptions): ChatProvider {
     accept: 'application/json',
   };
 
-  async function attempt(body: string, deadline: number, inputEstimate: number): Promise<Attempt> {
+  async function attempt(body: string, deadline: number, request: CompletionRequest): Promise<Attempt> {
     const remaining = deadline - Date.now();
     if (remaining <= 0) return { kind: 'timeout' };
     try {
       // The signal covers the body as well as the headers: a reply that stalls half way times out too.
       const response = await fetch(url, { method: 'POST', headers, body, signal: AbortSignal.timeout(remaining) });
-      if (response.ok) return { kind: 'answer', completion: toCompletion((await response.json()) as MessagesReply, inputEstimate) };
+      if (response.ok) return { kind: 'answer', completion: toCompletion((await response.json()) as MessagesReply, request) };
       const error = await readError(response);
       return {
         kind: 'status',
@@ -105,12 +105,11 @@ export function anthropicProvider(options: AnthropicOptions): ChatProvider {
 
   async function complete(request: CompletionRequest, { deadline }: CompletionOptions): Promise<Completion> {
     const body = JSON.stringify(messagesBody(request));
-    const inputEstimate = estimateConversationTokens(request.system, request.messages);
-    let outcome = await attempt(body, deadline, inputEstimate);
+    let outcome = await attempt(body, deadline, request);
     const wait = retryWaitMs(outcome);
     if (wait !== undefined && Date.now() + wait + MIN_ATTEMPT_MS <= deadline) {
       await new Promise((resolve) => setTimeout(resolve, wait));
-      outcome = await attempt(body, deadline, inputEstimate);
+      outcome = await attempt(body, deadline, request);
     }
     if (outcome.kind === 'answer') return outcome.completion;
     throw toProblem(outcome);
@@ -131,8 +130,8 @@ function messagesBody(request: CompletionRequest): Record<string, unknown> {
   };
 }
 
-/** The reply as a completion; `inputEstimate` stands in for an input count Claude sent as no count. */
-function toCompletion(reply: MessagesReply, inputEstimate: number): Completion {
+/** The reply to `request` as a completion; counts Claude sent as no counts are estimated. */
+function toCompletion(reply: MessagesReply, request: CompletionRequest): Completion {
   const blocks = Array.isArray(reply.content) ? (reply.content as Array<{ type?: unknown; text?: unknown }>) : undefined;
   if (typeof reply.id !== 'string' || blocks === undefined || typeof reply.stop_reason !== 'string') {
     throw new HttpProblem(502, 'upstream-error', {
@@ -151,7 +150,7 @@ function toCompletion(reply: MessagesReply, inputEstimate: number): Completion {
       // Every input token the model read, whether billed fresh or from Claude's prompt cache (a
       // cache part left out is none); without a count of the fresh ones, the estimate of the whole.
       inputTokens:
-        (reportedTokens(usage.input_tokens) ?? inputEstimate) +
+        (reportedTokens(usage.input_tokens) ?? estimateConversationTokens(request.system, request.messages)) +
         (reportedTokens(usage.cache_creation_input_tokens) ?? 0) +
         (reportedTokens(usage.cache_read_input_tokens) ?? 0),
       outputTokens: reportedTokens(usage.output_tokens) ?? estimateTokens(content),
