@@ -204,7 +204,7 @@ function explainCopyFailure(error: unknown, source: Side, target: Side, copied: 
 /**
  * The sentence for keys the target may have lost since it was opened, if any. A target whose
  * memory is full and whose policy evicts accepts every write and drops keys to make room, copied
- * ones included; a target that restarted or failed over (a node with a new run_id) lost what it
+ * ones included; a target that restarted (a node with a new run_id at its address) lost what it
  * held only in memory. Every RESTORE succeeded, yet keys are missing.
  */
 function keysLostDuringCopy(target: Side, nodesAfter: readonly NodeInfo[]): string | undefined {
@@ -293,12 +293,11 @@ async function copy(source: Side, target: Side, values: Values, { match, batchSi
     return 1;
   }
   say(summary(stats, (Date.now() - started) / 1000));
+  const compare = values.verify ? '' : '; run again with --dry-run --verify to compare';
   if (mastersChanged(target, nodesAfter)) {
-    complain(`! The target's masters changed during the copy (a failover or a resharding): a failover may have lost keys; compare with --dry-run --verify.`);
+    complain(`! The target's masters changed during the copy (a failover or a resharding): a failover may have lost keys${compare}.`);
   } else if (!lossesVisible(target)) {
-    complain(
-      `! The target's INFO does not show its evictions and restarts: keys it may have dropped during the copy cannot be detected${values.verify ? '' : '; run again with --dry-run --verify to compare'}.`,
-    );
+    complain(`! The target's INFO does not show its evictions and restarts: keys it may have dropped during the copy cannot be detected${compare}.`);
   }
   return 0;
 }
@@ -338,7 +337,8 @@ async function run(values: Values): Promise<number> {
     const ends = await sameness(source, target, { mayWrite: !values['dry-run'] });
     if (ends === 'same') throw new UsageError('--from and --to name the same server and database: there is nothing to copy');
     if (ends === 'unknown') {
-      complain('! Whether --from and --to are one database cannot be checked (INFO hides run_id, and a probe key may not be written or read): make sure they differ.');
+      const why = values['dry-run'] ? 'INFO hides run_id, and a dry run writes no probe key' : 'INFO hides run_id, and a probe key may not be written or read';
+      complain(`! Whether --from and --to are one database cannot be checked (${why}): make sure they differ.`);
     }
     if (values['dry-run']) {
       await dryRun(source, target, options);
