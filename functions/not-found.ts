@@ -19,13 +19,22 @@ export const ROUTES: Readonly<Record<string, readonly string[]>> = {
   '/usage': ['GET', 'HEAD'],
 };
 
+/** OpenAI clients are often given a base URL ending in /v1, which this API's routes do not have. */
+const OPENAI_VERSION_PREFIX = '/v1';
+
+/** What a 404 says: the route asked for, and the way to it when only a `/v1` stands in the way. */
+function noRoute(method: string, path: string): string {
+  const asked = `No route for ${method || 'this method'} ${shown(path)}`;
+  const unversioned = path.startsWith(`${OPENAI_VERSION_PREFIX}/`) ? path.slice(OPENAI_VERSION_PREFIX.length) : undefined;
+  if (unversioned === undefined || !Object.hasOwn(ROUTES, unversioned)) return `${asked}.`;
+  return `${asked}: the base URL is the API's root, without ${OPENAI_VERSION_PREFIX} (${unversioned}).`;
+}
+
 async function notFound(event: HttpEvent): Promise<HttpResult> {
   const method = event.requestContext?.http?.method ?? '';
   const path = event.rawPath ?? '';
   const methods = Object.hasOwn(ROUTES, path) ? ROUTES[path] : undefined;
-  if (methods === undefined) {
-    throw new HttpProblem(404, 'not-found', { detail: `No route for ${method || 'this method'} ${shown(path)}.` });
-  }
+  if (methods === undefined) throw new HttpProblem(404, 'not-found', { detail: noRoute(method, path) });
   const allow = [...methods, 'OPTIONS'].join(', ');
   if (method === 'OPTIONS') return { statusCode: 204, headers: { Allow: allow } };
   throw new HttpProblem(405, 'method-not-allowed', {

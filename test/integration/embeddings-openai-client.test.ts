@@ -119,12 +119,12 @@ describe('the official openai client against POST /embeddings', () => {
     expect((error as Error).message).toBe('401 The bearer token is malformed, expired or revoked; log in again.');
   });
 
-  it('tells a client whose base URL ends in /v1 which route it asked for, in the NotFoundError message', async () => {
+  it('tells a client whose base URL ends in /v1 which route it asked for and the base URL to use, in the NotFoundError message', async () => {
     const misdirected = new OpenAI({ baseURL: `${gateway.baseUrl}/v1`, apiKey: 'any', maxRetries: 0 });
 
     const error = await misdirected.embeddings.create({ input: 'x', model: MODEL }).catch((reason: unknown) => reason);
 
     expect(error).toBeInstanceOf(OpenAI.NotFoundError);
-    expect((error as Error).message).toBe('404 No route for POST /v1/embeddings.');
+    expect((error as Error).message).toBe("404 No route for POST /v1/embeddings: the base URL is the API's root, without /v1 (/embeddings).");
   });
 });

@@ -247,6 +247,14 @@ describe('the HTTP basics of every route', () => {
     expect(response.headers['content-type']).toBe('application/problem+json');
   });
 
+  it('says to drop /v1 from the base URL when the rest of the path is a route, and only then', async () => {
+    const versioned = await invoke(notFound, httpEvent('POST', '/v1/chat'));
+    const unknown = await invoke(notFound, httpEvent('POST', '/v1/chat/completions'));
+
+    expect(versioned.json.detail).toBe("No route for POST /v1/chat: the base URL is the API's root, without /v1 (/chat).");
+    expect(unknown.json.detail).toBe('No route for POST /v1/chat/completions.');
+  });
+
   it('names the unknown route in the 404, cut at 120 characters', async () => {
     const short = await invoke(notFound, httpEvent('GET', '/lessons'));
     const long = await invoke(notFound, httpEvent('GET', `/${'x'.repeat(9_000)}`));
