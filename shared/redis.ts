@@ -141,7 +141,6 @@ export function databaseOf(url: URL): number {
  */
 const NO_SUCH_DATABASE = /\bDB\b|\bSELECT\b/i;
 
-/** Clients whose server refused the URL's database, with the error that says so. */
 /** The Redis URL's database cannot be used; `fault` says why ("names database 2, but …"), for a message that names the URL. */
 export class DatabaseUnusable extends ConfigError {
   readonly fault: string;
@@ -151,6 +150,7 @@ export class DatabaseUnusable extends ConfigError {
   }
 }
 
+/** Clients whose server refused the URL's database, with the error that says so. */
 const refusedDatabases = new WeakMap<RedisClient, DatabaseUnusable>();
 
 /** The configuration error of a client whose server has no such database as its URL names. */
