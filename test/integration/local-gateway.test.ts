@@ -329,7 +329,7 @@ describe('the local gateway of npm run dev', () => {
     const bigBody = Buffer.alloc(20 * 1024 * 1024, 0x61);
     let patient: Gateway;
     beforeAll(async () => {
-      patient = await startGateway({ port: 0, upstreamPort, upstreamTimeoutMs: 100 });
+      patient = await startGateway({ port: 0, upstreamPort, upstreamTimeoutMs: 300 });
     });
     afterAll(() => patient.close());
 
@@ -348,7 +348,7 @@ describe('the local gateway of npm run dev', () => {
             response.on('end', () => resolve(read));
             response.on('error', reject);
             response.resume();
-          }, 500);
+          }, 1000);
         }).on('error', reject);
       });
 
@@ -359,7 +359,7 @@ describe('the local gateway of npm run dev', () => {
       const reply = await new Promise<string>((resolve, reject) => {
         const socket = connect(patient.port, '127.0.0.1', () => {
           socket.write('POST /chat HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\nConnection: close\r\n\r\n{"a"');
-          setTimeout(() => socket.write(':1}'), 400);
+          setTimeout(() => socket.write(':1}'), 1000);
         });
         let text = '';
         socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
