@@ -118,8 +118,7 @@ export async function connectTo(endpoint: OperatorEndpoint, options: OperatorCli
     client.disconnect();
     const refusal = databaseRefusal(client);
     if (refusal !== undefined) throw namingOrigin(refusal, endpoint);
-    const clusterProblem = endpoint.cluster ? await clusterStateProblem(endpoint) : undefined;
-    throw new ConnectionFailure(endpoint, clusterProblem ?? mostTelling([...seen, error]), effectiveCommandTimeoutMs);
+    throw new ConnectionFailure(endpoint, mostTelling([...seen, error]), effectiveCommandTimeoutMs);
   }
   return client;
 }
