@@ -235,6 +235,19 @@ function mastersChanged(target: Side, nodesAfter: readonly NodeInfo[]): boolean 
   return before.size !== after.size || [...after].some((address) => !before.has(address));
 }
 
+/**
+ * The sentence for a source that was resharding while it was read, if it was: slots on the move
+ * when the copy started or ended, or served by other masters at the end. The copy reads each master
+ * in turn, so a key that moved from a master not read yet to one read already was not copied.
+ */
+function sourceResharding(source: Side, nodesAfter: readonly NodeInfo[]): string | undefined {
+  const moving = [...new Set([...source.nodes, ...nodesAfter].flatMap((node) => node.slots?.moving ?? []))].sort((a, b) => a - b);
+  const slotMap = (nodes: readonly NodeInfo[]) => nodes.map((node) => `${node.address} ${node.slots?.served}`).sort().join('\n');
+  if (moving.length === 0 && slotMap(source.nodes) === slotMap(nodesAfter)) return undefined;
+  const what = moving.length === 0 ? 'slots moved between masters' : `slot${moving.length === 1 ? '' : 's'} ${moving.slice(0, 5).join(', ')}${moving.length > 5 ? ', ...' : ''} moving between masters`;
+  return `The source was resharding during the copy (${what}): a key that moved while the copy ran may not have been copied; copy again once the resharding has ended, then --verify.`;
+}
+
 /** Whether INFO shows the target's evictions and restarts (refused or hidden by some managed services). */
 function lossesVisible(target: Side): boolean {
   return runIdsKnown(target) && target.nodes.every((node) => node.info.has('evicted_keys'));
@@ -286,7 +299,7 @@ async function copy(source: Side, target: Side, values: Values, { match, batchSi
     return 1;
   }
   progress?.finish();
-  const nodesAfter = await serverInfo(target.client);
+  const [nodesAfter, sourceNodesAfter] = await Promise.all([serverInfo(target.client), serverInfo(source.client)]);
   const lost = keysLostDuringCopy(target, nodesAfter);
   if (lost !== undefined) {
     complain(`✗ ${lost}`);
@@ -299,6 +312,8 @@ async function copy(source: Side, target: Side, values: Values, { match, batchSi
   } else if (!lossesVisible(target)) {
     complain(`! The target's INFO does not show its evictions and restarts: keys it may have dropped during the copy cannot be detected${compare}.`);
   }
+  const resharding = sourceResharding(source, sourceNodesAfter);
+  if (resharding !== undefined) complain(`! ${resharding}`);
   return 0;
 }
 

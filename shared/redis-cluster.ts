@@ -44,21 +44,28 @@ export function keySlot(key: string | Buffer): number {
   return crc16(bytes) % 16384;
 }
 
+/** Positions in a batch of keys that one master serves, named `host:port` as ioredis names it; undefined for a slot the client does not know yet. */
+export interface NodeGroup {
+  node: string | undefined;
+  positions: number[];
+}
+
 /**
  * The positions of `keys`, grouped by the master node that serves their slot: one group on a
  * single server. The slot map is loaded on the client's first connection; until then, one cheap
  * command waits for it.
  */
-export async function groupByNode(client: RedisClient, keys: ReadonlyArray<string | Buffer>): Promise<number[][]> {
-  if (!isCluster(client)) return [keys.map((_, position) => position)];
+export async function groupByNode(client: RedisClient, keys: ReadonlyArray<string | Buffer>): Promise<NodeGroup[]> {
+  if (!isCluster(client)) return [{ node: undefined, positions: keys.map((_, position) => position) }];
   if (client.slots.length === 0) await client.ping();
-  const groups = new Map<string, number[]>();
+  const groups = new Map<string, NodeGroup>();
   keys.forEach((key, position) => {
+    const node = client.slots[keySlot(key)]?.[0];
     // A slot missing from the map (mid-resharding) gets a pipeline of its own; ioredis follows the redirect.
-    const node = client.slots[keySlot(key)]?.[0] ?? `unmapped:${position}`;
-    const group = groups.get(node);
-    if (group) group.push(position);
-    else groups.set(node, [position]);
+    const name = node ?? `unmapped:${position}`;
+    const group = groups.get(name);
+    if (group) group.positions.push(position);
+    else groups.set(name, { node, positions: [position] });
   });
   return [...groups.values()];
 }

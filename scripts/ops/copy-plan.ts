@@ -16,7 +16,7 @@ export async function planCopy(source: RedisClient, target: RedisClient, match: 
   const plan: CopyPlan = { keys: 0, byType: new Map(), withTtl: 0, existingOnTarget: 0 };
   for (const node of await dataNodes(source)) {
     for await (const keys of scanKeys(node, match, batchSize)) {
-      const [described, existing] = await Promise.all([readPerKey(node, keys, ['TYPE', 'PTTL']), readPerKey(target, keys, ['EXISTS'])]);
+      const [described, existing] = await Promise.all([readPerKey(source, keys, ['TYPE', 'PTTL']), readPerKey(target, keys, ['EXISTS'])]);
       keys.forEach((_, index) => {
         const [type, ttl] = [String(described[index]![0]), described[index]![1] as number];
         if (type === 'none') return;

@@ -10,8 +10,8 @@
 import type { ChainableCommander, Redis } from 'ioredis';
 import { monotonicMs } from '../../shared/monotonic-clock.ts';
 import type { RedisClient } from '../../shared/redis.ts';
-import { isCluster } from '../../shared/redis-cluster.ts';
-import { groupByNode } from '../../shared/redis-cluster.ts';
+import { groupByNode, isCluster } from '../../shared/redis-cluster.ts';
+import { nodeAddress } from '../../shared/redis-info.ts';
 import { defineBinaryScript } from '../../shared/redis-script.ts';
 
 /** SCAN over one node, one batch of key names per SCAN reply (binary-safe: names stay Buffers). */
@@ -49,34 +49,57 @@ export function ttlToWrite(ttl: number, askedAt: number): number {
 
 export type Reply = [error: Error | null, value: unknown];
 
+type Queue = (pipeline: ChainableCommander, key: Buffer, index: number) => void;
+
 /**
  * Runs `queue(pipeline, key)` for every key, with one pipeline per node that serves the keys,
  * and returns the replies in key order: `replies[i]` holds the replies queued for `keys[i]`.
+ *
+ * A cluster that is resharding answers MOVED or ASK for the keys of a slot on the move. A batch's
+ * pipeline goes on its master's own connection, which passes those answers on as they are: a
+ * cluster pipeline that got one ASK and read-only answers otherwise is sent again whole to the
+ * node the ASK names, which answers "no such key" for every key it does not hold, and a copy
+ * would take those keys for expired. The redirected keys are then sent again one pipeline each
+ * through the cluster client, which follows a redirect that all of a pipeline got.
  */
-export async function pipelinePerNode(
-  client: RedisClient,
-  keys: Buffer[],
-  queue: (pipeline: ChainableCommander, key: Buffer, index: number) => void,
-): Promise<Reply[][]> {
+export async function pipelinePerNode(client: RedisClient, keys: Buffer[], queue: Queue): Promise<Reply[][]> {
   const replies: Reply[][] = new Array(keys.length);
   await Promise.all(
-    (await groupByNode(client, keys)).map(async (indexes) => {
-      const pipeline = client.pipeline();
-      const counts: number[] = [];
-      for (const index of indexes) {
-        const before = pipeline.length;
-        queue(pipeline, keys[index]!, index);
-        counts.push(pipeline.length - before);
-      }
-      const results = ((await pipeline.exec()) ?? []) as Reply[];
-      let offset = 0;
-      indexes.forEach((index, position) => {
-        replies[index] = results.slice(offset, offset + counts[position]!);
-        offset += counts[position]!;
-      });
-    }),
+    (await groupByNode(client, keys)).map(({ node, positions }) => runPipeline(connectionTo(client, node), keys, positions, queue, replies)),
   );
+  if (isCluster(client)) {
+    const redirected = keys.flatMap((_, index) => (replies[index]!.some(isRedirect) ? [index] : []));
+    await Promise.all(redirected.map((index) => runPipeline(client, keys, [index], queue, replies)));
+  }
   return replies;
+}
+
+/** The master named `host:port` of a cluster client, or the client itself (one server, or a slot not mapped yet). */
+function connectionTo(client: RedisClient, node: string | undefined): RedisClient {
+  if (node === undefined || !isCluster(client)) return client;
+  return client.nodes('master').find((master) => nodeAddress(master) === node) ?? client;
+}
+
+/** One pipeline with the commands `queue` gives each key of `indexes`; their replies go to `replies[index]`. */
+async function runPipeline(connection: RedisClient, keys: Buffer[], indexes: number[], queue: Queue, replies: Reply[][]): Promise<void> {
+  const pipeline = connection.pipeline();
+  const counts: number[] = [];
+  for (const index of indexes) {
+    const before = pipeline.length;
+    queue(pipeline, keys[index]!, index);
+    counts.push(pipeline.length - before);
+  }
+  const results = ((await pipeline.exec()) ?? []) as Reply[];
+  let offset = 0;
+  indexes.forEach((index, position) => {
+    replies[index] = results.slice(offset, offset + counts[position]!);
+    offset += counts[position]!;
+  });
+}
+
+/** A reply that sends its command to another node: its slot moved (MOVED) or is moving (ASK). */
+function isRedirect([error]: Reply): boolean {
+  return error !== null && /^(MOVED|ASK) /.test(error.message);
 }
 
 /** The value of a reply, or the error it carried. */

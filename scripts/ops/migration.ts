@@ -81,9 +81,9 @@ for i, key in ipairs(KEYS) do
 end
 return refused`);
 
-async function dumpBatch(node: Redis, keys: Buffer[]): Promise<{ dumped: Dumped[]; expired: number }> {
+async function dumpBatch(source: RedisClient, keys: Buffer[]): Promise<{ dumped: Dumped[]; expired: number }> {
   const askedAt = monotonicMs();
-  const replies = await readPerKey(node, keys, ['PTTL', 'DUMP']);
+  const replies = await readPerKey(source, keys, ['PTTL', 'DUMP']);
   const dumped: Dumped[] = [];
   replies.forEach(([pttl, payload], index) => {
     // Gone since SCAN (or in its last millisecond), or DUMP nil when it expired between the two.
@@ -168,16 +168,16 @@ export async function copyKeys(source: RedisClient, target: RedisClient, options
   const stats: CopyStats = { copied: 0, expired: 0, copiedByType: 0 };
   let method = options.method;
 
-  const byType = async (node: Redis, keys: Buffer[]) => {
-    const result = await copyByType(node, target, keys);
+  const byType = async (keys: Buffer[]) => {
+    const result = await copyByType(source, target, keys);
     stats.copied += result.copied;
     stats.copiedByType += result.copied;
     stats.expired += result.expired;
   };
 
-  const copyBatch = async (node: Redis, keys: Buffer[]) => {
-    if (method === 'by-type') return byType(node, keys);
-    const { dumped, expired } = await dumpBatch(node, keys);
+  const copyBatch = async (keys: Buffer[]) => {
+    if (method === 'by-type') return byType(keys);
+    const { dumped, expired } = await dumpBatch(source, keys);
     stats.expired += expired;
     const rejected = await restoreBatch(target, dumped);
     stats.copied += dumped.length - rejected.length;
@@ -188,7 +188,7 @@ export async function copyKeys(source: RedisClient, target: RedisClient, options
       method = 'by-type';
       options.onFallback?.(rdbVersion);
     }
-    await byType(node, rejected.map((entry) => entry.key));
+    await byType(rejected.map((entry) => entry.key));
   };
 
   const inFlight: Array<Promise<void>> = [];
@@ -197,7 +197,7 @@ export async function copyKeys(source: RedisClient, target: RedisClient, options
     for await (const keys of scanKeys(node, options.match, options.batchSize)) {
       if (failure !== undefined) break;
       inFlight.push(
-        copyBatch(node, keys).then(
+        copyBatch(keys).then(
           () => options.onProgress?.(stats),
           (error: unknown) => {
             failure ??= error;

@@ -16,6 +16,12 @@ export interface NodeInfo {
    * `unknown command`: renamed or disabled), in which case `info` is empty; undefined when it answered.
    */
   infoRefused: string | undefined;
+  /**
+   * A cluster master's slots as its CLUSTER NODES line lists them (`0-5460 7000`), and those it is
+   * handing over or taking in now (a resharding); undefined for a single server, or where CLUSTER
+   * NODES is refused.
+   */
+  slots: { served: string; moving: number[] } | undefined;
 }
 
 /** The keys of one database (`db3:keys=10,expires=2,avg_ttl=0`), summed over the nodes (a cluster's masters). */
@@ -61,14 +67,36 @@ async function infoText(node: Redis): Promise<{ text: string; refused?: undefine
   }
 }
 
+/**
+ * The node's own line of CLUSTER NODES: `<id> <address> myself,master <master> <ping> <pong>
+ * <epoch> <link> <slot or range>...`, where a slot on the move reads `[slot->-<id>]` (leaving) or
+ * `[slot-<-<id>]` (arriving).
+ */
+async function slotsOf(node: Redis): Promise<NodeInfo['slots']> {
+  let text: string;
+  try {
+    text = String(await node.cluster('NODES'));
+  } catch {
+    return undefined;
+  }
+  const own = text.split('\n').find((line) => line.split(' ')[2]?.split(',').includes('myself'));
+  const fields = own?.trim().split(' ').slice(8) ?? [];
+  return {
+    served: fields.filter((field) => !field.startsWith('[')).join(' '),
+    moving: fields.filter((field) => field.startsWith('[')).map((field) => Number.parseInt(field.slice(1), 10)),
+  };
+}
+
 async function nodeInfo(node: Redis): Promise<NodeInfo> {
   const [{ text, refused }, save] = await Promise.all([infoText(node), configValue(node, 'save')]);
   const info = parseInfo(text);
+  let slots: NodeInfo['slots'];
   if (info.get('cluster_enabled') === '1') {
     // cluster_state and friends are only in CLUSTER INFO.
     for (const [name, value] of parseInfo(String(await node.cluster('INFO')))) info.set(name, value);
+    slots = await slotsOf(node);
   }
-  return { address: nodeAddress(node), info, save, infoRefused: refused };
+  return { address: nodeAddress(node), info, save, infoRefused: refused, slots };
 }
 
 export async function serverInfo(client: RedisClient): Promise<NodeInfo[]> {

@@ -3,7 +3,7 @@
 // again with the same commands, which every Redis version understands. Slower than RESTORE, and
 // it copies values, not encodings; for streams it copies the entries but not consumer groups.
 
-import type { ChainableCommander, Redis } from 'ioredis';
+import type { ChainableCommander } from 'ioredis';
 import type { RedisClient } from '../../shared/redis.ts';
 import { monotonicMs } from '../../shared/monotonic-clock.ts';
 import { pipelinePerNode, readPerKey, showKey, ttlOfCopy, ttlToWrite, valueOf, WriteRefused } from './keyspace.ts';
@@ -102,12 +102,12 @@ function queueWrite(pipeline: ChainableCommander, { key, type, ttl: ttlAsRead, a
 }
 
 /**
- * Copies `keys` from `node` (a source server or master) to `target`, type by type; keys that
- * expire on the way are skipped. Returns how many were copied and how many had expired.
+ * Copies `keys` from `source` to `target`, type by type; keys that expire on the way are skipped.
+ * Returns how many were copied and how many had expired.
  */
-export async function copyByType(node: Redis, target: RedisClient, keys: Buffer[]): Promise<{ copied: number; expired: number }> {
+export async function copyByType(source: RedisClient, target: RedisClient, keys: Buffer[]): Promise<{ copied: number; expired: number }> {
   const askedAt = monotonicMs();
-  const described = await readPerKey(node, keys, ['TYPE', 'PTTL']);
+  const described = await readPerKey(source, keys, ['TYPE', 'PTTL']);
   const live: Array<{ key: Buffer; type: string; ttl: number; askedAt: number }> = [];
   described.forEach((replies, index) => {
     const type = String(replies[0]);
@@ -115,7 +115,7 @@ export async function copyByType(node: Redis, target: RedisClient, keys: Buffer[
     if (type !== 'none' && ttl !== undefined) live.push({ key: keys[index]!, type, ttl, askedAt });
   });
   const read = await pipelinePerNode(
-    node,
+    source,
     live.map((entry) => entry.key),
     (pipeline, key, index) => {
       queueRead(pipeline, key, live[index]!.type);

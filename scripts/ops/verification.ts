@@ -85,7 +85,7 @@ export async function verifyCopy(source: RedisClient, target: RedisClient, optio
 
   for (const node of await dataNodes(source)) {
     for await (const keys of scanKeys(node, options.match, options.batchSize)) {
-      const [sourceReplies, targetReplies] = await Promise.all([readPerKey(node, keys, DESCRIBE), readPerKey(target, keys, DESCRIBE)]);
+      const [sourceReplies, targetReplies] = await Promise.all([readPerKey(source, keys, DESCRIBE), readPerKey(target, keys, DESCRIBE)]);
       const unlike: number[] = [];
       keys.forEach((key, index) => {
         const from = describeSide(sourceReplies[index]!);
@@ -102,7 +102,7 @@ export async function verifyCopy(source: RedisClient, target: RedisClient, optio
         }
         if (from.payload !== null && to.payload !== null && !from.payload.equals(to.payload)) unlike.push(index);
       });
-      await compareValues(node, target, unlike.map((index) => keys[index]!), unlike.map((index) => describeSide(sourceReplies[index]!).type), differ);
+      await compareValues(source, target, unlike.map((index) => keys[index]!), unlike.map((index) => describeSide(sourceReplies[index]!).type), differ);
     }
   }
   await countTarget(source, target, options, result, differ, expiring);
@@ -111,7 +111,7 @@ export async function verifyCopy(source: RedisClient, target: RedisClient, optio
 
 /** Keys whose DUMP payloads differ: equal values in other encodings, or real differences. */
 async function compareValues(
-  node: RedisClient,
+  source: RedisClient,
   target: RedisClient,
   keys: Buffer[],
   types: string[],
@@ -124,7 +124,7 @@ async function compareValues(
   const keep = keys.filter((_, index) => comparable[index]);
   const keepTypes = types.filter((_, index) => comparable[index]);
   if (keep.length === 0) return;
-  const [fromDigests, toDigests] = await Promise.all([digests(node, keep, keepTypes), digests(target, keep, keepTypes)]);
+  const [fromDigests, toDigests] = await Promise.all([digests(source, keep, keepTypes), digests(target, keep, keepTypes)]);
   keep.forEach((key, index) => {
     if (fromDigests[index] !== toDigests[index]) differ(key, 'the values differ');
   });
@@ -142,7 +142,7 @@ async function countTarget(
   for (const node of await dataNodes(target)) {
     for await (const keys of scanKeys(node, options.match, options.batchSize)) {
       result.targetKeys += keys.length;
-      const [onSource, targetTtls] = await Promise.all([readPerKey(source, keys, ['EXISTS']), readPerKey(node, keys, ['PTTL'])]);
+      const [onSource, targetTtls] = await Promise.all([readPerKey(source, keys, ['EXISTS']), readPerKey(target, keys, ['PTTL'])]);
       keys.forEach((key, index) => {
         if (onSource[index]![0] === 0 && !expiring(targetTtls[index]![0] as number)) {
           differ(key, 'on the target only');

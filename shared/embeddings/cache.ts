@@ -40,7 +40,7 @@ async function readFromCluster(cluster: Cluster, keys: string[]): Promise<Array<
   const values = new Array<Buffer | null>(keys.length).fill(null);
   const groups = await groupByNode(cluster, keys);
   await Promise.all(
-    groups.map(async (positions) => {
+    groups.map(async ({ positions }) => {
       const pipeline = cluster.pipeline();
       for (const position of positions) pipeline.getBuffer(keys[position]!);
       const replies = (await pipeline.exec()) ?? [];
@@ -59,7 +59,7 @@ export async function writeVectors(redis: RedisClient, entries: CacheEntry[], tt
   const groups = await groupByNode(redis, entries.map((entry) => entry.key));
   const ttlMs = ttlSeconds * 1000;
   const failures = await Promise.all(
-    groups.map(async (positions) => {
+    groups.map(async ({ positions }) => {
       const pipeline = redis.pipeline();
       for (const position of positions) {
         const { key, vector } = entries[position]!;

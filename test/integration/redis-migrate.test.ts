@@ -4,12 +4,13 @@
 
 import { randomUUID } from 'node:crypto';
 import { Cluster, Redis } from 'ioredis';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { freePort } from '../../infra/local/redis-server.ts';
 import { startNewerRedis, type NewerRedis } from '../doubles/newer-redis.ts';
 import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles/secrets-manager.ts';
 import { runTool } from '../support/operator-tool.ts';
-import { startRedisCluster, startStandaloneRedis, startTlsRedis, untilClusterState, type RedisCluster, type RedisServer, type TlsRedis } from '../support/redis.ts';
+import { keySlot } from '../../shared/redis-cluster.ts';
+import { startRedisCluster, startSlotMove, startStandaloneRedis, startTlsRedis, untilClusterState, type RedisCluster, type RedisServer, type TlsRedis } from '../support/redis.ts';
 import { startTcpProxy } from '../support/tcp-proxy.ts';
 
 const SOURCE_PASSWORD = 'source-password-2718';
@@ -320,6 +321,50 @@ describe('npm run redis:migrate', () => {
       expect(run.code).toBe(0);
       expect(run.stdout).toContain('verify: equal (600 keys compared; the target holds 600 keys matching "*from-cluster*")');
       expect(await targetClient.pttl('from-cluster:7')).toBeGreaterThan(590_000);
+    });
+  });
+
+  describe('while a cluster reshards', () => {
+    let resharding: RedisCluster;
+    let reshardingClient: Cluster;
+    beforeEach(async () => {
+      resharding = await startRedisCluster();
+      reshardingClient = new Cluster([{ host: '127.0.0.1', port: resharding.nodes[0]!.port }]);
+    });
+    afterEach(async () => {
+      reshardingClient.disconnect();
+      await resharding.stop();
+    });
+
+    it('writes the keys of a slot on the move where the cluster redirects them, beside the other keys of their node', async () => {
+      await fillStrings(sourceClient, 1_000, 'spread:');
+      await fillStrings(sourceClient, 100, '{moving}:');
+      const move = await startSlotMove(resharding, keySlot('{moving}'));
+
+      const run = await migrate(['--from', source.url, '--to', resharding.url, '--verify']);
+
+      expect(run.stderr).toBe('');
+      expect(run.code).toBe(0);
+      expect(run.stdout).toContain('verify: equal (1100 keys compared; the target holds 1100 keys matching "*")');
+      await move.finish();
+      expect(await reshardingClient.get('{moving}:42')).toBe('value 42');
+      expect(await reshardingClient.get('spread:42')).toBe('value 42');
+    });
+
+    it('reads the keys of a slot on the move from whichever master holds them, and says the source was resharding', async () => {
+      await fillStrings(sourceClient, 1_000, 'spread:');
+      await fillStrings(sourceClient, 100, '{moving}:');
+      expect((await migrate(['--from', source.url, '--to', resharding.url])).code).toBe(0);
+      const move = await startSlotMove(resharding, keySlot('{moving}'));
+      await move.moveKeys(Array.from({ length: 50 }, (_, i) => `{moving}:${i}`));
+
+      const run = await migrate(['--from', resharding.url, '--to', target.url, '--verify']);
+
+      expect(run.code).toBe(0);
+      expect(run.stdout).toContain('verify: equal (1100 keys compared; the target holds 1100 keys matching "*")');
+      expect(run.stderr).toMatch(/^! The source was resharding during the copy \(slot \d+ moving between masters\): a key that moved while the copy ran may not have been copied/m);
+      expect(await targetClient.get('{moving}:7')).toBe('value 7');
+      expect(await targetClient.get('{moving}:77')).toBe('value 77');
     });
   });
 

@@ -132,6 +132,53 @@ export async function addMaster(cluster: RedisCluster, slot: number): Promise<Re
   }
 }
 
+/** A slot halfway through a resharding: its keys are moving from one master to another. */
+export interface SlotMove {
+  from: RedisServer;
+  to: RedisServer;
+  /** Moves `keys` (of the slot, held by `from`) to `to`, as the resharding tool does a batch at a time. */
+  moveKeys(keys: string[]): Promise<void>;
+  /** Ends the move: `to` serves the slot, as every node says. */
+  finish(): Promise<void>;
+}
+
+/**
+ * Opens the move of `slot` from the master that serves it to another master (MIGRATING on one,
+ * IMPORTING on the other): until `finish`, the old master answers ASK for the slot's keys it no
+ * longer holds, and the new one serves them only to clients that send ASKING first.
+ */
+export async function startSlotMove(cluster: RedisCluster, slot: number): Promise<SlotMove> {
+  const clients = cluster.nodes.map((node) => new Redis(node.port, '127.0.0.1'));
+  const ranges = await clients[0]!.cluster('SLOTS');
+  const fromPort = ranges.find(([first, last]) => first <= slot && slot <= last)![2]![1];
+  const fromIndex = cluster.nodes.findIndex((node) => node.port === fromPort);
+  const toIndex = (fromIndex + 1) % cluster.nodes.length;
+  const [fromClient, toClient] = [clients[fromIndex]!, clients[toIndex]!];
+  const [fromId, toId] = (await Promise.all([fromClient.cluster('MYID'), toClient.cluster('MYID')])) as string[];
+  await toClient.cluster('SETSLOT', slot, 'IMPORTING', fromId!);
+  await fromClient.cluster('SETSLOT', slot, 'MIGRATING', toId!);
+  const to = cluster.nodes[toIndex]!;
+  return {
+    from: cluster.nodes[fromIndex]!,
+    to,
+    moveKeys: async (keys) => {
+      await fromClient.migrate('127.0.0.1', to.port, '', 0, 5000, 'KEYS', ...keys);
+    },
+    finish: async () => {
+      try {
+        // The order the resharding tool uses: the new owner first, so that no node points back at the old one.
+        for (const client of [toClient, fromClient, ...clients.filter((client) => client !== toClient && client !== fromClient)]) {
+          await client.cluster('SETSLOT', slot, 'NODE', toId!);
+        }
+        const servesSlot = async (client: Redis) => (await client.cluster('SLOTS')).some(([first, last, master]) => first <= slot && slot <= last && master![1] === to.port);
+        await until(async () => (await Promise.all(clients.map(servesSlot))).every(Boolean), `every node gave slot ${slot} to ${to.port}`);
+      } finally {
+        for (const client of clients) client.disconnect();
+      }
+    },
+  };
+}
+
 /** Polls `condition` every 100 ms; fails after 15 s with `what` did not happen. */
 async function until(condition: () => Promise<boolean>, what: string): Promise<void> {
   const deadline = Date.now() + 15_000;
