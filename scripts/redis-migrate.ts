@@ -5,19 +5,18 @@
 //
 // Exit codes: 0 done (and equal, with --verify), 1 failed, 2 bad arguments, 3 --verify found differences.
 
-import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { isRedisUrl, REDIS_URL_FORM } from '../shared/config.ts';
-import { databaseOf, type RedisClient } from '../shared/redis.ts';
-import { connectTo } from './ops/connection.ts';
 import { planCopy } from './ops/copy-plan.ts';
+import { keysLostDuringCopy, lossesVisible, mastersChanged, sourceResharding } from './ops/copy-watch.ts';
 import { explainFailure } from './ops/diagnosis.ts';
-import { describeEndpoint, secretEndpoint, urlEndpoint, type OperatorEndpoint } from './ops/endpoint.ts';
+import { secretEndpoint, urlEndpoint, type OperatorEndpoint } from './ops/endpoint.ts';
 import { WriteRefused } from './ops/keyspace.ts';
 import { copyKeys, DumpFormatRejected, type CopyStats } from './ops/migration.ts';
+import { describeEnd, keysIn, openEnd, sameness, versionOf, type MigrationEnd } from './ops/migration-ends.ts';
 import { complain, runTool, say } from './ops/output.ts';
 import { startProgress } from './ops/progress.ts';
-import { evictedKeys, infoRefusal, keyCounts, serverInfo, type NodeInfo } from './ops/server-info.ts';
+import { serverInfo } from './ops/server-info.ts';
 import { verifyCopy } from './ops/verification.ts';
 
 const USAGE = `Usage: npm run -s redis:migrate -- (--from URL | --from-secret ID) (--to URL | --to-secret ID) [options]
@@ -81,91 +80,6 @@ async function endpointOf(values: Values, side: 'from' | 'to'): Promise<Operator
   return url !== undefined ? urlEndpoint(url, `--${side}`, cluster) : secretEndpoint(secret!, `--${side}-secret`, cluster);
 }
 
-interface Side {
-  endpoint: OperatorEndpoint;
-  client: RedisClient;
-  nodes: NodeInfo[];
-}
-
-/** Connects; a server that turns out to be a cluster node is reached again as a cluster. */
-async function open(endpoint: OperatorEndpoint, commandTimeoutMs: number): Promise<Side> {
-  const client = await connectTo(endpoint, { commandTimeoutMs });
-  const nodes = await serverInfo(client);
-  if (!endpoint.cluster && nodes[0]?.info.get('cluster_enabled') === '1') {
-    client.disconnect();
-    return open({ ...endpoint, cluster: true }, commandTimeoutMs);
-  }
-  return { endpoint, client, nodes };
-}
-
-/** The keys of the side's database alone (the copy touches no other); undefined where INFO is refused. */
-function keysIn(side: Side): number | undefined {
-  if (infoRefusal(side.nodes) !== undefined) return undefined;
-  return keyCounts(side.nodes, databaseOf(new URL(side.endpoint.url))).keys;
-}
-
-function describeSide(label: string, side: Side): string {
-  const version = side.nodes[0]?.info.get('redis_version') ?? '?';
-  const mode = side.endpoint.cluster ? `cluster of ${side.nodes.length} masters` : 'standalone';
-  // The endpoint names the database (`…:6379/3`); the keys counted are that database's.
-  const keys = keysIn(side);
-  return `${label} ${describeEndpoint(side.endpoint)}: Redis ${version}, ${mode}, ${keys === undefined ? 'keys unknown (INFO not allowed)' : `${keys} keys`}`;
-}
-
-/** The run_id of each node of `nodes` whose INFO shows it. */
-function runIds(nodes: readonly NodeInfo[]): string[] {
-  return nodes.flatMap((node) => node.info.get('run_id') ?? []);
-}
-
-/** Whether INFO names every node of the side (refused or hidden by a managed service, it names none). */
-function runIdsKnown(side: Side): boolean {
-  return runIds(side.nodes).length === side.nodes.length;
-}
-
-/** Whether both ends are one database: known to be, known not to be, or not known. */
-type Sameness = 'same' | 'different' | 'unknown';
-
-/**
- * Whether both sides hold one database: a server in common, by its run_id, and the same database
- * number. Every node is compared, not the first: two entry points of one cluster list its masters
- * in different orders. Where INFO does not name every node, a probe key written on the target and
- * looked for on the source tells, when writing is allowed (not in a dry run).
- */
-async function sameness(source: Side, target: Side, { mayWrite }: { mayWrite: boolean }): Promise<Sameness> {
-  if (runIdsKnown(source) && runIdsKnown(target)) {
-    const targetIds = new Set(databaseIds(target));
-    return databaseIds(source).some((id) => targetIds.has(id)) ? 'same' : 'different';
-  }
-  return mayWrite ? probeBothSides(source, target) : 'unknown';
-}
-
-/** `<run_id>/<database>` for each node of the side. */
-function databaseIds(side: Side): string[] {
-  const database = databaseOf(new URL(side.endpoint.url));
-  return runIds(side.nodes).map((runId) => `${runId}/${database}`);
-}
-
-/**
- * Writes a probe key on the target (for a minute at most) and looks for it on the source. A user
- * limited to some keys (an ACL key pattern) may not write or read it: then it is not known.
- */
-async function probeBothSides(source: Side, target: Side): Promise<Sameness> {
-  const probe = `redis-migrate:probe:${randomBytes(12).toString('hex')}`;
-  try {
-    await target.client.set(probe, '1', 'PX', 60_000);
-  } catch {
-    return 'unknown';
-  }
-  try {
-    return (await source.client.exists(probe)) === 1 ? 'same' : 'different';
-  } catch {
-    return 'unknown';
-  } finally {
-    // Left behind, it expires within the minute.
-    await target.client.del(probe).catch(() => undefined);
-  }
-}
-
 function summary(stats: CopyStats, seconds: number): string {
   const rate = seconds > 0 ? Math.round(stats.copied / seconds) : stats.copied;
   const byType = stats.copiedByType > 0 ? `, ${stats.copiedByType} of them type by type` : '';
@@ -173,9 +87,9 @@ function summary(stats: CopyStats, seconds: number): string {
   return `copied ${stats.copied} keys in ${seconds.toFixed(1)} s (${rate} keys/s)${byType}${expired}`;
 }
 
-function explainCopyFailure(error: unknown, source: Side, target: Side, copied: number): string | undefined {
-  const sourceVersion = source.nodes[0]?.info.get('redis_version') ?? '?';
-  const targetVersion = target.nodes[0]?.info.get('redis_version') ?? '?';
+function explainCopyFailure(error: unknown, source: MigrationEnd, target: MigrationEnd, copied: number): string | undefined {
+  const sourceVersion = versionOf(source);
+  const targetVersion = versionOf(target);
   if (error instanceof DumpFormatRejected) {
     return `The target (Redis ${targetVersion}) cannot read the DUMP payloads of the source (Redis ${sourceVersion}, RDB format ${error.rdbVersion}): RESTORE answers "DUMP payload version or checksum are wrong"; run again without --no-fallback to copy type by type, or upgrade the target.`;
   }
@@ -201,60 +115,8 @@ function explainCopyFailure(error: unknown, source: Side, target: Side, copied: 
   return undefined;
 }
 
-/**
- * The sentence for keys the target may have lost since it was opened, if any. A target whose
- * memory is full and whose policy evicts accepts every write and drops keys to make room, copied
- * ones included; a target that restarted (a node with a new run_id at its address) lost what it
- * held only in memory. Every RESTORE succeeded, yet keys are missing.
- */
-function keysLostDuringCopy(target: Side, nodesAfter: readonly NodeInfo[]): string | undefined {
-  const runIdBefore = new Map(target.nodes.map((node) => [node.address, node.info.get('run_id')]));
-  const restarted = nodesAfter.filter((node) => {
-    const before = runIdBefore.get(node.address);
-    const now = node.info.get('run_id');
-    return before !== undefined && now !== undefined && before !== now;
-  }).length;
-  if (restarted > 0) {
-    const which = restarted === 1 ? 'a node of the target has' : `${restarted} nodes of the target have`;
-    return `The target restarted during the copy (${which} a new run_id): keys copied before may be lost; run the same command again (it overwrites), then --verify.`;
-  }
-  const evicted = evictedKeys(nodesAfter) - evictedKeys(target.nodes);
-  if (evicted <= 0) return undefined;
-  const policy = [...new Set(target.nodes.map((node) => node.info.get('maxmemory_policy') ?? '?'))].join('/');
-  return `The target evicted ${evicted} keys during the copy (maxmemory full, maxmemory-policy ${policy}): raise its maxmemory, or copy fewer keys with --match, then run again.`;
-}
-
-/**
- * Whether the target's masters are other nodes than when it was opened: a failover (which may lose
- * what the old master had not passed on) or a resharding (which loses nothing), told apart only by
- * comparing the data.
- */
-function mastersChanged(target: Side, nodesAfter: readonly NodeInfo[]): boolean {
-  const before = new Set(target.nodes.map((node) => node.address));
-  const after = new Set(nodesAfter.map((node) => node.address));
-  return before.size !== after.size || [...after].some((address) => !before.has(address));
-}
-
-/**
- * The sentence for a source that was resharding while it was read, if it was: slots on the move
- * when the copy started or ended, or served by other masters at the end. The copy reads each master
- * in turn, so a key that moved from a master not read yet to one read already was not copied.
- */
-function sourceResharding(source: Side, nodesAfter: readonly NodeInfo[]): string | undefined {
-  const moving = [...new Set([...source.nodes, ...nodesAfter].flatMap((node) => node.slots?.moving ?? []))].sort((a, b) => a - b);
-  const slotMap = (nodes: readonly NodeInfo[]) => nodes.map((node) => `${node.address} ${node.slots?.served}`).sort().join('\n');
-  if (moving.length === 0 && slotMap(source.nodes) === slotMap(nodesAfter)) return undefined;
-  const what = moving.length === 0 ? 'slots moved between masters' : `slot${moving.length === 1 ? '' : 's'} ${moving.slice(0, 5).join(', ')}${moving.length > 5 ? ', ...' : ''} moving between masters`;
-  return `The source was resharding during the copy (${what}): a key that moved while the copy ran may not have been copied; copy again once the resharding has ended, then --verify.`;
-}
-
-/** Whether INFO shows the target's evictions and restarts (refused or hidden by some managed services). */
-function lossesVisible(target: Side): boolean {
-  return runIdsKnown(target) && target.nodes.every((node) => node.info.has('evicted_keys'));
-}
-
 /** What the copy needs beyond its two sides, read from the command line. */
-interface CopyOptions {
+interface CommandLineSettings {
   match: string;
   batchSize: number;
   window: number;
@@ -262,7 +124,7 @@ interface CopyOptions {
 }
 
 /** Says what a copy would do, writing nothing. */
-async function dryRun(source: Side, target: Side, { match, batchSize }: CopyOptions): Promise<void> {
+async function dryRun(source: MigrationEnd, target: MigrationEnd, { match, batchSize }: CommandLineSettings): Promise<void> {
   const plan = await planCopy(source.client, target.client, match, batchSize);
   const types = [...plan.byType].map(([type, count]) => `${type} ${count}`).join(', ');
   say(`dry run: would copy ${plan.keys} keys matching "${match}"${types ? ` (${types})` : ''}, ${plan.withTtl} of them with a TTL;`);
@@ -270,7 +132,7 @@ async function dryRun(source: Side, target: Side, { match, batchSize }: CopyOpti
 }
 
 /** Copies the keys, with progress when asked or on a terminal: 0, or 1 after a failure it can explain. */
-async function copy(source: Side, target: Side, values: Values, { match, batchSize, window }: CopyOptions): Promise<number> {
+async function copy(source: MigrationEnd, target: MigrationEnd, values: Values, { match, batchSize, window }: CommandLineSettings): Promise<number> {
   const showProgress = values.progress === true || process.stderr.isTTY === true;
   const progress = showProgress ? startProgress(match === '*' ? keysIn(source) : undefined) : undefined;
   const started = Date.now();
@@ -288,7 +150,7 @@ async function copy(source: Side, target: Side, values: Values, { match, batchSi
       },
       onFallback: (rdbVersion) =>
         complain(
-          `! The target (Redis ${target.nodes[0]?.info.get('redis_version')}) cannot read DUMP payloads of RDB format ${rdbVersion} from the source (Redis ${source.nodes[0]?.info.get('redis_version')}): copying type by type instead.`,
+          `! The target (Redis ${versionOf(target)}) cannot read DUMP payloads of RDB format ${rdbVersion} from the source (Redis ${versionOf(source)}): copying type by type instead.`,
         ),
     });
   } catch (error) {
@@ -318,7 +180,7 @@ async function copy(source: Side, target: Side, values: Values, { match, batchSi
 }
 
 /** Compares the target with the source: 0 when equal, 3 when they differ. */
-async function verify(source: Side, target: Side, { match, batchSize, ttlToleranceMs }: CopyOptions): Promise<number> {
+async function verify(source: MigrationEnd, target: MigrationEnd, { match, batchSize, ttlToleranceMs }: CommandLineSettings): Promise<number> {
   const result = await verifyCopy(source.client, target.client, { match, batchSize, ttlToleranceMs });
   if (result.differences === 0) {
     say(`verify: equal (${result.compared} keys compared; the target holds ${result.targetKeys} keys matching "${match}")`);
@@ -333,7 +195,7 @@ async function verify(source: Side, target: Side, { match, batchSize, ttlToleran
 }
 
 async function run(values: Values): Promise<number> {
-  const options: CopyOptions = {
+  const options: CommandLineSettings = {
     match: values.match,
     batchSize: wholeNumber(values, 'batch', 1, 100_000),
     window: wholeNumber(values, 'parallel', 1, 64),
@@ -343,12 +205,12 @@ async function run(values: Values): Promise<number> {
   if (values['fallback-copy'] && values['no-fallback']) throw new UsageError('--fallback-copy and --no-fallback exclude each other');
   const [fromEndpoint, toEndpoint] = await Promise.all([endpointOf(values, 'from'), endpointOf(values, 'to')]);
 
-  const source = await open(fromEndpoint, commandTimeoutMs);
-  let target: Side | undefined;
+  const source = await openEnd(fromEndpoint, commandTimeoutMs);
+  let target: MigrationEnd | undefined;
   try {
-    target = await open(toEndpoint, commandTimeoutMs);
-    say(describeSide('from', source));
-    say(describeSide('to  ', target));
+    target = await openEnd(toEndpoint, commandTimeoutMs);
+    say(describeEnd('from', source));
+    say(describeEnd('to  ', target));
     const ends = await sameness(source, target, { mayWrite: !values['dry-run'] });
     if (ends === 'same') throw new UsageError('--from and --to name the same server and database: there is nothing to copy');
     if (ends === 'unknown') {

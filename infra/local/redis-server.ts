@@ -26,30 +26,32 @@ export interface RedisServerOptions {
   extraArgs?: string[];
 }
 
-export function redisServerPath(): string | undefined {
-  const found = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
+/** Where `tool` is on the PATH, or undefined. */
+function pathOf(tool: string): string | undefined {
+  const found = spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' });
   const path = found.stdout.trim();
   return found.status === 0 && path !== '' ? path : undefined;
 }
+
+const NOT_INSTALLED =
+  'redis-server is not installed. Install it (Debian/Ubuntu: sudo apt-get install -y redis-server; macOS: brew install redis), ' +
+  'or point the service at a running Redis with REDIS_URL=redis://host:port';
 
 /**
  * Makes sure `redis-server` and `redis-cli` exist: installs Debian's packages when running as root
  * with apt-get, otherwise throws an error that says how to get them.
  */
 export function ensureRedisInstalled(): void {
-  const has = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' }).status === 0;
-  if (has('redis-server') && has('redis-cli')) return;
-  if (process.getuid?.() === 0 && has('apt-get')) {
+  const installed = () => pathOf('redis-server') !== undefined && pathOf('redis-cli') !== undefined;
+  if (installed()) return;
+  if (process.getuid?.() === 0 && pathOf('apt-get') !== undefined) {
     console.log("redis-server is missing; installing Debian's redis-server package…");
     spawnSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools'], {
       stdio: 'inherit',
     });
-    if (has('redis-server') && has('redis-cli')) return;
+    if (installed()) return;
   }
-  throw new Error(
-    'redis-server is not installed. Install it (Debian/Ubuntu: sudo apt-get install -y redis-server; macOS: brew install redis), ' +
-      'or point the service at a running Redis with REDIS_URL=redis://host:port',
-  );
+  throw new Error(NOT_INSTALLED);
 }
 
 export async function freePort(): Promise<number> {
@@ -115,10 +117,8 @@ function serverArgs(port: number, options: RedisServerOptions): string[] {
 }
 
 export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServer> {
-  const binary = redisServerPath();
-  if (binary === undefined) {
-    throw new Error('redis-server is not installed; on Debian or Ubuntu: sudo apt-get install -y redis-server');
-  }
+  const binary = pathOf('redis-server');
+  if (binary === undefined) throw new Error(NOT_INSTALLED);
   let port = options.port ?? (await freePort());
   let child!: ChildProcess;
 

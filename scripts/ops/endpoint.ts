@@ -2,7 +2,7 @@
 // by REDIS_SECRET_ID), or a URL or a secret given on the command line. The URL carries the
 // password, so it is only ever printed through `describeEndpoint`.
 
-import { checkRedisCredentials, config, isRedisUrl, REDIS_URL_FORM } from '../../shared/config.ts';
+import { checkRedisCredentials, config } from '../../shared/config.ts';
 import { registerSecret } from '../../shared/logger.ts';
 import { describeRedisUrl, redisUrlFromSecret, resolveRedisEndpoint } from '../../shared/redis-endpoint.ts';
 import { getSecret } from '../../shared/secrets.ts';
@@ -60,12 +60,12 @@ export async function functionsEndpoint({ cluster }: { cluster?: boolean } = {})
   return { url, origin, cluster: cluster ?? redis.cluster };
 }
 
-/** An endpoint given as a URL on the command line (`flag` names the option, e.g. `--from`). */
+/**
+ * An endpoint given as a URL on the command line (`flag` names the option, e.g. `--from`), which
+ * the command line checked to be a `redis://` or `rediss://` URL (a usage error otherwise).
+ */
 export function urlEndpoint(url: string, flag: string, cluster: boolean): OperatorEndpoint {
   remember(url);
-  if (!isRedisUrl(url)) {
-    throw new Error(`${flag}: expected ${REDIS_URL_FORM}`);
-  }
   checkRedisCredentials(url, flag);
   return { url, origin: flag, cluster };
 }

@@ -27,7 +27,7 @@ export interface VerifyResult {
   examples: string[];
 }
 
-interface Side {
+interface KeyState {
   type: string;
   ttl: number;
   payload: Buffer | null;
@@ -35,7 +35,7 @@ interface Side {
 
 const DESCRIBE = ['TYPE', 'PTTL', 'DUMP'];
 
-function describeSide(replies: unknown[]): Side {
+function keyStateOf(replies: unknown[]): KeyState {
   return { type: String(replies[0]), ttl: replies[1] as number, payload: replies[2] as Buffer | null };
 }
 
@@ -88,8 +88,8 @@ export async function verifyCopy(source: RedisClient, target: RedisClient, optio
       const [sourceReplies, targetReplies] = await Promise.all([readPerKey(source, keys, DESCRIBE), readPerKey(target, keys, DESCRIBE)]);
       const unlike: number[] = [];
       keys.forEach((key, index) => {
-        const from = describeSide(sourceReplies[index]!);
-        const to = describeSide(targetReplies[index]!);
+        const from = keyStateOf(sourceReplies[index]!);
+        const to = keyStateOf(targetReplies[index]!);
         if (from.type === 'none') return; // expired on the source since SCAN
         result.compared += 1;
         if (to.type === 'none') {
@@ -102,7 +102,7 @@ export async function verifyCopy(source: RedisClient, target: RedisClient, optio
         }
         if (from.payload !== null && to.payload !== null && !from.payload.equals(to.payload)) unlike.push(index);
       });
-      await compareValues(source, target, unlike.map((index) => keys[index]!), unlike.map((index) => describeSide(sourceReplies[index]!).type), differ);
+      await compareValues(source, target, unlike.map((index) => keys[index]!), unlike.map((index) => keyStateOf(sourceReplies[index]!).type), differ);
     }
   }
   await countTarget(source, target, options, result, differ, expiring);
