@@ -1,7 +1,8 @@
 // POST /embeddings, OpenAI-compatible: a client of the OpenAI embeddings API (the official SDKs,
 // LangChain, LlamaIndex) pointed at this base URL, with a session token as its API key, gets
 // vectors from the cache, or from the configured provider for the inputs not cached yet. Whatever
-// model the client names, the configured one embeds, and the answer says so.
+// model the client names, the configured one embeds, and the answer says so. A request's
+// Cache-Control no-cache skips the cache read, no-store its write (cache/request-directives.ts).
 //
 //   openAiErrorMember → httpBasics → authenticate → cache prefetch (validate, send the read) → rate limit → embeddings
 //
@@ -13,6 +14,7 @@
 import middy, { type MiddlewareObj } from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { authenticate, type AuthenticatedEvent } from '#shared/auth/middleware.ts';
+import { cacheDirectivesOf } from '#shared/cache/request-directives.ts';
 import { config } from '#shared/config.ts';
 import { embeddingsProvider } from '#shared/embeddings/configured-provider.ts';
 import { MOST_JSON_BYTES_A_FLOAT, vectorToBase64, vectorToNumbers } from '#shared/embeddings/float32.ts';
@@ -95,7 +97,7 @@ function cachePrefetch(): MiddlewareObj<AuthenticatedEvent, HttpResult> {
       } catch {
         return; // answered by the handler, after the rate limit, with the rate-limit headers
       }
-      if (request.inputs.length * provider.dimensions * 4 > PREFETCH_MAX_BYTES) return;
+      if (request.inputs.length * provider.dimensions * 4 > PREFETCH_MAX_BYTES || cacheDirectivesOf(event).fresh) return;
       // With other requests in flight, it leaves with their commands and the turn's rate-limit run.
       prefetched.set(event, lookUpCached(request.inputs, provider, cacheOwner(event), { sharingWrites: true }));
     },
@@ -137,8 +139,9 @@ function countUsage(event: AuthenticatedEvent, outcome: EmbedOutcome, inputs: nu
 async function embeddings(event: AuthenticatedEvent, context: Context): Promise<HttpResult> {
   const provider = embeddingsProvider();
   const request = requestOf(event, provider);
-  const lookup = prefetched.get(event) ?? lookUpCached(request.inputs, provider, cacheOwner(event));
-  const outcome = await embedWithCache(lookup, { signal: deadline(context), ttlSeconds: config().cacheTtlSeconds });
+  const { fresh, noStore } = cacheDirectivesOf(event);
+  const lookup = prefetched.get(event) ?? lookUpCached(request.inputs, provider, cacheOwner(event), { fresh });
+  const outcome = await embedWithCache(lookup, { signal: deadline(context), ttlSeconds: config().cacheTtlSeconds, noStore });
 
   const usage: Usage = { prompt_tokens: outcome.promptTokens, total_tokens: outcome.promptTokens };
 

@@ -18,19 +18,18 @@
 // answer as one compact JSON string, with a TTL. Errors are never stored, nor answers the route
 // calls uncacheable (refusals); such an answer, or a failure of the computation, is only shared,
 // for a few seconds, with the identical requests that were waiting for it (see single-flight.ts).
-// `Cache-Control: no-cache` (or `max-age=0`, or `Pragma: no-cache` without Cache-Control) skips
-// the read; the fresh answer is still stored. `Cache-Control: no-store` keeps the answer to the
-// request out of the cache (RFC 9111 §5.2.1.5: a client sending text it wants kept nowhere); a
-// stored answer to the same question may still be served. Redis down: 503
+// A request's `Cache-Control` is honoured as request-directives.ts reads it: no-cache skips the
+// read (the fresh answer is still stored), no-store keeps the answer out. Redis down: 503
 // (from withRedis), or an uncached answer when configured.
 
 import type { MiddlewareObj } from '@middy/core';
 import type { Context } from 'aws-lambda';
 import type { CacheScope } from '../config.ts';
-import { header, type HttpEvent, type HttpResult } from '../http.ts';
+import type { HttpEvent, HttpResult } from '../http.ts';
 import { digest, responseCacheKeys } from '../keys.ts';
 import { log } from '../logger.ts';
 import { requestSlot } from '../request-slot.ts';
+import { cacheDirectivesOf } from './request-directives.ts';
 import { readAnswerSharingWrites, singleFlight, type FlightOptions, type FlightOutcome } from './single-flight.ts';
 
 export type CacheOutcome = 'HIT' | 'MISS' | 'BYPASS';
@@ -89,18 +88,6 @@ const RESPONSE_MARGIN_MS = 500;
 /** The lock outlives the computation by this much, so the holder can still store and release it. */
 const LOCK_MARGIN_MS = 1_000;
 
-/**
- * The client asks for a fresh answer (RFC 9111): `Cache-Control: no-cache` or `max-age=0`, or,
- * from an HTTP/1.0 client that sends no Cache-Control, `Pragma: no-cache`.
- */
-function wantsFresh(event: HttpEvent): boolean {
-  const cacheControl = header(event, 'cache-control');
-  if (cacheControl !== undefined) return /(^|,)\s*(no-cache|max-age\s*=\s*"?0+"?)\s*(,|$)/i.test(cacheControl);
-  return /(^|,)\s*no-cache\s*(,|$)/i.test(header(event, 'pragma') ?? '');
-}
-
-const NO_STORE = /(^|,)\s*no-store\s*(,|$)/i;
-
 export function responseCache<E extends HttpEvent, Q, A>(options: ResponseCacheOptions<E, Q, A>): ResponseCache<E, Q, A> {
   const lookups = requestSlot<E, Lookup<Q>>(`${options.name} cache lookup`);
 
@@ -111,7 +98,7 @@ export function responseCache<E extends HttpEvent, Q, A>(options: ResponseCacheO
     const question = options.question(event);
     const owner = options.scope() === 'global' ? '*' : options.owner(event);
     const keys = responseCacheKeys(options.name, digest(JSON.stringify([owner, question])));
-    const lookup: Lookup<Q> = { question, keys, fresh: wantsFresh(event), noStore: NO_STORE.test(header(event, 'cache-control') ?? '') };
+    const lookup: Lookup<Q> = { question, keys, ...cacheDirectivesOf(event) };
     lookups.set(event, lookup);
     return lookup;
   }

@@ -7,7 +7,8 @@
 //
 // The read is started by lookUpCached and awaited by embedWithCache, so a route can send it before
 // it needs it (POST /embeddings sends it with its rate-limit check). Nothing is written when the
-// provider fails: the error propagates before the write.
+// provider fails: the error propagates before the write. A request can skip the read or the
+// write (the client's `Cache-Control`, see cache/request-directives.ts).
 
 import { config } from '../config.ts';
 import { embeddingKey, type EmbeddingOwner } from '../keys.ts';
@@ -37,6 +38,8 @@ export interface EmbedWithCacheOptions {
   /** Aborts the provider call when the request's time is up. */
   signal?: AbortSignal;
   ttlSeconds?: number;
+  /** Write nothing back: the client asked that its inputs be kept nowhere (`Cache-Control: no-store`). */
+  noStore?: boolean;
 }
 
 /**
@@ -63,15 +66,23 @@ export interface CacheLookup {
 /**
  * Sends the read of `owner`'s vectors of the inputs (one round trip) without waiting for it.
  * `sharingWrites`: in one write with the commands of other requests in flight (`withRedisSharingWrites`).
+ * `fresh`: reads nothing, every input is a miss (the client asked for fresh vectors, `Cache-Control: no-cache`).
  */
-export function lookUpCached(inputs: readonly EmbeddingInput[], provider: EmbeddingsProvider, owner: EmbeddingOwner, { sharingWrites = false } = {}): CacheLookup {
+export function lookUpCached(
+  inputs: readonly EmbeddingInput[],
+  provider: EmbeddingsProvider,
+  owner: EmbeddingOwner,
+  { sharingWrites = false, fresh = false } = {},
+): CacheLookup {
   const keys = inputs.map((input) => cacheKey(provider.cacheNamespace, input, owner));
   const inputOf = new Map<string, EmbeddingInput>();
   keys.forEach((key, position) => {
     if (!inputOf.has(key)) inputOf.set(key, inputs[position]!);
   });
   const distinct = [...inputOf.keys()];
-  const cached = (sharingWrites ? withRedisSharingWrites : withRedis)((redis) => readVectors(redis, distinct, provider.dimensions));
+  const cached = fresh
+    ? Promise.resolve(distinct.map(() => undefined))
+    : (sharingWrites ? withRedisSharingWrites : withRedis)((redis) => readVectors(redis, distinct, provider.dimensions));
   // A lookup may be left unread (a request the rate limit refuses); embedWithCache still sees a failure.
   cached.catch(() => {});
   return { inputs, provider, keys, inputOf, cached };
@@ -100,10 +111,12 @@ export async function embedWithCache(lookup: CacheLookup, options: EmbedWithCach
     providerTokens = computed.promptTokens;
     recordTokenUsage({ operation: 'embeddings', provider: config().embeddings.provider, model: provider.model, inputTokens: providerTokens });
     missing.forEach((key, n) => vectorOf.set(key, computed.vectors[n]!));
-    await storeMisses(
-      missing.map((key, n) => ({ key, vector: computed.vectors[n]! })),
-      options.ttlSeconds ?? config().cacheTtlSeconds,
-    );
+    if (!options.noStore) {
+      await storeMisses(
+        missing.map((key, n) => ({ key, vector: computed.vectors[n]! })),
+        options.ttlSeconds ?? config().cacheTtlSeconds,
+      );
+    }
   }
 
   const countedByProvider = new Set(missing);

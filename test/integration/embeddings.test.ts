@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { handler } from '../../functions/embeddings.ts';
 import { handler as usageRoute } from '../../functions/usage.ts';
-import { base64ToVector } from '../../shared/embeddings/float32.ts';
+import { base64ToVector, bytesToVector } from '../../shared/embeddings/float32.ts';
 import { LocalEmbedder } from '../../shared/embeddings/local.ts';
 import { getRedis } from '../../shared/redis.ts';
 import { DOUBLE_MODEL, doubleTokens, doubleTokenVector, doubleVector, startOpenAiEmbeddingsDouble, type OpenAiEmbeddingsDouble } from '../doubles/openai-embeddings.ts';
@@ -155,6 +155,39 @@ describe('POST /embeddings with the local provider', () => {
     expect(cold.headers['x-cache-hits']).toBe('0/3');
     expect(warm.headers['x-cache-hits']).toBe('3/3');
     expect(mixed.headers['x-cache-hits']).toBe('2/4');
+  });
+
+  it('computes every input afresh for Cache-Control: no-cache, and stores what it computed', async () => {
+    await post({ input: ['refresh me'] });
+    const [key] = await embeddingKeys(redis.admin);
+    await redis.admin.set(key!, Buffer.alloc(384 * 4), 'KEEPTTL'); // a stale vector the read would serve
+
+    const response = await post({ input: ['refresh me'] }, { ...bearer(token), 'Cache-Control': 'no-cache' });
+
+    expect(response.headers['x-cache-hits']).toBe('0/1');
+    expect(vectorBits(response)).toEqual([localBits('refresh me')]);
+    expect(bits(bytesToVector((await redis.admin.getBuffer(key!))!)!)).toEqual(localBits('refresh me'));
+  });
+
+  it('reads nothing for Pragma: no-cache from a client that sends no Cache-Control, nor for max-age=0', async () => {
+    await post({ input: ['pragma'] });
+
+    const pragma = await post({ input: ['pragma'] }, { ...bearer(token), Pragma: 'no-cache' });
+    const maxAgeZero = await post({ input: ['pragma'] }, { ...bearer(token), 'Cache-Control': 'max-age=0' });
+
+    expect(pragma.headers['x-cache-hits']).toBe('0/1');
+    expect(maxAgeZero.headers['x-cache-hits']).toBe('0/1');
+  });
+
+  it('keeps no vector of a request with Cache-Control: no-store, yet serves it what was cached before', async () => {
+    await post({ input: ['cached before'] });
+
+    const response = await post({ input: ['private diary', 'cached before'] }, { ...bearer(token), 'Cache-Control': 'no-store' });
+
+    expect(response.statusCode).toBe(200);
+    expect(response.headers['x-cache-hits']).toBe('1/2');
+    expect(vectorBits(response)).toEqual([localBits('private diary'), localBits('cached before')]);
+    expect(await embeddingKeys(redis.admin)).toHaveLength(1);
   });
 
   it('serves a cached vector bit for bit, as base64 float32 little-endian when asked', async () => {
