@@ -46,7 +46,10 @@ function mode(observations: Observations): string {
   const { endpoint, nodes } = observations;
   if (!endpoint.cluster) return 'standalone';
   const state = distinct(nodes, 'cluster_state').join('/');
-  return `cluster, ${nodes.length} master${nodes.length === 1 ? '' : 's'}${state === 'unknown' ? '' : ` (cluster_state ${state})`}`;
+  // A slot on the move shows on both masters: the one handing it over and the one taking it in.
+  const moving = [...new Set(nodes.flatMap((node) => node.slots?.moving ?? []))].sort((a, b) => a - b);
+  const resharding = moving.length === 0 ? '' : `; resharding: slot${moving.length === 1 ? '' : 's'} ${moving.slice(0, 5).join(', ')}${moving.length > 5 ? ', ...' : ''} moving between masters`;
+  return `cluster, ${nodes.length} master${nodes.length === 1 ? '' : 's'}${state === 'unknown' ? '' : ` (cluster_state ${state})`}${resharding}`;
 }
 
 function percentile(values: number[], p: number): number {

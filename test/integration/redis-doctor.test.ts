@@ -13,7 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../infra/local/redis-server.ts';
 import { startSecretsManagerDouble, type SecretsManagerDouble } from '../doubles/secrets-manager.ts';
 import { runTool, type ToolRun } from '../support/operator-tool.ts';
-import { startRedisCluster, startStandaloneRedis, startTlsRedis, untilClusterState, type RedisCluster, type RedisServer, type TlsRedis } from '../support/redis.ts';
+import { keySlot } from '../../shared/redis-cluster.ts';
+import { startRedisCluster, startSlotMove, startStandaloneRedis, startTlsRedis, untilClusterState, type RedisCluster, type RedisServer, type TlsRedis } from '../support/redis.ts';
 import { startSilentServer, type SilentServer } from '../support/tcp-proxy.ts';
 
 const PASSWORD = 'doctor-password-4711';
@@ -142,6 +143,19 @@ describe('npm run redis:doctor', () => {
 
       expect(run.code).toBe(0);
       expect(run.stdout).toMatch(/mode\s+cluster, 3 masters \(cluster_state ok\)/);
+    });
+
+    it('says a cluster is resharding, and which slot is on the move', async () => {
+      const slot = keySlot('{doctor-resharding}');
+      const move = await startSlotMove(cluster, slot);
+      try {
+        const run = await doctor({ REDIS_URL: cluster.url, REDIS_CLUSTER: 'true' });
+
+        expect(run.code).toBe(0);
+        expect(run.stdout).toMatch(new RegExp(`mode\\s+cluster, 3 masters \\(cluster_state ok\\); resharding: slot ${slot} moving between masters`));
+      } finally {
+        await move.finish();
+      }
     });
 
     it('runs with both options written as its usage line shows them', async () => {
