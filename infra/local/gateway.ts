@@ -94,12 +94,15 @@ async function readWhole(stream: IncomingMessage): Promise<Buffer> {
  * answers that do not pass through it; none for another origin, as API Gateway gives none.
  */
 function corsFieldsFor(request: IncomingMessage, cors: CorsSettings | undefined): Record<string, string> {
+  if (cors === undefined) return {};
+  // The answer depends on Origin (CORS fields or none): a cache must key on it, as for the functions' answers.
+  const vary = { vary: 'origin' };
   const origin = request.headers.origin;
-  if (cors === undefined || origin === undefined) return {};
+  if (origin === undefined) return vary;
   const anyOrigin = cors.allowedOrigins.length === 1 && cors.allowedOrigins[0] === '*';
-  if (!anyOrigin && !cors.allowedOrigins.includes(origin)) return {};
+  if (!anyOrigin && !cors.allowedOrigins.includes(origin)) return vary;
   // The same fields, on the same conditions, as serverless-offline's onPreResponse.
-  const fields: Record<string, string> = { 'access-control-allow-origin': origin };
+  const fields: Record<string, string> = { ...vary, 'access-control-allow-origin': origin };
   if (cors.allowCredentials) fields['access-control-allow-credentials'] = 'true';
   if (cors.maxAge) fields['access-control-max-age'] = String(cors.maxAge);
   if (cors.exposedResponseHeaders !== undefined) fields['access-control-expose-headers'] = cors.exposedResponseHeaders.join(',');
@@ -202,9 +205,24 @@ function isJsonError(upstream: IncomingMessage): boolean {
 }
 
 /** What the local server answered, as it came, or as a problem when the local server made it. */
+/**
+ * serverless-offline's Access-Control-Expose-Headers with each name once: it writes the list and
+ * hapi, from the same settings, appends it again.
+ */
+function exposedNamesOnce(raw: string[]): string[] {
+  return raw.map((value, index) => {
+    if (index % 2 === 0 || raw[index - 1]!.toLowerCase() !== 'access-control-expose-headers') return value;
+    const names = new Map<string, string>(); // by lower-case name: field names are case-insensitive
+    for (const name of value.split(',').map((each) => each.trim())) {
+      if (name !== '' && !names.has(name.toLowerCase())) names.set(name.toLowerCase(), name);
+    }
+    return [...names.values()].join(',');
+  });
+}
+
 async function relay(upstream: IncomingMessage, response: ServerResponse, cors: Record<string, string>): Promise<void> {
   const status = upstream.statusCode ?? 502;
-  const headers = fieldsLess(upstream.rawHeaders, status === 204 ? NOT_RELAYED_ON_204 : NOT_RELAYED);
+  const headers = exposedNamesOnce(fieldsLess(upstream.rawHeaders, status === 204 ? NOT_RELAYED_ON_204 : NOT_RELAYED));
   if (!isJsonError(upstream)) {
     response.writeHead(status, upstream.statusMessage, headers);
     // An answer cut off on the way (the local server stopped) is cut off for the client too.
@@ -380,9 +398,21 @@ function forwardedFields(exchange: Exchange): string[] {
   return fields;
 }
 
+/**
+ * The client's own address when it is a loopback one (127.0.0.0/8), for the connection to the
+ * local server: serverless-offline takes a request's source address (the per-address rate limits
+ * key on it) from its socket, which would otherwise be the gateway's, one address for every client.
+ * A client from another host keeps the gateway's: its address is not ours to bind.
+ */
+function loopbackAddressOf(request: IncomingMessage): string | undefined {
+  const address = request.socket.remoteAddress?.replace(/^::ffff:/, '');
+  return address !== undefined && /^127\.\d+\.\d+\.\d+$/.test(address) ? address : undefined;
+}
+
 function forwardToLocalServer(exchange: Exchange): void {
   const { request, response, options, agent } = exchange;
-  const outgoing = watched(forward({ host: '127.0.0.1', port: options.upstreamPort, method: request.method, path: request.url, headers: forwardedFields(exchange), agent }), exchange);
+  const target = { host: '127.0.0.1', port: options.upstreamPort, localAddress: loopbackAddressOf(request) };
+  const outgoing = watched(forward({ ...target, method: request.method, path: request.url, headers: forwardedFields(exchange), agent }), exchange);
   outgoing.on('response', (upstream) => relay(upstream, response, exchange.cors).catch(() => answerFailed(exchange, localFunctionsDown())));
   let received = 0;
   request.on('data', (chunk: Buffer) => {

@@ -9,6 +9,8 @@ import { GATEWAY_MAX_BODY_BYTES, startGateway, type Gateway } from '../../infra/
 import { freePort } from '../../infra/local/redis-server.ts';
 
 interface Received {
+  /** The address the request came from, as serverless-offline reads a request's source address. */
+  remoteAddress: string | undefined;
   method: string;
   url: string;
   rawHeaders: string[];
@@ -63,7 +65,7 @@ describe('the local gateway of npm run dev', () => {
       const chunks: Buffer[] = [];
       request.on('data', (chunk: Buffer) => chunks.push(chunk));
       request.on('end', () => {
-        const seen = { method: request.method ?? '', url: request.url ?? '', rawHeaders: request.rawHeaders, body: Buffer.concat(chunks) };
+        const seen = { remoteAddress: request.socket.remoteAddress, method: request.method ?? '', url: request.url ?? '', rawHeaders: request.rawHeaders, body: Buffer.concat(chunks) };
         received.push(seen);
         answer(seen, response);
       });
@@ -122,6 +124,16 @@ describe('the local gateway of npm run dev', () => {
     expect(names.slice(0, 4)).toEqual(['host', 'authorization', 'cookie', 'cookie']); // in the order they came
   });
 
+  it("forwards each loopback client's request from that client's own address, as API Gateway gives each client its source address", async () => {
+    const fromAddress = (localAddress: string) =>
+      new Promise<void>((resolve, reject) => get(`${base}/echo`, { localAddress }, (response) => response.resume().on('end', resolve)).on('error', reject));
+
+    await fromAddress('127.0.0.2');
+    await fromAddress('127.0.0.3');
+
+    expect(received.map((request) => request.remoteAddress)).toEqual(['127.0.0.2', '127.0.0.3']);
+  });
+
   describe('what matches no route goes to the catch-all function, as API Gateway sends it to $default', () => {
     const invocation = '/2015-03-31/functions/svc-dev-notFound/invocations';
     const lambdaResult =
@@ -173,7 +185,7 @@ describe('the local gateway of npm run dev', () => {
       expect(received[0]!.url).toBe(invocation);
     });
 
-    it("adds the stage's CORS fields to its answer for an allowed origin, and none for another", async () => {
+    it("adds the stage's CORS fields to its answer for an allowed origin, and none for another, each saying it varies with Origin", async () => {
       answer = lambdaResult({ statusCode: 404, headers: { 'Content-Type': 'application/problem+json' }, body: '{"status":404}' });
 
       const allowed = await fetch(`${base}/chat/`, { headers: { Origin: allowedOrigin } });
@@ -184,6 +196,7 @@ describe('the local gateway of npm run dev', () => {
       expect(allowed.headers.get('access-control-allow-credentials')).toBe('true');
       expect(stranger.status).toBe(404);
       expect(stranger.headers.get('access-control-allow-origin')).toBeNull();
+      expect([allowed.headers.get('vary'), stranger.headers.get('vary')]).toEqual(['origin', 'origin']);
     });
 
     it("keeps the function's Content-Length on a HEAD, that of the GET's body", async () => {
@@ -273,6 +286,18 @@ describe('the local gateway of npm run dev', () => {
 
     expect(rewritten.headers.get('content-type')).toBe('application/problem+json');
     expect(rewritten.headers.get('access-control-allow-origin')).toBe(allowedOrigin);
+    expect(rewritten.headers.get('vary')).toBe('origin');
+  });
+
+  it('passes on an Access-Control-Expose-Headers list with each name once, as the local server writes it twice', async () => {
+    answer = (_request, response) => {
+      response.writeHead(200, { 'Access-Control-Expose-Headers': 'RateLimit,X-Request-Id,RateLimit,x-request-id' });
+      response.end();
+    };
+
+    const relayed = await fetch(`${base}/health`, { headers: { Origin: allowedOrigin } });
+
+    expect(relayed.headers.get('access-control-expose-headers')).toBe('RateLimit,X-Request-Id');
   });
 
   it('drops the fields a Connection field names, which describe that connection only', async () => {
