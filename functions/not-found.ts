@@ -31,7 +31,9 @@ function noRoute(method: string, path: string): string {
 }
 
 async function notFound(event: HttpEvent): Promise<HttpResult> {
-  const method = event.requestContext?.http?.method ?? '';
+  const asked = event.requestContext?.http?.method ?? '';
+  // A HEAD is answered as its GET would be, with that answer's length (RFC 9110 §9.3.2), so its text names GET.
+  const method = asked === 'HEAD' ? 'GET' : asked;
   const path = event.rawPath ?? '';
   const methods = Object.hasOwn(ROUTES, path) ? ROUTES[path] : undefined;
   if (methods === undefined) throw new HttpProblem(404, 'not-found', { detail: noRoute(method, path) });

@@ -151,13 +151,21 @@ function decorate(request: { event: APIGatewayProxyEventV2; response: unknown; c
     ...(requestId ? { 'X-Request-Id': requestId } : {}),
     ...response.headers,
   };
-  // A HEAD is answered as its GET, without the body (RFC 9110): the headers say what GET would
-  // send, its length included (else the server would give the length of the empty body, 0).
-  if (request.event.requestContext?.http?.method === 'HEAD' && response.body !== undefined) {
-    response.headers['Content-Length'] = String(Buffer.byteLength(response.body, response.isBase64Encoded === true ? 'base64' : 'utf8'));
-    delete response.body;
-  }
   request.response = response;
+}
+
+/**
+ * A HEAD is answered as its GET, without the body (RFC 9110): the headers say what GET would send,
+ * its length included (else the server would give the length of the empty body, 0). Done once the
+ * whole middleware chain has answered, so that the length counts what every middleware added (the
+ * OpenAI error member is added after the problem is built).
+ */
+function withoutBodyForHead(event: APIGatewayProxyEventV2, result: unknown): void {
+  const response = result as APIGatewayProxyStructuredResultV2 | undefined;
+  if (event.requestContext?.http?.method !== 'HEAD' || response?.body === undefined) return;
+  const length = Buffer.byteLength(response.body, response.isBase64Encoded === true ? 'base64' : 'utf8');
+  response.headers = { ...response.headers, 'Content-Length': String(length) };
+  delete response.body;
 }
 
 export interface HttpBasicsOptions {
@@ -210,9 +218,9 @@ export function httpBasics({ parseBody = true, deferBodyProblems = false }: Http
 }
 
 /**
- * Wraps a handler so that every log line it writes carries the request id and route, and exports
- * the invocation's metrics before it returns. Kept outside middy because both must span the
- * whole middleware chain.
+ * Wraps a handler so that every log line it writes carries the request id and route, exports the
+ * invocation's metrics before it returns, and answers a HEAD without its body. Kept outside middy
+ * because all three must span the whole middleware chain.
  */
 export function withRequestLogging<E extends APIGatewayProxyEventV2, R>(
   route: string,
@@ -224,6 +232,7 @@ export function withRequestLogging<E extends APIGatewayProxyEventV2, R>(
       const started = monotonicMs();
       startTelemetry();
       const result = await handler(event, context);
+      withoutBodyForHead(event, result);
       const status = (result as { statusCode?: number } | undefined)?.statusCode;
       log.info('request', { status, durationMs: Math.round(monotonicMs() - started) });
       // Lambda freezes the process once the response is returned. (Without an OTLP endpoint there

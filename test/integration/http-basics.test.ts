@@ -233,6 +233,18 @@ describe('the HTTP basics of every route', () => {
     expect(response.json).toMatchObject({ status: 405, title: 'Method Not Allowed' });
   });
 
+  it("gives a HEAD to no route the Content-Length of its GET's problem, OpenAI's error member included", async () => {
+    const get = await invoke(notFound, httpEvent('GET', '/auth/login'));
+    const getElsewhere = await invoke(notFound, httpEvent('GET', '/lessons'));
+
+    const head = await invoke(notFound, httpEvent('HEAD', '/auth/login'));
+    const headElsewhere = await invoke(notFound, httpEvent('HEAD', '/lessons'));
+
+    expect(get.json.error).toBeDefined();
+    expect([head.statusCode, head.headers['content-length'], head.body]).toEqual([405, String(Buffer.byteLength(get.body)), '']);
+    expect([headElsewhere.statusCode, headElsewhere.headers['content-length']]).toEqual([404, String(Buffer.byteLength(getElsewhere.body))]);
+  });
+
   it('answers a plain OPTIONS on a known path with 204 and Allow', async () => {
     const response = await invoke(notFound, httpEvent('OPTIONS', '/chat'));
 
