@@ -1,14 +1,14 @@
-// How long an upstream API (Claude, an embeddings API) asks us to wait, from its response headers:
-// `retry-after-ms` (the precise form Anthropic and OpenAI send), else `retry-after` in seconds or
-// as an HTTP date (RFC 9110). What we pass on to our clients is capped at an hour: a broken or
-// hostile upstream must not tell them to come back tomorrow.
+// How long an upstream (Claude, an embeddings API, the OTLP collector) asks us to wait, from its
+// response headers: `retry-after-ms` (the precise form Anthropic and OpenAI send), else
+// `retry-after` in seconds or as an HTTP date (RFC 9110). The wait is capped, by default at an
+// hour: a broken or hostile upstream must not tell our clients to come back tomorrow.
 
 const MAX_RETRY_AFTER_MS = 3_600_000;
 
-/** The wait in ms (at most an hour), or undefined when the response names none (or none that parses). */
-export function retryAfterMs(headers: Headers): number | undefined {
+/** The wait in ms (at most `capMs`), or undefined when the response names none (or none that parses). */
+export function retryAfterMs(headers: Headers, capMs = MAX_RETRY_AFTER_MS): number | undefined {
   const wait = statedWaitMs(headers);
-  return wait === undefined ? undefined : Math.min(wait, MAX_RETRY_AFTER_MS);
+  return wait === undefined ? undefined : Math.min(wait, capMs);
 }
 
 function statedWaitMs(headers: Headers): number | undefined {

@@ -14,6 +14,7 @@
 import { randomUUID } from 'node:crypto';
 import { config } from '../config.ts';
 import { log, registerSecret, scrubbedExcerpt } from '../logger.ts';
+import { retryAfterMs } from '../retry-after.ts';
 import { telemetryEnabled } from './metrics.ts';
 import { installRedisHook, observeConnectionsHeld } from './redis-hook.ts';
 import { collectMetrics, resetMetrics, type Attributes, type MetricData } from './registry.ts';
@@ -50,13 +51,6 @@ const MAX_RETRY_AFTER_MS = 5 * 60_000;
 
 let failuresInARow = 0;
 let pausedUntil = 0;
-
-/** Retry-After in seconds or as an HTTP date (RFC 9110), in ms from now. */
-function retryAfterMs(value: string | null): number | undefined {
-  if (value === null) return undefined;
-  const ms = /^\d+$/.test(value.trim()) ? Number(value) * 1000 : Date.parse(value) - Date.now();
-  return Number.isFinite(ms) ? Math.min(Math.max(ms, 0), MAX_RETRY_AFTER_MS) : undefined;
-}
 
 function pauseExports(retryAfter: number | undefined): void {
   failuresInARow += 1;
@@ -106,7 +100,7 @@ export async function exportMetrics(metrics: MetricData[]): Promise<void> {
     throw error;
   }
   if (!response.ok) {
-    pauseExports(retryAfterMs(response.headers.get('retry-after')));
+    pauseExports(retryAfterMs(response.headers, MAX_RETRY_AFTER_MS));
     throw new Error(`the OTLP endpoint answered ${response.status}`);
   }
   failuresInARow = 0;
