@@ -18,8 +18,15 @@ export function isRedisUnavailableError(error: unknown): boolean {
   return UNAVAILABLE_ERROR.test(`${error.name} ${error.message} ${code}`);
 }
 
+const AUTH_FAILURE = /WRONGPASS|NOAUTH|invalid password|invalid username-password/i;
+
+/** Redis refused our credentials, or wanted some and got none. */
+export function isAuthFailure(error: unknown): boolean {
+  return error instanceof Error && AUTH_FAILURE.test(error.message);
+}
+
 /** An error Redis answered (OOM, BUSY, LOADING…): the server was reached, whatever it refused. */
-export function isRedisReply(error: unknown): boolean {
+export function isRedisReply(error: unknown): error is Error & { name: 'ReplyError' } {
   return error instanceof Error && error.name === 'ReplyError';
 }
 

@@ -22,7 +22,7 @@ import { monotonicMs } from './monotonic-clock.ts';
 import { HttpProblem, redisUnavailable } from './problem.ts';
 import { describeRedisUrl, resolveRedisEndpoint, type RedisEndpoint } from './redis-endpoint.ts';
 import { isCluster } from './redis-cluster.ts';
-import { isReadOnlyReplicaError, isRedisReply, isRedisUnavailableError } from './redis-errors.ts';
+import { isAuthFailure, isReadOnlyReplicaError, isRedisReply, isRedisUnavailableError } from './redis-errors.ts';
 
 export type RedisClient = Redis | Cluster;
 
@@ -38,8 +38,6 @@ let current: Promise<Connection> | undefined;
 let known: { promise: Promise<Connection>; connection: Connection } | undefined;
 /** The client of the last connection made, for telemetry to read without creating one. */
 let latestClient: RedisClient | undefined;
-
-const AUTH_ERROR = /WRONGPASS|NOAUTH|invalid password|invalid username-password/i;
 
 function tlsOptions(url: URL): RedisOptions['tls'] {
   if (url.protocol !== 'rediss:') return undefined;
@@ -209,7 +207,7 @@ async function connect(refreshSecret: boolean): Promise<Connection> {
     const connection: Connection = { client, endpoint, authRejected: false };
     let lastLogged = '';
     const noteAuthRejection = (error: Error) => {
-      if (AUTH_ERROR.test(error.message)) connection.authRejected = true;
+      if (isAuthFailure(error)) connection.authRejected = true;
     };
     if (isCluster(client)) {
       // A Cluster reports what its nodes' connections meet (a password a node refuses) as 'node error'.
@@ -430,7 +428,7 @@ async function afterFailure<T>(
 ): Promise<T> {
   const refusal = databaseRefusal(conn.client);
   if (refusal !== undefined) throw refusal;
-  if (isAuthFailure(conn, error) && conn.endpoint.source === 'secret') {
+  if (credentialsRejected(conn, error) && conn.endpoint.source === 'secret') {
     log.warn('redis rejected the credentials; reading the secret again');
     const fresh = await renewConnection(pending).catch((cause: unknown) => {
       throw passThroughOrUnavailable(cause);
@@ -511,8 +509,8 @@ function passThroughOrUnavailable(error: unknown): unknown {
   return error instanceof HttpProblem || error instanceof ConfigError ? error : redisUnavailable(error);
 }
 
-function isAuthFailure(conn: Connection, error: unknown): boolean {
-  return conn.authRejected || (error instanceof Error && AUTH_ERROR.test(error.message));
+function credentialsRejected(conn: Connection, error: unknown): boolean {
+  return conn.authRejected || isAuthFailure(error);
 }
 
 function toProblem(error: unknown): unknown {

@@ -6,6 +6,7 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { config, ConfigError } from '../../shared/config.ts';
 import { DatabaseUnusable, databaseRefusal, newRedisClient, type RedisClient } from '../../shared/redis.ts';
+import { parseInfo } from '../../shared/redis-info.ts';
 import type { OperatorEndpoint } from './endpoint.ts';
 
 export interface OperatorClientOptions {
@@ -74,7 +75,7 @@ async function clusterStateProblem(endpoint: OperatorEndpoint): Promise<ClusterN
   try {
     await node.connect();
     const info = String(await node.cluster('INFO'));
-    const state = /cluster_state:(\w+)/.exec(info)?.[1];
+    const state = parseInfo(info).get('cluster_state');
     if (state === undefined || state === 'ok') return undefined;
     return new ClusterNotServing(`the ${clusterStateFailure(`${url.hostname}:${url.port || 6379}`, state)}`);
   } catch {

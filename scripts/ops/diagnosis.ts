@@ -6,6 +6,7 @@ import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import { ConfigError, config, UNDECODABLE_CREDENTIALS, UndecodableRedisCredentials } from '../../shared/config.ts';
 import { HttpProblem } from '../../shared/problem.ts';
+import { isAuthFailure } from '../../shared/redis-errors.ts';
 import { SecretReadFailure } from '../../shared/secrets.ts';
 import { ClusterNotServing, ConnectionFailure } from './connection.ts';
 import { describeEndpoint, SecretFailure, type OperatorEndpoint } from './endpoint.ts';
@@ -67,11 +68,11 @@ async function explainConnectionFailure(failure: ConnectionFailure): Promise<str
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
     return `The TLS certificate of ${at} is not issued for "${host}": connect by the host name the certificate names.`;
   }
-  if (/WRONGPASS|invalid password|invalid username-password/i.test(text)) {
-    return `Redis at ${at} rejected the user name or password: put the current credentials in ${endpoint.origin}.`;
-  }
   if (/NOAUTH/i.test(text)) {
     return `Redis at ${at} requires a password and none was sent: add the password to ${endpoint.origin} (in the URL, or as "password" in a secret's JSON).`;
+  }
+  if (isAuthFailure(reason)) {
+    return `Redis at ${at} rejected the user name or password: put the current credentials in ${endpoint.origin}.`;
   }
   if (/cluster support disabled/i.test(text)) {
     return `${at} is not a Redis Cluster but was reached as one: unset REDIS_CLUSTER (or drop the cluster flag).`;

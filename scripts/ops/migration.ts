@@ -12,6 +12,7 @@
 
 import type { Redis } from 'ioredis';
 import type { RedisClient } from '../../shared/redis.ts';
+import { isRedisReply } from '../../shared/redis-errors.ts';
 import { dataNodes } from '../../shared/redis-info.ts';
 import { defineBinaryScript } from '../../shared/redis-script.ts';
 import { monotonicMs } from '../../shared/monotonic-clock.ts';
@@ -134,7 +135,7 @@ async function restoreByScript(target: Redis, dumped: Dumped[]): Promise<Dumped[
     } catch (error) {
       // An error answered by the target is about what was written; a lost or slow connection is
       // not (it is told as such, with what to do, rather than blamed on the batch's first key).
-      if (error instanceof Error && error.name === 'ReplyError' && !scriptsRefused(error)) throw new WriteRefused(part[0]!.key, error);
+      if (isRedisReply(error) && !scriptsRefused(error)) throw new WriteRefused(part[0]!.key, error);
       throw error;
     }
     for (let i = 0; i < reply.length; i += 2) refusals.push([part[(reply[i] as number) - 1]!, new Error(String(reply[i + 1]))]);

@@ -5,6 +5,7 @@
 
 import type { ChainableCommander } from 'ioredis';
 import type { RedisClient } from '../../shared/redis.ts';
+import { isRedisReply } from '../../shared/redis-errors.ts';
 import { monotonicMs } from '../../shared/monotonic-clock.ts';
 import { pipelinePerNode, readPerKey, showKey, ttlOfCopy, ttlToWrite, valueOf, WriteRefused } from './keyspace.ts';
 
@@ -139,7 +140,7 @@ export async function copyByType(source: RedisClient, target: RedisClient, keys:
     for (const reply of replies) {
       // An error the target answered is about that key (OOM, ...), told as a refused RESTORE is;
       // a lost connection is not, and is thrown as it is.
-      if (reply[0]?.name === 'ReplyError') throw new WriteRefused(values[index]!.key, reply[0]);
+      if (isRedisReply(reply[0])) throw new WriteRefused(values[index]!.key, reply[0]);
       valueOf(reply);
     }
   });
