@@ -18,10 +18,9 @@
 
 import { config, type RouteRateLimit } from '../config.ts';
 import type { HttpEvent } from '../http.ts';
-import { log } from '../logger.ts';
-import { HttpProblem } from '../problem.ts';
 import { knownRefusal, reserveAttempt, type AttemptReservation } from '../rate-limit/attempts.ts';
 import { checkRateLimit, rateLimitHeaders, rateLimitedProblem, type RateLimitDecision, type RateLimitRequest } from '../rate-limit/limiter.ts';
+import { failOpenOrThrow } from '../rate-limit/redis-down.ts';
 import type { PolicyState } from '../rate-limit/gcra.ts';
 import { countRateLimitDecision } from '../telemetry/metrics.ts';
 
@@ -62,14 +61,8 @@ async function reserve(request: RateLimitRequest, limit: RouteRateLimit): Promis
     countRateLimitDecision(request.bucket, reservation.decision.allowed ? 'allowed' : 'refused');
     return reservation;
   } catch (error) {
-    if (!(error instanceof HttpProblem) || error.status !== 503) throw error;
-    if (limit.onRedisDown === 'open') {
-      countRateLimitDecision(request.bucket, 'failed-open');
-      log.warn('login throttle skipped: Redis did not answer', { bucket: request.bucket });
-      return undefined;
-    }
-    countRateLimitDecision(request.bucket, 'failed-closed');
-    throw error;
+    failOpenOrThrow(error, request.bucket, limit);
+    return undefined;
   }
 }
 

@@ -12,11 +12,11 @@
 import type { MiddlewareObj } from '@middy/core';
 import type { RateLimitPolicy, RouteRateLimit } from '../config.ts';
 import type { HttpEvent, HttpResult } from '../http.ts';
-import { log } from '../logger.ts';
 import { HttpProblem } from '../problem.ts';
 import { requestSlot } from '../request-slot.ts';
 import { countRateLimitDecision } from '../telemetry/metrics.ts';
 import { checkRateLimit, rateLimitedProblem, rateLimitHeaders, type RateLimitDecision } from './limiter.ts';
+import { failOpenOrThrow } from './redis-down.ts';
 
 export interface RateLimitOptions {
   /** The bucket name, e.g. 'chat'. */
@@ -89,14 +89,8 @@ export function rateLimit(options: RateLimitOptions): MiddlewareObj<HttpEvent, H
         cost: exceeded === undefined ? cost : 0,
       });
     } catch (error) {
-      if (!(error instanceof HttpProblem) || error.status !== 503) throw error;
-      if (limit.onRedisDown === 'open') {
-        countRateLimitDecision(route, 'failed-open');
-        log.warn('rate limit not checked: Redis unavailable; letting the request through', { bucket: route, err: error.cause });
-        return;
-      }
-      countRateLimitDecision(route, 'failed-closed');
-      throw error; // keeps what was down: Redis, or the secret that says where it is
+      failOpenOrThrow(error, route, limit);
+      return;
     }
     decisions.set(request, decision);
     countRateLimitDecision(route, decision.allowed && exceeded === undefined ? 'allowed' : 'refused');
