@@ -130,15 +130,15 @@ export async function reserveAttempt(request: RateLimitRequest): Promise<Attempt
   }
   const [admitted = 0, inFlight = 0, ...untilFull] = reply;
   if (admitted === 1) {
-    const decision = decisionOf([1, ...untilFull], 0, policies, 1);
+    const decision = decisionOf(true, untilFull, 0, policies, 1);
     return { decision, settle: (counts) => settle(target, counts, decision) };
   }
   // Waits counted as if the attempts in flight succeed and give their units back: they end within
   // a second, and only failures should keep a client out for long.
   const untilFullByFailures = policies.map((policy, i) => Math.max(0, (untilFull[i] ?? 0) - inFlight * intervalUs(policy)));
-  const decision = decisionOf([0, ...untilFullByFailures], 0, policies, 1);
+  const decision = decisionOf(false, untilFullByFailures, 0, policies, 1);
   if (decision.retryAfterMs === 0) return refused(soon(decision));
-  rememberBlock(bucket, identity, decision, 1, oneUnitWaitMs([0, ...untilFullByFailures], 0, policies));
+  rememberBlock(bucket, identity, decision, 1, oneUnitWaitMs(untilFullByFailures, 0, policies));
   return refused(decision);
 }
 
@@ -169,7 +169,7 @@ async function settle<D extends RateLimitDecision | undefined>({ request, keys, 
       withinTime(client, settleScript(client, keys, [id, counts ? 1 : 0, ...policies.map(intervalUs)]), DEFAULT_CHECK_TIMEOUT_MS),
     )) as number[];
     if (!counts) forgetBlock(bucket, identity);
-    return decisionOf([1, ...reply], 0, policies, 0);
+    return decisionOf(true, reply, 0, policies, 0);
   } catch (error) {
     if (reserved !== undefined) log.warn('rate limit: an attempt could not be settled', { bucket, err: error });
     return reserved;

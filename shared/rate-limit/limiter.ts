@@ -76,8 +76,9 @@ export async function checkRateLimit(request: RateLimitRequest, options: CheckOp
   const remember = cost > 0 && request.peek !== true;
   return new Promise<RateLimitDecision>((resolve, reject) => {
     const settle = (reply: number[], offset: number) => {
-      const decision = decisionOf(reply, offset, policies, cost);
-      if (!decision.allowed && remember) rememberBlock(bucket, identity, decision, cost, oneUnitWaitMs(reply, offset, policies));
+      // A check's part of the reply: admitted (1 or 0), then per policy its µs until full.
+      const decision = decisionOf(reply[offset] === 1, reply, offset + 1, policies, cost);
+      if (!decision.allowed && remember) rememberBlock(bucket, identity, decision, cost, oneUnitWaitMs(reply, offset + 1, policies));
       resolve(decision);
     };
     const check = { keys, policies, cost, peek: request.peek === true, settle, fail: reject };
@@ -85,16 +86,18 @@ export async function checkRateLimit(request: RateLimitRequest, options: CheckOp
   });
 }
 
-/** The decision a script's reply holds for one check, from `offset`: admitted (1 or 0), then per policy its µs until full. */
-export function decisionOf(reply: number[], offset: number, policies: readonly RateLimitPolicy[], cost: number): RateLimitDecision {
-  const allowed = reply[offset] === 1;
+/**
+ * The decision on a check of `cost` units, from each policy's µs until full as a script answered
+ * them: `untilFullUs[from + i]` for the i-th policy (a slice of a reply, without copying it).
+ */
+export function decisionOf(allowed: boolean, untilFullUs: readonly number[], from: number, policies: readonly RateLimitPolicy[], cost: number): RateLimitDecision {
   let waitMs = 0;
   const states: PolicyState[] = new Array(policies.length);
   for (let i = 0; i < policies.length; i += 1) {
     const policy = policies[i]!;
-    const untilFullUs = reply[offset + 1 + i] ?? 0;
-    states[i] = policyState(policy, untilFullUs);
-    if (!allowed) waitMs = Math.max(waitMs, waitUs(policy, untilFullUs, cost) / 1000);
+    const untilFull = untilFullUs[from + i] ?? 0;
+    states[i] = policyState(policy, untilFull);
+    if (!allowed) waitMs = Math.max(waitMs, waitUs(policy, untilFull, cost) / 1000);
   }
   return {
     allowed,
@@ -104,11 +107,11 @@ export function decisionOf(reply: number[], offset: number, policies: readonly R
   };
 }
 
-/** How long no check of any cost can fit: the block worth remembering in process. */
-export function oneUnitWaitMs(reply: number[], offset: number, policies: readonly RateLimitPolicy[]): number {
+/** How long no check of any cost can fit: the block worth remembering in process. `untilFullUs` as for decisionOf. */
+export function oneUnitWaitMs(untilFullUs: readonly number[], from: number, policies: readonly RateLimitPolicy[]): number {
   let waitMs = 0;
   for (let i = 0; i < policies.length; i += 1) {
-    waitMs = Math.max(waitMs, waitUs(policies[i]!, reply[offset + 1 + i] ?? 0, 1) / 1000);
+    waitMs = Math.max(waitMs, waitUs(policies[i]!, untilFullUs[from + i] ?? 0, 1) / 1000);
   }
   return waitMs;
 }
