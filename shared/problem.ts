@@ -77,7 +77,7 @@ export class HttpProblem extends Error {
     this.errors = options.errors;
     this.headers = { ...options.headers };
     if (options.retryAfterSeconds !== undefined) {
-      this.headers['Retry-After'] = String(Math.max(1, Math.ceil(options.retryAfterSeconds)));
+      this.headers['Retry-After'] = String(wholeSecondsToWait(options.retryAfterSeconds));
     }
   }
 
@@ -95,6 +95,11 @@ export class HttpProblem extends Error {
       body: JSON.stringify(body),
     };
   }
+}
+
+/** A wait as Retry-After tells it: whole seconds, rounded up, and at least 1 (a 0 invites a retry at once). */
+export function wholeSecondsToWait(seconds: number): number {
+  return Math.max(1, Math.ceil(seconds));
 }
 
 /** 503: Redis, which every route but the catch-all needs, could not answer. */

@@ -19,7 +19,7 @@
 import { config, type RouteRateLimit } from '../config.ts';
 import type { HttpEvent } from '../http.ts';
 import { knownRefusal, reserveAttempt, type AttemptReservation } from '../rate-limit/attempts.ts';
-import { checkRateLimit, rateLimitHeaders, rateLimitedProblem, type RateLimitDecision, type RateLimitRequest } from '../rate-limit/limiter.ts';
+import { checkRateLimit, rateLimitHeaders, rateLimitedProblem, type RateLimitDecision, type RateLimitRefusal, type RateLimitRequest } from '../rate-limit/limiter.ts';
 import { failOpenOrThrow } from '../rate-limit/redis-down.ts';
 import type { PolicyState } from '../rate-limit/gcra.ts';
 import { countRateLimitDecision } from '../telemetry/metrics.ts';
@@ -74,14 +74,19 @@ function labelled(decision: RateLimitDecision | undefined, label: string): Polic
 /**
  * One decision for the headers, listing every policy of both limits (`address-10-per-15m`,
  * `account-5-per-15m`), so that a client sees the one it is about to run out of; refused when
- * either refuses, with the longer Retry-After of the two (the shorter would only earn another 429).
+ * either refuses.
  */
 function combined(byAddress: RateLimitDecision | undefined, byAccount?: RateLimitDecision): RateLimitDecision {
-  const refusals = [byAddress, byAccount].filter((decision): decision is RateLimitDecision => decision !== undefined && !decision.allowed);
+  if (byAddress?.allowed === false || byAccount?.allowed === false) return refusal(byAddress, byAccount);
+  return { allowed: true, states: [...labelled(byAddress, 'address'), ...labelled(byAccount, 'account')] };
+}
+
+/** The combined refusal, with the longer Retry-After of the two (the shorter would only earn another 429). */
+function refusal(byAddress: RateLimitDecision | undefined, byAccount?: RateLimitDecision): RateLimitRefusal {
+  const waitMs = (decision: RateLimitDecision | undefined) => (decision === undefined || decision.allowed ? 0 : decision.retryAfterMs);
   return {
-    allowed: refusals.length === 0,
-    retryAfterSeconds: Math.max(0, ...refusals.map((decision) => decision.retryAfterSeconds)),
-    retryAfterMs: Math.max(0, ...refusals.map((decision) => decision.retryAfterMs)),
+    allowed: false,
+    retryAfterMs: Math.max(waitMs(byAddress), waitMs(byAccount)),
     states: [...labelled(byAddress, 'address'), ...labelled(byAccount, 'account')],
   };
 }
@@ -123,7 +128,7 @@ export async function reserveLoginAttempt(attempt: Attempt): Promise<LoginReserv
     // it must not keep the account's own owner out. The account is only read, for the headers.
     countRateLimitDecision(addressLimit.request.bucket, 'refused');
     const byAccount = await checkRateLimit({ ...accountLimit.request, peek: true }).catch(() => undefined);
-    throw rateLimitedProblem(combined(addressRefused, byAccount));
+    throw rateLimitedProblem(refusal(addressRefused, byAccount));
   }
   const outcomes = await Promise.allSettled(limits.map(({ request, limit }) => reserve(request, limit)));
   const reservations = outcomes.map((outcome) => (outcome.status === 'fulfilled' ? outcome.value : undefined));
@@ -137,7 +142,7 @@ export async function reserveLoginAttempt(attempt: Attempt): Promise<LoginReserv
   const [byAddress, byAccount] = reservations.map((reservation) => reservation?.decision);
   if (!combined(byAddress, byAccount).allowed) {
     const [address, account] = await settleAll(reservations, false);
-    throw rateLimitedProblem(combined(address, account));
+    throw rateLimitedProblem(refusal(address, account));
   }
   const end = async (counts: boolean) => {
     const [address, account] = await settleAll(reservations, counts);

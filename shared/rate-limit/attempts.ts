@@ -22,7 +22,7 @@ import { defineScript } from '../redis-script.ts';
 import { forgetBlock, recallBlock, rememberBlock } from './blocked.ts';
 import { withinTime } from './deadline.ts';
 import { intervalUs, LUA_NOW_US } from './gcra.ts';
-import { DEFAULT_CHECK_TIMEOUT_MS, decisionOf, namesOf, oneUnitWaitMs, type RateLimitDecision, type RateLimitRequest } from './limiter.ts';
+import { DEFAULT_CHECK_TIMEOUT_MS, decisionOf, namesOf, oneUnitWaitMs, type RateLimitDecision, type RateLimitRefusal, type RateLimitRequest } from './limiter.ts';
 
 /**
  * How long an attempt that never settles (its container died, or it failed before settling) is
@@ -107,7 +107,7 @@ function policyArgs(policies: readonly RateLimitPolicy[]): number[] {
 }
 
 /** The refusal this container remembers for the identity (see blocked.ts), if any: no round trip. */
-export function knownRefusal({ bucket, identity }: RateLimitRequest): RateLimitDecision | undefined {
+export function knownRefusal({ bucket, identity }: RateLimitRequest): RateLimitRefusal | undefined {
   return recallBlock(bucket, identity, 1);
 }
 
@@ -147,10 +147,9 @@ function refused(decision: RateLimitDecision): AttemptReservation {
 }
 
 /** A refusal by attempts in flight only: they end within a second, and with them the wait. */
-function soon(decision: RateLimitDecision): RateLimitDecision {
+function soon(decision: RateLimitRefusal): RateLimitRefusal {
   return {
     ...decision,
-    retryAfterSeconds: 1,
     retryAfterMs: 1000,
     // None left now (the attempts in flight hold them), more in a second.
     states: decision.states.map((state) => ({ ...state, remaining: 0, moreInSeconds: 1 })),

@@ -10,7 +10,7 @@
 
 import { monotonicMs } from '../monotonic-clock.ts';
 import { policyState } from './gcra.ts';
-import type { RateLimitDecision } from './limiter.ts';
+import type { RateLimitRefusal } from './limiter.ts';
 
 interface Block {
   /** monotonicMs() at which one unit fits again. */
@@ -18,7 +18,7 @@ interface Block {
   /** monotonicMs() at which the refused request's cost fits again. */
   costUntil: number;
   cost: number;
-  decision: RateLimitDecision;
+  decision: RateLimitRefusal;
   rememberedAt: number;
 }
 
@@ -32,7 +32,7 @@ function blockKey(bucket: string, identity: string): string {
 }
 
 /** Remembers a refusal for `anyMs` (the time until one unit fits, as Redis computed it). */
-export function rememberBlock(bucket: string, identity: string, decision: RateLimitDecision, cost: number, anyMs: number): void {
+export function rememberBlock(bucket: string, identity: string, decision: RateLimitRefusal, cost: number, anyMs: number): void {
   if (anyMs <= 0) return;
   const key = blockKey(bucket, identity);
   const now = monotonicMs();
@@ -48,7 +48,7 @@ export function rememberBlock(bucket: string, identity: string, decision: RateLi
 }
 
 /** The refusal to answer from memory, or undefined when Redis must be asked. */
-export function recallBlock(bucket: string, identity: string, cost: number): RateLimitDecision | undefined {
+export function recallBlock(bucket: string, identity: string, cost: number): RateLimitRefusal | undefined {
   if (blocks.size === 0) return undefined; // the usual case: no key to build
   const key = blockKey(bucket, identity);
   const block = blocks.get(key);
@@ -63,7 +63,6 @@ export function recallBlock(bucket: string, identity: string, cost: number): Rat
   const elapsedMs = now - block.rememberedAt;
   return {
     allowed: false,
-    retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)),
     retryAfterMs,
     states: block.decision.states.map((state) => policyState(state.policy, Math.max(0, state.untilFullMs - elapsedMs) * 1000)),
   };

@@ -10,9 +10,9 @@
 // 0 when nothing is spent). A refused request of one unit has its Retry-After as `t`; one of
 // several units waits longer than the next unit, and its Retry-After says how long.
 
-import { HttpProblem } from '../problem.ts';
+import { HttpProblem, wholeSecondsToWait } from '../problem.ts';
 import type { RateLimitPolicy } from '../config.ts';
-import type { RateLimitDecision } from './limiter.ts';
+import type { RateLimitDecision, RateLimitRefusal } from './limiter.ts';
 
 /** A structured-field string: quoted, with `\` and `"` escaped; other characters are dropped. */
 function sfString(text: string): string {
@@ -49,8 +49,8 @@ export function rateLimitHeaders(decision: RateLimitDecision): Record<string, st
 }
 
 /** 429 problem+json with `Retry-After` (whole seconds, at least 1) and the rate-limit headers. */
-export function rateLimitedProblem(decision: RateLimitDecision): HttpProblem {
-  const seconds = Math.max(1, Math.ceil(decision.retryAfterSeconds));
+export function rateLimitedProblem(decision: RateLimitRefusal): HttpProblem {
+  const seconds = wholeSecondsToWait(decision.retryAfterMs / 1000);
   return new HttpProblem(429, 'rate-limited', {
     detail: `Too many requests; try again in ${seconds} second${seconds === 1 ? '' : 's'}.`,
     headers: rateLimitHeaders(decision),

@@ -29,11 +29,11 @@ export interface RateLimitRequest {
   peek?: boolean;
 }
 
-export interface RateLimitDecision {
-  allowed: boolean;
-  /** 0 when allowed; else whole seconds (at least 1) until the request's cost fits. */
-  retryAfterSeconds: number;
-  /** The same, precise (sub-second windows). */
+export type RateLimitDecision = { allowed: true; states: PolicyState[] } | RateLimitRefusal;
+
+export interface RateLimitRefusal {
+  allowed: false;
+  /** How long until the request's cost fits (precise: windows may be shorter than a second). */
   retryAfterMs: number;
   states: PolicyState[];
 }
@@ -90,6 +90,8 @@ export async function checkRateLimit(request: RateLimitRequest, options: CheckOp
  * The decision on a check of `cost` units, from each policy's µs until full as a script answered
  * them: `untilFullUs[from + i]` for the i-th policy (a slice of a reply, without copying it).
  */
+export function decisionOf(allowed: false, untilFullUs: readonly number[], from: number, policies: readonly RateLimitPolicy[], cost: number): RateLimitRefusal;
+export function decisionOf(allowed: boolean, untilFullUs: readonly number[], from: number, policies: readonly RateLimitPolicy[], cost: number): RateLimitDecision;
 export function decisionOf(allowed: boolean, untilFullUs: readonly number[], from: number, policies: readonly RateLimitPolicy[], cost: number): RateLimitDecision {
   let waitMs = 0;
   const states: PolicyState[] = new Array(policies.length);
@@ -99,12 +101,7 @@ export function decisionOf(allowed: boolean, untilFullUs: readonly number[], fro
     states[i] = policyState(policy, untilFull);
     if (!allowed) waitMs = Math.max(waitMs, waitUs(policy, untilFull, cost) / 1000);
   }
-  return {
-    allowed,
-    retryAfterSeconds: allowed ? 0 : Math.max(1, Math.ceil(waitMs / 1000)),
-    retryAfterMs: waitMs,
-    states,
-  };
+  return allowed ? { allowed, states } : { allowed, retryAfterMs: waitMs, states };
 }
 
 /** How long no check of any cost can fit: the block worth remembering in process. `untilFullUs` as for decisionOf. */

@@ -3,11 +3,11 @@
 
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { describe, expect, it } from 'vitest';
+import { assert, describe, expect, it } from 'vitest';
 import type { RateLimitPolicy } from '../../shared/config.ts';
 import { MAX_REMEMBERED_BLOCKS, rememberBlock, rememberedBlockCount, recallBlock, forgetBlocks } from '../../shared/rate-limit/blocked.ts';
 import { reserveAttempt } from '../../shared/rate-limit/attempts.ts';
-import { checkRateLimit, type RateLimitDecision, type RateLimitRequest } from '../../shared/rate-limit/limiter.ts';
+import { checkRateLimit, type RateLimitDecision, type RateLimitRefusal, type RateLimitRequest } from '../../shared/rate-limit/limiter.ts';
 import { useEnvironment } from '../support/env.ts';
 import { useStandaloneRedis } from '../support/redis-suite.ts';
 
@@ -39,7 +39,7 @@ describe('the in-process block memory', () => {
     for (let i = 0; i < 100; i += 1) refusals.push(await checkRateLimit(limited));
     const after = await commandsProcessed(redis.admin);
 
-    expect(refusals.every((decision) => !decision.allowed && decision.retryAfterSeconds >= 3599)).toBe(true);
+    expect(refusals.every((decision) => !decision.allowed && decision.retryAfterMs > 3_598_000)).toBe(true);
     expect(after - before).toBe(1); // the first INFO itself
   });
 
@@ -56,7 +56,8 @@ describe('the in-process block memory', () => {
     const [busyAgain, spentAgain] = [await reserveAttempt(busy), await reserveAttempt(spent)];
     const runs = (await scriptRuns(redis.admin)) - before;
 
-    expect([byInFlight.decision.retryAfterSeconds, byFailures.decision.retryAfterSeconds > 3000]).toEqual([1, true]);
+    assert(!byInFlight.decision.allowed && !byFailures.decision.allowed);
+    expect([byInFlight.decision.retryAfterMs, byFailures.decision.retryAfterMs > 3_000_000]).toEqual([1000, true]);
     expect([busyAgain.decision.allowed, spentAgain.decision.allowed]).toEqual([true, false]);
     expect(runs).toBe(1); // the busy identity's reservation: the spent one is refused from memory
   });
@@ -71,7 +72,8 @@ describe('the in-process block memory', () => {
     await inFlight.settle(false);
 
     expect(peeked.allowed).toBe(false);
-    expect(next.decision.retryAfterSeconds).toBe(1); // refused by the attempt in flight only, not for the hour
+    assert(!next.decision.allowed);
+    expect(next.decision.retryAfterMs).toBe(1000); // refused by the attempt in flight only, not for the hour
   });
 
   it('asks Redis again once the retry time has passed', async () => {
@@ -79,11 +81,11 @@ describe('the in-process block memory', () => {
     const fast = request([{ name: '1-per-300ms', limit: 1, windowMs: 300 }]);
     await checkRateLimit(fast);
     const refused = await checkRateLimit(fast);
+    assert(!refused.allowed);
 
     await sleep(refused.retryAfterMs + 30);
     const later = await checkRateLimit(fast);
 
-    expect(refused.allowed).toBe(false);
     expect(later.allowed).toBe(true);
   });
 
@@ -101,7 +103,7 @@ describe('the in-process block memory', () => {
 
   it('keeps at most a bounded number of blocked identities, dropping the oldest', () => {
     forgetBlocks();
-    const refusal: RateLimitDecision = { allowed: false, retryAfterSeconds: 60, retryAfterMs: 60_000, states: [] };
+    const refusal: RateLimitRefusal = { allowed: false, retryAfterMs: 60_000, states: [] };
 
     for (let i = 0; i <= MAX_REMEMBERED_BLOCKS; i += 1) rememberBlock('bounded', `identity-${i}`, refusal, 1, 60_000);
 
