@@ -9,14 +9,13 @@
 import middy from '@middy/core';
 import * as z from 'zod/mini';
 import { authenticate, type AuthenticatedEvent } from '#shared/auth/middleware.ts';
-import { responseCache, type CacheOutcome } from '#shared/cache/response-cache.ts';
+import { responseCache } from '#shared/cache/response-cache.ts';
 import { config, type ChatProviderName } from '#shared/config.ts';
 import { httpBasics, withRequestLogging, type HttpEvent, type HttpResult } from '#shared/http.ts';
 import { chatProvider, type ChatTurn } from '#shared/llm/provider.ts';
 import { systemPrompt } from '#shared/llm/system-prompt.ts';
-import { annotateRequest } from '#shared/logger.ts';
 import { rateLimit } from '#shared/rate-limit/middleware.ts';
-import { countCacheRequests, recordTokenUsage } from '#shared/telemetry/metrics.ts';
+import { countCacheRequests, recordTokenUsage, type CacheOutcome } from '#shared/telemetry/metrics.ts';
 import { countUsageInBackground } from '#shared/usage/counters.ts';
 import { validate } from '#shared/validation.ts';
 
@@ -118,16 +117,15 @@ async function askTutor(question: ChatQuestion, budget: { deadline: number }): P
 }
 
 /**
- * The one place where an answered request's usage is known, fresh (MISS, BYPASS) or from the
- * cache (HIT, where `answer.usage` is what the answer cost when it was made). Usage counters for
+ * The one place where an answered request's usage is known, fresh (a miss, a bypass) or from the
+ * cache (a hit, where `answer.usage` is what the answer cost when it was made). Usage counters for
  * GET /usage are written from here.
  */
 function countUsage(event: AuthenticatedEvent, answer: ChatAnswer, outcome: CacheOutcome): void {
-  // A HIT (stored, or shared by a concurrent identical request) cost this user no Claude tokens.
-  const spent = outcome === 'HIT' ? { cacheHits: 1 } : { inputTokens: answer.usage.inputTokens, outputTokens: answer.usage.outputTokens };
+  // A hit (stored, or shared by a concurrent identical request) cost this user no Claude tokens.
+  const spent = outcome === 'hit' ? { cacheHits: 1 } : { inputTokens: answer.usage.inputTokens, outputTokens: answer.usage.outputTokens };
   countUsageInBackground({ userId: event.user.id, route: 'POST /chat', requests: 1, ...spent });
-  countCacheRequests('chat', outcome === 'HIT' ? 'hit' : outcome === 'MISS' ? 'miss' : 'bypass');
-  annotateRequest({ cache: outcome });
+  countCacheRequests('chat', outcome);
 }
 
 export const chatCache = responseCache<AuthenticatedEvent, ChatQuestion, ChatAnswer>({
@@ -139,7 +137,7 @@ export const chatCache = responseCache<AuthenticatedEvent, ChatQuestion, ChatAns
   computeBudgetMs: () => config().chat.timeoutMs,
   degradeWhenRedisDown: () => config().chat.degradeWhenRedisDown,
   isCacheable: (answer) => CACHEABLE_STOP_REASONS.has(answer.stopReason) && answer.content !== '',
-  present: (answer, outcome) => ({ ...answer, cached: outcome === 'HIT' }),
+  present: (answer, outcome) => ({ ...answer, cached: outcome === 'hit' }),
   onServed: countUsage,
 });
 

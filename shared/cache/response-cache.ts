@@ -27,12 +27,11 @@ import type { Context } from 'aws-lambda';
 import type { CacheScope } from '../config.ts';
 import type { HttpEvent, HttpResult } from '../http.ts';
 import { digest, responseCacheKeys } from '../keys.ts';
-import { log } from '../logger.ts';
+import { annotateRequest, log } from '../logger.ts';
 import { requestSlot } from '../request-slot.ts';
+import type { CacheOutcome } from '../telemetry/metrics.ts';
 import { cacheDirectivesOf } from './request-directives.ts';
 import { readAnswerSharingWrites, singleFlight, type FlightOptions, type FlightOutcome } from './single-flight.ts';
-
-export type CacheOutcome = 'HIT' | 'MISS' | 'BYPASS';
 
 export interface ResponseCacheOptions<E extends HttpEvent, Q, A> {
   /** Names the cache in keys and logs, e.g. `chat`. */
@@ -75,13 +74,16 @@ interface Lookup<Q> {
   read?: Promise<string | null>;
 }
 
-const OUTCOME_HEADER: Record<FlightOutcome, CacheOutcome> = {
-  hit: 'HIT',
-  shared: 'HIT',
-  computed: 'MISS',
-  fresh: 'BYPASS',
-  uncached: 'BYPASS',
+const CACHE_OUTCOME: Record<FlightOutcome, CacheOutcome> = {
+  hit: 'hit',
+  shared: 'hit',
+  computed: 'miss',
+  fresh: 'bypass',
+  uncached: 'bypass',
 };
+
+/** The X-Cache header, also the request's `cache` log field. */
+const X_CACHE: Record<CacheOutcome, string> = { hit: 'HIT', miss: 'MISS', bypass: 'BYPASS' };
 
 /** Room left for the response after a computation, within the Lambda's own time-out. */
 const RESPONSE_MARGIN_MS = 500;
@@ -150,14 +152,15 @@ export function responseCache<E extends HttpEvent, Q, A>(options: ResponseCacheO
         },
       });
 
-      const cacheOutcome = OUTCOME_HEADER[outcome];
+      const cacheOutcome = CACHE_OUTCOME[outcome];
+      annotateRequest({ cache: X_CACHE[cacheOutcome] });
       const answer = computed ?? (JSON.parse(value) as A);
       const serving = served(event, answer, cacheOutcome);
       if (serving !== undefined) await serving;
       log.debug('response cache', { cache: options.name, outcome: cacheOutcome });
       return {
         statusCode: 200,
-        headers: { 'Content-Type': 'application/json; charset=utf-8', 'X-Cache': cacheOutcome },
+        headers: { 'Content-Type': 'application/json; charset=utf-8', 'X-Cache': X_CACHE[cacheOutcome] },
         body: JSON.stringify(options.present(answer, cacheOutcome)),
       };
     };

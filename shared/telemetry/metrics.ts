@@ -15,6 +15,7 @@ export function telemetryEnabled(): boolean {
   }
 }
 
+/** How a cache lookup ended; the response cache's X-Cache header says the same in capitals. */
 export type CacheOutcome = 'hit' | 'miss' | 'bypass';
 
 /** One lookup (or `count` lookups, e.g. the inputs of an embeddings batch) of a cache. */
