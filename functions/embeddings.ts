@@ -113,7 +113,8 @@ function encode(vector: Float32Array, encoding: EncodingFormat): string | number
   return encoding === 'base64' ? vectorToBase64(vector) : vectorToNumbers(vector);
 }
 
-interface Usage {
+/** The `usage` member of an OpenAI embeddings answer. */
+interface OpenAiUsage {
   prompt_tokens: number;
   total_tokens: number;
 }
@@ -143,7 +144,7 @@ async function embeddings(event: AuthenticatedEvent, context: Context): Promise<
   const lookup = prefetched.get(event) ?? lookUpCached(request.inputs, provider, cacheOwner(event), { fresh });
   const outcome = await embedWithCache(lookup, { signal: deadline(context), ttlSeconds: config().cacheTtlSeconds, noStore });
 
-  const usage: Usage = { prompt_tokens: outcome.promptTokens, total_tokens: outcome.promptTokens };
+  const usage: OpenAiUsage = { prompt_tokens: outcome.promptTokens, total_tokens: outcome.promptTokens };
 
   const body = JSON.stringify({
     object: 'list',

@@ -120,8 +120,8 @@ function minuteOf(at: number): NonNullable<typeof lastMinute> {
   return lastMinute;
 }
 
-/** One usage record, checked, with its keys and its index entries. */
-interface UsageRecord {
+/** What one usage record writes, checked: its keys, its index entries and its increments. */
+interface UsageWrite {
   route: string;
   dayKey: string;
   minuteKey: string;
@@ -132,7 +132,7 @@ interface UsageRecord {
 }
 
 /** The record of `usage`; undefined when it counts nothing; throws for a count that is not a whole number ≥ 0. */
-function usageRecord(usage: Usage): UsageRecord | undefined {
+function usageWrite(usage: Usage): UsageWrite | undefined {
   const pairs: Array<string | number> = [];
   for (const counter of USAGE_COUNTERS) {
     const value = usage[counter] ?? 0;
@@ -158,7 +158,7 @@ interface UsageScript {
 }
 
 /** The scripts that write the records: one per user's day (its slot) and one for the `{usage}` slot. */
-function scriptsFor(records: readonly UsageRecord[]): UsageScript[] {
+function scriptsFor(records: readonly UsageWrite[]): UsageScript[] {
   const days = new Map<string, Array<string | number>>();
   const minuteKeys = [usageIndexKey()];
   const minuteArgs: Array<string | number> = [MINUTE_TTL_SECONDS, USER_DAY_TTL_SECONDS];
@@ -199,14 +199,14 @@ async function sendScripts(redis: RedisClient, scripts: readonly UsageScript[]):
 
 /** Writes the usage counters of one record: one script per slot, sent together. */
 export async function recordUsage(redis: RedisClient, usage: Usage): Promise<void> {
-  const record = usageRecord(usage);
+  const record = usageWrite(usage);
   if (record !== undefined) await sendScripts(redis, scriptsFor([record]));
 }
 
 /** The most records one script run carries (bounds the time it holds Redis: a few µs a record). */
 const MAX_RECORDS_PER_RUN = 64;
 
-let queued: Array<{ record: UsageRecord; logContext: LogContext | undefined }> = [];
+let queued: Array<{ record: UsageWrite; logContext: LogContext | undefined }> = [];
 
 function sendQueued(): void {
   const batch = queued;
@@ -232,9 +232,9 @@ function sendQueued(): void {
  * after this request found Redis unreachable), the commands wait for it and leave after the answer.
  */
 export function countUsageInBackground(usage: Usage): void {
-  let record: UsageRecord | undefined;
+  let record: UsageWrite | undefined;
   try {
-    record = usageRecord(usage);
+    record = usageWrite(usage);
   } catch (error) {
     log.warn('usage not counted', { err: error, usageRoute: usage.route });
     return;
