@@ -22,7 +22,7 @@ import { openAiErrorMember } from '#shared/embeddings/openai-error.ts';
 import type { EmbeddingsProvider } from '#shared/embeddings/provider.ts';
 import { parseEmbeddingsRequest, type EmbeddingsRequest, type EncodingFormat } from '#shared/embeddings/request.ts';
 import { embedWithCache, lookUpCached, type CacheLookup, type EmbedOutcome } from '#shared/embeddings/service.ts';
-import { httpBasics, withRequestLogging, type HttpResult } from '#shared/http.ts';
+import { httpBasics, jsonText, withRequestLogging, type HttpResult } from '#shared/http.ts';
 import type { EmbeddingOwner } from '#shared/keys.ts';
 import { annotateRequest } from '#shared/logger.ts';
 import { HttpProblem } from '#shared/problem.ts';
@@ -158,11 +158,7 @@ async function embeddings(event: AuthenticatedEvent, context: Context): Promise<
     // Only components of a billion or more print longer than MOST_JSON_BYTES_A_FLOAT (embeddings are unit vectors).
     throw new HttpProblem(502, 'embeddings-upstream-error', { detail: 'The embeddings provider sent vectors too large to answer with.' });
   }
-  return {
-    statusCode: 200,
-    headers: { 'Content-Type': 'application/json; charset=utf-8', 'X-Cache-Hits': `${outcome.hits}/${request.inputs.length}` },
-    body,
-  };
+  return jsonText(200, body, { 'X-Cache-Hits': `${outcome.hits}/${request.inputs.length}` });
 }
 
 export const handler = withRequestLogging(

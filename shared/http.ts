@@ -34,10 +34,15 @@ const METHODS_WITH_BODY = new Set(['POST', 'PUT', 'PATCH']);
 
 /** A JSON response with the given status and headers. */
 export function json(statusCode: number, body: unknown, headers: Record<string, string> = {}): HttpResult {
+  return jsonText(statusCode, JSON.stringify(body), headers);
+}
+
+/** A JSON response whose body is serialised already (e.g. to check its size first). */
+export function jsonText(statusCode: number, text: string, headers: Record<string, string> = {}): HttpResult {
   return {
     statusCode,
     headers: { 'Content-Type': 'application/json; charset=utf-8', ...headers },
-    body: JSON.stringify(body),
+    body: text,
   };
 }
 

@@ -25,7 +25,7 @@
 import type { MiddlewareObj } from '@middy/core';
 import type { Context } from 'aws-lambda';
 import type { CacheScope } from '../config.ts';
-import type { HttpEvent, HttpResult } from '../http.ts';
+import { json, type HttpEvent, type HttpResult } from '../http.ts';
 import { digest, responseCacheKeys } from '../keys.ts';
 import { annotateRequest, log } from '../logger.ts';
 import { requestSlot } from '../request-slot.ts';
@@ -158,11 +158,7 @@ export function responseCache<E extends HttpEvent, Q, A>(options: ResponseCacheO
       const serving = served(event, answer, cacheOutcome);
       if (serving !== undefined) await serving;
       log.debug('response cache', { cache: options.name, outcome: cacheOutcome });
-      return {
-        statusCode: 200,
-        headers: { 'Content-Type': 'application/json; charset=utf-8', 'X-Cache': X_CACHE[cacheOutcome] },
-        body: JSON.stringify(options.present(answer, cacheOutcome)),
-      };
+      return json(200, options.present(answer, cacheOutcome), { 'X-Cache': X_CACHE[cacheOutcome] });
     };
   }
 
