@@ -7,7 +7,7 @@ import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context
 import { config, ConfigError } from './config.ts';
 import { log, withLogContext } from './logger.ts';
 import { monotonicMs } from './monotonic-clock.ts';
-import { HttpProblem, redisUnavailable } from './problem.ts';
+import { HttpProblem, internalProblem, redisUnavailable } from './problem.ts';
 import { isRedisUnavailableError } from './redis-errors.ts';
 import { assertUniqueKeys, assertWellFormedText } from './validation.ts';
 import { flushTelemetry, startTelemetry } from './telemetry/export.ts';
@@ -145,7 +145,7 @@ function errorResponse(error: unknown): APIGatewayProxyStructuredResultV2 {
   }
   if (error instanceof ConfigError) log.error('configuration error', { err: error });
   else log.error('unhandled error', { err: error });
-  return new HttpProblem(500, 'internal', { detail: 'Something went wrong on our side.' }).toResponse();
+  return internalProblem().toResponse();
 }
 
 function decorate(request: { event: APIGatewayProxyEventV2; response: unknown; context: Context }): void {

@@ -38,6 +38,11 @@ const TITLES: Record<number, string> = {
   504: 'Gateway Timeout',
 };
 
+/** The reason phrase of a status, the problem's `title`; `Error` for one this API never answers. */
+export function statusTitle(status: number): string {
+  return TITLES[status] ?? 'Error';
+}
+
 const TYPE_BASE = 'https://tutor-copiloto.dev/problems/';
 
 /** Where a problem shows what the client sent, longer text is cut: an answer never grows with the garbage it is sent. */
@@ -68,11 +73,11 @@ export class HttpProblem extends Error {
 
   /** `slug` names the problem type, e.g. `validation`, `rate-limited`, `redis-unavailable`. */
   constructor(status: number, slug: string, options: ProblemOptions = {}) {
-    super(options.detail ?? TITLES[status] ?? 'Error', { cause: options.cause });
+    super(options.detail ?? statusTitle(status), { cause: options.cause });
     this.status = status;
     this.slug = slug;
     this.type = TYPE_BASE + slug;
-    this.title = TITLES[status] ?? 'Error';
+    this.title = statusTitle(status);
     this.detail = options.detail;
     this.errors = options.errors;
     this.headers = { ...options.headers };
@@ -100,6 +105,11 @@ export class HttpProblem extends Error {
 /** A wait as Retry-After tells it: whole seconds, rounded up, and at least 1 (a 0 invites a retry at once). */
 export function wholeSecondsToWait(seconds: number): number {
   return Math.max(1, Math.ceil(seconds));
+}
+
+/** 500: a bug or a configuration error; what went wrong is logged, never told to the client. */
+export function internalProblem(): HttpProblem {
+  return new HttpProblem(500, 'internal', { detail: 'Something went wrong on our side.' });
 }
 
 /** 503: Redis, which every route but the catch-all needs, could not answer. */

@@ -30,7 +30,7 @@ import type { Socket } from 'node:net';
 import { pipeline } from 'node:stream';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { SECURITY_HEADERS } from '../../shared/http.ts';
-import { HttpProblem, shown } from '../../shared/problem.ts';
+import { HttpProblem, internalProblem, shown, statusTitle } from '../../shared/problem.ts';
 
 /** API Gateway's limit on a request body (HTTP API payload quota). */
 export const GATEWAY_MAX_BODY_BYTES = 10 * 1024 * 1024;
@@ -196,7 +196,7 @@ function localServerError(status: number, body: string): { error: string; messag
 /** The app's own slug for a 413; else the status's title, as in `not-found`. */
 function slugOf(status: number): string {
   if (status === 413) return 'body-too-large';
-  return new HttpProblem(status, 'unnamed').title.toLowerCase().replaceAll(' ', '-');
+  return statusTitle(status).toLowerCase().replaceAll(' ', '-');
 }
 
 function isJsonError(upstream: IncomingMessage): boolean {
@@ -354,7 +354,7 @@ async function answerWithResult(invocation: IncomingMessage, exchange: Exchange)
   }
   if (invocation.headers['x-amz-function-error'] !== undefined || typeof result !== 'object' || result === null) {
     // What API Gateway answers for a function that failed, in this API's shape.
-    answerFailed(exchange, new HttpProblem(500, 'internal', { detail: 'Something went wrong on our side.' }));
+    answerFailed(exchange, internalProblem());
     return;
   }
   const { statusCode: status = 200, headers = {}, body: text64 = '', isBase64Encoded } = result as APIGatewayProxyStructuredResultV2;
