@@ -31,8 +31,12 @@ import { requestSlot } from '#shared/request-slot.ts';
 import { countCacheRequests } from '#shared/telemetry/metrics.ts';
 import { countUsageInBackground } from '#shared/usage/counters.ts';
 
-/** Lambda's response payload limit is 6 MB; a larger body would reach the client as an opaque 502. */
-const MAX_RESPONSE_BYTES = 6_000_000;
+/**
+ * The largest answer body sent. Lambda refuses a result over 6 MiB and 100 bytes, which reaches
+ * the client as an opaque 502; that counts the whole result as JSON (status, headers, the body
+ * escaped as a string), to which the round 6,000,000 leaves about 290 KB.
+ */
+const MAX_ANSWER_BODY_BYTES = 6_000_000;
 /** An entry's own fields (`{"object":"embedding","index":255,"embedding":…},`), generously. */
 const MOST_BYTES_AN_ENTRY = 64;
 /** The list's own fields (object, model, usage), generously. */
@@ -48,7 +52,7 @@ const prefetched = requestSlot<AuthenticatedEvent, CacheLookup>('embeddings cach
 /** The most vectors of `dimensions` an answer in `encoding` holds within Lambda's limit, whatever their values. */
 function mostVectorsAnswered(dimensions: number, encoding: EncodingFormat): number {
   const vectorBytes = encoding === 'base64' ? 4 * Math.ceil((dimensions * 4) / 3) : dimensions * MOST_JSON_BYTES_A_FLOAT;
-  return Math.floor((MAX_RESPONSE_BYTES - MOST_BYTES_OF_THE_LIST) / (vectorBytes + MOST_BYTES_AN_ENTRY));
+  return Math.floor((MAX_ANSWER_BODY_BYTES - MOST_BYTES_OF_THE_LIST) / (vectorBytes + MOST_BYTES_AN_ENTRY));
 }
 
 /**
@@ -154,7 +158,7 @@ async function embeddings(event: AuthenticatedEvent, context: Context): Promise<
   });
   // The provider has been paid for what it embedded, and its vectors are cached, whatever comes next.
   countUsage(event, outcome, request.inputs.length);
-  if (Buffer.byteLength(body) > MAX_RESPONSE_BYTES) {
+  if (Buffer.byteLength(body) > MAX_ANSWER_BODY_BYTES) {
     // Only components of a billion or more print longer than MOST_JSON_BYTES_A_FLOAT (embeddings are unit vectors).
     throw new HttpProblem(502, 'embeddings-upstream-error', { detail: 'The embeddings provider sent vectors too large to answer with.' });
   }

@@ -114,8 +114,11 @@ export class ConfigError extends Error {
 
 type Env = Record<string, string | undefined>;
 
-/** What Lambda accepts as a synchronous request: a larger body never reaches a function. */
-const LAMBDA_PAYLOAD_BYTES = 6 * 1024 * 1024;
+/**
+ * What Lambda accepts as a synchronous request (6 MiB), counted on the whole event: a larger body
+ * never reaches a function. (Answers have their own bound: MAX_ANSWER_BODY_BYTES in embeddings.ts.)
+ */
+const LAMBDA_REQUEST_BYTES = 6 * 1024 * 1024;
 
 const STAGE_DEFAULTS: Record<Stage, { cacheTtlSeconds: number }> = {
   dev: { cacheTtlSeconds: 3600 },
@@ -381,7 +384,7 @@ export function loadConfig(env: Env = process.env): Config {
       // Default: Lambda's own limit for a request (6 MB), which no function can raise. Every
       // request within the contract's bounds fits when its text is ASCII (50 messages of 32,000
       // characters: 1.6 MB; 256 inputs of 8,192: 2.1 MB); the largest, in three-byte characters, may not.
-      maxBodyBytes: readInteger(env, 'MAX_BODY_BYTES', LAMBDA_PAYLOAD_BYTES, 1024, LAMBDA_PAYLOAD_BYTES),
+      maxBodyBytes: readInteger(env, 'MAX_BODY_BYTES', LAMBDA_REQUEST_BYTES, 1024, LAMBDA_REQUEST_BYTES),
     },
     rateLimits: readRateLimits(env),
     auth: readAuth(env),
