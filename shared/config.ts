@@ -412,3 +412,16 @@ export function config(): Config {
 export function resetConfig(): void {
   cached = undefined;
 }
+
+/**
+ * What `make` builds from the configuration, built on first use and again only when the
+ * configuration is read anew (tests): for what costs something to build, or registers a secret.
+ */
+export function perConfiguration<T>(make: (settings: Config) => T): () => T {
+  let made: { settings: Config; value: T } | undefined;
+  return () => {
+    const settings = config();
+    if (made?.settings !== settings) made = { settings, value: make(settings) };
+    return made.value;
+  };
+}

@@ -1,13 +1,13 @@
 // The embeddings provider this container's configuration names (EMBEDDINGS_PROVIDER).
 
-import { config, type Config } from '../config.ts';
+import { perConfiguration } from '../config.ts';
 import { registerSecret } from '../logger.ts';
 import { LocalEmbedder } from './local.ts';
 import { OpenAiEmbeddings } from './openai.ts';
 import type { EmbeddingsProvider } from './provider.ts';
 
-/** The provider configured for this container. */
-export function embeddingsProvider(settings: Config['embeddings'] = config().embeddings): EmbeddingsProvider {
+/** The provider configured for this container, built once per configuration (its API key registered as a secret then). */
+export const embeddingsProvider = perConfiguration(({ embeddings: settings }): EmbeddingsProvider => {
   if (settings.provider === 'local') return new LocalEmbedder(settings.model, settings.dimensions);
   registerSecret(settings.apiKey);
   return new OpenAiEmbeddings({
@@ -17,4 +17,4 @@ export function embeddingsProvider(settings: Config['embeddings'] = config().emb
     dimensions: settings.dimensions,
     timeoutMs: settings.timeoutMs,
   });
-}
+});
