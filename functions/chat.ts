@@ -10,7 +10,7 @@ import middy from '@middy/core';
 import * as z from 'zod/mini';
 import { authenticate, type AuthenticatedEvent } from '#shared/auth/middleware.ts';
 import { responseCache } from '#shared/cache/response-cache.ts';
-import { config, type ChatProviderName } from '#shared/config.ts';
+import { config, perConfiguration, type ChatProviderName } from '#shared/config.ts';
 import { httpBasics, withRequestLogging, type HttpEvent, type HttpResult } from '#shared/http.ts';
 import { chatProvider, type ChatTurn } from '#shared/llm/provider.ts';
 import { systemPrompt } from '#shared/llm/system-prompt.ts';
@@ -72,13 +72,7 @@ function chatBodySchema(models: [string, ...string[]]) {
   });
 }
 
-let schema: { models: string[]; schema: ReturnType<typeof chatBodySchema> } | undefined;
-
-function bodySchema(): ReturnType<typeof chatBodySchema> {
-  const { models } = config().chat;
-  if (schema?.models !== models) schema = { models, schema: chatBodySchema(models as [string, ...string[]]) };
-  return schema.schema;
-}
+const bodySchema = perConfiguration(({ chat }) => chatBodySchema(chat.models as [string, ...string[]]));
 
 /** The validated request with every default filled in, so `{}` and explicit defaults share a key. */
 export function chatQuestion(event: HttpEvent): ChatQuestion {

@@ -1,7 +1,7 @@
 // The one small interface every chat model sits behind (Claude, the offline tutor), and the
 // choice between them from configuration. Handlers speak only this interface.
 
-import { config, type ChatProviderName } from '../config.ts';
+import { perConfiguration, type ChatProviderName } from '../config.ts';
 import { anthropicProvider } from './anthropic.ts';
 import { localTutor } from './local.ts';
 
@@ -39,16 +39,7 @@ export interface ChatProvider {
   complete(request: CompletionRequest, options: CompletionOptions): Promise<Completion>;
 }
 
-let chosen: { key: string; provider: ChatProvider } | undefined;
-
 /** The configured provider, created once per configuration (the API key is registered as a secret then). */
-export function chatProvider(): ChatProvider {
-  const settings = config().chat;
-  const key = settings.provider === 'anthropic' ? `anthropic|${settings.anthropicBaseUrl}|${settings.anthropicApiKey}` : 'local';
-  if (chosen?.key !== key) {
-    const created =
-      settings.provider === 'anthropic' ? anthropicProvider({ apiKey: settings.anthropicApiKey, baseUrl: settings.anthropicBaseUrl }) : localTutor();
-    chosen = { key, provider: created };
-  }
-  return chosen.provider;
-}
+export const chatProvider = perConfiguration(({ chat }): ChatProvider =>
+  chat.provider === 'anthropic' ? anthropicProvider({ apiKey: chat.anthropicApiKey, baseUrl: chat.anthropicBaseUrl }) : localTutor(),
+);

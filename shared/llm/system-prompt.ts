@@ -4,7 +4,7 @@
 // old one.
 
 import { readFileSync } from 'node:fs';
-import { config, ConfigError, type Config } from '../config.ts';
+import { ConfigError, perConfiguration, type Config } from '../config.ts';
 import { digest } from '../keys.ts';
 
 export interface SystemPrompt {
@@ -25,8 +25,6 @@ How you help:
 - Be honest: if you are not sure of something, say so. Never invent facts, sources or results.
 - Answer in the language the student writes in.`;
 
-let current: { config: Config; prompt: SystemPrompt } | undefined;
-
 function promptText(chat: Config['chat']): string {
   if (chat.systemPrompt !== undefined) return chat.systemPrompt;
   if (chat.systemPromptFile === undefined) return DEFAULT_SYSTEM_PROMPT;
@@ -42,11 +40,7 @@ function promptText(chat: Config['chat']): string {
 }
 
 /** The system prompt of this container's configuration (a file is read once). */
-export function systemPrompt(): SystemPrompt {
-  const settings = config();
-  if (current?.config !== settings) {
-    const text = promptText(settings.chat);
-    current = { config: settings, prompt: { text, version: digest(text).slice(0, 16) } };
-  }
-  return current.prompt;
-}
+export const systemPrompt = perConfiguration(({ chat }): SystemPrompt => {
+  const text = promptText(chat);
+  return { text, version: digest(text).slice(0, 16) };
+});
