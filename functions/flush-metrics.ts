@@ -5,7 +5,6 @@
 
 import { randomUUID } from 'node:crypto';
 import type { Context } from 'aws-lambda';
-import { config } from '#shared/config.ts';
 import { log, withLogContext } from '#shared/logger.ts';
 import { monotonicMs } from '#shared/monotonic-clock.ts';
 import { withRedis } from '#shared/redis.ts';
@@ -19,7 +18,7 @@ async function flush(context: Context): Promise<FlushReport> {
   const started = monotonicMs();
   const report = await withRedis(async (redis) => {
     const flushed = await flushUsage(redis, {
-      sinks: configuredSinks(config().otlpEndpoint !== undefined),
+      sinks: configuredSinks(telemetryEnabled()),
       // Unique per run, not the request id: Lambda's retry of a failed run keeps the request id.
       claimer: `${context.awsRequestId}/${randomUUID()}`,
       // Leave half the time for the batch under way and the metrics export.
