@@ -19,11 +19,11 @@ import { countCacheRequests, recordTokenUsage, type CacheOutcome } from '#shared
 import { countUsageInBackground } from '#shared/usage/counters.ts';
 import { validate } from '#shared/validation.ts';
 
-export const MAX_MESSAGES = 50;
-export const MAX_CONTENT_CHARS = 32_000;
-export const MAX_TOKENS_LIMIT = 4096;
-export const DEFAULT_MAX_TOKENS = 1024;
-export const DEFAULT_TEMPERATURE = 0.7;
+const MAX_MESSAGES = 50;
+const MAX_CONTENT_CHARS = 32_000;
+const MAX_TOKENS_LIMIT = 4096;
+const DEFAULT_MAX_TOKENS = 1024;
+const DEFAULT_TEMPERATURE = 0.7;
 
 /** Everything the answer depends on; its digest (with the owner) is the cache key. */
 export interface ChatQuestion {
@@ -122,7 +122,7 @@ function countUsage(event: AuthenticatedEvent, answer: ChatAnswer, outcome: Cach
   countCacheRequests('chat', outcome);
 }
 
-export const chatCache = responseCache<AuthenticatedEvent, ChatQuestion, ChatAnswer>({
+const chatCache = responseCache<AuthenticatedEvent, ChatQuestion, ChatAnswer>({
   name: 'chat',
   question: chatQuestion,
   owner: (event) => event.user.id,

@@ -8,7 +8,6 @@ import packageJson from '../package.json' with { type: 'json' };
 export type Stage = 'dev' | 'prod';
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type ChatProviderName = 'anthropic' | 'local';
-export type EmbeddingsProviderName = 'local' | 'openai';
 export type CacheScope = 'user' | 'global';
 export type FailureMode = 'open' | 'closed';
 

@@ -11,10 +11,8 @@ import { HttpProblem } from '../problem.ts';
 import { resumeSession, type Session, type SessionUser } from './sessions.ts';
 import { looksLikeToken } from './tokens.ts';
 
-export type AuthUser = SessionUser;
-
 export interface AuthenticatedEvent extends HttpEvent {
-  user: AuthUser;
+  user: SessionUser;
   /** The session behind the token: its expiry (just renewed) and the digest that names it. */
   session: Session;
 }
@@ -37,7 +35,7 @@ function invalidToken(): HttpProblem {
 }
 
 /** The bearer token of the request; throws the 401 problem when there is none or it cannot be ours. */
-export function bearerToken(event: HttpEvent): string {
+function bearerToken(event: HttpEvent): string {
   const authorization = header(event, 'authorization')?.trim();
   if (authorization === undefined || authorization === '') throw missingToken();
   const scheme = authorization.split(/\s+/, 1)[0] ?? '';

@@ -151,7 +151,7 @@ export async function singleFlight(options: FlightOptions): Promise<FlightResult
 }
 
 /** The cached value of an answer key, or null: one GET. */
-export function readAnswer(answerKey: string): Promise<string | null> {
+function readAnswer(answerKey: string): Promise<string | null> {
   return withRedis((redis) => redis.get(answerKey));
 }
 

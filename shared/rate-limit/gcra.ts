@@ -56,7 +56,7 @@ local now = (clock[1] - 1700000000) * 1000000 + clock[2]
  * `redis.replicate_commands()`. A key that holds anything but a number (never written by this
  * script) reads as empty and is overwritten, rather than failing the run for every check in it.
  */
-export const GCRA_SCRIPT = `${LUA_NOW_US}
+const GCRA_SCRIPT = `${LUA_NOW_US}
 local format, ceil = string.format, math.ceil
 local lists, a = {}, 3
 for j = 1, ARGV[2] do
@@ -159,7 +159,7 @@ export function intervalUs(policy: RateLimitPolicy): number {
 }
 
 /** Units left in a policy, from its µs until full. */
-export function unitsLeft(policy: RateLimitPolicy, untilFullUs: number): number {
+function unitsLeft(policy: RateLimitPolicy, untilFullUs: number): number {
   return Math.max(0, Math.floor(policy.limit - untilFullUs / intervalUs(policy)));
 }
 

@@ -40,7 +40,7 @@ export interface RateLimitOptions {
  * The user set by the auth middleware, else the address API Gateway saw the request come from.
  * Never a header such as X-Forwarded-For: a client could send any value and get a fresh quota.
  */
-export function defaultIdentity(event: HttpEvent): string {
+function defaultIdentity(event: HttpEvent): string {
   const userId = (event as HttpEvent & { user?: { id?: string } }).user?.id;
   if (userId !== undefined && userId !== '') return `user:${userId}`;
   return `address:${event.requestContext?.http?.sourceIp ?? 'unknown'}`;

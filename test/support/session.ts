@@ -7,7 +7,7 @@ import { handler as login } from '../../functions/auth-login.ts';
 import { handler as logout } from '../../functions/auth-logout.ts';
 import { handler as register } from '../../functions/auth-register.ts';
 import { handler as session } from '../../functions/auth-session.ts';
-import type { AuthUser } from '../../shared/auth/middleware.ts';
+import type { SessionUser } from '../../shared/auth/sessions.ts';
 import { httpEvent, invoke, type InvokeResult } from './lambda.ts';
 
 export interface SignUpOptions {
@@ -20,7 +20,7 @@ export interface SignUpOptions {
 
 export interface SignedIn {
   token: string;
-  user: AuthUser;
+  user: SessionUser;
   password: string;
 }
 
