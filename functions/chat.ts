@@ -146,7 +146,7 @@ export const handler = withRequestLogging(
     .use(chatCache.prefetch())
     .use(
       rateLimit({
-        route: 'chat',
+        bucket: 'chat',
         limit: () => config().rateLimits.chat,
         // An invalid question spends nothing; its 400 comes from the handler.
         cost: (event) => {

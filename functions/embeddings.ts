@@ -176,7 +176,7 @@ export const handler = withRequestLogging(
     // Cost: one unit an input; an invalid request spends nothing (its 400 comes from the handler).
     .use(
       rateLimit({
-        route: 'embeddings',
+        bucket: 'embeddings',
         limit: () => config().rateLimits.embeddings,
         cost: (event) => requestOf(event as AuthenticatedEvent, embeddingsProvider()).inputs.length,
       }),

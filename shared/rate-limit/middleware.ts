@@ -19,28 +19,27 @@ import { checkRateLimit, rateLimitedProblem, rateLimitHeaders, type RateLimitDec
 import { failOpenOrThrow } from './redis-down.ts';
 
 export interface RateLimitOptions {
-  /** The bucket name, e.g. 'chat'. */
-  route: string;
+  /** What is limited, e.g. 'chat': the bucket of the route's keys and metrics. */
+  bucket: string;
   /**
-   * The policies and what to do when Redis is down, from `config().rateLimits.<route>`. Pass a
-   * function (`() => config().rateLimits.chat`) so that it is read on each request, not at import:
-   * a function's init then reads no configuration, and a bad value becomes a problem response.
+   * The policies and what to do when Redis is down (`() => config().rateLimits.chat`): read on
+   * each request, not at import, so that a function's init reads no configuration and a bad value
+   * becomes a problem response.
    */
-  limit: RouteRateLimit | (() => RouteRateLimit);
+  limit: () => RouteRateLimit;
   /**
    * Units a request spends (default 1), e.g. the number of embedding inputs. Throws for a request
    * the route will refuse as invalid: bad input spends nothing (its 400 still carries the headers).
    */
   cost?: (event: HttpEvent) => number;
-  /** Who is limited; default: the signed-in user, else the client address from API Gateway. */
-  identify?: (event: HttpEvent) => string;
 }
 
 /**
- * The user set by the auth middleware, else the address API Gateway saw the request come from.
- * Never a header such as X-Forwarded-For: a client could send any value and get a fresh quota.
+ * Who is limited: the user set by the auth middleware, else the address API Gateway saw the
+ * request come from. Never a header such as X-Forwarded-For: a client could send any value and
+ * get a fresh quota.
  */
-function defaultIdentity(event: HttpEvent): string {
+function identityOf(event: HttpEvent): string {
   const userId = (event as HttpEvent & { user?: { id?: string } }).user?.id;
   if (userId !== undefined && userId !== '') return `user:${userId}`;
   return `address:${event.requestContext?.http?.sourceIp ?? 'unknown'}`;
@@ -70,30 +69,28 @@ function costBeyondQuota(cost: number, policy: RateLimitPolicy): HttpProblem {
 type Request = Parameters<NonNullable<MiddlewareObj<HttpEvent, HttpResult>['before']>>[0];
 
 export function rateLimit(options: RateLimitOptions): MiddlewareObj<HttpEvent, HttpResult> {
-  const { route } = options;
-  const currentLimit = typeof options.limit === 'function' ? options.limit : () => options.limit as RouteRateLimit;
-  const identify = options.identify ?? defaultIdentity;
-  const decisions = requestSlot<Request, RateLimitDecision>(`${route} rate-limit decision`);
+  const { bucket } = options;
+  const decisions = requestSlot<Request, RateLimitDecision>(`${bucket} rate-limit decision`);
 
   const before = async (request: Request): Promise<void> => {
-    const limit = currentLimit();
+    const limit = options.limit();
     const cost = costOf(request.event, options.cost);
     const exceeded = limit.policies.find((policy) => cost > policy.limit);
     let decision: RateLimitDecision;
     try {
       decision = await checkRateLimit({
-        bucket: route,
-        identity: identify(request.event),
+        bucket,
+        identity: identityOf(request.event),
         policies: limit.policies,
         // Spends nothing when the request is refused whatever the state: the check only reads it.
         cost: exceeded === undefined ? cost : 0,
       });
     } catch (error) {
-      failOpenOrThrow(error, route, limit);
+      failOpenOrThrow(error, bucket, limit);
       return;
     }
     decisions.set(request, decision);
-    countRateLimitDecision(route, decision.allowed && exceeded === undefined ? 'allowed' : 'refused');
+    countRateLimitDecision(bucket, decision.allowed && exceeded === undefined ? 'allowed' : 'refused');
     if (exceeded !== undefined) throw costBeyondQuota(cost, exceeded);
     if (!decision.allowed) throw rateLimitedProblem(decision);
   };

@@ -29,11 +29,11 @@ const fakeAuth: MiddlewareObj<HttpEvent, HttpResult> = {
   },
 };
 
-function limitedHandler(limit: RouteRateLimit, options: { cost?: (event: HttpEvent) => number; route?: string } = {}) {
+function limitedHandler(limit: RouteRateLimit, options: { cost?: (event: HttpEvent) => number } = {}) {
   return middy<HttpEvent, HttpResult>()
     .use(httpBasics())
     .use(fakeAuth)
-    .use(rateLimit({ route: options.route ?? `route-${randomUUID()}`, limit, ...(options.cost ? { cost: options.cost } : {}) }))
+    .use(rateLimit({ bucket: `route-${randomUUID()}`, limit: () => limit, ...(options.cost ? { cost: options.cost } : {}) }))
     .handler(async (event) => {
       if ((event.jsonBody as { fail?: boolean } | undefined)?.fail) throw new HttpProblem(400, 'validation', { detail: 'bad' });
       return json(200, { ok: true });
