@@ -106,11 +106,13 @@ function dummyHash(): StoredHash {
   return { ...configuredParameters(), salt: randomBytes(SALT_BYTES), key: randomBytes(KEY_BYTES) };
 }
 
-export interface Verification {
-  ok: boolean;
-  /** The stored hash uses weaker parameters than the configured ones: re-hash now that the password is known. */
-  needsRehash: boolean;
-}
+export type Verification =
+  | { ok: false }
+  | {
+      ok: true;
+      /** The stored hash uses weaker parameters than the configured ones: re-hash now that the password is known. */
+      needsRehash: boolean;
+    };
 
 /**
  * The one check of a password, used for known and unknown accounts alike: `storedHash` is
@@ -121,7 +123,7 @@ export async function verifyPassword(password: string, storedHash: string | unde
   const stored = (storedHash === undefined ? undefined : decode(storedHash)) ?? dummyHash();
   const derived = await derive(password, stored.salt, stored.key.length, stored);
   const ok = storedHash !== undefined && timingSafeEqual(derived, stored.key);
-  return { ok, needsRehash: ok && isWeakerThanConfigured(stored) };
+  return ok ? { ok, needsRehash: isWeakerThanConfigured(stored) } : { ok };
 }
 
 function isWeakerThanConfigured(stored: StoredHash): boolean {
