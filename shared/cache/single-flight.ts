@@ -272,8 +272,8 @@ async function computeUnlocked(options: FlightOptions): Promise<FlightResult> {
 }
 
 async function computeFresh(options: FlightOptions): Promise<FlightResult> {
-  const { outcome, value } = await computeUnlocked(options);
-  return { value, outcome: outcome === 'computed' ? 'fresh' : outcome };
+  const { value } = await computeUnlocked(options);
+  return { value, outcome: 'fresh' };
 }
 
 /** A write after the value exists: its failure is logged, never turned into an error for the client. */
