@@ -51,6 +51,11 @@ export function utcDay(ms: number): string {
   return new Date(ms).toISOString().slice(0, 10);
 }
 
+/** Epoch ms at which the UTC day `YYYY-MM-DD` starts. */
+export function dayStartMs(day: string): number {
+  return Date.parse(`${day}T00:00:00Z`);
+}
+
 export function minuteStart(ms: number): number {
   return Math.floor(ms / MINUTE_MS) * MINUTE_MS;
 }
@@ -115,7 +120,7 @@ function minuteOf(at: number): NonNullable<typeof lastMinute> {
   const startMs = minuteStart(at);
   if (lastMinute?.startMs !== startMs) {
     const day = utcDay(at);
-    lastMinute = { startMs, member: minuteMember(startMs), key: minuteUsageKey(startMs), day, dayEndMs: Date.parse(`${day}T00:00:00Z`) + DAY_MS };
+    lastMinute = { startMs, member: minuteMember(startMs), key: minuteUsageKey(startMs), day, dayEndMs: dayStartMs(day) + DAY_MS };
   }
   return lastMinute;
 }

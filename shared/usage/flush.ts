@@ -33,7 +33,7 @@ import { claimedUsageKey, minuteUsageKey, usageIndexKey, userDayUsageKey } from 
 import { log } from '../logger.ts';
 import { monotonicMs } from '../monotonic-clock.ts';
 import type { RedisClient } from '../redis.ts';
-import { parseMember, ROUTE_FIELD_SEPARATOR, toCounts, USAGE_COUNTERS, type BucketName, type UsageCounter, type UsageCounts } from './counters.ts';
+import { dayStartMs, parseMember, ROUTE_FIELD_SEPARATOR, toCounts, USAGE_COUNTERS, type BucketName, type UsageCounter, type UsageCounts } from './counters.ts';
 
 /**
  * `bucket` names what is counted (a minute, a user's day); `id` names this record: a record sent
@@ -169,7 +169,7 @@ function recordsOf(bucket: Bucket, fields: Map<string, string>): UsageRecord[] {
   // A claim made before this stamp existed has only its latest claim.
   const firstClaim = `@${fields.get('@firstClaim') ?? `${fields.get('@claimedAt')}/${fields.get('@claimer')}`}`;
   if (name.kind === 'day') {
-    const startMs = Date.parse(`${name.day}T00:00:00Z`);
+    const startMs = dayStartMs(name.day);
     const counts = toCounts(Object.fromEntries(fields));
     return [{ kind: 'user-day', id: `${bucket.member}${firstClaim}`, bucket: bucket.member, startMs, endMs: bucket.score, userId: name.userId, day: name.day, counts }];
   }
