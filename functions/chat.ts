@@ -12,7 +12,7 @@ import { authenticate, type AuthenticatedEvent } from '#shared/auth/middleware.t
 import { responseCache } from '#shared/cache/response-cache.ts';
 import { config, perConfiguration, type ChatProviderName } from '#shared/config.ts';
 import { httpBasics, withRequestLogging, type HttpEvent, type HttpResult } from '#shared/http.ts';
-import { chatProvider, type ChatTurn } from '#shared/llm/provider.ts';
+import { chatProvider, type ChatTurn, type Completion } from '#shared/llm/provider.ts';
 import { systemPrompt } from '#shared/llm/system-prompt.ts';
 import { rateLimit } from '#shared/rate-limit/middleware.ts';
 import { countCacheRequests, recordTokenUsage, type CacheOutcome } from '#shared/telemetry/metrics.ts';
@@ -35,13 +35,8 @@ export interface ChatQuestion {
   temperature: number;
 }
 
-export interface ChatAnswer {
-  id: string;
-  model: string;
-  content: string;
-  stopReason: string;
-  usage: { inputTokens: number; outputTokens: number };
-}
+/** The contract's answer: these fields of the provider's completion, and no others it may grow. */
+export type ChatAnswer = Pick<Completion, 'id' | 'model' | 'content' | 'stopReason' | 'usage'>;
 
 /** Complete answers are kept; refusals, paused turns and empty answers are not. */
 const CACHEABLE_STOP_REASONS = new Set(['end_turn', 'max_tokens', 'stop_sequence']);
