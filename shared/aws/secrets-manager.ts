@@ -1,7 +1,7 @@
 // GetSecretValue as one signed HTTPS request (AWS JSON 1.1 protocol), for containers whose
 // credentials are in the environment: every Lambda (its role's keys and session token), and
 // anything started with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. It behaves like the SDK
-// client it stands in for (`maxAttempts: 2`, 300 ms to connect, 500 ms of silence at most) at a
+// client it stands in for (the same ATTEMPTS, CONNECT_TIMEOUT_MS and RESPONSE_TIMEOUT_MS) at a
 // fraction of its cold start. Other credential sources (profiles, SSO, container credentials)
 // and endpoint variants (FIPS, dual-stack) are left to the SDK: see secrets.ts.
 
