@@ -8,6 +8,8 @@
 //            a cost beyond a policy's whole quota, which no wait would admit: 413, spends nothing
 //   after    RateLimit-Policy / RateLimit on the response
 //   onError  the same headers on problems raised further down (a 400, a 502 from Claude...)
+//            a 401 from auth, which `before` never saw: the client address's headers, read
+//            without spending (bad input changes nothing); Redis unable to answer: none
 
 import type { MiddlewareObj } from '@middy/core';
 import type { RateLimitPolicy, RouteRateLimit } from '../config.ts';
@@ -101,11 +103,32 @@ export function rateLimit(options: RateLimitOptions): MiddlewareObj<HttpEvent, H
     request.response.headers = { ...request.response.headers, ...rateLimitHeaders(decision) };
   };
 
-  const onError = (request: Request): void => {
+  /**
+   * The headers every answer of a limited route carries, for a request auth refused: its client
+   * address's quota (the identity a request without a user has), read, not spent, as for any other
+   * bad input.
+   */
+  const headersForRefusedByAuth = async (request: Request, refusal: HttpProblem): Promise<void> => {
+    let state: RateLimitDecision;
+    try {
+      state = await checkRateLimit({ bucket, identity: identityOf(request.event), policies: options.limit().policies, cost: 0 });
+    } catch {
+      return; // without Redis the state is unknown; the 401 says what the client must fix
+    }
+    Object.assign(refusal.headers, rateLimitHeaders(state));
+  };
+
+  const onError = async (request: Request): Promise<void> => {
+    const error = request.error;
+    // A bug's 500 needs no headers.
+    if (!(error instanceof HttpProblem)) return;
     const decision = decisions.get(request);
-    // Our own 429 carries the headers already; a bug's 500 needs none.
-    if (decision === undefined || !decision.allowed || !(request.error instanceof HttpProblem)) return;
-    Object.assign(request.error.headers, rateLimitHeaders(decision));
+    if (decision === undefined) {
+      if (error.status === 401) await headersForRefusedByAuth(request, error);
+      return;
+    }
+    // Our own 429 carries the headers already.
+    if (decision.allowed) Object.assign(error.headers, rateLimitHeaders(decision));
   };
 
   return { name: 'rateLimit', before, after, onError };

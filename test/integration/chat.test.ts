@@ -482,11 +482,13 @@ describe('POST /chat through auth and the rate limit', () => {
 
   const chat = (token: string, body: unknown) => invoke(handler, httpEvent('POST', '/chat', { body, headers: bearer(token) }));
 
-  it('refuses a request without a bearer token with 401', async () => {
+  it("refuses a request without a bearer token with 401 and its address's rate-limit headers, without asking Claude", async () => {
     const response = await invoke(handler, httpEvent('POST', '/chat', { body: newQuestion() }));
 
     expect(response.statusCode).toBe(401);
     expect(response.headers['www-authenticate']).toMatch(/^Bearer/);
+    expect(response.headers['ratelimit-policy']).toBeDefined();
+    expect(response.headers['ratelimit']).toMatch(/;r=\d+;t=\d+/);
     expect(double.calls).toBe(0);
   });
 

@@ -272,11 +272,13 @@ describe('POST /embeddings with the local provider', () => {
     expect(response.json.error).toMatchObject({ type: 'invalid_request_error', code: 'unauthorized', message: response.json.detail });
   });
 
-  it('refuses a request without a bearer token with a 401 and WWW-Authenticate', async () => {
+  it("refuses a request without a bearer token with a 401, WWW-Authenticate, and its address's rate-limit headers", async () => {
     const response = await post({ input: 'x' }, {});
 
     expect(response.statusCode).toBe(401);
     expect(response.headers['www-authenticate']).toMatch(/^Bearer/);
+    expect(response.headers['ratelimit-policy']).toBeDefined();
+    expect(response.headers['ratelimit']).toMatch(/;r=\d+;t=\d+/);
   });
 
   it('charges the rate limiter one unit an input', async () => {

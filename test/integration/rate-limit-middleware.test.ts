@@ -29,10 +29,18 @@ const fakeAuth: MiddlewareObj<HttpEvent, HttpResult> = {
   },
 };
 
-function limitedHandler(limit: RouteRateLimit, options: { cost?: (event: HttpEvent) => number } = {}) {
+/** Stands in for the auth middleware of a protected route: without a `user` header, a 401. */
+const fakeRequiredAuth: MiddlewareObj<HttpEvent, HttpResult> = {
+  before: (request) => {
+    if (request.event.headers['user'] === undefined) throw new HttpProblem(401, 'invalid-token', { headers: { 'WWW-Authenticate': 'Bearer' } });
+    return fakeAuth.before!(request);
+  },
+};
+
+function limitedHandler(limit: RouteRateLimit, options: { cost?: (event: HttpEvent) => number; authRequired?: boolean } = {}) {
   return middy<HttpEvent, HttpResult>()
     .use(httpBasics())
-    .use(fakeAuth)
+    .use(options.authRequired ? fakeRequiredAuth : fakeAuth)
     .use(rateLimit({ bucket: `route-${randomUUID()}`, limit: () => limit, ...(options.cost ? { cost: options.cost } : {}) }))
     .handler(async (event) => {
       if ((event.jsonBody as { fail?: boolean } | undefined)?.fail) throw new HttpProblem(400, 'validation', { detail: 'bad' });
@@ -145,6 +153,19 @@ describe('the rateLimit middleware', () => {
     expect(response.statusCode).toBe(400);
     expect(response.headers['ratelimit']).toBe('"5-per-1h";r=4;t=720');
   });
+
+  it("gives the 401 of a request auth refused its client address's headers, spending nothing", async () => {
+    await useEnvironment({ REDIS_URL: redis.server.url });
+    const handler = limitedHandler(perHour(5), { authRequired: true });
+    await invoke(handler, post({}, {}, '198.51.100.20'));
+
+    const refused = await invoke(handler, post({}, {}, '198.51.100.20'));
+
+    expect(refused.statusCode).toBe(401);
+    expect(refused.headers['www-authenticate']).toBe('Bearer');
+    expect(refused.headers['ratelimit-policy']).toBe('"5-per-1h";q=5;w=3600');
+    expect(refused.headers['ratelimit']).toBe('"5-per-1h";r=5;t=0');
+  });
 });
 
 describe('the rateLimit middleware when Redis cannot answer', () => {
@@ -158,6 +179,16 @@ describe('the rateLimit middleware when Redis cannot answer', () => {
     await useEnvironment({});
     await proxy.close();
     await redis.stop();
+  });
+
+  it('leaves the 401 of a request auth refused as it is when Redis cannot answer the check', async () => {
+    await useEnvironment({ REDIS_URL: 'redis://127.0.0.1:1' });
+    const handler = limitedHandler(perHour(5, 'closed'), { authRequired: true });
+
+    const refused = await invoke(handler, post());
+
+    expect(refused.statusCode).toBe(401);
+    expect(refused.headers['ratelimit']).toBeUndefined();
   });
 
   it('fails closed: 503 with Retry-After within a second when nothing listens', async () => {
