@@ -8,13 +8,13 @@
 
 import { Redis } from 'ioredis';
 import { startRedisServer } from '../infra/local/redis-server.ts';
-import { writeVectors } from '../shared/embeddings/cache.ts';
-import { embeddingsProvider } from '../shared/embeddings/configured-provider.ts';
-import type { EmbeddingsProvider } from '../shared/embeddings/provider.ts';
-import { embedWithCache, lookUpCached } from '../shared/embeddings/service.ts';
-import { embeddingKey, type EmbeddingOwner } from '../shared/keys.ts';
-import { resetConfig } from '../shared/config.ts';
-import { closeRedis, getRedis } from '../shared/redis.ts';
+import { writeVectors } from '#shared/embeddings/cache.ts';
+import { embeddingsProvider } from '#shared/embeddings/configured-provider.ts';
+import type { EmbeddingsProvider } from '#shared/embeddings/provider.ts';
+import { embedWithCache, lookUpCached } from '#shared/embeddings/service.ts';
+import { embeddingKey, type EmbeddingOwner } from '#shared/keys.ts';
+import { resetConfig } from '#shared/config.ts';
+import { closeRedis, getRedis } from '#shared/redis.ts';
 import { startRoundTripProxy } from '../test/support/round-trip-proxy.ts';
 import { machineLine, median, writeSection } from './report.ts';
 

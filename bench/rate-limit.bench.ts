@@ -13,10 +13,10 @@
 import { loadavg } from 'node:os';
 import { RateLimiterRedis } from 'rate-limiter-flexible';
 import { startRedisServer } from '../infra/local/redis-server.ts';
-import type { RateLimitPolicy } from '../shared/config.ts';
-import { MAX_CHECKS_PER_RUN, setMaxChecksPerRun } from '../shared/rate-limit/batch.ts';
-import { checkRateLimit } from '../shared/rate-limit/limiter.ts';
-import { closeRedis, getRedis } from '../shared/redis.ts';
+import type { RateLimitPolicy } from '#shared/config.ts';
+import { MAX_CHECKS_PER_RUN, setMaxChecksPerRun } from '#shared/rate-limit/batch.ts';
+import { checkRateLimit } from '#shared/rate-limit/limiter.ts';
+import { closeRedis, getRedis } from '#shared/redis.ts';
 import { machineLine, median, writeSection } from './report.ts';
 
 const RUNS = Number(process.argv[2] ?? 7);

@@ -5,7 +5,7 @@
 //   npm run redis:doctor [-- [--cluster] [--pings 200]]
 
 import { parseArgs } from 'node:util';
-import type { RedisClient } from '../shared/redis.ts';
+import type { RedisClient } from '#shared/redis.ts';
 import { connectTo } from './ops/connection.ts';
 import { clusterExpected, explainFailure } from './ops/diagnosis.ts';
 import { describeEndpoint, functionsEndpoint, type OperatorEndpoint } from './ops/endpoint.ts';

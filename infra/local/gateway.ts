@@ -29,8 +29,8 @@ import { Agent, createServer, request as forward, type ClientRequest, type Incom
 import type { Socket } from 'node:net';
 import { pipeline } from 'node:stream';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
-import { SECURITY_HEADERS } from '../../shared/http.ts';
-import { HttpProblem, internalProblem, shown, statusTitle } from '../../shared/problem.ts';
+import { SECURITY_HEADERS } from '#shared/http.ts';
+import { HttpProblem, internalProblem, shown, statusTitle } from '#shared/problem.ts';
 
 /** API Gateway's limit on a request body (HTTP API payload quota). */
 export const GATEWAY_MAX_BODY_BYTES = 10 * 1024 * 1024;

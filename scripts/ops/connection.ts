@@ -4,9 +4,9 @@
 // ioredis's generic "Connection is closed".
 
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
-import { config, ConfigError } from '../../shared/config.ts';
-import { DatabaseUnusable, databaseRefusal, newRedisClient, type RedisClient } from '../../shared/redis.ts';
-import { parseInfo } from '../../shared/redis-info.ts';
+import { config, ConfigError } from '#shared/config.ts';
+import { DatabaseUnusable, databaseRefusal, newRedisClient, type RedisClient } from '#shared/redis.ts';
+import { parseInfo } from '#shared/redis-info.ts';
 import type { OperatorEndpoint } from './endpoint.ts';
 
 export interface OperatorClientOptions {

@@ -1,8 +1,8 @@
 // What a copy would do, without writing anything (--dry-run): how many keys of each type, how
 // many with a TTL, and how many already exist on the target and would be replaced.
 
-import type { RedisClient } from '../../shared/redis.ts';
-import { dataNodes } from '../../shared/redis-info.ts';
+import type { RedisClient } from '#shared/redis.ts';
+import { dataNodes } from '#shared/redis-info.ts';
 import { readPerKey, scanKeys } from './keyspace.ts';
 
 export interface CopyPlan {

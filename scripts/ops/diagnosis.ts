@@ -4,10 +4,10 @@
 
 import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
-import { ConfigError, config, UNDECODABLE_CREDENTIALS, UndecodableRedisCredentials } from '../../shared/config.ts';
-import { HttpProblem } from '../../shared/problem.ts';
-import { isAuthFailure } from '../../shared/redis-errors.ts';
-import { SecretReadFailure } from '../../shared/secrets.ts';
+import { ConfigError, config, UNDECODABLE_CREDENTIALS, UndecodableRedisCredentials } from '#shared/config.ts';
+import { HttpProblem } from '#shared/problem.ts';
+import { isAuthFailure } from '#shared/redis-errors.ts';
+import { SecretReadFailure } from '#shared/secrets.ts';
 import { ClusterNotServing, ConnectionFailure } from './connection.ts';
 import { describeEndpoint, SecretFailure, type OperatorEndpoint } from './endpoint.ts';
 

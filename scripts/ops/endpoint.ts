@@ -2,10 +2,10 @@
 // by REDIS_SECRET_ID), or a URL or a secret given on the command line. The URL carries the
 // password, so it is only ever printed through `describeEndpoint`.
 
-import { checkRedisCredentials, config } from '../../shared/config.ts';
-import { registerSecret } from '../../shared/logger.ts';
-import { describeRedisUrl, redisUrlFromSecret, resolveRedisEndpoint } from '../../shared/redis-endpoint.ts';
-import { getSecret } from '../../shared/secrets.ts';
+import { checkRedisCredentials, config } from '#shared/config.ts';
+import { registerSecret } from '#shared/logger.ts';
+import { describeRedisUrl, redisUrlFromSecret, resolveRedisEndpoint } from '#shared/redis-endpoint.ts';
+import { getSecret } from '#shared/secrets.ts';
 
 export interface OperatorEndpoint {
   url: string;

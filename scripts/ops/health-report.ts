@@ -2,8 +2,8 @@
 // the settings that hurt this product (accounts are stored without a TTL, so an allkeys-*
 // eviction policy can silently delete them).
 
-import { config } from '../../shared/config.ts';
-import { databaseOf } from '../../shared/redis.ts';
+import { config } from '#shared/config.ts';
+import { databaseOf } from '#shared/redis.ts';
 import { clusterStateFailure } from './connection.ts';
 import type { OperatorEndpoint } from './endpoint.ts';
 import { infoRefusal, keyCounts, type NodeInfo } from './server-info.ts';

@@ -8,11 +8,11 @@
 // server whose ACL or configuration refuses scripts.
 
 import type { ChainableCommander, Redis } from 'ioredis';
-import { monotonicMs } from '../../shared/monotonic-clock.ts';
-import type { RedisClient } from '../../shared/redis.ts';
-import { groupByNode, isCluster } from '../../shared/redis-cluster.ts';
-import { nodeAddress } from '../../shared/redis-info.ts';
-import { defineBinaryScript } from '../../shared/redis-script.ts';
+import { monotonicMs } from '#shared/monotonic-clock.ts';
+import type { RedisClient } from '#shared/redis.ts';
+import { groupByNode, isCluster } from '#shared/redis-cluster.ts';
+import { nodeAddress } from '#shared/redis-info.ts';
+import { defineBinaryScript } from '#shared/redis-script.ts';
 
 /** SCAN over one node, one batch of key names per SCAN reply (binary-safe: names stay Buffers). */
 export async function* scanKeys(node: Redis, match: string, count: number): AsyncGenerator<Buffer[]> {

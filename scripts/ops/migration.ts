@@ -11,11 +11,11 @@
 // source too. Re-running the copy is safe: RESTORE ... REPLACE overwrites what it wrote before.
 
 import type { Redis } from 'ioredis';
-import type { RedisClient } from '../../shared/redis.ts';
-import { isRedisReply } from '../../shared/redis-errors.ts';
-import { dataNodes } from '../../shared/redis-info.ts';
-import { defineBinaryScript } from '../../shared/redis-script.ts';
-import { monotonicMs } from '../../shared/monotonic-clock.ts';
+import type { RedisClient } from '#shared/redis.ts';
+import { isRedisReply } from '#shared/redis-errors.ts';
+import { dataNodes } from '#shared/redis-info.ts';
+import { defineBinaryScript } from '#shared/redis-script.ts';
+import { monotonicMs } from '#shared/monotonic-clock.ts';
 import { pipelinePerNode, readPerKey, scanKeys, scriptsRefused, scriptsUsable, stopUsingScripts, ttlOfCopy, ttlToWrite, WriteRefused } from './keyspace.ts';
 import { copyByType } from './typed-copy.ts';
 

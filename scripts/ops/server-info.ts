@@ -3,8 +3,8 @@
 // CONFIG GET adds detail where it is allowed.
 
 import type { Redis } from 'ioredis';
-import type { RedisClient } from '../../shared/redis.ts';
-import { dataNodes, nodeAddress, parseInfo } from '../../shared/redis-info.ts';
+import type { RedisClient } from '#shared/redis.ts';
+import { dataNodes, nodeAddress, parseInfo } from '#shared/redis-info.ts';
 
 export interface NodeInfo {
   address: string;

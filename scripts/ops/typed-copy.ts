@@ -4,9 +4,9 @@
 // it copies values, not encodings; for streams it copies the entries but not consumer groups.
 
 import type { ChainableCommander } from 'ioredis';
-import type { RedisClient } from '../../shared/redis.ts';
-import { isRedisReply } from '../../shared/redis-errors.ts';
-import { monotonicMs } from '../../shared/monotonic-clock.ts';
+import type { RedisClient } from '#shared/redis.ts';
+import { isRedisReply } from '#shared/redis-errors.ts';
+import { monotonicMs } from '#shared/monotonic-clock.ts';
 import { pipelinePerNode, readPerKey, showKey, ttlOfCopy, ttlToWrite, valueOf, WriteRefused } from './keyspace.ts';
 
 /** Elements per write command, so that a large hash or list never becomes one huge command. */

@@ -5,8 +5,8 @@
 // type), by a digest of the value read with its type's own commands.
 
 import { createHash } from 'node:crypto';
-import type { RedisClient } from '../../shared/redis.ts';
-import { dataNodes } from '../../shared/redis-info.ts';
+import type { RedisClient } from '#shared/redis.ts';
+import { dataNodes } from '#shared/redis-info.ts';
 import { pipelinePerNode, readPerKey, scanKeys, showKey, valueOf } from './keyspace.ts';
 import { COPYABLE_TYPES, queueRead } from './typed-copy.ts';
 
