@@ -6,7 +6,7 @@
 // Exit codes: 0 done (and equal, with --verify), 1 failed, 2 bad arguments, 3 --verify found differences.
 
 import { parseArgs } from 'node:util';
-import { isRedisUrl, REDIS_URL_FORM } from '#shared/config.ts';
+import { isRedisUrl, REDIS_URL_FORM } from '#shared/redis-url.ts';
 import { planCopy } from './ops/copy-plan.ts';
 import { keysLostDuringCopy, lossesVisible, mastersChanged, sourceResharding } from './ops/copy-watch.ts';
 import { explainFailure } from './ops/diagnosis.ts';

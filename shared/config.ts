@@ -4,6 +4,8 @@
 // and is read where it is used (shared/aws/secrets-manager.ts, shared/telemetry/export.ts).
 
 import packageJson from '../package.json' with { type: 'json' };
+import { ConfigError } from './config-error.ts';
+import { checkRedisCredentials, isRedisUrl, REDIS_URL_FORM } from './redis-url.ts';
 
 export type Stage = 'dev' | 'prod';
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -107,9 +109,7 @@ export type EmbeddingsConfig = EmbeddingsProviderSettings & {
   cacheScope: CacheScope;
 };
 
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
+export { ConfigError };
 
 type Env = Record<string, string | undefined>;
 
@@ -231,50 +231,6 @@ function readRouteLimit(env: Env, route: string, fallback: string, fallbackMode:
 }
 
 const DEFAULT_CHAT_MODELS = ['claude-sonnet-4-5', 'claude-haiku-4-5'];
-
-/** What a Redis URL must look like, for error messages (which never echo the URL: it may hold a password). */
-export const REDIS_URL_FORM =
-  'a redis:// or rediss:// URL with a host, a database number as its only path if any, and a port up to 65535 (in a password, @ : / ? # % must be percent-encoded)';
-
-/** A `redis://` or `rediss://` URL, the one form every Redis location takes here. */
-export function isRedisUrl(text: string): boolean {
-  if (!/^rediss?:\/\/\S+$/.test(text) || !URL.canParse(text)) return false;
-  const url = new URL(text);
-  // The path is the database (`/3`): anything else is a mistake, often an unencoded `/` in a
-  // password, which would move part of it into the host name.
-  return url.hostname !== '' && /^(\/\d{0,5})?$/.test(url.pathname);
-}
-
-/** What is wrong with a Redis URL whose user name or password does not decode, and what to do. */
-export const UNDECODABLE_CREDENTIALS =
-  'a % in the user name or password begins no percent-encoded character: write % as %25 (and @ : / ? # as %40 %3A %2F %3F %23)';
-
-/**
- * A Redis URL whose user name or password does not decode, most often for a raw `%` in a
- * password. `source` names where the URL was given (`REDIS_URL`, `REDIS_SECRET_ID`, `--to`);
- * the message never holds the URL or its password.
- */
-export class UndecodableRedisCredentials extends ConfigError {
-  readonly source: string;
-  constructor(source: string) {
-    super(`${source}: ${UNDECODABLE_CREDENTIALS}`);
-    this.source = source;
-  }
-}
-
-/**
- * Refuses a Redis URL (one `isRedisUrl` accepts) whose user name or password does not decode: the
- * URL parser keeps a raw `%`, and the connection would fail at every attempt with "URI malformed".
- */
-export function checkRedisCredentials(url: string, source: string): void {
-  const { username, password } = new URL(url);
-  try {
-    decodeURIComponent(username);
-    decodeURIComponent(password);
-  } catch {
-    throw new UndecodableRedisCredentials(source);
-  }
-}
 
 function readRedis(env: Env): Config['redis'] {
   const url = readString(env, 'REDIS_URL');

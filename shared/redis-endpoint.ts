@@ -1,7 +1,8 @@
 // Where Redis is: `REDIS_URL`, else the Secrets Manager secret named by `REDIS_SECRET_ID`
 // (a URL string, JSON `{"url"}` or JSON `{"host","port","username","password","tls"}`).
 
-import { checkRedisCredentials, config, ConfigError, isRedisUrl } from './config.ts';
+import { config, ConfigError } from './config.ts';
+import { checkRedisCredentials, DEFAULT_REDIS_PORT, isRedisUrl } from './redis-url.ts';
 import { forgetSecret, getSecret, type SecretReadOptions } from './secrets.ts';
 
 export interface RedisEndpoint {
@@ -43,7 +44,7 @@ export function redisUrlFromSecret(text: string): string {
   if (typeof fields !== 'object' || fields === null) throw invalidSecret();
   if (typeof fields.url === 'string' && isRedisUrl(fields.url)) return checkedSecretUrl(fields.url);
   if (typeof fields.host !== 'string' || fields.host === '') throw invalidSecret();
-  const port = fields.port === undefined ? 6379 : Number(fields.port);
+  const port = fields.port === undefined ? DEFAULT_REDIS_PORT : Number(fields.port);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw invalidSecret();
   const tls = fields.tls === true || fields.tls === 'true';
   const user = typeof fields.username === 'string' ? encodeURIComponent(fields.username) : '';
@@ -77,20 +78,4 @@ function allowedInStage(endpoint: RedisEndpoint): RedisEndpoint {
     );
   }
   return endpoint;
-}
-
-/** The endpoint for humans: scheme, user, host, port and database, never the password. */
-export function describeRedisUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    // A user name given alone (`redis://<secret>@host`) is how redis-cli users write a password:
-    // it is masked as one. Beside a password, it is a user name and is shown.
-    let auth = '';
-    if (parsed.password !== '') auth = `${decodeURIComponent(parsed.username)}:***@`;
-    else if (parsed.username !== '') auth = '***@';
-    const database = parsed.pathname.length > 1 ? parsed.pathname : '';
-    return `${parsed.protocol}//${auth}${parsed.hostname}:${parsed.port || '6379'}${database}`;
-  } catch {
-    return '<unparseable Redis URL>';
-  }
 }

@@ -20,7 +20,8 @@ import { config, ConfigError } from './config.ts';
 import { currentLogContext, inLogContext, log, outsideRequests, registerSecret, type LogContext } from './logger.ts';
 import { monotonicMs } from './monotonic-clock.ts';
 import { HttpProblem, redisUnavailable } from './problem.ts';
-import { describeRedisUrl, resolveRedisEndpoint, type RedisEndpoint } from './redis-endpoint.ts';
+import { resolveRedisEndpoint, type RedisEndpoint } from './redis-endpoint.ts';
+import { databaseOf, describeRedisUrl, hostAndPort } from './redis-url.ts';
 import { isCluster } from './redis-cluster.ts';
 import { isAuthFailure, isReadOnlyReplicaError, isRedisReply, isRedisUnavailableError } from './redis-errors.ts';
 
@@ -126,11 +127,6 @@ export interface ClientChoice {
   overrides?: RedisOptions;
 }
 
-/** The database a URL names (`redis://host/3`); 0 when it names none. */
-export function databaseOf(url: URL): number {
-  return url.pathname.length > 1 ? Number(url.pathname.slice(1)) : 0;
-}
-
 /**
  * Redis's refusal of the handshake's SELECT, however it is worded: `DB index is out of range`,
  * `SELECT is not allowed in cluster mode`, a managed Redis's own text. Only the handshake's
@@ -171,7 +167,7 @@ function stopOnMissingDatabase(client: Redis, database: number): void {
 
 /** A client for `url` with the options above (not connected yet: `lazyConnect`), the one way to make one. */
 export function newRedisClient(url: URL, { cluster, overrides = {} }: ClientChoice, ioredis: Ioredis): RedisClient {
-  const seed = { host: url.hostname, port: Number(url.port || 6379) };
+  const seed = hostAndPort(url);
   const database = databaseOf(url);
   if (!cluster) {
     const client = new ioredis.Redis({ ...redisClientOptions(url), ...overrides, ...seed, db: database });
@@ -183,9 +179,23 @@ export function newRedisClient(url: URL, { cluster, overrides = {} }: ClientChoi
   return new ioredis.Cluster([seed], { ...options, redisOptions: { ...options.redisOptions, ...overrides } });
 }
 
+/**
+ * Has the logger mask the password of a Redis URL, as the URL writes it (percent-encoded) and
+ * decoded: an error message may hold either.
+ */
+export function maskPasswordOf(url: URL): void {
+  if (url.password === '') return;
+  registerSecret(url.password);
+  try {
+    registerSecret(decodeURIComponent(url.password));
+  } catch {
+    // undecodable: refused with its own message before any connection (checkRedisCredentials)
+  }
+}
+
 function createClient(endpoint: RedisEndpoint, ioredis: Ioredis): RedisClient {
   const url = new URL(endpoint.url);
-  registerSecret(redisClientOptions(url).password);
+  maskPasswordOf(url);
   return newRedisClient(url, { cluster: config().redis.cluster }, ioredis);
 }
 

@@ -7,6 +7,7 @@ import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { config, ConfigError } from '#shared/config.ts';
 import { DatabaseUnusable, databaseRefusal, newRedisClient, type RedisClient } from '#shared/redis.ts';
 import { parseInfo } from '#shared/redis-info.ts';
+import { hostAndPort } from '#shared/redis-url.ts';
 import type { OperatorEndpoint } from './endpoint.ts';
 
 export interface OperatorClientOptions {
@@ -77,7 +78,8 @@ async function clusterStateProblem(endpoint: OperatorEndpoint): Promise<ClusterN
     const info = String(await node.cluster('INFO'));
     const state = parseInfo(info).get('cluster_state');
     if (state === undefined || state === 'ok') return undefined;
-    return new ClusterNotServing(`the ${clusterStateFailure(`${url.hostname}:${url.port || 6379}`, state)}`);
+    const { host, port } = hostAndPort(url);
+    return new ClusterNotServing(`the ${clusterStateFailure(`${host}:${port}`, state)}`);
   } catch {
     return undefined;
   } finally {

@@ -4,7 +4,8 @@
 
 import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
-import { ConfigError, config, UNDECODABLE_CREDENTIALS, UndecodableRedisCredentials } from '#shared/config.ts';
+import { ConfigError, config } from '#shared/config.ts';
+import { hostAndPort, UNDECODABLE_CREDENTIALS, UndecodableRedisCredentials } from '#shared/redis-url.ts';
 import { HttpProblem } from '#shared/problem.ts';
 import { isAuthFailure } from '#shared/redis-errors.ts';
 import { SecretReadFailure } from '#shared/secrets.ts';
@@ -36,7 +37,7 @@ function errorCode(error: Error): string {
 
 function where(endpoint: OperatorEndpoint): { host: string; port: number; tls: boolean } {
   const url = new URL(endpoint.url);
-  return { host: url.hostname, port: Number(url.port || 6379), tls: url.protocol === 'rediss:' };
+  return { ...hostAndPort(url), tls: url.protocol === 'rediss:' };
 }
 
 async function explainConnectionFailure(failure: ConnectionFailure): Promise<string> {

@@ -2,9 +2,10 @@
 // by REDIS_SECRET_ID), or a URL or a secret given on the command line. The URL carries the
 // password, so it is only ever printed through `describeEndpoint`.
 
-import { checkRedisCredentials, config } from '#shared/config.ts';
-import { registerSecret } from '#shared/logger.ts';
-import { describeRedisUrl, redisUrlFromSecret, resolveRedisEndpoint } from '#shared/redis-endpoint.ts';
+import { config } from '#shared/config.ts';
+import { maskPasswordOf } from '#shared/redis.ts';
+import { redisUrlFromSecret, resolveRedisEndpoint } from '#shared/redis-endpoint.ts';
+import { checkRedisCredentials, describeRedisUrl } from '#shared/redis-url.ts';
 import { getSecret } from '#shared/secrets.ts';
 
 export interface OperatorEndpoint {
@@ -35,15 +36,8 @@ export function describeEndpoint(endpoint: OperatorEndpoint): string {
 }
 
 function remember(url: string): void {
-  try {
-    const password = new URL(url).password;
-    if (password !== '') {
-      registerSecret(password);
-      registerSecret(decodeURIComponent(password));
-    }
-  } catch {
-    // an unparseable URL fails later with its own message
-  }
+  // An unparseable URL fails later with its own message.
+  if (URL.canParse(url)) maskPasswordOf(new URL(url));
 }
 
 /** The endpoint the functions would use, read from the same environment they read. */

@@ -3,7 +3,7 @@
 // eviction policy can silently delete them).
 
 import { config } from '#shared/config.ts';
-import { databaseOf } from '#shared/redis.ts';
+import { databaseOf } from '#shared/redis-url.ts';
 import { clusterStateFailure } from './connection.ts';
 import type { OperatorEndpoint } from './endpoint.ts';
 import { infoRefusal, keyCounts, type NodeInfo } from './server-info.ts';

@@ -3,7 +3,8 @@
 // stream consumer groups are dropped).
 
 import { randomBytes } from 'node:crypto';
-import { databaseOf, type RedisClient } from '#shared/redis.ts';
+import type { RedisClient } from '#shared/redis.ts';
+import { databaseOf } from '#shared/redis-url.ts';
 import { connectTo } from './connection.ts';
 import { describeEndpoint, type OperatorEndpoint } from './endpoint.ts';
 import { infoRefusal, keyCounts, serverInfo, type NodeInfo } from './server-info.ts';

@@ -4,7 +4,8 @@
 
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../shared/config.ts';
-import { describeRedisUrl, redisUrlFromSecret } from '../../shared/redis-endpoint.ts';
+import { redisUrlFromSecret } from '../../shared/redis-endpoint.ts';
+import { describeRedisUrl } from '../../shared/redis-url.ts';
 
 describe('a Redis URL described for humans', () => {
   it('keeps the user name and masks the password', () => {
