@@ -10,7 +10,7 @@ import { hashPassword, PASSWORD_LENGTH, PASSWORD_MAX_UNITS, passwordLength } fro
 import { config } from '#shared/config.ts';
 import { httpBasics, json, withRequestLogging, type HttpEvent, type HttpResult } from '#shared/http.ts';
 import { HttpProblem } from '#shared/problem.ts';
-import { validateWithHeaders } from '#shared/validation.ts';
+import { atMostCharacters, validateWithHeaders } from '#shared/validation.ts';
 
 /**
  * Control and invisible format characters (direction overrides, zero-width spaces, byte-order
@@ -44,7 +44,7 @@ const RegisterBody = z.strictObject({
       z.string().check(
         z.trim(),
         z.overwrite((name) => (BLANK_LOOKING.test(name) ? '' : name)),
-        z.maxLength(100),
+        z.refine(...atMostCharacters(100)),
         z.refine((name) => !UNSHOWABLE.test(name), { message: 'must not hold control characters, line separators or invisible formatting characters' }),
       ),
     ),

@@ -17,7 +17,7 @@ import { systemPrompt } from '#shared/llm/system-prompt.ts';
 import { rateLimit } from '#shared/rate-limit/middleware.ts';
 import { countCacheRequests, recordTokenUsage, type CacheOutcome } from '#shared/telemetry/metrics.ts';
 import { countUsageInBackground } from '#shared/usage/counters.ts';
-import { validate } from '#shared/validation.ts';
+import { atMostCharacters, validate } from '#shared/validation.ts';
 
 const MAX_MESSAGES = 50;
 const MAX_CONTENT_CHARS = 32_000;
@@ -46,7 +46,7 @@ function chatBodySchema(models: [string, ...string[]]) {
     role: z.enum(['user', 'assistant']),
     content: z.string().check(
       z.minLength(1),
-      z.maxLength(MAX_CONTENT_CHARS),
+      z.refine(...atMostCharacters(MAX_CONTENT_CHARS)),
       // Claude refuses a text of whitespace alone: a 400 here, not a 502 from upstream.
       // (An empty text has its own error, from minLength.)
       z.refine((content) => content === '' || content.trim() !== '', { message: 'must contain more than whitespace' }),

@@ -19,6 +19,25 @@ interface Issue {
   input?: unknown;
 }
 
+/**
+ * Whether `text` has more than `max` characters as people count them, and as the contract's limits
+ * mean them: code points, so that an emoji is one, not the two UTF-16 units of `length`.
+ */
+export function hasMoreCharactersThan(text: string, max: number): boolean {
+  if (text.length <= max) return false; // code points never outnumber UTF-16 units
+  let count = 0;
+  for (const _ of text) if (++count > max) return true;
+  return false;
+}
+
+/**
+ * A text limit in characters (code points) for a zod schema: `z.refine(...atMostCharacters(100))`.
+ * zod's own `maxLength` counts UTF-16 units, which would refuse 100 emoji as 200.
+ */
+export function atMostCharacters(max: number): [check: (text: string) => boolean, params: { message: string }] {
+  return [(text) => !hasMoreCharactersThan(text, max), { message: `must have at most ${max} characters` }];
+}
+
 /** `1 item`, `12 characters`: the count with the unit of a string's or a list's length. */
 function counted(count: number | bigint | undefined, origin: string | undefined): string {
   const unit = origin === 'string' ? 'character' : 'item';

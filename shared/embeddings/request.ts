@@ -13,7 +13,7 @@
 // inputs is named with what is wrong with it (a number among strings: "cannot be mixed").
 
 import type { FieldError } from '../problem.ts';
-import { invalidRequest, MAX_REPORTED_ERRORS } from '../validation.ts';
+import { hasMoreCharactersThan, invalidRequest, MAX_REPORTED_ERRORS } from '../validation.ts';
 import type { EmbeddingInput } from './provider.ts';
 
 const MAX_INPUTS = 256;
@@ -43,14 +43,6 @@ function isObject(value: unknown): value is Body {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** Characters as people count them (code points), so an emoji is one, not two. */
-function characterCount(text: string, atMost: number): number {
-  if (text.length <= atMost) return text.length; // code points never exceed code units
-  let count = 0;
-  for (const _ of text) count += 1;
-  return count;
-}
-
 function isTokenId(value: unknown): boolean {
   return Number.isSafeInteger(value) && (value as number) >= 0;
 }
@@ -61,7 +53,7 @@ function textErrors(item: unknown, path: string): FieldError[] {
     return [{ path, message: mixed ? `must be a string like the other inputs ${NOT_MIXED}` : 'must be a string' }];
   }
   if (item.length === 0) return [{ path, message: 'must have at least 1 character' }];
-  if (characterCount(item, MAX_INPUT_CHARACTERS) > MAX_INPUT_CHARACTERS) {
+  if (hasMoreCharactersThan(item, MAX_INPUT_CHARACTERS)) {
     return [{ path, message: `must have at most ${MAX_INPUT_CHARACTERS} characters` }];
   }
   return [];

@@ -338,6 +338,18 @@ describe('POST /auth/register', () => {
     expect(answers.map((answer) => answer.statusCode)).toEqual([201, 201]);
   });
 
+  it('counts a name in characters as people do: 100 emoji are accepted, 101 refused', async () => {
+    await fastHashing();
+
+    const hundred = await callRegister({ email: uniqueEmail(), password: PASSWORD, name: '🦊'.repeat(100) });
+    const hundredAndOne = await callRegister({ email: uniqueEmail(), password: PASSWORD, name: '🦊'.repeat(101) });
+
+    expect(hundred.statusCode).toBe(201);
+    expect(hundred.json.user.name).toBe('🦊'.repeat(100));
+    expect(hundredAndOne.statusCode).toBe(400);
+    expect(hundredAndOne.json.errors).toEqual([{ path: 'name', message: 'must have at most 100 characters' }]);
+  });
+
   describe('answers a malformed body with a 4xx problem, never a 5xx', () => {
     const shapes: Array<[string, string | undefined, Record<string, string>, number]> = [
       ['no body', undefined, {}, 400],

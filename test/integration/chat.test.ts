@@ -434,6 +434,17 @@ describe('POST /chat', () => {
 
       expect(responses.map((response) => response.statusCode)).toEqual([200, 200, 200, 200]);
     });
+
+    it('counts content in characters as people do: 32,000 emoji are accepted, 32,001 refused', async () => {
+      const emoji = (count: number) => `${Date.now()} `.concat('🦊'.repeat(count - 14));
+
+      const atTheBound = await ask('ana', { messages: [user(emoji(32_000))] });
+      const beyond = await ask('ana', { messages: [user(emoji(32_001))] });
+
+      expect(atTheBound.statusCode).toBe(200);
+      expect(beyond.statusCode).toBe(400);
+      expect(beyond.json.errors).toEqual([{ path: 'messages.0.content', message: 'must have at most 32000 characters' }]);
+    });
   });
 
   describe('when Redis is down', () => {
