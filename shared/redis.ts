@@ -9,21 +9,18 @@
 //   failover:         write refused READONLY → 503, socket replaced → next request reaches the new primary
 //   Redis moved:      command fails, unreachable → read secret again → names another? → next request connects there
 //
-// Commands that do not wait for each other share a socket write (a system call, the largest cost
-// of a warm request): `inOneWrite` for those sent together, `sendAtTurnEnd` and
-// `withRedisSharingWrites` for those of the requests a process serves at once.
+// How a client is made: redis-client.ts. Sharing socket writes between commands: redis-writes.ts.
 
-import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
-import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { config, ConfigError } from './config.ts';
-import { currentLogContext, inLogContext, log, outsideRequests, registerSecret, type LogContext } from './logger.ts';
+import { log, outsideRequests } from './logger.ts';
 import { monotonicMs } from './monotonic-clock.ts';
 import { HttpProblem, redisUnavailable } from './problem.ts';
+import { databaseRefusal, maskPasswordOf, newRedisClient, type Ioredis } from './redis-client.ts';
 import { resolveRedisEndpoint, type RedisEndpoint } from './redis-endpoint.ts';
-import { databaseOf, describeRedisUrl, hostAndPort } from './redis-url.ts';
+import { describeRedisUrl } from './redis-url.ts';
 import { isCluster } from './redis-cluster.ts';
-import { isAuthFailure, isReadOnlyReplicaError, isRedisReply, isRedisUnavailableError } from './redis-errors.ts';
+import { isAuthFailure, isRedisReply, isRedisUnavailableError } from './redis-errors.ts';
 
 export type RedisClient = Redis | Cluster;
 
@@ -39,159 +36,6 @@ let current: Promise<Connection> | undefined;
 let known: { promise: Promise<Connection>; connection: Connection } | undefined;
 /** The client of the last connection made, for telemetry to read without creating one. */
 let latestClient: RedisClient | undefined;
-
-function tlsOptions(url: URL): RedisOptions['tls'] {
-  if (url.protocol !== 'rediss:') return undefined;
-  const { tlsCaFile } = config().redis;
-  return {
-    // SNI takes host names only (RFC 6066); certificates for an IP are still verified against it.
-    ...(isIP(url.hostname) === 0 ? { servername: url.hostname } : {}),
-    ...(tlsCaFile === undefined ? {} : { ca: caCertificates(tlsCaFile) }),
-  };
-}
-
-/** The PEM file REDIS_TLS_CA_FILE names; a configuration error naming the variable when it cannot be read. */
-function caCertificates(path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (error) {
-    throw new ConfigError(`REDIS_TLS_CA_FILE names ${path}, which cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
-  }
-}
-
-/** The client options of every connection to `url` (the operator tools' too, through `newRedisClient`). */
-function redisClientOptions(url: URL): RedisOptions {
-  const { connectTimeoutMs, commandTimeoutMs } = config().redis;
-  return {
-    username: url.username === '' ? undefined : decodeURIComponent(url.username),
-    password: url.password === '' ? undefined : decodeURIComponent(url.password),
-    tls: tlsOptions(url),
-    // RESP2: every managed Redis (Upstash, ElastiCache, Redis Cloud proxies) speaks it, and it
-    // saves the HELLO negotiation on connect.
-    protocol: 2,
-    connectTimeout: connectTimeoutMs,
-    commandTimeout: commandTimeoutMs,
-    // A socket that stops answering (Lambda thaw, half-open TCP) is destroyed and reconnected.
-    socketTimeout: commandTimeoutMs,
-    // Commands queued while disconnected fail after one reconnect attempt, not after 20.
-    maxRetriesPerRequest: 1,
-    // Short reconnect delays: after a Redis restart the next invocation must find the client
-    // reconnected within its command time-out.
-    retryStrategy: (attempt) => Math.min(25 * 2 ** attempt, 250),
-    // After a failover the endpoint's name leads to the promoted replica, but a socket opened
-    // before it still reaches the demoted primary, which refuses every write (READONLY) for as long
-    // as the socket lives. The refused command fails (a 503, never resent: a script may have read
-    // before it was refused) and the socket is replaced, so the next one reaches the new primary.
-    reconnectOnError: (error) => isReadOnlyReplicaError(error),
-    enableReadyCheck: false,
-    disableClientInfo: true,
-    // Commands are written to the socket as they are issued. Auto-pipelining would hold each one
-    // until the next turn of the event loop to batch it with others: a Lambda container serves one
-    // request at a time, so there is nothing to batch, and the extra turn and pipeline cost about
-    // a fifth of a warm request's time (BENCHMARKS.md). Commands issued in the same tick still
-    // share one round trip; batches that matter are explicit (MGET, pipelines, the rate limiter's
-    // runs, the usage counters of the requests answered in one turn: shared/usage/counters.ts).
-    enableAutoPipelining: false,
-    lazyConnect: true,
-  };
-}
-
-/** The Cluster options of every cluster connection to `url` (the operator tools' too). */
-function redisClusterOptions(url: URL): ClusterOptions {
-  return {
-    redisOptions: redisClientOptions(url),
-    lazyConnect: true,
-    enableAutoPipelining: false,
-    enableOfflineQueue: true,
-    maxRedirections: 4,
-    slotsRefreshTimeout: config().redis.connectTimeoutMs,
-    clusterRetryStrategy: (attempt) => (attempt > 3 ? null : Math.min(100 * attempt, 500)),
-    // TLS clusters (ElastiCache, Redis Cloud) announce IPs; keep the hostname for certificate checks.
-    dnsLookup: (address, callback) => callback(null, address),
-  };
-}
-
-/**
- * ioredis's two classes, passed in: the functions load ioredis on first connection, the tools at
- * start. `Cluster` is read only for a cluster: in the functions' bundles, reading it is what loads
- * it (infra/bundling/plugins.cjs).
- */
-export interface Ioredis {
-  Redis: typeof Redis;
-  Cluster: typeof Cluster;
-}
-
-export interface ClientChoice {
-  cluster: boolean;
-  /** Replace the functions' options of every connection (e.g. the operator tools' time-outs). */
-  overrides?: RedisOptions;
-}
-
-/**
- * Redis's refusal of the handshake's SELECT, however it is worded: `DB index is out of range`,
- * `SELECT is not allowed in cluster mode`, a managed Redis's own text. Only the handshake's
- * commands (AUTH, SELECT) and the connection itself raise error events, and neither AUTH's nor the
- * socket's errors name a DB or SELECT.
- */
-const NO_SUCH_DATABASE = /\bDB\b|\bSELECT\b/i;
-
-/** The Redis URL's database cannot be used; `fault` says why ("names database 2, but …"), for a message that names the URL. */
-export class DatabaseUnusable extends ConfigError {
-  readonly fault: string;
-  constructor(fault: string) {
-    super(`the Redis URL ${fault}`);
-    this.fault = fault;
-  }
-}
-
-/** Clients whose server refused the URL's database, with the error that says so. */
-const refusedDatabases = new WeakMap<RedisClient, DatabaseUnusable>();
-
-/** The configuration error of a client whose server has no such database as its URL names. */
-export function databaseRefusal(client: RedisClient): DatabaseUnusable | undefined {
-  return refusedDatabases.get(client);
-}
-
-/**
- * ioredis reports a refused SELECT as an error event and goes on in database 0: with another
- * database's data, or writing into it. The client is stopped instead, before it is ready, so
- * that every command fails and says why.
- */
-function stopOnMissingDatabase(client: Redis, database: number): void {
-  client.on('error', (error: Error) => {
-    if (!NO_SUCH_DATABASE.test(error.message) || refusedDatabases.has(client)) return;
-    refusedDatabases.set(client, new DatabaseUnusable(`names database ${database}, which the server refused (${error.message})`));
-    client.disconnect();
-  });
-}
-
-/** A client for `url` with the options above (not connected yet: `lazyConnect`), the one way to make one. */
-export function newRedisClient(url: URL, { cluster, overrides = {} }: ClientChoice, ioredis: Ioredis): RedisClient {
-  const seed = hostAndPort(url);
-  const database = databaseOf(url);
-  if (!cluster) {
-    const client = new ioredis.Redis({ ...redisClientOptions(url), ...overrides, ...seed, db: database });
-    if (database !== 0) stopOnMissingDatabase(client, database);
-    return client;
-  }
-  if (database !== 0) throw new DatabaseUnusable(`names database ${database}, but a Redis Cluster has only database 0`);
-  const options = redisClusterOptions(url);
-  return new ioredis.Cluster([seed], { ...options, redisOptions: { ...options.redisOptions, ...overrides } });
-}
-
-/**
- * Has the logger mask the password of a Redis URL, as the URL writes it (percent-encoded) and
- * decoded: an error message may hold either.
- */
-export function maskPasswordOf(url: URL): void {
-  if (url.password === '') return;
-  registerSecret(url.password);
-  try {
-    registerSecret(decodeURIComponent(url.password));
-  } catch {
-    // undecodable: refused with its own message before any connection (checkRedisCredentials)
-  }
-}
 
 function createClient(endpoint: RedisEndpoint, ioredis: Ioredis): RedisClient {
   const url = new URL(endpoint.url);
@@ -292,87 +136,9 @@ function connection(refreshSecret = false): Promise<Connection> {
   return current;
 }
 
-/**
- * Runs `send`, which issues its commands synchronously (ioredis writes a command to the socket as
- * it is called), with the socket corked: the commands leave in one write, one system call,
- * instead of one each, and nothing waits. On a cluster the commands go to several sockets and
- * are sent as they are.
- */
-export function inOneWrite<T>(client: RedisClient, send: () => T): T {
-  const stream = isCluster(client) ? undefined : client.stream;
-  if (stream === undefined || stream === null || client.status !== 'ready') return send();
-  stream.cork();
-  try {
-    return send();
-  } finally {
-    stream.uncork();
-  }
-}
-
-/** Each with the log context of the request that queued it: its lines keep their own request id. */
-let sendsAtTurnEnd: Array<{ send: () => void; logContext: LogContext | undefined }> = [];
-
-/**
- * Runs `send` at the end of this turn of the event loop (setImmediate) with every other `send`
- * queued in the same turn, their commands in one write (`inOneWrite`): the commands of the
- * requests a container serves at once leave together. A `send`'s failures belong in the promises
- * it makes; one that throws (a bug) is raised once the others have left.
- */
-export function sendAtTurnEnd(send: () => void): void {
-  sendsAtTurnEnd.push({ send, logContext: currentLogContext() });
-  if (sendsAtTurnEnd.length === 1) setImmediate(sendQueuedAtTurnEnd);
-}
-
-/**
- * `withRedis(operation)`, its commands sent at once when the connection has nothing in flight (a
- * Lambda container's one request), else at the end of this turn (`sendAtTurnEnd`) with those of
- * the other requests in flight: Nagle's rule, for the same reason. Sent at once, Redis answers
- * while the request goes on with its other work (held, the one-request case measured slower);
- * held, many requests share a write (a process serving 50 at once measured 10–15% faster).
- */
-export function withRedisSharingWrites<T>(operation: (client: RedisClient) => Promise<T>): Promise<T> {
-  if (nothingToShareAWriteWith()) return withRedis(operation);
-  return new Promise((resolve, reject) =>
-    sendAtTurnEnd(() => {
-      try {
-        withRedis(operation).then(resolve, reject);
-      } catch (error) {
-        reject(error);
-      }
-    }),
-  );
-}
-
-/**
- * No reply awaited and nothing held: a command sent now goes alone anyway (while a client
- * connects, its commands wait in its offline queue, not in commandQueue). Also before the
- * container has a client, and on a cluster (its commands go to several sockets, sent as they
- * come).
- */
-function nothingToShareAWriteWith(): boolean {
-  if (known === undefined) return true;
-  const { client } = known.connection;
-  return isCluster(client) || (client.commandQueue.length === 0 && sendsAtTurnEnd.length === 0);
-}
-
-function sendQueuedAtTurnEnd(): void {
-  const sends = sendsAtTurnEnd;
-  sendsAtTurnEnd = [];
-  let failure: { error: unknown } | undefined;
-  const run = () => {
-    for (const { send, logContext } of sends) {
-      try {
-        inLogContext(logContext, send);
-      } catch (error) {
-        // A bug: the sends after it still leave (one is the rate limiter's, whose checks would
-        // otherwise wait forever), then it surfaces as it would have alone.
-        failure ??= { error };
-      }
-    }
-  };
-  if (known === undefined) run();
-  else inOneWrite(known.connection.client, run);
-  if (failure !== undefined) throw failure.error;
+/** The client of the connection in use once it is made (undefined while connecting, or before the first). */
+export function connectedRedisClient(): RedisClient | undefined {
+  return known?.connection.client;
 }
 
 /** The container's client if one was created, else undefined (never creates one). */

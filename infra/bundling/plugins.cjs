@@ -115,7 +115,7 @@ const ioredisWithoutSentinel = {
 // ioredis-cluster-on-first-use: ioredis's index and its Redis class require its Cluster client at
 // import, with its options (which load node:dns), connection pool and subscribers: about 1 ms of
 // every cold start, for a class that only `REDIS_CLUSTER=true` deployments use. Both places
-// become getters that require it when `Cluster` is first read (shared/redis.ts reads it only for
+// become getters that require it when `Cluster` is first read (shared/redis-client.ts reads it only for
 // a cluster). If ioredis changes those lines, the file is bundled unchanged, with a warning, and
 // the bundling test fails (test/integration/cold-start.test.ts).
 

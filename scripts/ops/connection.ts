@@ -5,7 +5,8 @@
 
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { config, ConfigError } from '#shared/config.ts';
-import { DatabaseUnusable, databaseRefusal, newRedisClient, type RedisClient } from '#shared/redis.ts';
+import type { RedisClient } from '#shared/redis.ts';
+import { DatabaseUnusable, databaseRefusal, newRedisClient } from '#shared/redis-client.ts';
 import { parseInfo } from '#shared/redis-info.ts';
 import { hostAndPort } from '#shared/redis-url.ts';
 import type { OperatorEndpoint } from './endpoint.ts';

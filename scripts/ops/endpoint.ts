@@ -3,7 +3,7 @@
 // password, so it is only ever printed through `describeEndpoint`.
 
 import { config } from '#shared/config.ts';
-import { maskPasswordOf } from '#shared/redis.ts';
+import { maskPasswordOf } from '#shared/redis-client.ts';
 import { redisUrlFromSecret, resolveRedisEndpoint } from '#shared/redis-endpoint.ts';
 import { checkRedisCredentials, describeRedisUrl } from '#shared/redis-url.ts';
 import { getSecret } from '#shared/secrets.ts';

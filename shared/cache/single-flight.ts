@@ -32,7 +32,8 @@ import { randomUUID } from 'node:crypto';
 import { defineScript } from '../redis-script.ts';
 import { log } from '../logger.ts';
 import { HttpProblem, isRedisUnavailable } from '../problem.ts';
-import { withRedis, withRedisSharingWrites, type RedisClient } from '../redis.ts';
+import { withRedis, type RedisClient } from '../redis.ts';
+import { withRedisSharingWrites } from '../redis-writes.ts';
 
 /** How the value was obtained: `hit` from Redis at once, `shared` from another request's computation,
  *  `computed` by this request, `fresh` computed without reading (no-cache), `uncached` with Redis down. */

@@ -13,7 +13,8 @@
 import { config } from '../config.ts';
 import { embeddingKey, type EmbeddingOwner } from '../keys.ts';
 import { log } from '../logger.ts';
-import { withRedis, withRedisSharingWrites } from '../redis.ts';
+import { withRedis } from '../redis.ts';
+import { withRedisSharingWrites } from '../redis-writes.ts';
 import { recordTokenUsage } from '../telemetry/metrics.ts';
 import { estimateTokens } from '../tokens-estimate.ts';
 import { readVectors, writeVectors } from './cache.ts';

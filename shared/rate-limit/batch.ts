@@ -11,7 +11,8 @@
 // In a Redis Cluster a script may touch one slot only, so a run there carries the checks of one
 // hash tag (one identity).
 
-import { sendAtTurnEnd, withRedis } from '../redis.ts';
+import { withRedis } from '../redis.ts';
+import { sendAtTurnEnd } from '../redis-writes.ts';
 import { withinTime } from './deadline.ts';
 import { runGcra, type GcraCheck } from './gcra.ts';
 

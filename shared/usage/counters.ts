@@ -17,7 +17,8 @@
 
 import { minuteUsageKey, usageIndexKey, userDayUsageKey } from '../keys.ts';
 import { currentLogContext, inLogContext, log, type LogContext } from '../logger.ts';
-import { inOneWrite, withRedis, type RedisClient } from '../redis.ts';
+import { withRedis, type RedisClient } from '../redis.ts';
+import { inOneWrite } from '../redis-writes.ts';
 import { defineScript } from '../redis-script.ts';
 
 export const USAGE_COUNTERS = ['requests', 'inputTokens', 'outputTokens', 'cacheHits'] as const;
