@@ -19,6 +19,8 @@ export interface SecretsManagerDouble {
   failNext(count: number): void;
   /** Milliseconds every call waits before it is answered (a slow or distant Secrets Manager). */
   delayMs: number;
+  /** Holds every call's answer from now until the returned function is called. */
+  hold(): () => void;
   /** Headers of the last call (signature, session token, target). */
   lastHeaders: IncomingHttpHeaders | undefined;
   /** Reads of this secret answer AccessDeniedException, as for a role without GetSecretValue on it. */
@@ -38,12 +40,14 @@ export async function startSecretsManagerDouble(): Promise<SecretsManagerDouble>
   const denied = new Set<string>();
   const double = { failing: false, lastHeaders: undefined, delayMs: 0 } as SecretsManagerDouble;
   let failures = 0;
+  let held: Promise<void> | undefined;
 
   const server = createServer(async (request, response) => {
     const target = String(request.headers['x-amz-target'] ?? '');
     const input = JSON.parse((await bodyText(request)) || '{}') as { SecretId?: string; SecretString?: string };
     double.lastHeaders = request.headers;
     if (double.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, double.delayMs));
+    if (held !== undefined) await held;
     if (double.failing || failures > 0) {
       failures = Math.max(0, failures - 1);
       return reply(response, 500, { __type: 'InternalServiceError', message: 'unavailable' });
@@ -91,6 +95,14 @@ export async function startSecretsManagerDouble(): Promise<SecretsManagerDouble>
     denyAccess: (id: string) => denied.add(id),
     failNext: (count: number) => {
       failures = count;
+    },
+    hold: () => {
+      let release!: () => void;
+      held = new Promise<void>((resolve) => (release = resolve));
+      return () => {
+        held = undefined;
+        release();
+      };
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   });
