@@ -2,7 +2,7 @@
 // a server that answers slowly, a rotated password. Traffic is batches of concurrent requests
 // (session, chat hit and miss, embeddings, login) through the handlers of one warm container.
 //
-// Invariants: while Redis is unusable every answer is a 503 problem within about a second;
+// Invariants: while Redis is unusable every answer is a fast 503 problem, not one that waits for Redis;
 // afterwards the same container recovers by itself; no user, session or rate-limit state is lost
 // (the Redis here keeps an append-only file, fsync every second); no cache entry is left without
 // a TTL or with a value its reader cannot use.
@@ -26,8 +26,12 @@ import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
 import { auditCaches } from './cache-integrity.ts';
 import { chatBody, expectContractAnswer, expectUnavailable, mixedBatch, timed, type Client, type Outcome } from './traffic.ts';
 
-/** "Within about a second": the Redis time-outs are 800 ms; this leaves room for a busy machine. */
-const FAST_FAILURE_MS = 1_500;
+/**
+ * A fast 503 rather than a wait for Redis: the Redis time-outs are 800 ms each (a 503 within
+ * 1.6 s), while a request that waited for Redis would take 10 s (DEBUG SLEEP) or never end (the
+ * other faults last until every request of the batch is answered).
+ */
+const FAST_FAILURE_MS = 5_000;
 const DIMENSIONS = 384;
 
 const baseEnvironment = {
@@ -171,7 +175,7 @@ describe('Redis failing under load', () => {
     afterEach(() => proxy.thaw());
     afterAll(() => proxy.close());
 
-    it('answers every route with a 503 within about a second while silent, and recovers once it speaks again', async () => {
+    it('answers every route with a fast 503 while silent, and recovers once it speaks again', async () => {
       await useEnvironment({ REDIS_URL: `redis://127.0.0.1:${proxy.port}`, ...baseEnvironment });
       const clients = await signUpClients(2);
       const warm = await runBatches(1, clients);
@@ -194,12 +198,12 @@ describe('Redis failing under load', () => {
   });
 
   describe('answering slowly', () => {
-    it('answers 503 within about a second while Redis is stuck (DEBUG SLEEP 2), then serves again', async () => {
+    it('answers 503 long before Redis wakes while it is stuck (DEBUG SLEEP 10), then serves again', async () => {
       await useEnvironment({ REDIS_URL: redis.url, ...baseEnvironment });
       const clients = await signUpClients(2);
       const blocker = new Redis({ port: redis.port, host: '127.0.0.1' });
 
-      const sleeping = blocker.call('DEBUG', 'SLEEP', '2');
+      const sleeping = blocker.call('DEBUG', 'SLEEP', '10');
       await new Promise((resolve) => setTimeout(resolve, 50));
       const stuck = await runBatches(1, clients);
       await sleeping;
@@ -215,7 +219,7 @@ describe('Redis failing under load', () => {
       expect(statuses(after.at(-1)!)).toEqual([200]);
       const audit = await auditCaches(admin, DIMENSIONS);
       expect(audit.faults).toEqual([]);
-    });
+    }, 40_000);
 
     it('a registration answered 503 while Redis was stuck either made the whole account or nothing', async () => {
       await useEnvironment({ REDIS_URL: redis.url, ...baseEnvironment });
