@@ -404,6 +404,9 @@ describe('a failover that moves the endpoint to the promoted replica (ElastiCach
     const after = await runBatches(2, clients);
 
     for (const outcome of during.flat()) expectContractAnswer(outcome);
+    // Every route writes first (the session check renews the session's expiry): each one was refused.
+    const refused = new Set(during.flat().filter((outcome) => outcome.status === 503).map((outcome) => outcome.route));
+    expect([...refused].sort()).toEqual(['GET /auth/session', 'POST /auth/login', 'POST /chat (hit)', 'POST /chat (miss)', 'POST /embeddings']);
     expect(after.map(statuses)).toEqual([[200], [200]]);
   });
 });
