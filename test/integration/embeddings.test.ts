@@ -318,14 +318,15 @@ describe('POST /embeddings with the local provider', () => {
     expect(response.json.detail).toMatch(/send at most 137 inputs a request\.$/);
   });
 
-  it('answers 503 within about a second when Redis is down', async () => {
+  it('answers 503 without waiting for a Redis that is down', async () => {
     await useEnvironment({ REDIS_URL: 'redis://127.0.0.1:1', ...FAST_AUTH });
     const started = Date.now();
 
     const response = await post({ input: 'x' });
 
     expect(response.statusCode).toBe(503);
-    expect(Date.now() - started).toBeLessThan(2000);
+    // Refused connections answer within the Redis time-outs (1.6 s at most); 5 s tells a 503 from a wait.
+    expect(Date.now() - started).toBeLessThan(5_000);
   });
 
   it("adds OpenAI's server_error member to the 503 of a Redis that is down", async () => {
@@ -438,15 +439,15 @@ describe('POST /embeddings with an OpenAI-compatible provider', () => {
     expect(response.headers['retry-after']).toBe('4');
   });
 
-  it('answers 504 within about a second when upstream is slower than EMBEDDINGS_TIMEOUT_MS, and caches nothing', async () => {
+  it('answers 504 once EMBEDDINGS_TIMEOUT_MS has passed, not when a slower upstream answers, and caches nothing', async () => {
     await useEnvironment({ ...env(), EMBEDDINGS_TIMEOUT_MS: '300' });
-    upstream.delayMs = 3000;
+    upstream.delayMs = 20_000; // a request that waited for upstream would take 20 s
     const started = Date.now();
 
     const response = await post({ input: ['slow'] });
 
     expect(response.statusCode).toBe(504);
-    expect(Date.now() - started).toBeLessThan(1500);
+    expect(Date.now() - started).toBeLessThan(10_000);
     expect(await embeddingKeys(redis.admin)).toEqual([]);
   });
 
