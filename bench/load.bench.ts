@@ -1,7 +1,7 @@
 // The bigger variant of the hardening load test (test/hardening/load.test.ts): the same scenarios
 // through `npm run dev` with more requests, written to the `load` section of BENCHMARKS.md.
 
-import { loadTable, runLoad } from '../test/hardening/load-scenario.ts';
+import { loadTable, RECOVERY_BURST, runLoad } from '../test/hardening/load-scenario.ts';
 import { machineLine, writeSection } from './report.ts';
 
 const CONNECTIONS = 10;
@@ -25,7 +25,7 @@ figures are the local server's, not Lambda's: they show behaviour under load, no
 ${loadTable(report)}
 
 - Redis clients (the sampler excluded): ${clients.before} before, at most ${clients.maxDuring} during, ${clients.beforeOutage} just before the outage, ${clients.after} after (one per warm function instance).
-- After the restart: ${report.sessionsValidAfter} of ${report.sessionsValidAfter} sessions still valid; a burst of 70 mixed requests answered ${JSON.stringify(report.recoveryBurst)}.
+- After the restart: ${report.sessionsValidAfter} of ${report.sessionsValidAfter} sessions still valid; a burst of ${RECOVERY_BURST} mixed requests answered ${JSON.stringify(report.recoveryBurst)}.
 - Invocations over 1 s: ${report.invocations.overOneSecond} (slowest ${report.invocations.slowestMs} ms); unhandled errors or Lambda time-outs: ${report.unhandled.length}.
 - Cache after the run: ${report.cache.answers} chat answers, ${report.cache.vectors} vectors, ${report.cache.locks} locks, ${report.cache.faults.length} entries without TTL or unreadable.
 `;

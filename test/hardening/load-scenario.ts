@@ -59,6 +59,9 @@ export interface LoadReport {
   unhandled: string[];
 }
 
+/** Mixed requests sent once Redis is back, to see the service recover. */
+export const RECOVERY_BURST = 70;
+
 interface Kind {
   name: string;
   request: () => autocannon.Request;
@@ -251,7 +254,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     await restarted;
 
     await new Promise((resolve) => setTimeout(resolve, 300));
-    const recovery = await run('recovery burst', dev.baseUrl, mixedKinds, 70, connections);
+    const recovery = await run('recovery burst', dev.baseUrl, mixedKinds, RECOVERY_BURST, connections);
     const recoveryBurst: Record<string, number> = {};
     for (const byStatus of Object.values(recovery.statuses)) {
       for (const [status, count] of Object.entries(byStatus)) recoveryBurst[status] = (recoveryBurst[status] ?? 0) + count;
