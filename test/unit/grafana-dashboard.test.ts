@@ -72,6 +72,9 @@ const panels: Panel[] = (dashboard.panels as Panel[]).flatMap((panel) => [panel,
 const queries = panels.flatMap((panel) =>
   (panel.targets ?? []).map((target) => ({ panel: panel.title, expr: target.expr, interval: target.interval })),
 );
+/** What the dashboard holds, so that the tests looping over panels and queries check that many. */
+const GRAPH_PANELS = 18;
+const QUERIES = 23;
 
 describe('the Grafana dashboard', () => {
   it('names metrics the way Prometheus stores the OTLP names', () => {
@@ -92,13 +95,16 @@ describe('the Grafana dashboard', () => {
     expect(dashboard.templating.list).toContainEqual(expect.objectContaining({ name: 'datasource', type: 'datasource', query: 'prometheus' }));
     const ids = panels.map((panel) => panel.id);
     expect(new Set(ids).size).toBe(ids.length);
-    for (const panel of panels.filter((candidate) => candidate.type !== 'row')) {
+    const graphPanels = panels.filter((candidate) => candidate.type !== 'row');
+    expect(graphPanels).toHaveLength(GRAPH_PANELS);
+    for (const panel of graphPanels) {
       expect(panel.targets?.length, panel.title).toBeGreaterThan(0);
       expect(panel.datasource?.uid, panel.title).toBe('${datasource}');
     }
   });
 
   it('queries only metrics that the code exports', () => {
+    expect(queries).toHaveLength(QUERIES);
     for (const { panel, expr } of queries) {
       const names = metricsIn(expr);
       expect(names.length, `${panel}: ${expr}`).toBeGreaterThan(0);
