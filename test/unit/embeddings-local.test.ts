@@ -21,6 +21,7 @@ describe('the local lexical embedder', () => {
 
     const { vectors } = await wide.embed(['a short sentence', 'x'.repeat(8192), '!!!', '   ', '数学の宿題 🧮']);
 
+    expect(vectors).toHaveLength(5);
     for (const vector of vectors) {
       expect(vector).toHaveLength(768);
       expect(Math.hypot(...vector)).toBeCloseTo(1, 5);
@@ -50,7 +51,7 @@ describe('the local lexical embedder', () => {
   });
 
   it('distinguishes word order through bigrams', () => {
-    expect(similarity('dog bites man', 'man bites dog')).toBeLessThan(similarity('dog bites man', 'dog bites man'));
+    expect(similarity('dog bites man', 'man bites dog')).toBeLessThan(0.9);
   });
 
   it('estimates a quarter of a token a character', async () => {
