@@ -31,6 +31,11 @@ export function recordWrites(socket: Socket): WriteRecorder {
   return { writes, stop: () => Object.assign(target, { _write: write, _writev: writev }) };
 }
 
+/** How many of the commands in `writes` (named as `commandNames` names them) are `name`. */
+export function occurrences(writes: string[][], name: string): number {
+  return writes.flat().filter((command) => command === name).length;
+}
+
 /** The command names alone (`get`, `evalsha`) of each write. */
 export function commandNames(writes: string[][]): string[][] {
   return writes.map((commands) => commands.map((command) => command.split(' ')[0]!));
