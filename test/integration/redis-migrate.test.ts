@@ -229,6 +229,8 @@ describe('npm run redis:migrate', () => {
     it('skips keys that expire during the copy instead of copying them without a TTL', async () => {
       const pipeline = sourceClient.pipeline();
       for (let i = 0; i < 5_000; i += 1) pipeline.set(`short:${i}`, 'x', 'PX', 20 + (i % 300));
+      // Keys that outlive the copy: it has something to copy, and their TTLs to keep.
+      for (let i = 0; i < 200; i += 1) pipeline.set(`long:${i}`, 'x', 'PX', 600_000);
       await pipeline.exec();
 
       const run = await migrate(['--from', source.url, '--to', target.url, '--batch', '50', '--parallel', '1']);
@@ -236,9 +238,11 @@ describe('npm run redis:migrate', () => {
       expect(run.code).toBe(0);
       const copied = Number(/copied (\d+) keys/.exec(run.stdout)?.[1]);
       const skipped = Number(/(\d+) expired during the copy/.exec(run.stdout)?.[1] ?? 0);
-      expect(copied + skipped).toBeLessThanOrEqual(5_000);
-      const survivors = await targetClient.keys('short:*');
+      expect(copied).toBeGreaterThanOrEqual(200);
+      expect(copied + skipped).toBeLessThanOrEqual(5_200);
+      const survivors = [...(await targetClient.keys('short:*')), ...(await targetClient.keys('long:*'))];
       const ttls = await Promise.all(survivors.map((key) => targetClient.pttl(key)));
+      expect(survivors.filter((key) => key.startsWith('long:'))).toHaveLength(200);
       expect(ttls.filter((ttl) => ttl === -1)).toEqual([]);
     });
 
