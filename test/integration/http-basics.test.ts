@@ -240,7 +240,7 @@ describe('the HTTP basics of every route', () => {
     const head = await invoke(notFound, httpEvent('HEAD', '/auth/login'));
     const headElsewhere = await invoke(notFound, httpEvent('HEAD', '/lessons'));
 
-    expect(get.json.error).toBeDefined();
+    expect(get.json.error).toEqual({ message: get.json.detail, type: 'invalid_request_error', param: null, code: 'method-not-allowed' });
     expect([head.statusCode, head.headers['content-length'], head.body]).toEqual([405, String(Buffer.byteLength(get.body)), '']);
     expect([headElsewhere.statusCode, headElsewhere.headers['content-length']]).toEqual([404, String(Buffer.byteLength(getElsewhere.body))]);
   });
