@@ -7,22 +7,21 @@
 //
 //   reserve address + account (one round trip) ─ either refused → the other's unit back → 429, no scrypt
 //        └ both held → scrypt ─ wrong → both stay spent → 401
-//                              └ right → both given back (with the session write), and the
-//                                        account's earlier failures forgotten → 200
+//                              └ right → both given back (with the session write) → 200
 //        └ both held, the account unreadable (its node down) → both given back → 503
 //
 // Why successes do not count: many honest users share one address (an office behind NAT, a
 // school, `npm run dev` where every request comes from 127.0.0.1). Many of them logging in at
 // the same moment may find the units held by each other's attempts: that 429 says to retry in a
-// second. Why a success forgives its account's earlier failures (as directories such as Active
-// Directory do): the owner who got in after a few typos, or after someone else's guesses, is not
-// locked out by the next typo; someone guessing that account gets a fresh budget only each time
-// its owner logs in. Why nothing else is given back: logging into one's own account must not
-// refill the budget an attacker spends on the address or on other accounts.
+// second. Why nothing else is given back on success: logging into one's own account must not
+// refill the budget an attacker spends on the address or on other accounts, nor on this one:
+// forgetting its failures would give someone guessing it a fresh budget at each of its owner's
+// logins (a script logging in every minute would multiply it by 15). An owner who made typos
+// waits for their units to come back, as anyone else does.
 
 import { config, type RouteRateLimit } from '../config.ts';
 import type { HttpEvent } from '../http.ts';
-import { knownRefusal, reserveAttempt, type AttemptOutcome, type AttemptReservation } from '../rate-limit/attempts.ts';
+import { knownRefusal, reserveAttempt, type AttemptReservation } from '../rate-limit/attempts.ts';
 import { checkRateLimit, rateLimitHeaders, rateLimitedProblem, type RateLimitDecision, type RateLimitRefusal, type RateLimitRequest } from '../rate-limit/limiter.ts';
 import { failOpenOrThrow } from '../rate-limit/redis-down.ts';
 import type { PolicyState } from '../rate-limit/gcra.ts';
@@ -95,19 +94,10 @@ function refusal(byAddress: RateLimitDecision | undefined, byAccount?: RateLimit
   };
 }
 
-/** Ends the held attempts (address, account) as `outcomes` say; the limits' states after, in the same order. */
-function settleAll(
-  reservations: Array<AttemptReservation | undefined>,
-  outcomes: readonly [address: AttemptOutcome, account: AttemptOutcome],
-): Promise<Array<RateLimitDecision | undefined>> {
-  return Promise.all(reservations.map((reservation, index) => reservation?.settle(outcomes[index]!)));
+/** Ends every held attempt (`counts`: a failure); the limits' states after, in the same order. */
+function settleAll(reservations: Array<AttemptReservation | undefined>, counts: boolean): Promise<Array<RateLimitDecision | undefined>> {
+  return Promise.all(reservations.map((reservation) => reservation?.settle(counts)));
 }
-
-const FAILED = ['failed', 'failed'] as const;
-/** A success: the address's unit back, the account's too with its earlier failures (see above). */
-const SUCCEEDED = ['succeeded', 'forgiving'] as const;
-/** No verdict (refused, or not made): both units back, nothing else. */
-const UNDONE = ['succeeded', 'succeeded'] as const;
 
 /** The address limit's headers, read without spending: for a refusal made before the attempt is known (400, 413, 415). */
 export async function addressHeaders(event: HttpEvent): Promise<Record<string, string>> {
@@ -119,7 +109,7 @@ export async function addressHeaders(event: HttpEvent): Promise<Record<string, s
 export interface LoginReservation {
   /** The attempt failed: its units stay spent. The headers of the 401. */
   failed(): Promise<Record<string, string>>;
-  /** The attempt succeeded: its units are given back, and the account's earlier failures forgotten. The headers of the 200. */
+  /** The attempt succeeded: its units are given back. The headers of the 200. */
   succeeded(): Promise<Record<string, string>>;
   /**
    * The attempt could not be made (the account could not be read): no verdict, so it counts as
@@ -149,17 +139,17 @@ export async function reserveLoginAttempt(attempt: Attempt): Promise<LoginReserv
   if (failure !== undefined) {
     // One limit could not be checked (Redis down, in a cluster where the two live apart): the
     // attempt is not made, so the unit the other may hold goes back.
-    await settleAll(reservations, UNDONE);
+    await settleAll(reservations, false);
     throw failure.reason;
   }
   const [byAddress, byAccount] = reservations.map((reservation) => reservation?.decision);
   if (!combined(byAddress, byAccount).allowed) {
-    const [address, account] = await settleAll(reservations, UNDONE);
+    const [address, account] = await settleAll(reservations, false);
     throw rateLimitedProblem(refusal(address, account));
   }
-  const end = async (outcomes: readonly [AttemptOutcome, AttemptOutcome]) => {
-    const [address, account] = await settleAll(reservations, outcomes);
+  const end = async (counts: boolean) => {
+    const [address, account] = await settleAll(reservations, counts);
     return rateLimitHeaders(combined(address, account));
   };
-  return { failed: () => end(FAILED), succeeded: () => end(SUCCEEDED), abandoned: async () => void (await settleAll(reservations, UNDONE)) };
+  return { failed: () => end(true), succeeded: () => end(false), abandoned: async () => void (await settleAll(reservations, false)) };
 }

@@ -37,9 +37,9 @@ export async function reserveRegistration(event: HttpEvent): Promise<Registratio
   countRateLimitDecision(BUCKET, decision.allowed ? 'allowed' : 'refused');
   if (!decision.allowed) throw rateLimitedProblem(decision);
   return {
-    emailTaken: async () => rateLimitHeaders(await settle('failed')),
-    accountCreated: async () => rateLimitHeaders(await settle('succeeded')),
-    abandoned: async () => void (await settle('succeeded')),
+    emailTaken: async () => rateLimitHeaders(await settle(true)),
+    accountCreated: async () => rateLimitHeaders(await settle(false)),
+    abandoned: async () => void (await settle(false)),
   };
 }
 

@@ -6,9 +6,7 @@
 //   reserve ─ refused: the limit is spent by failures → 429, Retry-After: until a unit refills
 //        │            only attempts in flight hold it → 429, Retry-After: 1 (they end within a second)
 //        └ admitted: one unit held, the attempt noted as in flight (its id, until it ends)
-//   settle ─ 'failed': the unit stays spent   'succeeded': the unit is given back
-//            'forgiving': given back, and the failures counted before are forgotten too (a login
-//            that proves the account's owner); what attempts still in flight hold stays held
+//   settle(counts) ─ true: the unit stays spent (a failure)   false: the unit is given back (a success)
 //
 // A burst gets exactly the limit, and honest attempts are never refused for long because of other
 // honest attempts running at the same moment: those refusals say "in a second". An attempt whose
@@ -68,20 +66,16 @@ return reply
 
 /**
  * KEYS: as reserveScript. ARGV[1]: the attempt's id; ARGV[2]: 1 when it counts (its unit stays spent),
- * 0 to give the unit back, 2 to keep only what the other attempts in flight hold; then per policy
- * its interval (µs). An attempt no longer in flight (settled already, or expired) gives nothing
- * back: a unit is returned at most once.
+ * 0 to give the unit back; then per policy its interval (µs). An attempt no longer in flight
+ * (settled already, or expired) gives nothing back: a unit is returned at most once.
  * Reply: per policy the µs until its quota is full again.
  */
-const settleScript = defineScript(`${LUA_NOW_US}local inFlightKey = KEYS[#KEYS]
-local ended = redis.call('ZREM', inFlightKey, ARGV[1]) == 1
-redis.call('ZREMRANGEBYSCORE', inFlightKey, '-inf', now)
-local others = redis.call('ZCARD', inFlightKey)
+const settleScript = defineScript(`${LUA_NOW_US}local ended = redis.call('ZREM', KEYS[#KEYS], ARGV[1]) == 1
 local reply = {}
 for i = 1, #KEYS - 1 do
   local tat = tonumber(redis.pcall('GET', KEYS[i])) or now
-  if ended and ARGV[2] ~= '1' then
-    if ARGV[2] == '0' then tat = tat - ARGV[2 + i] else tat = math.min(tat, now + others * ARGV[2 + i]) end
+  if ended and ARGV[2] == '0' then
+    tat = tat - ARGV[2 + i]
     if tat > now then
       redis.call('SET', KEYS[i], string.format('%d', tat), 'PX', string.format('%d', math.ceil((tat - now) / 1000)))
     else
@@ -94,19 +88,11 @@ end
 return reply
 `);
 
-/**
- * How an attempt ended: 'failed' keeps its unit spent; 'succeeded' gives it back; 'forgiving' gives
- * it back and forgets the failures counted before it as well.
- */
-export type AttemptOutcome = 'failed' | 'succeeded' | 'forgiving';
-
-const OUTCOME_ARG: Record<AttemptOutcome, number> = { failed: 1, succeeded: 0, forgiving: 2 };
-
 export interface AttemptReservation {
   /** Admitted (a unit held until `settle`), or refused (nothing held; `settle` does nothing). */
   decision: RateLimitDecision;
-  /** Ends the attempt as `outcome` says. The limit's state after. */
-  settle(outcome: AttemptOutcome): Promise<RateLimitDecision>;
+  /** Ends the attempt: `counts` keeps its unit spent, else gives it back. The limit's state after. */
+  settle(counts: boolean): Promise<RateLimitDecision>;
 }
 
 interface Target {
@@ -139,13 +125,13 @@ export async function reserveAttempt(request: RateLimitRequest): Promise<Attempt
     )) as number[];
   } catch (error) {
     // Given up on, the reservation may still run, late: ended as a success, so that it holds nothing.
-    void settle(target, 'succeeded', undefined);
+    void settle(target, false, undefined);
     throw error;
   }
   const [admitted = 0, inFlight = 0, ...untilFull] = reply;
   if (admitted === 1) {
     const decision = decisionOf(true, untilFull, 0, policies, 1);
-    return { decision, settle: (outcome) => settle(target, outcome, decision) };
+    return { decision, settle: (counts) => settle(target, counts, decision) };
   }
   // Waits counted as if the attempts in flight succeed and give their units back: they end within
   // a second, and only failures should keep a client out for long.
@@ -175,13 +161,13 @@ function soon(decision: RateLimitRefusal): RateLimitRefusal {
  * until it refills, and the attempt in flight until its note expires; the state is then the
  * reservation's (undefined: one given up on, whose state nobody reads).
  */
-async function settle<D extends RateLimitDecision | undefined>({ request, keys, id }: Target, outcome: AttemptOutcome, reserved: D): Promise<RateLimitDecision | D> {
+async function settle<D extends RateLimitDecision | undefined>({ request, keys, id }: Target, counts: boolean, reserved: D): Promise<RateLimitDecision | D> {
   const { bucket, identity, policies } = request;
   try {
     const reply = (await withRedis((client) =>
-      withinTime(client, settleScript(client, keys, [id, OUTCOME_ARG[outcome], ...policies.map(intervalUs)]), DEFAULT_CHECK_TIMEOUT_MS),
+      withinTime(client, settleScript(client, keys, [id, counts ? 1 : 0, ...policies.map(intervalUs)]), DEFAULT_CHECK_TIMEOUT_MS),
     )) as number[];
-    if (outcome !== 'failed') forgetBlock(bucket, identity);
+    if (!counts) forgetBlock(bucket, identity);
     return decisionOf(true, reply, 0, policies, 0);
   } catch (error) {
     if (reserved !== undefined) log.warn('rate limit: an attempt could not be settled', { bucket, err: error });

@@ -48,10 +48,10 @@ describe('the in-process block memory', () => {
     const busy = request([{ name: '1-per-1h', limit: 1, windowMs: 3_600_000 }]);
     const spent = request([{ name: '1-per-1h', limit: 1, windowMs: 3_600_000 }]);
     const inFlight = await reserveAttempt(busy);
-    await (await reserveAttempt(spent)).settle('failed');
+    await (await reserveAttempt(spent)).settle(true);
 
     const [byInFlight, byFailures] = [await reserveAttempt(busy), await reserveAttempt(spent)];
-    await inFlight.settle('succeeded');
+    await inFlight.settle(false);
     const before = await scriptRuns(redis.admin);
     const [busyAgain, spentAgain] = [await reserveAttempt(busy), await reserveAttempt(spent)];
     const runs = (await scriptRuns(redis.admin)) - before;
@@ -69,7 +69,7 @@ describe('the in-process block memory', () => {
     const peeked = await checkRateLimit({ ...busy, peek: true }); // the headers of a malformed login body, say
 
     const next = await reserveAttempt(busy);
-    await inFlight.settle('succeeded');
+    await inFlight.settle(false);
 
     expect(peeked.allowed).toBe(false);
     assert(!next.decision.allowed);
