@@ -127,8 +127,9 @@ interface OpenAiUsage {
  * The one place where a request's usage is final, once its answer is: the tokens the provider
  * counted for its misses (as for the chat, what came from the cache cost the user none) and its
  * cache hits out of its inputs. Usage counters for GET /usage (and cache metrics) are written here.
+ * Inputs of a request that asked for fresh vectors are bypasses, as the chat counts its own.
  */
-function countUsage(event: AuthenticatedEvent, outcome: EmbedOutcome, inputs: number): void {
+function countUsage(event: AuthenticatedEvent, outcome: EmbedOutcome, inputs: number, fresh: boolean): void {
   countUsageInBackground({
     userId: event.user.id,
     route: 'POST /embeddings',
@@ -137,7 +138,7 @@ function countUsage(event: AuthenticatedEvent, outcome: EmbedOutcome, inputs: nu
     cacheHits: outcome.hits,
   });
   countCacheRequests('embeddings', 'hit', outcome.hits);
-  countCacheRequests('embeddings', 'miss', inputs - outcome.hits);
+  countCacheRequests('embeddings', fresh ? 'bypass' : 'miss', inputs - outcome.hits);
   annotateRequest({ cache: `${outcome.hits}/${inputs}` });
 }
 
@@ -157,7 +158,7 @@ async function embeddings(event: AuthenticatedEvent, context: Context): Promise<
     usage,
   });
   // The provider has been paid for what it embedded, and its vectors are cached, whatever comes next.
-  countUsage(event, outcome, request.inputs.length);
+  countUsage(event, outcome, request.inputs.length, fresh);
   if (Buffer.byteLength(body) > MAX_ANSWER_BODY_BYTES) {
     // Only components of a billion or more print longer than MOST_JSON_BYTES_A_FLOAT (embeddings are unit vectors).
     throw new HttpProblem(502, 'embeddings-upstream-error', { detail: 'The embeddings provider sent vectors too large to answer with.' });

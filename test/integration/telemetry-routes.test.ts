@@ -84,6 +84,17 @@ describe('metrics and logs of the routes', () => {
     ]);
   });
 
+  it('POST /embeddings exports the inputs of a request asking for fresh vectors as bypasses, as the chat counts its own', async () => {
+    const { token } = await signUpAndLogIn();
+    const input = [`zeta ${randomUUID()}`, `eta ${randomUUID()}`];
+
+    await invoke(embeddings, httpEvent('POST', '/embeddings', { body: { input }, headers: { ...bearer(token), 'Cache-Control': 'no-cache' } }));
+
+    const cache = receiver.latestPoints('tutor.cache.requests');
+    expect(valueOf(cache, { cache: 'embeddings', outcome: 'bypass' })).toBe(2);
+    expect(valueOf(cache, { cache: 'embeddings', outcome: 'miss' }) ?? 0).toBe(0);
+  });
+
   it('counts a refused chat request as refused, by route', async () => {
     await useEnvironment({ REDIS_URL: redis.server.url, PASSWORD_SCRYPT_LOG2N: '14', ...double.env, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, RATE_LIMIT_CHAT: '1/1h' });
     const { token } = await signUpAndLogIn();
