@@ -204,7 +204,6 @@ function isJsonError(upstream: IncomingMessage): boolean {
   return (upstream.statusCode ?? 0) >= 400 && /^application\/json\b/i.test(type);
 }
 
-/** What the local server answered, as it came, or as a problem when the local server made it. */
 /**
  * serverless-offline's Access-Control-Expose-Headers with each name once: it writes the list and
  * hapi, from the same settings, appends it again.
@@ -220,6 +219,7 @@ function exposedNamesOnce(raw: string[]): string[] {
   });
 }
 
+/** What the local server answered, as it came, or as a problem when the local server made it. */
 async function relay(upstream: IncomingMessage, response: ServerResponse, cors: Record<string, string>): Promise<void> {
   const status = upstream.statusCode ?? 502;
   const headers = exposedNamesOnce(fieldsLess(upstream.rawHeaders, status === 204 ? NOT_RELAYED_ON_204 : NOT_RELAYED));
