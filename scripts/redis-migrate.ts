@@ -8,7 +8,7 @@
 import { parseArgs } from 'node:util';
 import { isRedisUrl, REDIS_URL_FORM } from '#shared/redis-url.ts';
 import { planCopy } from './ops/copy-plan.ts';
-import { keysLostDuringCopy, lossesVisible, mastersChanged, sourceResharding } from './ops/copy-watch.ts';
+import { keysLostDuringCopy, lossesVisible, mastersChanged, sourceSlotsMoved } from './ops/copy-watch.ts';
 import { explainFailure } from './ops/diagnosis.ts';
 import { secretEndpoint, urlEndpoint, type OperatorEndpoint } from './ops/endpoint.ts';
 import { WriteRefused } from './ops/keyspace.ts';
@@ -174,8 +174,8 @@ async function copy(source: MigrationEnd, target: MigrationEnd, values: Values, 
   } else if (!lossesVisible(target)) {
     complain(`! The target's INFO does not show its evictions and restarts: keys it may have dropped during the copy cannot be detected${compare}.`);
   }
-  const resharding = sourceResharding(source, sourceNodesAfter);
-  if (resharding !== undefined) complain(`! ${resharding}`);
+  const sourceMoved = sourceSlotsMoved(source, sourceNodesAfter);
+  if (sourceMoved !== undefined) complain(`! ${sourceMoved}`);
   return 0;
 }
 

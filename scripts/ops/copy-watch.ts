@@ -29,27 +29,31 @@ export function keysLostDuringCopy(target: MigrationEnd, nodesAfter: readonly No
 }
 
 /**
- * Whether the target's masters are other nodes than when it was opened: a failover (which may lose
- * what the old master had not passed on) or a resharding (which loses nothing), told apart only by
- * comparing the data.
+ * Whether an end's masters are other nodes than when it was opened: a failover (which, on the
+ * target, may lose what the old master had not passed on) or a resharding (which loses nothing),
+ * told apart only by comparing the data.
  */
-export function mastersChanged(target: MigrationEnd, nodesAfter: readonly NodeInfo[]): boolean {
-  const before = new Set(target.nodes.map((node) => node.address));
+export function mastersChanged(end: MigrationEnd, nodesAfter: readonly NodeInfo[]): boolean {
+  const before = new Set(end.nodes.map((node) => node.address));
   const after = new Set(nodesAfter.map((node) => node.address));
   return before.size !== after.size || [...after].some((address) => !before.has(address));
 }
 
 /**
- * The sentence for a source that was resharding while it was read, if it was: slots on the move
- * when the copy started or ended, or served by other masters at the end. The copy reads each master
+ * The sentence for a source whose keys may have moved while it was read, if they may have: slots
+ * on the move when the copy started or ended (a resharding), other masters at the end (a failover,
+ * or a resharding onto a new node), or slots served by other masters. The copy reads each master
  * in turn, so a key that moved from a master not read yet to one read already was not copied.
  */
-export function sourceResharding(source: MigrationEnd, nodesAfter: readonly NodeInfo[]): string | undefined {
+export function sourceSlotsMoved(source: MigrationEnd, nodesAfter: readonly NodeInfo[]): string | undefined {
   const moving = [...new Set([...source.nodes, ...nodesAfter].flatMap((node) => node.slots?.moving ?? []))].sort((a, b) => a - b);
   const slotMap = (nodes: readonly NodeInfo[]) => nodes.map((node) => `${node.address} ${node.slots?.served}`).sort().join('\n');
-  if (moving.length === 0 && slotMap(source.nodes) === slotMap(nodesAfter)) return undefined;
-  const what = moving.length === 0 ? 'slots moved between masters' : `slot${moving.length === 1 ? '' : 's'} ${moving.slice(0, 5).join(', ')}${moving.length > 5 ? ', ...' : ''} moving between masters`;
-  return `The source was resharding during the copy (${what}): a key that moved while the copy ran may not have been copied; copy again once the resharding has ended, then --verify.`;
+  let what: string;
+  if (moving.length > 0) what = `a resharding: slot${moving.length === 1 ? '' : 's'} ${moving.slice(0, 5).join(', ')}${moving.length > 5 ? ', ...' : ''} moving between masters`;
+  else if (mastersChanged(source, nodesAfter)) what = 'its masters changed: a failover or a resharding';
+  else if (slotMap(source.nodes) !== slotMap(nodesAfter)) what = 'a resharding: slots moved between masters';
+  else return undefined;
+  return `The source's slots moved during the copy (${what}): a key that moved while the copy ran may not have been copied; copy again once they stay put, then --verify.`;
 }
 
 /** Whether INFO shows the target's evictions and restarts (refused or hidden by some managed services). */
