@@ -28,7 +28,7 @@ const checkHealth = () => invoke(health, httpEvent('GET', '/health'));
  * client left waiting would take (ioredis's own connect time-out is 10 s; a silent socket, never).
  */
 const SHORT_REDIS_TIMEOUTS = { REDIS_CONNECT_TIMEOUT_MS: '200', REDIS_COMMAND_TIMEOUT_MS: '200' };
-const FAST_FAILURE_MS = 4_000;
+const FAST_FAILURE_MS = 2_000;
 
 /** GET /health, and what the process wrote meanwhile. */
 async function checkHealthCapturingLogs(): Promise<{ response: Awaited<ReturnType<typeof checkHealth>>; logs: string }> {
