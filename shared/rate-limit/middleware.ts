@@ -8,8 +8,8 @@
 //            a cost beyond a policy's whole quota, which no wait would admit: 413, spends nothing
 //   after    RateLimit-Policy / RateLimit on the response
 //   onError  the same headers on problems raised further down (a 400, a 502 from Claude...)
-//            a 401 from auth, which `before` never saw: the client address's headers, read
-//            without spending (bad input changes nothing); Redis unable to answer: none
+//            a 401 from auth, which `before` never saw: the headers of its client address's
+//            quota, which is always full (see headersForRefusedByAuth), told without asking Redis
 
 import type { MiddlewareObj } from '@middy/core';
 import type { RateLimitPolicy, RouteRateLimit } from '../config.ts';
@@ -17,7 +17,7 @@ import type { HttpEvent, HttpResult } from '../http.ts';
 import { HttpProblem } from '../problem.ts';
 import { requestSlot } from '../request-slot.ts';
 import { countRateLimitDecision } from '../telemetry/metrics.ts';
-import { checkRateLimit, rateLimitedProblem, rateLimitHeaders, type RateLimitDecision } from './limiter.ts';
+import { checkRateLimit, decisionOf, rateLimitedProblem, rateLimitHeaders, type RateLimitDecision } from './limiter.ts';
 import { failOpenOrThrow } from './redis-down.ts';
 
 export interface RateLimitOptions {
@@ -104,27 +104,29 @@ export function rateLimit(options: RateLimitOptions): MiddlewareObj<HttpEvent, H
   };
 
   /**
-   * The headers every answer of a limited route carries, for a request auth refused: its client
-   * address's quota (the identity a request without a user has), read, not spent, as for any other
-   * bad input.
+   * The headers every answer of a limited route carries, for a request auth refused: those of its
+   * client address's quota, the identity of a request without a user. On a route behind auth that
+   * quota is never spent (only signed-in requests reach the check, limited by user, and bad input
+   * spends nothing), so it is full, and said so without a round trip: a flood of requests without
+   * a valid token costs Redis nothing more than the session lookups it already made.
    */
-  const headersForRefusedByAuth = async (request: Request, refusal: HttpProblem): Promise<void> => {
-    let state: RateLimitDecision;
+  const headersForRefusedByAuth = (refusal: HttpProblem): void => {
+    let policies: RateLimitPolicy[];
     try {
-      state = await checkRateLimit({ bucket, identity: identityOf(request.event), policies: options.limit().policies, cost: 0 });
+      policies = options.limit().policies;
     } catch {
-      return; // without Redis the state is unknown; the 401 says what the client must fix
+      return; // a configuration error: the 401 still says what the client must fix
     }
-    Object.assign(refusal.headers, rateLimitHeaders(state));
+    Object.assign(refusal.headers, rateLimitHeaders(decisionOf(true, [], 0, policies, 0)));
   };
 
-  const onError = async (request: Request): Promise<void> => {
+  const onError = (request: Request): void => {
     const error = request.error;
     // A bug's 500 needs no headers.
     if (!(error instanceof HttpProblem)) return;
     const decision = decisions.get(request);
     if (decision === undefined) {
-      if (error.status === 401) await headersForRefusedByAuth(request, error);
+      if (error.status === 401) headersForRefusedByAuth(error);
       return;
     }
     // Our own 429 carries the headers already.
