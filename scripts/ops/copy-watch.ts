@@ -3,7 +3,7 @@
 // whose slots moved while it was read (a resharding).
 
 import { runIdsKnown, type MigrationEnd } from './migration-ends.ts';
-import { evictedKeys, type NodeInfo } from './server-info.ts';
+import { describeMovingSlots, evictedKeys, movingSlots, type NodeInfo } from './server-info.ts';
 
 /**
  * The sentence for keys the target may have lost since it was opened, if any. A target whose
@@ -46,10 +46,10 @@ export function mastersChanged(end: MigrationEnd, nodesAfter: readonly NodeInfo[
  * in turn, so a key that moved from a master not read yet to one read already was not copied.
  */
 export function sourceSlotsMoved(source: MigrationEnd, nodesAfter: readonly NodeInfo[]): string | undefined {
-  const moving = [...new Set([...source.nodes, ...nodesAfter].flatMap((node) => node.slots?.moving ?? []))].sort((a, b) => a - b);
+  const moving = movingSlots([...source.nodes, ...nodesAfter]);
   const slotMap = (nodes: readonly NodeInfo[]) => nodes.map((node) => `${node.address} ${node.slots?.served}`).sort().join('\n');
   let what: string;
-  if (moving.length > 0) what = `a resharding: slot${moving.length === 1 ? '' : 's'} ${moving.slice(0, 5).join(', ')}${moving.length > 5 ? ', ...' : ''} moving between masters`;
+  if (moving.length > 0) what = `a resharding: ${describeMovingSlots(moving)}`;
   else if (mastersChanged(source, nodesAfter)) what = 'its masters changed: a failover or a resharding';
   else if (slotMap(source.nodes) !== slotMap(nodesAfter)) what = 'a resharding: slots moved between masters';
   else return undefined;

@@ -6,7 +6,7 @@ import { config } from '#shared/config.ts';
 import { databaseOf } from '#shared/redis-url.ts';
 import { clusterStateFailure } from './connection.ts';
 import type { OperatorEndpoint } from './endpoint.ts';
-import { infoRefusal, keyCounts, type NodeInfo } from './server-info.ts';
+import { describeMovingSlots, infoRefusal, keyCounts, movingSlots, type NodeInfo } from './server-info.ts';
 
 export interface HealthReport {
   lines: Array<[label: string, text: string]>;
@@ -46,9 +46,8 @@ function mode(observations: Observations): string {
   const { endpoint, nodes } = observations;
   if (!endpoint.cluster) return 'standalone';
   const state = distinct(nodes, 'cluster_state').join('/');
-  // A slot on the move shows on both masters: the one handing it over and the one taking it in.
-  const moving = [...new Set(nodes.flatMap((node) => node.slots?.moving ?? []))].sort((a, b) => a - b);
-  const resharding = moving.length === 0 ? '' : `; resharding: slot${moving.length === 1 ? '' : 's'} ${moving.slice(0, 5).join(', ')}${moving.length > 5 ? ', ...' : ''} moving between masters`;
+  const moving = movingSlots(nodes);
+  const resharding = moving.length === 0 ? '' : `; resharding: ${describeMovingSlots(moving)}`;
   return `cluster, ${nodes.length} master${nodes.length === 1 ? '' : 's'}${state === 'unknown' ? '' : ` (cluster_state ${state})`}${resharding}`;
 }
 

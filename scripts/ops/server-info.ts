@@ -41,6 +41,20 @@ export function infoRefusal(nodes: readonly NodeInfo[]): string | undefined {
   return nodes.find((node) => node.infoRefused !== undefined)?.infoRefused;
 }
 
+/**
+ * The slots on the move between the nodes' masters (a resharding), each once: a slot on the move
+ * shows on both masters, the one handing it over and the one taking it in.
+ */
+export function movingSlots(nodes: readonly NodeInfo[]): number[] {
+  return [...new Set(nodes.flatMap((node) => node.slots?.moving ?? []))].sort((a, b) => a - b);
+}
+
+/** `slot 14604 moving between masters`, `slots 1, 2, 3, 4, 5, ... moving between masters`. */
+export function describeMovingSlots(slots: readonly number[]): string {
+  const listed = `${slots.slice(0, 5).join(', ')}${slots.length > 5 ? ', ...' : ''}`;
+  return `slot${slots.length === 1 ? '' : 's'} ${listed} moving between masters`;
+}
+
 /** Keys evicted since the nodes started (INFO's `evicted_keys`), summed; 0 where INFO hides it. */
 export function evictedKeys(nodes: readonly NodeInfo[]): number {
   return nodes.reduce((sum, node) => sum + Number(node.info.get('evicted_keys') ?? 0), 0);
